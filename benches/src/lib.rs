@@ -1,0 +1,1 @@
+//! Criterion micro-benchmarks and load benchmarks for ringrunner; see `benches/`.

@@ -1,0 +1,26 @@
+//! ringrunner: a PHP application server that keeps worker processes alive and relays work to
+//! them over the goridge protocol.
+
+/// ringrunner's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `rr --version` line, in RoadRunner's shape (spec config-cli-rpc §3).
+#[must_use]
+pub fn version_line() -> String {
+    format!(
+        "rr version {VERSION} (build time: {}, rust), OS: {}, arch: {}",
+        option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown"),
+        std::env::consts::OS,
+        go_arch_name(std::env::consts::ARCH)
+    )
+}
+
+/// Go's name for an architecture, as RoadRunner prints it.
+fn go_arch_name(rust_arch: &str) -> &str {
+    match rust_arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    }
+}

@@ -1,0 +1,32 @@
+//! The frame decoder and the relay payload decoders on arbitrary bytes in arbitrary splits:
+//! never a panic, and every frame it yields re-encodes to the bytes it came from.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringrunner_protocol::payload::{ServerMessage, WorkerMessage};
+use ringrunner_protocol::FrameDecoder;
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks the chunk size, so splits are explored too.
+    let Some((&split, wire)) = data.split_first() else { return };
+    let chunk = usize::from(split).max(1);
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut consumed = 0;
+    for piece in wire.chunks(chunk) {
+        decoder.feed(piece);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    let mut re_encoded = Vec::new();
+                    frame.header.encode_frame_into(frame.payload, &mut re_encoded).unwrap();
+                    assert_eq!(re_encoded, wire[consumed..consumed + re_encoded.len()]);
+                    consumed += re_encoded.len();
+                    let _ = WorkerMessage::from_frame(&frame);
+                    let _ = ServerMessage::from_frame(&frame);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    let _ = decoder.finish();
+});

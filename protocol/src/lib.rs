@@ -1,0 +1,18 @@
+//! The goridge wire protocol that RoadRunner speaks with its PHP workers and RPC clients,
+//! as pure functions and state machines over byte slices: no I/O, no clock, no threads.
+//!
+//! - [`frame`]: the goridge frame (spec relay-protocol §1): header, flags, CRC, options, an
+//!   incremental [`FrameDecoder`] and a zero-copy header encoder.
+//! - [`payload`]: what a frame means on a worker relay (§2–§5): data, control, error, stop
+//!   request, stream STOP/PING/PONG.
+//! - [`rpc`]: goridge RPC framing (§6): sequence numbers, method names, codec resolution.
+#![forbid(unsafe_code)]
+
+pub mod frame;
+pub mod payload;
+pub mod rpc;
+
+pub use frame::{
+    EncodedHeader, Flags, Frame, FrameDecoder, FrameError, FrameHeader, StreamFlags,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+};
