@@ -1,6 +1,10 @@
 //! ringrunner: a PHP application server that keeps worker processes alive and relays work to
 //! them over the goridge protocol.
 
+pub mod pool;
+pub mod runtime;
+pub mod worker;
+
 /// ringrunner's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -160,3 +160,5 @@ pub fn self_check(rounds: usize) -> Result<SelfCheckReport, String> {
         mean_round_trip,
     })
 }
+
+pub mod harness;

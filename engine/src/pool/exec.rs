@@ -1,0 +1,335 @@
+//! One request through the pool (spec pool-server §4): take a worker, one write, read the
+//! reply, give the worker back (or retire it), all on the calling shard.
+
+use super::{ExecError, Pool, PoolShared, WorkerState};
+use crate::worker::relay::{self, RelayError, RelayIo};
+use ringrunner_protocol::payload::{data_header, WorkerMessage, PONG_FRAME};
+use ringrunner_protocol::{Flags, StreamFlags};
+use std::cell::RefCell;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+
+/// A request: context and body, with the codec bits of the context.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Codec of the context (e.g. `CODEC_PROTO` for HTTP).
+    pub codec: Flags,
+    /// Context bytes.
+    pub context: &'a [u8],
+    /// Body bytes.
+    pub body: &'a [u8],
+}
+
+/// What came back, besides the bytes written to the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseMeta {
+    /// The worker's codec bits.
+    pub codec: Flags,
+    /// The first `context_len` bytes of the buffer are the context, the rest the body.
+    pub context_len: usize,
+}
+
+/// How many times one request is re-run after workers asked to be stopped (spec §4.2), so a
+/// pool whose every worker asks to stop cannot loop forever.
+const MAX_STOP_REQUEST_RERUNS: usize = 64;
+
+thread_local! {
+    /// Reused frame buffers of this shard: the hot path allocates nothing in steady state.
+    static SEND_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_send_buffer() -> Vec<u8> {
+    SEND_BUFFERS
+        .with(|buffers| buffers.borrow_mut().pop())
+        .unwrap_or_default()
+}
+
+fn return_send_buffer(mut buffer: Vec<u8>) {
+    const KEEP_BYTES: usize = 1 << 20;
+    const KEEP_BUFFERS: usize = 64;
+    if buffer.capacity() <= KEEP_BYTES {
+        buffer.clear();
+        SEND_BUFFERS.with(|buffers| {
+            let mut buffers = buffers.borrow_mut();
+            if buffers.len() < KEEP_BUFFERS {
+                buffers.push(buffer);
+            }
+        });
+    }
+}
+
+/// The worker's answer, its bytes already in the caller's buffer.
+enum Reply {
+    Data(ResponseMeta),
+    SoftError(String),
+    StopRequest,
+}
+
+/// Owns a taken slot for the duration of one exchange. Dropped without `finish` (the caller
+/// gave up mid-request), the worker's state is unknown: it is killed and replaced.
+struct ExecGuard<'a> {
+    shared: &'a PoolShared,
+    index: u32,
+    finished: bool,
+}
+
+impl ExecGuard<'_> {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+
+    /// Gives the slot to its lifecycle task in state `state`.
+    fn retire(mut self, state: WorkerState) {
+        self.finished = true;
+        let slot = self.shared.slot(self.index);
+        slot.mark(state);
+        if matches!(state, WorkerState::Errored | WorkerState::ExecTtlReached) {
+            slot.kill();
+        }
+        slot.returned.notify_one();
+    }
+}
+
+impl Drop for ExecGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let slot = self.shared.slot(self.index);
+            slot.mark(WorkerState::Errored);
+            slot.kill();
+            slot.returned.notify_one();
+        }
+    }
+}
+
+impl Pool {
+    /// Runs `request` on a worker and writes the reply's context and body into `response`
+    /// (cleared first). The caller keeps `response` for its next request.
+    ///
+    /// # Errors
+    /// An [`ExecError`] whose text is RoadRunner's.
+    pub async fn exec(
+        &self,
+        request: Request<'_>,
+        response: &mut Vec<u8>,
+    ) -> Result<ResponseMeta, ExecError> {
+        let shared = self.shared();
+        if request.context.is_empty() && request.body.is_empty() {
+            return Err(ExecError::EmptyPayload);
+        }
+        if shared.closed.load(Ordering::SeqCst) {
+            return Err(ExecError::Stopped);
+        }
+        let queued = shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _in_flight = InFlight(shared);
+        let max_queue = shared.config.max_queue_size;
+        if max_queue > 0 && queued >= max_queue {
+            return Err(ExecError::QueueFull);
+        }
+        for _ in 0..MAX_STOP_REQUEST_RERUNS {
+            let index = self.take().await?;
+            match exec_on(shared, index, request, response).await? {
+                Reply::Data(meta) => return Ok(meta),
+                Reply::SoftError(text) => {
+                    tracing::warn!(pool = %shared.config.name, error = %text, "soft worker error");
+                    return Err(ExecError::SoftJob(text));
+                }
+                Reply::StopRequest => continue,
+            }
+        }
+        Err(ExecError::NoFreeWorkers)
+    }
+
+    /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2).
+    async fn take(&self) -> Result<u32, ExecError> {
+        let shared = self.shared();
+        let deadline = tokio::time::Instant::now() + shared.config.allocate_timeout;
+        loop {
+            let index = match shared.idle.pop() {
+                Some(index) => index,
+                None => shared
+                    .waiters
+                    .wait(&shared.idle, deadline)
+                    .await
+                    .map_err(|error| match error {
+                        super::waiters::WaitError::Closed => ExecError::Stopped,
+                        super::waiters::WaitError::TimedOut => {
+                            tracing::error!(pool = %shared.config.name, reason = "no free workers",
+                            "no free workers in the pool, wait timeout exceed");
+                            ExecError::NoFreeWorkers
+                        }
+                    })?,
+            };
+            let slot = shared.slot(index);
+            if slot.transition(WorkerState::Ready, WorkerState::Working) {
+                return Ok(index);
+            }
+            // Flagged while idle (exited, supervisor, reset): its lifecycle task takes it.
+            slot.returned.notify_one();
+        }
+    }
+}
+
+/// Decrements the in-flight count when the exec call ends, however it ends.
+struct InFlight<'a>(&'a PoolShared);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn exec_on(
+    shared: &PoolShared,
+    index: u32,
+    request: Request<'_>,
+    response: &mut Vec<u8>,
+) -> Result<Reply, ExecError> {
+    let guard = ExecGuard {
+        shared,
+        index,
+        finished: false,
+    };
+    let slot = shared.slot(index);
+    let generation = slot.generation.load(Ordering::Acquire);
+    let Some(mut relay) = relay_for(shared, index, generation) else {
+        guard.retire(WorkerState::Errored);
+        return Err(ExecError::Network("worker relay is gone".into()));
+    };
+    slot.last_used_ns.store(shared.now_ns(), Ordering::Relaxed);
+    let exchange = exchange(&mut relay, request, response, slot);
+    let outcome = match shared.config.exec_ttl() {
+        Some(ttl) => tokio::time::timeout(ttl, exchange).await.map_err(|_| ()),
+        None => Ok(exchange.await),
+    };
+    match outcome {
+        Err(()) => {
+            tracing::warn!(pool = %shared.config.name, pid = slot.pid.load(Ordering::Relaxed),
+                reason = "execTTL timeout elapsed", "worker stopped, and will be restarted");
+            guard.retire(WorkerState::ExecTtlReached);
+            Err(ExecError::ExecTtl)
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(pool = %shared.config.name, pid = slot.pid.load(Ordering::Relaxed),
+                reason = "worker hung or process was killed", %error,
+                "RoadRunner can't communicate with the worker");
+            guard.retire(WorkerState::Errored);
+            Err(ExecError::Network(error.to_string()))
+        }
+        Ok(Ok(Reply::StopRequest)) => {
+            relay::put_cached(shared.id, index, generation, relay);
+            guard.retire(WorkerState::Invalid);
+            Ok(Reply::StopRequest)
+        }
+        Ok(Ok(reply)) => {
+            relay::put_cached(shared.id, index, generation, relay);
+            guard.finish();
+            give_back(shared, index);
+            Ok(reply)
+        }
+    }
+}
+
+/// After a complete reply: back to ready, or retired when `max_jobs` is reached or the
+/// supervisor flagged it meanwhile. The reply is delivered first either way (spec §4.4 fix).
+fn give_back(shared: &PoolShared, index: u32) {
+    let slot = shared.slot(index);
+    let max_jobs = shared.config.max_jobs;
+    if max_jobs > 0 && slot.execs.load(Ordering::Relaxed) >= max_jobs {
+        slot.transition(WorkerState::Working, WorkerState::MaxJobsReached);
+        slot.returned.notify_one();
+    } else if slot.transition(WorkerState::Working, WorkerState::Ready) {
+        shared.release(index);
+    } else {
+        slot.returned.notify_one();
+    }
+}
+
+fn relay_for(shared: &PoolShared, index: u32, generation: u64) -> Option<RelayIo> {
+    relay::take_cached(shared.id, index, generation).or_else(|| {
+        let slot = shared.slot(index);
+        slot.with_process(|process| {
+            RelayIo::from_fds(
+                process.relay_write.as_fd(),
+                process.relay_read.as_fd(),
+                shared.config.max_payload_bytes,
+            )
+            .ok()
+        })
+        .flatten()
+    })
+}
+
+/// Writes the request frame and reads the reply; a streamed reply is gathered whole, with
+/// a PONG for every PING (spec relay-protocol §5).
+async fn exchange(
+    relay: &mut RelayIo,
+    request: Request<'_>,
+    response: &mut Vec<u8>,
+    slot: &super::slot::WorkerSlot,
+) -> Result<Reply, RelayError> {
+    let mut frame = take_send_buffer();
+    let header = data_header(
+        request.codec,
+        StreamFlags::EMPTY,
+        request.context.len(),
+        request.body.len(),
+    )?;
+    frame.extend_from_slice(header.as_bytes());
+    frame.extend_from_slice(request.context);
+    frame.extend_from_slice(request.body);
+    let (sent, frame) = relay.send(frame).await;
+    return_send_buffer(frame);
+    sent?;
+    slot.execs.fetch_add(1, Ordering::Relaxed);
+    response.clear();
+    let mut meta = None;
+    loop {
+        let step = relay
+            .receive(|frame| match WorkerMessage::from_frame(frame) {
+                Ok(WorkerMessage::Data(data)) => {
+                    let first = meta.is_none();
+                    if first {
+                        response.extend_from_slice(data.context);
+                        meta = Some(ResponseMeta {
+                            codec: data.codec,
+                            context_len: data.context.len(),
+                        });
+                    }
+                    response.extend_from_slice(data.body);
+                    Ok(Step::Chunk {
+                        more: data.is_streaming(),
+                        pong: data.wants_pong() && !first,
+                    })
+                }
+                Ok(WorkerMessage::Error(text)) => Ok(Step::Done(Reply::SoftError(
+                    String::from_utf8_lossy(text).into_owned(),
+                ))),
+                Ok(WorkerMessage::StopRequest) => Ok(Step::Done(Reply::StopRequest)),
+                Ok(WorkerMessage::Control(_)) => {
+                    Err("unexpected control frame in a reply".to_owned())
+                }
+                Err(error) => Err(error.to_string()),
+            })
+            .await?
+            .map_err(|reason| {
+                RelayError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
+            })?;
+        match step {
+            Step::Done(reply) => return Ok(reply),
+            Step::Chunk { more: false, .. } => {
+                return Ok(Reply::Data(meta.expect("a data frame was read")));
+            }
+            Step::Chunk { more: true, pong } => {
+                if pong {
+                    let (sent, _) = relay.send(PONG_FRAME.to_vec()).await;
+                    sent?;
+                }
+            }
+        }
+    }
+}
+
+enum Step {
+    Chunk { more: bool, pong: bool },
+    Done(Reply),
+}

@@ -1,0 +1,336 @@
+//! A slot's lifecycle task: start a worker, hand it to the pool, wait until it exits or is
+//! handed back, stop or kill it, start the next one. At boot a failure is reported to the
+//! pool's creator; at runtime it is retried with exponential backoff.
+
+use super::slot::SlotProcess;
+use super::{
+    unix_now_ns, PoolShared, SpawnError, WorkerState, RESPAWN_BACKOFF_MAX, RESPAWN_BACKOFF_MIN,
+    STOP_GRACE,
+};
+use crate::worker::process::{self, SpawnedProcess, StdioRelay};
+use crate::worker::relay::{self, RelayIo};
+use ringrunner_protocol::payload::{encode_pid_request, encode_stop, parse_pid_reply};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
+
+type BootReport = oneshot::Sender<Result<(), SpawnError>>;
+
+/// A started, handshaken worker as its lifecycle task holds it.
+struct RunningWorker {
+    child: Child,
+    exit: AsyncFd<OwnedFd>,
+    generation: u64,
+}
+
+pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Option<BootReport>) {
+    let slot = shared.slot(index);
+    let mut failures: u32 = 0;
+    while !shared.closed.load(Ordering::SeqCst) && slot.state() != WorkerState::Destroyed {
+        match start_worker(&shared, index).await {
+            Ok(mut running) => {
+                if failures > 0 {
+                    shared.failing_slots.fetch_sub(1, Ordering::Relaxed);
+                    tracing::info!(pool = %shared.config.name, slot = index, "worker boots again");
+                }
+                failures = 0;
+                if let Some(boot) = boot.take() {
+                    let _ = boot.send(Ok(()));
+                }
+                if !slot.transition(WorkerState::Inactive, WorkerState::Ready) {
+                    // Destroyed while starting.
+                    stop_worker(&shared, index, &mut running).await;
+                    break;
+                }
+                shared.release(index);
+                let status = serve_until_retired(&shared, index, &mut running).await;
+                finish_worker(&shared, index, running.generation, status);
+            }
+            Err(error) => {
+                if let Some(boot) = boot.take() {
+                    let _ = boot.send(Err(error));
+                    break;
+                }
+                if failures == 0 {
+                    shared.failing_slots.fetch_add(1, Ordering::Relaxed);
+                }
+                failures = failures.saturating_add(1);
+                let delay = backoff(failures);
+                tracing::error!(pool = %shared.config.name, slot = index, attempt = failures,
+                    retry_in_ms = delay.as_millis() as u64, %error, "worker failed to boot");
+                // Destroy wakes this wait through `returned`.
+                let _ = tokio::time::timeout(delay, slot.returned.notified()).await;
+            }
+        }
+    }
+    if failures > 0 {
+        shared.failing_slots.fetch_sub(1, Ordering::Relaxed);
+    }
+    if let Some(boot) = boot.take() {
+        let _ = boot.send(Err(SpawnError::Closed));
+    }
+    shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
+    shared.tasks_done.notify_waiters();
+}
+
+/// 100 ms, 200 ms, 400 ms … capped at 10 s.
+fn backoff(failures: u32) -> std::time::Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(16);
+    RESPAWN_BACKOFF_MIN
+        .saturating_mul(factor)
+        .min(RESPAWN_BACKOFF_MAX)
+}
+
+/// Spawns the process, starts its stderr reader and runs the pid handshake within
+/// `allocate_timeout` (spec relay-protocol §8.1).
+async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWorker, SpawnError> {
+    let slot = shared.slot(index);
+    let config = &shared.config;
+    let command = config.command.display();
+    slot.set_state(WorkerState::Inactive);
+    let SpawnedProcess {
+        mut child,
+        pid,
+        pidfd,
+        relay_write,
+        relay_read,
+        stderr,
+    } = process::spawn(&config.command, StdioRelay::Pipes).map_err(|error| SpawnError::Start {
+        command: command.clone(),
+        reason: error.to_string(),
+    })?;
+    let exit = watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
+        .map_err(|e| start_error(&command, &e))?;
+    tokio_uring::spawn(forward_stderr(Arc::clone(shared), index, pid, stderr));
+    let (relay_write, relay_read) = (
+        relay_write.expect("pipes relay"),
+        relay_read.expect("pipes relay"),
+    );
+    let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let mut relay = RelayIo::from_fds(
+        relay_write.as_fd(),
+        relay_read.as_fd(),
+        config.max_payload_bytes,
+    )
+    .map_err(|e| start_error(&command, &e))?;
+    slot.install(SlotProcess {
+        relay_write,
+        relay_read,
+        pidfd,
+    });
+    slot.pid.store(pid, Ordering::Release);
+
+    let handshake = tokio::time::timeout(
+        config.allocate_timeout,
+        handshake(&mut relay, shared.server_pid, pid),
+    );
+    let failure = match handshake.await {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(_) => {
+            slot.kill();
+            let _ = child.wait();
+            slot.uninstall();
+            return Err(SpawnError::Timeout {
+                command,
+                pid,
+                stderr_tail: stderr_tail(slot, &exit).await,
+            });
+        }
+    };
+    if let Some(reason) = failure {
+        slot.kill();
+        let status = child
+            .wait()
+            .map(|status| format!(" ({status})"))
+            .unwrap_or_default();
+        slot.uninstall();
+        let stderr_tail = stderr_tail(slot, &exit).await;
+        return Err(SpawnError::Handshake {
+            command,
+            pid,
+            reason: format!("{reason}{status}"),
+            stderr_tail,
+        });
+    }
+    slot.execs.store(0, Ordering::Relaxed);
+    slot.last_used_ns.store(0, Ordering::Relaxed);
+    slot.spawned_at_ns.store(shared.now_ns(), Ordering::Relaxed);
+    slot.created_unix_ns.store(unix_now_ns(), Ordering::Relaxed);
+    relay::put_cached(shared.id, index, generation, relay);
+    tracing::debug!(pool = %config.name, pid, max_execs = config.max_jobs, "worker is allocated");
+    Ok(RunningWorker {
+        child,
+        exit,
+        generation,
+    })
+}
+
+/// Registers a pidfd with the shard's reactor: it turns readable when the process exits.
+fn watch_exit(pidfd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes the OwnedFd by value; an OwnedFd is open until dropped and
+    // always returns the same descriptor, which is what registration requires.
+    unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)
+}
+
+fn start_error(command: &str, error: &std::io::Error) -> SpawnError {
+    SpawnError::Start {
+        command: command.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+/// Gives the stderr reader a moment to record the dying worker's last words.
+async fn stderr_tail(slot: &super::slot::WorkerSlot, exit: &AsyncFd<OwnedFd>) -> String {
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), exit.readable()).await;
+    tokio::task::yield_now().await;
+    slot.take_stderr_tail()
+}
+
+async fn handshake(relay: &mut RelayIo, server_pid: u32, spawned_pid: u32) -> Result<(), String> {
+    let mut frame = Vec::with_capacity(32);
+    encode_pid_request(server_pid, &mut frame);
+    let (sent, _) = relay.send(frame).await;
+    // A worker that exits at once may close stdin first: the reply read tells why.
+    let reply = relay
+        .receive(|frame| parse_pid_reply(frame).map_err(|e| e.to_string()))
+        .await;
+    match reply {
+        Ok(Ok(pid)) if pid > 0 => {
+            if pid != spawned_pid {
+                tracing::debug!(
+                    reported = pid,
+                    spawned = spawned_pid,
+                    "pipes handshake pid differs (wrapper process)"
+                );
+            }
+            sent.map_err(|e| e.to_string())
+        }
+        Ok(Ok(_)) => Err("handshake reply carries pid 0".into()),
+        Ok(Err(reason)) => Err(reason),
+        Err(_) if relay.is_collecting_stray_output() => Err(relay
+            .drain_stray_output()
+            .await
+            .map_or_else(|| "worker script not found".into(), |e| e.to_string())),
+        Err(error) => Err(format!("worker exited before the handshake: {error}")),
+    }
+}
+
+/// Reads the worker's stderr until EOF; each chunk is one INFO line of the `server` logger
+/// (spec relay-protocol §7.4).
+async fn forward_stderr(shared: Arc<PoolShared>, index: u32, pid: u32, stderr: OwnedFd) {
+    let file = tokio_uring::fs::File::from_std(std::fs::File::from(stderr));
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        let (result, returned) = file.read_at(buf, 0).await;
+        buf = returned;
+        match result {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                shared.slot(index).record_stderr(&text);
+                tracing::info!(target: "server", pid, pool = %shared.config.name, "{}", text.trim_end());
+            }
+        }
+    }
+}
+
+/// Waits until the process exits by itself or its slot is handed back, then ends it.
+async fn serve_until_retired(
+    shared: &Arc<PoolShared>,
+    index: u32,
+    running: &mut RunningWorker,
+) -> ExitStatus {
+    let slot = shared.slot(index);
+    tokio::select! {
+        _ = running.exit.readable() => {
+            let status = reap(running).await;
+            let state = if status.success() { WorkerState::Stopped } else { WorkerState::Errored };
+            slot.mark(state);
+            if !shared.closed.load(Ordering::SeqCst) {
+                tracing::warn!(pool = %shared.config.name, pid = running.child.id(), %status, "worker exited, replacing it");
+            }
+            // Idle workers sit on the stack: sweep so that the dead one comes back to us.
+            shared.sweep_idle(|_, _| true);
+            slot.returned.notified().await;
+            status
+        }
+        () = slot.returned.notified() => stop_worker(shared, index, running).await,
+    }
+}
+
+/// Ends a worker this task owns: stop frame and a grace period for retirements, SIGKILL for
+/// errors (spec pool-server §6.3).
+async fn stop_worker(
+    shared: &Arc<PoolShared>,
+    index: u32,
+    running: &mut RunningWorker,
+) -> ExitStatus {
+    let slot = shared.slot(index);
+    if slot.state().retires_gracefully() {
+        slot.mark(WorkerState::Stopping);
+        let relay = relay::take_cached(shared.id, index, running.generation).or_else(|| {
+            slot.with_process(|p| {
+                RelayIo::from_fds(p.relay_write.as_fd(), p.relay_read.as_fd(), 1024).ok()
+            })
+            .flatten()
+        });
+        if let Some(relay) = relay {
+            let mut frame = Vec::with_capacity(32);
+            encode_stop(&mut frame);
+            let _ = relay.send(frame).await;
+        }
+        if tokio::time::timeout(STOP_GRACE, running.exit.readable())
+            .await
+            .is_err()
+        {
+            tracing::warn!(pool = %shared.config.name, pid = running.child.id(),
+                "worker doesn't respond on stop command, killing process");
+            slot.kill();
+        }
+    } else {
+        slot.kill();
+    }
+    let status = reap(running).await;
+    slot.mark(WorkerState::Stopped);
+    status
+}
+
+/// Waits for the pidfd to report the exit, then reaps the process.
+async fn reap(running: &mut RunningWorker) -> ExitStatus {
+    loop {
+        match running.child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) => match running.exit.readable().await {
+                Ok(mut ready) => ready.clear_ready(),
+                Err(_) => {
+                    return running
+                        .child
+                        .wait()
+                        .unwrap_or_else(|_| ExitStatus::from_raw(0))
+                }
+            },
+            Err(_) => return ExitStatus::from_raw(0),
+        }
+    }
+}
+
+/// Releases what the pool held for a process that has exited.
+fn finish_worker(shared: &Arc<PoolShared>, index: u32, generation: u64, status: ExitStatus) {
+    let slot = shared.slot(index);
+    slot.uninstall();
+    slot.pid.store(0, Ordering::Release);
+    tracing::debug!(pool = %shared.config.name, slot = index, %status, "worker stopped");
+    for shard in 0..shared.shards.count() {
+        let pool = shared.id;
+        shared.shards.spawn_on(shard, move || async move {
+            relay::forget_cached(pool, index, generation)
+        });
+    }
+}

@@ -1,0 +1,379 @@
+//! The worker pool (spec pool-server): a fixed slab of worker slots, the lock-free idle stack,
+//! the wait queue, `max_jobs` rotation, crash replacement with backoff, reset and destroy.
+//! A pool is shared by all shards; each slot's lifecycle task runs on shard `slot % shards`.
+
+mod error;
+mod exec;
+pub mod idle_stack;
+mod lifecycle;
+mod slot;
+mod state;
+mod supervisor;
+mod waiters;
+
+pub use error::{ExecError, SpawnError};
+pub use exec::{Request, ResponseMeta};
+pub use state::WorkerState;
+
+use crate::runtime::Shards;
+use crate::worker::process::WorkerCommand;
+use idle_stack::IdleStack;
+use slot::WorkerSlot;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+use waiters::Waiters;
+
+/// Most workers one pool may have (spec pool-server §2).
+pub const MAX_WORKERS: usize = 500;
+/// How long a worker gets to exit after the stop frame before SIGKILL (spec §6.3: fixed).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// First delay before re-spawning a worker that failed to boot at runtime.
+pub const RESPAWN_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Cap of the re-spawn delay: a broken deploy costs one spawn per slot per this period.
+pub const RESPAWN_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// The supervisor section (spec pool-server §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// Period of the soft-limit checks.
+    pub watch_tick: Duration,
+    /// Soft: max lifetime; zero = none.
+    pub ttl: Duration,
+    /// Soft: max idle time; zero = none.
+    pub idle_ttl: Duration,
+    /// Soft: max RSS in MiB; zero = none.
+    pub max_worker_memory_mib: u64,
+    /// Hard: max time of one exec; zero = none.
+    pub exec_ttl: Duration,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            watch_tick: Duration::from_secs(5),
+            ttl: Duration::ZERO,
+            idle_ttl: Duration::ZERO,
+            max_worker_memory_mib: 0,
+            exec_ttl: Duration::ZERO,
+        }
+    }
+}
+
+/// A pool's options with rr's defaults (spec pool-server §2).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Name in logs and RPC (`http`, `jobs`, …).
+    pub name: String,
+    /// How to start a worker.
+    pub command: WorkerCommand,
+    /// Workers started with the pool.
+    pub num_workers: usize,
+    /// Requests per worker before it is replaced; 0 = unlimited.
+    pub max_jobs: u64,
+    /// Requests allowed inside the pool at once; 0 = unlimited.
+    pub max_queue_size: usize,
+    /// Max wait for a free worker, and for one spawn + handshake.
+    pub allocate_timeout: Duration,
+    /// Max wait for busy workers when the pool is destroyed.
+    pub destroy_timeout: Duration,
+    /// Max wait for busy workers during a reset.
+    pub reset_timeout: Duration,
+    /// The supervisor, when the section exists.
+    pub supervisor: Option<SupervisorConfig>,
+    /// Largest frame payload accepted from a worker.
+    pub max_payload_bytes: u32,
+}
+
+impl PoolConfig {
+    /// rr's defaults for `command`, with `num_workers` = number of CPUs.
+    #[must_use]
+    pub fn new(name: &str, command: WorkerCommand) -> Self {
+        Self {
+            name: name.to_owned(),
+            command,
+            num_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            max_jobs: 0,
+            max_queue_size: 0,
+            allocate_timeout: Duration::from_secs(60),
+            destroy_timeout: Duration::from_secs(60),
+            reset_timeout: Duration::from_secs(60),
+            supervisor: None,
+            max_payload_bytes: ringrunner_protocol::DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+
+    fn exec_ttl(&self) -> Option<Duration> {
+        self.supervisor
+            .as_ref()
+            .map(|s| s.exec_ttl)
+            .filter(|ttl| !ttl.is_zero())
+    }
+}
+
+/// One worker as `informer.Workers` reports it (spec pool-server §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Process id.
+    pub pid: u32,
+    /// State.
+    pub state: WorkerState,
+    /// Requests started on this process.
+    pub num_execs: u64,
+    /// Spawn time, Unix nanoseconds.
+    pub created_unix_ns: u64,
+    /// RSS in bytes.
+    pub memory_usage: u64,
+}
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// State shared by every handle of one pool and by its tasks.
+#[derive(Debug)]
+pub(crate) struct PoolShared {
+    id: u64,
+    config: PoolConfig,
+    shards: Arc<Shards>,
+    slots: Box<[WorkerSlot]>,
+    idle: IdleStack,
+    waiters: Waiters,
+    /// Requests inside exec (waiting or running), for `max_queue_size`.
+    in_flight: AtomicUsize,
+    closed: AtomicBool,
+    /// Slots whose worker currently fails to boot.
+    failing_slots: AtomicUsize,
+    /// Lifecycle tasks still running; `tasks_done` fires when one ends.
+    live_tasks: AtomicUsize,
+    tasks_done: Notify,
+    epoch: Instant,
+    server_pid: u32,
+}
+
+impl PoolShared {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn slot(&self, index: u32) -> &WorkerSlot {
+        &self.slots[index as usize]
+    }
+
+    /// Returns a ready worker to service: to a waiter, or onto the idle stack.
+    fn release(&self, index: u32) {
+        debug_assert_eq!(self.slot(index).state(), WorkerState::Ready);
+        self.waiters.release(&self.idle, index);
+    }
+
+    /// Takes every idle worker off the stack, lets `keep` decide for each, hands the rejected
+    /// ones to their lifecycle tasks (after `keep` set their state) and releases the rest.
+    fn sweep_idle(&self, mut keep: impl FnMut(u32, &WorkerSlot) -> bool) {
+        let mut kept = Vec::new();
+        while let Some(index) = self.idle.pop() {
+            let slot = self.slot(index);
+            if slot.state() == WorkerState::Ready && keep(index, slot) {
+                kept.push(index);
+            } else {
+                slot.returned.notify_one();
+            }
+        }
+        // Push back in reverse so the stack keeps its LIFO order.
+        for index in kept.into_iter().rev() {
+            self.release(index);
+        }
+    }
+}
+
+/// A pool of worker processes. Cloning gives another handle to the same pool.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    shared: Arc<PoolShared>,
+}
+
+impl Pool {
+    /// Starts `config.num_workers` workers in parallel and waits until every one has
+    /// completed its handshake. If any fails, the others are stopped and the first failure is
+    /// returned (rr then exits 1, spec pool-server §8.2).
+    ///
+    /// # Errors
+    /// The first worker's [`SpawnError`].
+    pub async fn start(config: PoolConfig, shards: Arc<Shards>) -> Result<Self, SpawnError> {
+        let workers = config.num_workers.clamp(1, MAX_WORKERS);
+        let shared = Arc::new(PoolShared {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
+            idle: IdleStack::new(workers),
+            waiters: Waiters::default(),
+            in_flight: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            failing_slots: AtomicUsize::new(0),
+            live_tasks: AtomicUsize::new(workers),
+            tasks_done: Notify::new(),
+            epoch: Instant::now(),
+            server_pid: std::process::id(),
+            config,
+            shards,
+        });
+        let mut boots = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let task_shared = Arc::clone(&shared);
+            let index = u32::try_from(index).expect("at most 500 slots");
+            let started = shared.shards.spawn_on(index as usize, move || {
+                lifecycle::run_slot(task_shared, index, Some(sender))
+            });
+            if !started {
+                shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
+            }
+            boots.push(receiver);
+        }
+        let mut first_error = None;
+        for boot in boots {
+            let result = boot.await.unwrap_or(Err(SpawnError::Closed));
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+            }
+        }
+        let pool = Self { shared };
+        match first_error {
+            None => {
+                tracing::debug!(pool = %pool.shared.config.name, workers, "pool started");
+                Ok(pool)
+            }
+            Some(error) => {
+                pool.destroy().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The pool's configuration.
+    #[must_use]
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Number of worker slots.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.shared.slots.len()
+    }
+
+    /// Number of slots whose worker currently fails to boot: the pool is degraded while this
+    /// is above zero and serves with the workers that are left.
+    #[must_use]
+    pub fn failing_workers(&self) -> usize {
+        self.shared.failing_slots.load(Ordering::Relaxed)
+    }
+
+    /// Number of idle workers (a snapshot).
+    #[must_use]
+    pub fn idle_workers(&self) -> usize {
+        self.shared.idle.len()
+    }
+
+    /// The workers, as `informer.Workers` lists them; slots without a process are skipped.
+    #[must_use]
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.shared
+            .slots
+            .iter()
+            .filter_map(|slot| {
+                let pid = slot.pid.load(Ordering::Acquire);
+                let state = slot.state();
+                let running =
+                    pid != 0 && !matches!(state, WorkerState::Stopped | WorkerState::Errored);
+                running.then(|| WorkerInfo {
+                    pid,
+                    state,
+                    num_execs: slot.execs.load(Ordering::Relaxed),
+                    created_unix_ns: slot.created_unix_ns.load(Ordering::Relaxed),
+                    memory_usage: crate::worker::process::rss_bytes(pid).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Replaces every worker gracefully (spec pool-server §6.1): idle ones now, busy ones
+    /// when their request ends; each slot starts its replacement as soon as the old process
+    /// has exited. Waits until every slot runs a new process, up to `reset_timeout`, then
+    /// kills what is left of the old generation.
+    pub async fn reset(&self) {
+        let shared = &self.shared;
+        let old: Vec<u64> = shared
+            .slots
+            .iter()
+            .map(|slot| slot.generation.load(Ordering::Acquire))
+            .collect();
+        for slot in shared.slots.iter() {
+            slot.transition(WorkerState::Working, WorkerState::Invalid);
+        }
+        shared.sweep_idle(|_, slot| {
+            slot.set_state(WorkerState::Invalid);
+            false
+        });
+        let deadline = Instant::now() + shared.config.reset_timeout;
+        let replaced = || {
+            shared.slots.iter().zip(&old).all(|(slot, old)| {
+                slot.generation.load(Ordering::Acquire) > *old
+                    && slot.state() != WorkerState::Inactive
+            })
+        };
+        while !replaced() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for (slot, old) in shared.slots.iter().zip(&old) {
+            if slot.generation.load(Ordering::Acquire) == *old {
+                slot.kill();
+            }
+        }
+        tracing::info!(pool = %shared.config.name, "pool reset");
+    }
+
+    /// Stops every worker (spec pool-server §6.2): new execs fail at once, idle workers get
+    /// the stop frame now, busy ones when their request ends; after `destroy_timeout` the
+    /// rest are killed. Returns when every lifecycle task has ended.
+    pub async fn destroy(&self) {
+        let shared = &self.shared;
+        shared.closed.store(true, Ordering::SeqCst);
+        shared.waiters.close();
+        for slot in shared.slots.iter() {
+            slot.set_state(WorkerState::Destroyed);
+            // Wake a lifecycle task that is backing off between failed spawns.
+            slot.returned.notify_one();
+        }
+        shared.sweep_idle(|_, _| false);
+        let deadline = tokio::time::Instant::now() + shared.config.destroy_timeout;
+        loop {
+            let done = shared.tasks_done.notified();
+            if shared.live_tasks.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                for slot in shared.slots.iter() {
+                    slot.kill();
+                }
+                break;
+            }
+        }
+        while shared.live_tasks.load(Ordering::Acquire) > 0 {
+            let done = shared.tasks_done.notified();
+            if shared.live_tasks.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(STOP_GRACE, done).await;
+        }
+    }
+
+    fn shared(&self) -> &Arc<PoolShared> {
+        &self.shared
+    }
+}
+
+fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
+}

@@ -1,0 +1,1 @@
+//! The supervisor (spec pool-server §11): soft limits checked every `watch_tick`.

@@ -1,0 +1,153 @@
+//! Frame I/O on a worker's relay, on the calling shard's ring.
+//!
+//! A pool is shared by every shard but tokio-uring handles belong to one ring, so each shard
+//! keeps its own handles to a worker's relay: `dup`s of the descriptors the slot owns, made
+//! the first time the shard uses that worker and cached by (pool, slot, generation). The hot
+//! path is a cache lookup; the cost of a `dup` is paid once per worker per shard.
+
+use ringrunner_protocol::{Frame, FrameDecoder, FrameError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::fs::File;
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why a relay exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A read or write failed.
+    #[error("relay I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The worker closed its end (it exited).
+    #[error("relay closed by the worker")]
+    Closed,
+    /// The worker sent bytes that are not a valid frame.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// One shard's handles to one worker's relay.
+#[derive(Debug)]
+pub struct RelayIo {
+    write: File,
+    read: File,
+    decoder: FrameDecoder,
+}
+
+impl RelayIo {
+    /// Handles on this shard for the given descriptors (duplicated: the caller keeps its own).
+    ///
+    /// # Errors
+    /// When `dup` fails (descriptor limit).
+    pub fn from_fds(
+        write: BorrowedFd<'_>,
+        read: BorrowedFd<'_>,
+        max_payload_bytes: u32,
+    ) -> io::Result<Self> {
+        Ok(Self {
+            write: file_from(write.try_clone_to_owned()?),
+            read: file_from(read.try_clone_to_owned()?),
+            decoder: FrameDecoder::new(max_payload_bytes),
+        })
+    }
+
+    /// Writes all of `buf`; hands the buffer back for reuse.
+    pub async fn send(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let (result, buf) = self.write.write_all_at(buf, 0).await;
+        (result, buf)
+    }
+
+    /// Reads until one frame is complete and gives it to `on_frame`.
+    ///
+    /// # Errors
+    /// I/O errors, EOF (`Closed`, or the decoder's error for a cut frame or a "Could not
+    /// open input file" text), and bad frames.
+    pub async fn receive<T>(
+        &mut self,
+        on_frame: impl FnOnce(&Frame<'_>) -> T,
+    ) -> Result<T, RelayError> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame()? {
+                return Ok(on_frame(&frame));
+            }
+            let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
+            let filled = buf.len();
+            let (result, slice) = self.read.read_at(buf.slice(filled..), 0).await;
+            self.decoder.restore_read_buffer(slice.into_inner());
+            if result? == 0 {
+                self.decoder.finish()?;
+                return Err(RelayError::Closed);
+            }
+        }
+    }
+
+    /// Reads to EOF, for a worker that began with PHP's "Could not open input file" text.
+    pub async fn drain_stray_output(&mut self) -> Option<FrameError> {
+        while self.decoder.is_collecting_stray_output() {
+            let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
+            let filled = buf.len();
+            let (result, slice) = self.read.read_at(buf.slice(filled..), 0).await;
+            self.decoder.restore_read_buffer(slice.into_inner());
+            if !matches!(result, Ok(read) if read > 0) {
+                return self.decoder.finish().err();
+            }
+        }
+        None
+    }
+
+    /// True while the decoder keeps stray output until EOF.
+    #[must_use]
+    pub fn is_collecting_stray_output(&self) -> bool {
+        self.decoder.is_collecting_stray_output()
+    }
+}
+
+fn file_from(fd: OwnedFd) -> File {
+    File::from_std(std::fs::File::from(fd))
+}
+
+/// Key of a cached relay: (pool id, slot index).
+type RelayKey = (u64, u32);
+
+thread_local! {
+    /// This shard's relay handles, with the worker generation they were made for.
+    static RELAYS: RefCell<HashMap<RelayKey, (u64, RelayIo)>> = RefCell::new(HashMap::new());
+}
+
+/// Takes this shard's handles for (pool, slot) at `generation`, if cached. The exec that
+/// owns the slot holds them while it runs and puts them back after.
+pub fn take_cached(pool: u64, slot: u32, generation: u64) -> Option<RelayIo> {
+    RELAYS.with(|relays| {
+        let mut relays = relays.borrow_mut();
+        match relays.remove(&(pool, slot)) {
+            Some((cached, relay)) if cached == generation => Some(relay),
+            _ => None,
+        }
+    })
+}
+
+/// Puts handles back in this shard's cache.
+pub fn put_cached(pool: u64, slot: u32, generation: u64, relay: RelayIo) {
+    RELAYS.with(|relays| {
+        relays
+            .borrow_mut()
+            .insert((pool, slot), (generation, relay))
+    });
+}
+
+/// Drops this shard's handles for (pool, slot) if they belong to `generation` or older.
+pub fn forget_cached(pool: u64, slot: u32, generation: u64) {
+    RELAYS.with(|relays| {
+        let mut relays = relays.borrow_mut();
+        if relays
+            .get(&(pool, slot))
+            .is_some_and(|(cached, _)| *cached <= generation)
+        {
+            relays.remove(&(pool, slot));
+        }
+    });
+}

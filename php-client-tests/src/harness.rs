@@ -1,0 +1,125 @@
+//! Test harness: shards plus a pool of real PHP workers, driven from the test thread.
+
+use ringrunner::pool::{ExecError, Pool, PoolConfig, Request};
+use ringrunner::runtime::Shards;
+use ringrunner::worker::process::WorkerCommand;
+use ringrunner_protocol::Flags;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A pool config running `php php/workers/<script>` with small timeouts for tests.
+#[must_use]
+pub fn php_pool_config(script: &str, workers: usize) -> PoolConfig {
+    let command = WorkerCommand {
+        argv: vec![
+            crate::php_binary(),
+            crate::php_dir()
+                .join("workers")
+                .join(script)
+                .display()
+                .to_string(),
+        ],
+        ..WorkerCommand::default()
+    };
+    let mut config = PoolConfig::new("test", command);
+    config.num_workers = workers;
+    config.allocate_timeout = Duration::from_secs(10);
+    config.destroy_timeout = Duration::from_secs(10);
+    config.reset_timeout = Duration::from_secs(10);
+    config
+}
+
+/// Shards and a started pool; destroys the pool and stops the shards when dropped.
+#[derive(Debug)]
+pub struct PoolHarness {
+    /// The shard threads.
+    pub shards: Arc<Shards>,
+    /// The pool under test.
+    pub pool: Pool,
+}
+
+impl PoolHarness {
+    /// Starts two shards and the pool.
+    ///
+    /// # Errors
+    /// The pool's boot error.
+    pub fn start(config: PoolConfig) -> Result<Self, ringrunner::pool::SpawnError> {
+        let shards = Arc::new(Shards::start(2).expect("shards start"));
+        let for_pool = Arc::clone(&shards);
+        let pool = shards.block_on(0, move || Pool::start(config, for_pool));
+        match pool {
+            Ok(pool) => Ok(Self { shards, pool }),
+            Err(error) => {
+                shards.shutdown();
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs one request with body `body` on shard `shard`; returns the reply body.
+    ///
+    /// # Errors
+    /// The pool's [`ExecError`].
+    pub fn exec_on(&self, shard: usize, body: &str) -> Result<String, ExecError> {
+        let pool = self.pool.clone();
+        let body = body.to_owned();
+        self.shards.block_on(shard, move || async move {
+            let mut response = Vec::new();
+            let meta = pool
+                .exec(
+                    Request {
+                        codec: Flags::EMPTY,
+                        context: b"",
+                        body: body.as_bytes(),
+                    },
+                    &mut response,
+                )
+                .await?;
+            Ok(String::from_utf8_lossy(&response[meta.context_len..]).into_owned())
+        })
+    }
+
+    /// Runs one request on shard 0.
+    ///
+    /// # Errors
+    /// The pool's [`ExecError`].
+    pub fn exec(&self, body: &str) -> Result<String, ExecError> {
+        self.exec_on(0, body)
+    }
+
+    /// Pids of the workers in state `ready`.
+    #[must_use]
+    pub fn ready_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.state == ringrunner::pool::WorkerState::Ready)
+            .map(|w| w.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Polls `condition` (a worker count, a state) until it holds or `timeout` passes.
+    pub fn wait_until(&self, timeout: Duration, mut condition: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if condition(self) {
+                return true;
+            }
+            std::thread::yield_now();
+            std::thread::park_timeout(Duration::from_millis(2));
+        }
+        condition(self)
+    }
+}
+
+impl Drop for PoolHarness {
+    fn drop(&mut self) {
+        let pool = self.pool.clone();
+        self.shards
+            .block_on(0, move || async move { pool.destroy().await });
+        self.shards.shutdown();
+    }
+}

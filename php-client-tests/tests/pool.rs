@@ -1,0 +1,274 @@
+//! The pool through real `php` worker processes (pipes relay).
+
+use php_client_tests::harness::{php_pool_config, PoolHarness};
+use ringrunner::pool::{ExecError, SpawnError, SupervisorConfig};
+use std::time::{Duration, Instant};
+
+const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[test]
+fn echoes_from_every_shard() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 2)).unwrap();
+    for round in 0..100 {
+        let body = format!("echo:round {round}");
+        assert_eq!(
+            harness.exec_on(round % 2, &body).unwrap(),
+            format!("round {round}")
+        );
+    }
+    assert_eq!(harness.ready_pids().len(), 2);
+}
+
+#[test]
+fn soft_error_keeps_the_worker() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 1)).unwrap();
+    let pid = harness.exec("pid").unwrap();
+    assert_eq!(
+        harness.exec("error:boom"),
+        Err(ExecError::SoftJob("boom".into()))
+    );
+    assert_eq!(harness.exec("pid").unwrap(), pid);
+}
+
+#[test]
+fn crash_mid_request_fails_only_that_request_and_the_pool_refills() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 2)).unwrap();
+    let before = harness.ready_pids();
+    let Err(ExecError::Network(_)) = harness.exec("crash") else {
+        panic!("crash must fail")
+    };
+    assert!(
+        harness.wait_until(EVENT_TIMEOUT, |h| h.ready_pids().len() == 2
+            && h.ready_pids() != before)
+    );
+    for _ in 0..10 {
+        assert_eq!(harness.exec("echo:x").unwrap(), "x");
+    }
+}
+
+#[test]
+fn worker_stop_request_reruns_the_request_on_another_worker() {
+    let marker = std::env::temp_dir().join(format!("rr-stop-once-{}", std::process::id()));
+    let _ = std::fs::remove_dir(&marker);
+    let harness = PoolHarness::start(php_pool_config("behave.php", 2)).unwrap();
+    let reply = harness
+        .exec(&format!("stop_once:{}", marker.display()))
+        .unwrap();
+    assert!(reply.parse::<u32>().is_ok(), "{reply}");
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.ready_pids().len() == 2));
+    std::fs::remove_dir(&marker).unwrap();
+}
+
+#[test]
+fn max_jobs_rotates_after_the_reply() {
+    let mut config = php_pool_config("behave.php", 1);
+    config.max_jobs = 2;
+    let harness = PoolHarness::start(config).unwrap();
+    let first = harness.exec("pid").unwrap();
+    assert_eq!(harness.exec("pid").unwrap(), first);
+    let third = harness.exec("pid").unwrap();
+    assert_ne!(third, first);
+    assert_eq!(harness.exec("pid").unwrap(), third);
+}
+
+#[test]
+fn exec_ttl_kills_the_worker_on_time() {
+    let mut config = php_pool_config("behave.php", 1);
+    config.supervisor = Some(SupervisorConfig {
+        exec_ttl: Duration::from_millis(300),
+        ..SupervisorConfig::default()
+    });
+    let harness = PoolHarness::start(config).unwrap();
+    let pid = harness.exec("pid").unwrap();
+    let started = Instant::now();
+    assert_eq!(harness.exec("sleep:5000"), Err(ExecError::ExecTtl));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_millis(600),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        ExecError::ExecTtl.to_string(),
+        "worker_exec_with_timeout: ExecTTL: context deadline exceeded"
+    );
+    let replacement = harness.exec("pid").unwrap();
+    assert_ne!(replacement, pid);
+}
+
+#[test]
+fn boot_failure_names_command_status_and_stderr() {
+    let error = PoolHarness::start(php_pool_config("boot_fail.php", 2)).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, SpawnError::Handshake { .. }), "{text}");
+    assert!(text.contains("boot_fail.php"), "{text}");
+    assert!(text.contains("exit status: 3"), "{text}");
+    assert!(text.contains("Class \"App\\Kernel\" not found"), "{text}");
+}
+
+#[test]
+fn missing_script_is_reported_with_php_s_message() {
+    let error = PoolHarness::start(php_pool_config("no_such_worker.php", 1)).unwrap_err();
+    assert!(
+        error.to_string().contains("Could not open input file"),
+        "{error}"
+    );
+}
+
+#[test]
+fn allocate_timeout_gives_rr_s_error() {
+    let mut config = php_pool_config("behave.php", 1);
+    config.allocate_timeout = Duration::from_millis(200);
+    let harness = PoolHarness::start(config).unwrap();
+    let pool = harness.pool.clone();
+    let busy = harness.shards.run_on(1, move || async move {
+        let mut out = Vec::new();
+        let request = ringrunner::pool::Request {
+            codec: Default::default(),
+            context: b"",
+            body: b"sleep:1500",
+        };
+        pool.exec(request, &mut out).await.map(|_| ())
+    });
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.pool.idle_workers() == 0));
+    let started = Instant::now();
+    let error = harness.exec("echo:late").unwrap_err();
+    assert_eq!(error, ExecError::NoFreeWorkers);
+    assert_eq!(
+        error.to_string(),
+        "static_pool_exec: NoFreeWorkers:\n\tstatic_pool_exec"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    busy.blocking_recv().unwrap().unwrap();
+}
+
+#[test]
+fn queue_limit_refuses_at_once() {
+    let mut config = php_pool_config("behave.php", 1);
+    config.max_queue_size = 1;
+    let harness = PoolHarness::start(config).unwrap();
+    let pool = harness.pool.clone();
+    let busy = harness.shards.run_on(1, move || async move {
+        let mut out = Vec::new();
+        let request = ringrunner::pool::Request {
+            codec: Default::default(),
+            context: b"",
+            body: b"sleep:800",
+        };
+        pool.exec(request, &mut out).await.map(|_| ())
+    });
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.pool.idle_workers() == 0));
+    assert_eq!(harness.exec("echo:x"), Err(ExecError::QueueFull));
+    busy.blocking_recv().unwrap().unwrap();
+    assert_eq!(harness.exec("echo:x").unwrap(), "x");
+}
+
+#[test]
+fn waiters_get_workers_as_they_come_back() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 2)).unwrap();
+    let pending: Vec<_> = (0..20)
+        .map(|i| {
+            let pool = harness.pool.clone();
+            harness.shards.run_on(i, move || async move {
+                let mut out = Vec::new();
+                let body = format!("sleep:{}", 10 + i % 3);
+                let request = ringrunner::pool::Request {
+                    codec: Default::default(),
+                    context: b"",
+                    body: body.as_bytes(),
+                };
+                pool.exec(request, &mut out)
+                    .await
+                    .map(|_| String::from_utf8(out).unwrap())
+            })
+        })
+        .collect();
+    for reply in pending {
+        assert_eq!(reply.blocking_recv().unwrap().unwrap(), "slept");
+    }
+}
+
+#[test]
+fn garbage_on_stdout_kills_and_replaces_the_worker() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 1)).unwrap();
+    let pid = harness.exec("pid").unwrap();
+    let Err(ExecError::Network(reason)) = harness.exec("garbage") else {
+        panic!("garbage must fail")
+    };
+    assert!(reason.contains("CRC"), "{reason}");
+    let replacement = harness.exec("pid").unwrap();
+    assert_ne!(replacement, pid);
+}
+
+#[test]
+fn streamed_reply_is_gathered_with_pongs() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 1)).unwrap();
+    // 12 chunks: the PHP client pings on chunks 5 and 10 and waits for our PONG.
+    assert_eq!(harness.exec("stream:12").unwrap(), "01234567891011");
+    assert_eq!(harness.exec("echo:after").unwrap(), "after");
+}
+
+#[test]
+fn empty_payload_is_refused() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 1)).unwrap();
+    assert_eq!(harness.exec(""), Err(ExecError::EmptyPayload));
+}
+
+#[test]
+fn reset_replaces_every_worker() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 3)).unwrap();
+    let before = harness.ready_pids();
+    let pool = harness.pool.clone();
+    harness
+        .shards
+        .block_on(1, move || async move { pool.reset().await });
+    let after = harness.ready_pids();
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(harness.exec("echo:x").unwrap(), "x");
+}
+
+#[test]
+fn destroy_stops_every_process_and_refuses_new_work() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 3)).unwrap();
+    let pids = harness.ready_pids();
+    let pool = harness.pool.clone();
+    harness
+        .shards
+        .block_on(0, move || async move { pool.destroy().await });
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} still there"
+        );
+    }
+    assert_eq!(harness.exec("echo:x"), Err(ExecError::Stopped));
+}
+
+#[test]
+fn app_that_stops_booting_degrades_without_spinning_and_recovers() {
+    let flag = std::env::temp_dir().join(format!("rr-boot-fail-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let mut config = php_pool_config("boot_fail_if.php", 2);
+    config
+        .command
+        .env
+        .push(("BOOT_FAIL_FLAG".into(), flag.clone().into()));
+    let harness = PoolHarness::start(config).unwrap();
+    std::fs::write(&flag, "broken deploy").unwrap();
+    let Err(ExecError::Network(_)) = harness.exec("crash") else {
+        panic!()
+    };
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.pool.failing_workers() == 1));
+    // The worker that is left keeps serving.
+    for _ in 0..5 {
+        assert_eq!(harness.exec("echo:still").unwrap(), "still");
+    }
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        harness.wait_until(EVENT_TIMEOUT, |h| h.pool.failing_workers() == 0
+            && h.ready_pids().len() == 2)
+    );
+}
