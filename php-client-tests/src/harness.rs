@@ -6,6 +6,7 @@ use ringrunner::worker::process::WorkerCommand;
 use ringrunner_protocol::Flags;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// A pool config running `php php/workers/<script>` with small timeouts for tests.
 #[must_use]
@@ -64,6 +65,30 @@ impl PoolHarness {
         let pool = self.pool.clone();
         let body = body.to_owned();
         self.shards.block_on(shard, move || async move {
+            let mut response = Vec::new();
+            let meta = pool
+                .exec(
+                    Request {
+                        codec: Flags::EMPTY,
+                        context: b"",
+                        body: body.as_bytes(),
+                    },
+                    &mut response,
+                )
+                .await?;
+            Ok(String::from_utf8_lossy(&response[meta.context_len..]).into_owned())
+        })
+    }
+
+    /// Starts one request on shard `shard` without waiting for it.
+    pub fn exec_in_background(
+        &self,
+        shard: usize,
+        body: &str,
+    ) -> oneshot::Receiver<Result<String, ExecError>> {
+        let pool = self.pool.clone();
+        let body = body.to_owned();
+        self.shards.run_on(shard, move || async move {
             let mut response = Vec::new();
             let meta = pool
                 .exec(

@@ -119,16 +119,7 @@ fn allocate_timeout_gives_rr_s_error() {
     let mut config = php_pool_config("behave.php", 1);
     config.allocate_timeout = Duration::from_millis(200);
     let harness = PoolHarness::start(config).unwrap();
-    let pool = harness.pool.clone();
-    let busy = harness.shards.run_on(1, move || async move {
-        let mut out = Vec::new();
-        let request = ringrunner::pool::Request {
-            codec: Default::default(),
-            context: b"",
-            body: b"sleep:1500",
-        };
-        pool.exec(request, &mut out).await.map(|_| ())
-    });
+    let busy = harness.exec_in_background(1, "sleep:1500");
     assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.pool.idle_workers() == 0));
     let started = Instant::now();
     let error = harness.exec("echo:late").unwrap_err();
@@ -138,7 +129,7 @@ fn allocate_timeout_gives_rr_s_error() {
         "static_pool_exec: NoFreeWorkers:\n\tstatic_pool_exec"
     );
     assert!(started.elapsed() < Duration::from_millis(1000));
-    busy.blocking_recv().unwrap().unwrap();
+    assert_eq!(busy.blocking_recv().unwrap().unwrap(), "slept");
 }
 
 #[test]
@@ -146,19 +137,10 @@ fn queue_limit_refuses_at_once() {
     let mut config = php_pool_config("behave.php", 1);
     config.max_queue_size = 1;
     let harness = PoolHarness::start(config).unwrap();
-    let pool = harness.pool.clone();
-    let busy = harness.shards.run_on(1, move || async move {
-        let mut out = Vec::new();
-        let request = ringrunner::pool::Request {
-            codec: Default::default(),
-            context: b"",
-            body: b"sleep:800",
-        };
-        pool.exec(request, &mut out).await.map(|_| ())
-    });
+    let busy = harness.exec_in_background(1, "sleep:800");
     assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.pool.idle_workers() == 0));
     assert_eq!(harness.exec("echo:x"), Err(ExecError::QueueFull));
-    busy.blocking_recv().unwrap().unwrap();
+    assert_eq!(busy.blocking_recv().unwrap().unwrap(), "slept");
     assert_eq!(harness.exec("echo:x").unwrap(), "x");
 }
 
@@ -166,21 +148,7 @@ fn queue_limit_refuses_at_once() {
 fn waiters_get_workers_as_they_come_back() {
     let harness = PoolHarness::start(php_pool_config("behave.php", 2)).unwrap();
     let pending: Vec<_> = (0..20)
-        .map(|i| {
-            let pool = harness.pool.clone();
-            harness.shards.run_on(i, move || async move {
-                let mut out = Vec::new();
-                let body = format!("sleep:{}", 10 + i % 3);
-                let request = ringrunner::pool::Request {
-                    codec: Default::default(),
-                    context: b"",
-                    body: body.as_bytes(),
-                };
-                pool.exec(request, &mut out)
-                    .await
-                    .map(|_| String::from_utf8(out).unwrap())
-            })
-        })
+        .map(|i| harness.exec_in_background(i, &format!("sleep:{}", 10 + i % 3)))
         .collect();
     for reply in pending {
         assert_eq!(reply.blocking_recv().unwrap().unwrap(), "slept");
@@ -271,4 +239,73 @@ fn app_that_stops_booting_degrades_without_spinning_and_recovers() {
         harness.wait_until(EVENT_TIMEOUT, |h| h.pool.failing_workers() == 0
             && h.ready_pids().len() == 2)
     );
+}
+
+fn supervised(workers: usize, supervisor: SupervisorConfig) -> PoolHarness {
+    let mut config = php_pool_config("behave.php", workers);
+    config.supervisor = Some(SupervisorConfig {
+        watch_tick: Duration::from_millis(50),
+        ..supervisor
+    });
+    PoolHarness::start(config).unwrap()
+}
+
+#[test]
+fn ttl_retires_idle_workers_and_never_interrupts_a_request() {
+    let harness = supervised(
+        1,
+        SupervisorConfig {
+            ttl: Duration::from_millis(600),
+            ..SupervisorConfig::default()
+        },
+    );
+    let first = harness.exec("pid").unwrap();
+    // Outlives the ttl: the request still completes, then the worker is replaced.
+    assert_eq!(harness.exec("sleep:900").unwrap(), "slept");
+    let second = harness.exec("pid").unwrap();
+    assert_ne!(second, first);
+    let second_pid: u32 = second.parse().unwrap();
+    assert!(
+        harness.wait_until(EVENT_TIMEOUT, |h| !h.ready_pids().contains(&second_pid)
+            && h.ready_pids().len() == 1)
+    );
+}
+
+#[test]
+fn idle_ttl_retires_only_workers_that_served() {
+    let harness = supervised(
+        2,
+        SupervisorConfig {
+            idle_ttl: Duration::from_millis(300),
+            ..SupervisorConfig::default()
+        },
+    );
+    let pids = harness.ready_pids();
+    let used: u32 = harness.exec("pid").unwrap().parse().unwrap();
+    let unused = *pids.iter().find(|pid| **pid != used).unwrap();
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| {
+        let now = h.ready_pids();
+        now.len() == 2 && !now.contains(&used)
+    }));
+    assert!(
+        harness.ready_pids().contains(&unused),
+        "a never-used worker must not idle-expire"
+    );
+}
+
+#[test]
+fn max_worker_memory_retires_a_leaking_worker() {
+    let harness = supervised(
+        1,
+        SupervisorConfig {
+            max_worker_memory_mib: 48,
+            ..SupervisorConfig::default()
+        },
+    );
+    let leaker: u32 = harness.exec("pid").unwrap().parse().unwrap();
+    assert_eq!(harness.exec("leak:64").unwrap(), "1");
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| {
+        let now = h.ready_pids();
+        now.len() == 1 && !now.contains(&leaker)
+    }));
 }

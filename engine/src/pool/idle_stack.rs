@@ -7,9 +7,9 @@
 //! No `unsafe`: a link read from a slot another thread has just taken may be stale, but then
 //! the head's tag has changed and the CAS that would have used it fails.
 
-#[cfg(loom)]
+#[cfg(ringrunner_loom)]
 use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(ringrunner_loom))]
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The index that means "no slot".
@@ -120,7 +120,7 @@ impl IdleStack {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(ringrunner_loom)))]
 mod tests {
     use super::*;
     use std::collections::HashSet;
@@ -180,8 +180,8 @@ mod tests {
     }
 }
 
-/// Model-checked with loom: `RUSTFLAGS="--cfg loom" cargo test -p ringrunner --release --lib idle_stack`.
-#[cfg(all(test, loom))]
+/// Model-checked with loom: `RUSTFLAGS="--cfg ringrunner_loom" cargo test -p ringrunner --release --lib idle_stack`.
+#[cfg(all(test, ringrunner_loom))]
 mod loom_tests {
     use super::*;
     use loom::sync::Arc;

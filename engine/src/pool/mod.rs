@@ -237,6 +237,18 @@ impl Pool {
         let pool = Self { shared };
         match first_error {
             None => {
+                if let Some(supervisor) = pool
+                    .shared
+                    .config
+                    .supervisor
+                    .clone()
+                    .filter(supervisor::has_soft_limits)
+                {
+                    let shared = Arc::clone(&pool.shared);
+                    pool.shared
+                        .shards
+                        .spawn_on(0, move || supervisor::run(shared, supervisor));
+                }
                 tracing::debug!(pool = %pool.shared.config.name, workers, "pool started");
                 Ok(pool)
             }

@@ -1,0 +1,76 @@
+//! A goridge worker in Rust that echoes every request: the no-PHP ceiling for benchmarks.
+//!
+//! `native-echo-worker` speaks the relay protocol on stdin/stdout (pid handshake, stop,
+//! data frames echoed with their codec and context). `native-echo-worker --ping-pong SIZE`
+//! instead copies SIZE-byte messages back unframed: the anchor a relay round trip is
+//! compared with.
+
+use ringrunner_protocol::payload::{
+    encode_data_frame, encode_pid_reply, ControlMessage, ServerMessage,
+};
+use ringrunner_protocol::FrameDecoder;
+use std::io::{Read, Write};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let result = match args.next().as_deref() {
+        Some("--ping-pong") => {
+            let size = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
+            ping_pong(size)
+        }
+        _ => serve(),
+    };
+    if let Err(error) = result {
+        eprintln!("native-echo-worker: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn ping_pong(size: usize) -> std::io::Result<()> {
+    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let mut message = vec![0; size];
+    while input.read_exact(&mut message).is_ok() {
+        output.write_all(&message)?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+fn serve() -> std::io::Result<()> {
+    let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+    let mut decoder = FrameDecoder::default();
+    let mut read_buf = vec![0; 64 * 1024];
+    let mut reply = Vec::with_capacity(64 * 1024);
+    loop {
+        let frame = loop {
+            if let Some(frame) = decoder.next_frame().map_err(std::io::Error::other)? {
+                break frame;
+            }
+            let read = input.read(&mut read_buf)?;
+            if read == 0 {
+                return Ok(());
+            }
+            decoder.feed(&read_buf[..read]);
+        };
+        reply.clear();
+        match ServerMessage::from_frame(&frame).map_err(std::io::Error::other)? {
+            ServerMessage::Control(ControlMessage::Pid(_)) => {
+                encode_pid_reply(std::process::id(), &mut reply)
+            }
+            ServerMessage::Control(ControlMessage::Stop) => return Ok(()),
+            ServerMessage::StreamStop | ServerMessage::Pong => continue,
+            ServerMessage::Data(data) => {
+                encode_data_frame(
+                    data.codec,
+                    Default::default(),
+                    data.context,
+                    data.body,
+                    &mut reply,
+                )
+                .map_err(std::io::Error::other)?;
+            }
+        }
+        output.write_all(&reply)?;
+        output.flush()?;
+    }
+}
