@@ -5,6 +5,10 @@ pub mod pool;
 pub mod runtime;
 pub mod worker;
 
+/// The RoadRunner release whose behaviour ringrunner matches; exported to workers as
+/// `RR_VERSION` (spec relay-protocol §7.6).
+pub const RR_COMPATIBLE_VERSION: &str = "2025.1.15";
+
 /// ringrunner's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

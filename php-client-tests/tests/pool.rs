@@ -309,3 +309,22 @@ fn max_worker_memory_retires_a_leaking_worker() {
         now.len() == 1 && !now.contains(&leaker)
     }));
 }
+
+#[test]
+fn workers_get_rr_environment_in_spec_order() {
+    let mut config = php_pool_config("behave.php", 1);
+    config.mode = Some("http".into());
+    config.rpc_listen = Some("tcp://127.0.0.1:6001".into());
+    // server.env cannot override RR_VERSION or RR_MODE, which come after it.
+    config.command.env.push(("RR_MODE".into(), "user".into()));
+    config
+        .command
+        .env
+        .push(("APP_ENV".into(), "testing".into()));
+    let harness = PoolHarness::start(config).unwrap();
+    assert_eq!(harness.exec("env:RR_RELAY").unwrap(), "pipes");
+    assert_eq!(harness.exec("env:RR_RPC").unwrap(), "tcp://127.0.0.1:6001");
+    assert_eq!(harness.exec("env:RR_VERSION").unwrap(), "2025.1.15");
+    assert_eq!(harness.exec("env:RR_MODE").unwrap(), "http");
+    assert_eq!(harness.exec("env:APP_ENV").unwrap(), "testing");
+}

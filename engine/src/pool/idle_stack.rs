@@ -180,7 +180,7 @@ mod tests {
     }
 }
 
-/// Model-checked with loom: `RUSTFLAGS="--cfg ringrunner_loom" cargo test -p ringrunner --release --lib idle_stack`.
+/// Model-checked with loom: `RUSTFLAGS="--cfg ringrunner_loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ringrunner --release --lib idle_stack`.
 #[cfg(all(test, ringrunner_loom))]
 mod loom_tests {
     use super::*;

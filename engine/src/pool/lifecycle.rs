@@ -99,9 +99,11 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
         relay_write,
         relay_read,
         stderr,
-    } = process::spawn(&config.command, StdioRelay::Pipes).map_err(|error| SpawnError::Start {
-        command: command.clone(),
-        reason: error.to_string(),
+    } = process::spawn(&config.worker_command(), StdioRelay::Pipes).map_err(|error| {
+        SpawnError::Start {
+            command: command.clone(),
+            reason: error.to_string(),
+        }
     })?;
     let exit = watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
         .map_err(|e| start_error(&command, &e))?;

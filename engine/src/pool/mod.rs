@@ -84,6 +84,10 @@ pub struct PoolConfig {
     pub supervisor: Option<SupervisorConfig>,
     /// Largest frame payload accepted from a worker.
     pub max_payload_bytes: u32,
+    /// `RR_MODE` for the workers, set by the owning plugin (`http`, `jobs`, …).
+    pub mode: Option<String>,
+    /// `RR_RPC` for the workers: `rpc.listen` exactly as configured, when set.
+    pub rpc_listen: Option<String>,
 }
 
 impl PoolConfig {
@@ -101,7 +105,28 @@ impl PoolConfig {
             reset_timeout: Duration::from_secs(60),
             supervisor: None,
             max_payload_bytes: ringrunner_protocol::DEFAULT_MAX_PAYLOAD_BYTES,
+            mode: None,
+            rpc_listen: None,
         }
+    }
+
+    /// The worker command with the environment of spec relay-protocol §7.6, in its order:
+    /// `RR_RELAY`, `RR_RPC` (when set), `server.env`, `RR_VERSION`, then the plugin's
+    /// `RR_MODE`; later entries win.
+    #[must_use]
+    pub fn worker_command(&self) -> WorkerCommand {
+        let mut command = self.command.clone();
+        let mut env = vec![("RR_RELAY".into(), "pipes".into())];
+        if let Some(rpc) = &self.rpc_listen {
+            env.push(("RR_RPC".into(), rpc.into()));
+        }
+        env.append(&mut command.env);
+        env.push(("RR_VERSION".into(), crate::RR_COMPATIBLE_VERSION.into()));
+        if let Some(mode) = &self.mode {
+            env.push(("RR_MODE".into(), mode.into()));
+        }
+        command.env = env;
+        command
     }
 
     fn exec_ttl(&self) -> Option<Duration> {

@@ -5,6 +5,7 @@
 //   crash       exit(7) mid-request              stop      ask to be stopped (re-run elsewhere)
 //   stderr:TXT  write TXT to stderr, reply "ok"  leak:MIB  keep MIB more MiB, reply the total
 //   stream:N    reply in N chunks "0".."N-1"     garbage   write non-frame bytes to stdout
+//   env:NAME    reply the value of $NAME
 //   stop_once:DIR  the first worker to create DIR asks to be stopped, later ones reply a pid
 declare(strict_types=1);
 require __DIR__ . '/../Goridge.php';
@@ -16,6 +17,9 @@ while ($payload = $worker->waitPayload()) {
     switch ($command) {
         case 'echo':
             $worker->respond($argument, $payload->context, $payload->codec);
+            break;
+        case 'env':
+            $worker->respond((string) getenv($argument));
             break;
         case 'pid':
             $worker->respond((string) getmypid());
