@@ -62,22 +62,9 @@ impl PoolHarness {
     /// # Errors
     /// The pool's [`ExecError`].
     pub fn exec_on(&self, shard: usize, body: &str) -> Result<String, ExecError> {
-        let pool = self.pool.clone();
-        let body = body.to_owned();
-        self.shards.block_on(shard, move || async move {
-            let mut response = Vec::new();
-            let meta = pool
-                .exec(
-                    Request {
-                        codec: Flags::EMPTY,
-                        context: b"",
-                        body: body.as_bytes(),
-                    },
-                    &mut response,
-                )
-                .await?;
-            Ok(String::from_utf8_lossy(&response[meta.context_len..]).into_owned())
-        })
+        self.exec_in_background(shard, body)
+            .blocking_recv()
+            .expect("shards are running")
     }
 
     /// Starts one request on shard `shard` without waiting for it.
