@@ -47,6 +47,7 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
                     break;
                 }
                 shared.release(index);
+                shared.worker_started.notify_waiters();
                 let status = serve_until_retired(&shared, index, &mut running).await;
                 finish_worker(&shared, index, running.generation, status);
             }

@@ -171,6 +171,8 @@ pub(crate) struct PoolShared {
     /// Lifecycle tasks still running; `tasks_done` fires when one ends.
     live_tasks: AtomicUsize,
     tasks_done: Notify,
+    /// Fires each time a freshly started worker enters service.
+    worker_started: Notify,
     epoch: Instant,
     server_pid: u32,
 }
@@ -234,6 +236,7 @@ impl Pool {
             failing_slots: AtomicUsize::new(0),
             live_tasks: AtomicUsize::new(workers),
             tasks_done: Notify::new(),
+            worker_started: Notify::new(),
             epoch: Instant::now(),
             server_pid: std::process::id(),
             config,
@@ -349,15 +352,19 @@ impl Pool {
             slot.set_state(WorkerState::Invalid);
             false
         });
-        let deadline = Instant::now() + shared.config.reset_timeout;
+        let deadline = tokio::time::Instant::now() + shared.config.reset_timeout;
         let replaced = || {
             shared.slots.iter().zip(&old).all(|(slot, old)| {
                 slot.generation.load(Ordering::Acquire) > *old
                     && slot.state() != WorkerState::Inactive
             })
         };
-        while !replaced() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        loop {
+            // Registered before the check, so a start between check and wait is not missed.
+            let started = shared.worker_started.notified();
+            if replaced() || tokio::time::timeout_at(deadline, started).await.is_err() {
+                break;
+            }
         }
         for (slot, old) in shared.slots.iter().zip(&old) {
             if slot.generation.load(Ordering::Acquire) == *old {
