@@ -1,7 +1,8 @@
 //! The pool through real `php` worker processes (pipes relay).
 
 use php_client_tests::harness::{php_pool_config, PoolHarness};
-use ringrunner::pool::{ExecError, SpawnError, SupervisorConfig};
+use ringrunner::pool::{ExecError, ReplyFrame, ReplySink, Request, SpawnError, SupervisorConfig};
+use ringrunner_protocol::Flags;
 use std::time::{Duration, Instant};
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -173,6 +174,64 @@ fn streamed_reply_is_gathered_with_pongs() {
     // 12 chunks: the PHP client pings on chunks 5 and 10 and waits for our PONG.
     assert_eq!(harness.exec("stream:12").unwrap(), "01234567891011");
     assert_eq!(harness.exec("echo:after").unwrap(), "after");
+}
+
+/// Takes `keep` frames of a reply, then reports its receiver gone.
+struct HangUpAfter {
+    keep: usize,
+    frames: Vec<(Vec<u8>, bool)>,
+}
+
+impl ReplySink for HangUpAfter {
+    async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
+        self.frames.push((frame.body.to_vec(), frame.last));
+        self.frames.len() < self.keep
+    }
+}
+
+#[test]
+fn stream_cancelled_by_the_receiver_stops_the_worker_and_keeps_it() {
+    let harness = PoolHarness::start(php_pool_config("behave.php", 1)).unwrap();
+    let pid = harness.exec("pid").unwrap();
+    let pool = harness.pool.clone();
+    let frames = harness.shards.block_on(0, move || async move {
+        let mut sink = HangUpAfter {
+            keep: 2,
+            frames: Vec::new(),
+        };
+        let request = Request {
+            codec: Flags::EMPTY,
+            context: b"",
+            body: b"stream:100000",
+        };
+        pool.exec_streamed(request, &mut sink)
+            .await
+            .map(|()| sink.frames)
+    });
+    let frames = frames.unwrap();
+    assert_eq!(
+        frames.len(),
+        2,
+        "frames after the hang-up are not delivered"
+    );
+    assert_eq!(frames[0], (b"0".to_vec(), false));
+    // The worker saw STOP, confirmed with an empty final frame and went back to the pool.
+    assert_eq!(harness.exec("pid").unwrap(), pid);
+    assert_eq!(harness.exec("stream:3").unwrap(), "012");
+}
+
+#[test]
+fn debug_mode_starts_a_fresh_worker_for_every_request() {
+    let mut config = php_pool_config("behave.php", 2);
+    config.debug = true;
+    let harness = PoolHarness::start(config).unwrap();
+    // The boot check's workers are gone: nothing runs until a request asks.
+    assert!(harness.wait_until(Duration::from_secs(10), |h| h.pool.workers().is_empty()));
+    let pids: Vec<String> = (0..4).map(|_| harness.exec("pid").unwrap()).collect();
+    let mut unique = pids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "{pids:?}");
 }
 
 #[test]

@@ -3,9 +3,10 @@
 
 use super::{ExecError, Pool, PoolShared, WorkerState};
 use crate::worker::relay::{self, RelayError, RelayIo};
-use ringrunner_protocol::payload::{data_header, WorkerMessage, PONG_FRAME};
-use ringrunner_protocol::{Flags, StreamFlags};
+use ringrunner_protocol::payload::{data_header, WorkerMessage, PONG_FRAME, STREAM_STOP_FRAME};
+use ringrunner_protocol::{Flags, Frame, StreamFlags};
 use std::cell::RefCell;
+use std::future::Future;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
@@ -27,6 +28,26 @@ pub struct ResponseMeta {
     pub codec: Flags,
     /// The first `context_len` bytes of the buffer are the context, the rest the body.
     pub context_len: usize,
+}
+
+/// One data frame of a worker's reply.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyFrame<'a> {
+    /// Codec bits of the context.
+    pub codec: Flags,
+    /// Context bytes (may be empty on the frames after the first of a stream).
+    pub context: &'a [u8],
+    /// Body bytes.
+    pub body: &'a [u8],
+    /// False while the worker streams (the STREAM bit was set): more frames follow.
+    pub last: bool,
+}
+
+/// Where the frames of a reply go, in order, as they arrive from the worker.
+pub trait ReplySink {
+    /// Takes one frame. Returns false when the receiver is gone (a client that hung up): the
+    /// pool then asks a streaming worker to stop and drains what it still sends.
+    fn frame(&mut self, frame: ReplyFrame<'_>) -> impl Future<Output = bool>;
 }
 
 /// How many times one request is re-run after workers asked to be stopped (spec §4.2), so a
@@ -60,7 +81,7 @@ fn return_send_buffer(mut buffer: Vec<u8>) {
 
 /// The worker's answer, its bytes already in the caller's buffer.
 enum Reply {
-    Data(ResponseMeta),
+    Data,
     SoftError(String),
     StopRequest,
 }
@@ -103,7 +124,8 @@ impl Drop for ExecGuard<'_> {
 
 impl Pool {
     /// Runs `request` on a worker and writes the reply's context and body into `response`
-    /// (cleared first). The caller keeps `response` for its next request.
+    /// (cleared first); a streamed reply is gathered whole. The caller keeps `response` for
+    /// its next request.
     ///
     /// # Errors
     /// An [`ExecError`] whose text is RoadRunner's.
@@ -112,6 +134,25 @@ impl Pool {
         request: Request<'_>,
         response: &mut Vec<u8>,
     ) -> Result<ResponseMeta, ExecError> {
+        response.clear();
+        let mut sink = GatherSink {
+            response,
+            meta: None,
+        };
+        self.exec_streamed(request, &mut sink).await?;
+        Ok(sink.meta.expect("a successful exec delivered a frame"))
+    }
+
+    /// Runs `request` on a worker and hands each frame of the reply to `sink` as it arrives.
+    /// An error after the first frame means the reply was cut short.
+    ///
+    /// # Errors
+    /// An [`ExecError`] whose text is RoadRunner's.
+    pub async fn exec_streamed<S: ReplySink>(
+        &self,
+        request: Request<'_>,
+        sink: &mut S,
+    ) -> Result<(), ExecError> {
         let shared = self.shared();
         if request.context.is_empty() && request.body.is_empty() {
             return Err(ExecError::EmptyPayload);
@@ -127,8 +168,8 @@ impl Pool {
         }
         for _ in 0..MAX_STOP_REQUEST_RERUNS {
             let index = self.take().await?;
-            match exec_on(shared, index, request, response).await? {
-                Reply::Data(meta) => return Ok(meta),
+            match exec_on(shared, index, request, sink).await? {
+                Reply::Data => return Ok(()),
                 Reply::SoftError(text) => {
                     tracing::warn!(pool = %shared.config.name, error = %text, "soft worker error");
                     return Err(ExecError::SoftJob(text));
@@ -143,6 +184,9 @@ impl Pool {
     async fn take(&self) -> Result<u32, ExecError> {
         let shared = self.shared();
         let deadline = tokio::time::Instant::now() + shared.config.allocate_timeout;
+        if shared.config.debug {
+            shared.demand.notify_one();
+        }
         loop {
             let index = match shared.idle.pop() {
                 Some(index) => index,
@@ -178,11 +222,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn exec_on(
+async fn exec_on<S: ReplySink>(
     shared: &PoolShared,
     index: u32,
     request: Request<'_>,
-    response: &mut Vec<u8>,
+    sink: &mut S,
 ) -> Result<Reply, ExecError> {
     let guard = ExecGuard {
         shared,
@@ -196,7 +240,13 @@ async fn exec_on(
         return Err(ExecError::Network("worker relay is gone".into()));
     };
     slot.last_used_ns.store(shared.now_ns(), Ordering::Relaxed);
-    let exchange = exchange(&mut relay, request, response, slot);
+    let exchange = exchange(
+        &mut relay,
+        request,
+        sink,
+        slot,
+        shared.config.stream_timeout,
+    );
     let outcome = match shared.config.exec_ttl() {
         Some(ttl) => tokio::time::timeout(ttl, exchange).await.map_err(|_| ()),
         None => Ok(exchange.await),
@@ -233,7 +283,12 @@ async fn exec_on(
 /// supervisor flagged it meanwhile. The reply is delivered first either way (spec §4.4 fix).
 fn give_back(shared: &PoolShared, index: u32) {
     let slot = shared.slot(index);
-    let max_jobs = shared.config.max_jobs;
+    // Debug mode: one request per worker.
+    let max_jobs = if shared.config.debug {
+        1
+    } else {
+        shared.config.max_jobs
+    };
     if max_jobs > 0 && slot.execs.load(Ordering::Relaxed) >= max_jobs {
         slot.transition(WorkerState::Working, WorkerState::MaxJobsReached);
         slot.returned.notify_one();
@@ -259,13 +314,16 @@ fn relay_for(shared: &PoolShared, index: u32, generation: u64) -> Option<RelayIo
     })
 }
 
-/// Writes the request frame and reads the reply; a streamed reply is gathered whole, with
-/// a PONG for every PING (spec relay-protocol §5).
-async fn exchange(
+/// Writes the request frame and reads the reply, handing each data frame to `sink`; answers
+/// every PING of a stream with a PONG (spec relay-protocol §5). When the sink says its
+/// receiver is gone mid-stream, asks the worker to stop (STREAM STOP) and drains the frames
+/// it still sends, for at most `stream_timeout`, so the worker goes back to the pool clean.
+async fn exchange<S: ReplySink>(
     relay: &mut RelayIo,
     request: Request<'_>,
-    response: &mut Vec<u8>,
+    sink: &mut S,
     slot: &super::slot::WorkerSlot,
+    stream_timeout: std::time::Duration,
 ) -> Result<Reply, RelayError> {
     let mut frame = take_send_buffer();
     let header = data_header(
@@ -277,59 +335,129 @@ async fn exchange(
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(request.context);
     frame.extend_from_slice(request.body);
-    let (sent, frame) = relay.send(frame).await;
-    return_send_buffer(frame);
+    let (sent, mut frame) = relay.send(frame).await;
     sent?;
     slot.execs.fetch_add(1, Ordering::Relaxed);
-    response.clear();
-    let mut meta = None;
+    // `frame` now holds each reply frame's context and body in turn.
+    let result = receive_reply(relay, sink, &mut frame, stream_timeout).await;
+    return_send_buffer(frame);
+    result
+}
+
+async fn receive_reply<S: ReplySink>(
+    relay: &mut RelayIo,
+    sink: &mut S,
+    scratch: &mut Vec<u8>,
+    stream_timeout: std::time::Duration,
+) -> Result<Reply, RelayError> {
+    let mut first = true;
+    let mut draining_since: Option<tokio::time::Instant> = None;
     loop {
-        let step = relay
-            .receive(|frame| match WorkerMessage::from_frame(frame) {
-                Ok(WorkerMessage::Data(data)) => {
-                    let first = meta.is_none();
-                    if first {
-                        response.extend_from_slice(data.context);
-                        meta = Some(ResponseMeta {
-                            codec: data.codec,
-                            context_len: data.context.len(),
-                        });
-                    }
-                    response.extend_from_slice(data.body);
-                    Ok(Step::Chunk {
-                        more: data.is_streaming(),
-                        pong: data.wants_pong() && !first,
-                    })
-                }
-                Ok(WorkerMessage::Error(text)) => Ok(Step::Done(Reply::SoftError(
-                    String::from_utf8_lossy(text).into_owned(),
-                ))),
-                Ok(WorkerMessage::StopRequest) => Ok(Step::Done(Reply::StopRequest)),
-                Ok(WorkerMessage::Control(_)) => {
-                    Err("unexpected control frame in a reply".to_owned())
-                }
-                Err(error) => Err(error.to_string()),
-            })
-            .await?
-            .map_err(|reason| {
-                RelayError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
-            })?;
-        match step {
-            Step::Done(reply) => return Ok(reply),
-            Step::Chunk { more: false, .. } => {
-                return Ok(Reply::Data(meta.expect("a data frame was read")));
-            }
-            Step::Chunk { more: true, pong } => {
-                if pong {
-                    let (sent, _) = relay.send(PONG_FRAME.to_vec()).await;
-                    sent?;
-                }
+        scratch.clear();
+        let received = relay.receive(|frame| read_step(frame, scratch, first));
+        let step = match draining_since {
+            None => received.await,
+            Some(since) => tokio::time::timeout_at(since + stream_timeout, received)
+                .await
+                .map_err(|_| {
+                    RelayError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "worker did not end its stream after STOP within stream_timeout",
+                    ))
+                })?,
+        }?
+        .map_err(|reason| {
+            RelayError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
+        })?;
+        let Step::Chunk {
+            codec,
+            context_len,
+            more,
+            pong,
+        } = step
+        else {
+            let Step::Done(reply) = step else {
+                unreachable!()
+            };
+            return Ok(reply);
+        };
+        if draining_since.is_none() {
+            let (context, body) = scratch.split_at(context_len);
+            let delivered = sink
+                .frame(ReplyFrame {
+                    codec,
+                    context,
+                    body,
+                    last: !more,
+                })
+                .await;
+            if !delivered && more {
+                draining_since = Some(tokio::time::Instant::now());
+                let (sent, _) = relay.send(STREAM_STOP_FRAME.to_vec()).await;
+                sent?;
+                continue;
             }
         }
+        if !more {
+            return Ok(Reply::Data);
+        }
+        if pong && draining_since.is_none() {
+            let (sent, _) = relay.send(PONG_FRAME.to_vec()).await;
+            sent?;
+        }
+        first = false;
+    }
+}
+
+/// Decodes one reply frame; a data frame's context and body are copied into `scratch`.
+fn read_step(frame: &Frame<'_>, scratch: &mut Vec<u8>, first: bool) -> Result<Step, String> {
+    match WorkerMessage::from_frame(frame) {
+        Ok(WorkerMessage::Data(data)) => {
+            scratch.extend_from_slice(data.context);
+            scratch.extend_from_slice(data.body);
+            Ok(Step::Chunk {
+                codec: data.codec,
+                context_len: data.context.len(),
+                more: data.is_streaming(),
+                pong: data.wants_pong() && !first,
+            })
+        }
+        Ok(WorkerMessage::Error(text)) => Ok(Step::Done(Reply::SoftError(
+            String::from_utf8_lossy(text).into_owned(),
+        ))),
+        Ok(WorkerMessage::StopRequest) => Ok(Step::Done(Reply::StopRequest)),
+        Ok(WorkerMessage::Control(_)) => Err("unexpected control frame in a reply".to_owned()),
+        Err(error) => Err(error.to_string()),
     }
 }
 
 enum Step {
-    Chunk { more: bool, pong: bool },
+    Chunk {
+        codec: Flags,
+        context_len: usize,
+        more: bool,
+        pong: bool,
+    },
     Done(Reply),
+}
+
+/// Gathers a whole reply, streamed or not, into one buffer: context of the first frame, then
+/// every frame's body.
+struct GatherSink<'a> {
+    response: &'a mut Vec<u8>,
+    meta: Option<ResponseMeta>,
+}
+
+impl ReplySink for GatherSink<'_> {
+    async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
+        if self.meta.is_none() {
+            self.response.extend_from_slice(frame.context);
+            self.meta = Some(ResponseMeta {
+                codec: frame.codec,
+                context_len: frame.context.len(),
+            });
+        }
+        self.response.extend_from_slice(frame.body);
+        true
+    }
 }

@@ -30,7 +30,12 @@ struct RunningWorker {
 pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Option<BootReport>) {
     let slot = shared.slot(index);
     let mut failures: u32 = 0;
+    let debug = shared.config.debug;
     while !shared.closed.load(Ordering::SeqCst) && slot.state() != WorkerState::Destroyed {
+        // Debug mode: after the boot check, a worker is started only when a request asks.
+        if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared, index).await {
+            break;
+        }
         match start_worker(&shared, index).await {
             Ok(mut running) => {
                 if failures > 0 {
@@ -40,6 +45,13 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
                 failures = 0;
                 if let Some(boot) = boot.take() {
                     let _ = boot.send(Ok(()));
+                    if debug {
+                        // The boot check passed; requests get workers started for them.
+                        slot.set_state(WorkerState::Invalid);
+                        let status = stop_worker(&shared, index, &mut running).await;
+                        finish_worker(&shared, index, running.generation, status);
+                        continue;
+                    }
                 }
                 if !slot.transition(WorkerState::Inactive, WorkerState::Ready) {
                     // Destroyed while starting.
@@ -76,6 +88,15 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
     }
     shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
     shared.tasks_done.notify_waiters();
+}
+
+/// Debug mode: waits until a request wants a worker (true) or the pool is destroyed (false).
+async fn wait_for_demand(shared: &PoolShared, index: u32) -> bool {
+    let slot = shared.slot(index);
+    tokio::select! {
+        () = shared.demand.notified() => true,
+        () = slot.returned.notified() => false,
+    }
 }
 
 /// 100 ms, 200 ms, 400 ms … capped at 10 s.

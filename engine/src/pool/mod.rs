@@ -12,7 +12,7 @@ mod supervisor;
 mod waiters;
 
 pub use error::{ExecError, SpawnError};
-pub use exec::{Request, ResponseMeta};
+pub use exec::{ReplyFrame, ReplySink, Request, ResponseMeta};
 pub use state::WorkerState;
 
 use crate::runtime::Shards;
@@ -80,6 +80,11 @@ pub struct PoolConfig {
     pub destroy_timeout: Duration,
     /// Max wait for busy workers during a reset.
     pub reset_timeout: Duration,
+    /// Max wait for a worker to end its stream after the server asked it to stop.
+    pub stream_timeout: Duration,
+    /// rr's debug mode: every request gets a freshly started worker (the worker that served
+    /// it is replaced afterwards), so code changes show without a reset.
+    pub debug: bool,
     /// The supervisor, when the section exists.
     pub supervisor: Option<SupervisorConfig>,
     /// Largest frame payload accepted from a worker.
@@ -103,6 +108,8 @@ impl PoolConfig {
             allocate_timeout: Duration::from_secs(60),
             destroy_timeout: Duration::from_secs(60),
             reset_timeout: Duration::from_secs(60),
+            stream_timeout: Duration::from_secs(60),
+            debug: false,
             supervisor: None,
             max_payload_bytes: ringrunner_protocol::DEFAULT_MAX_PAYLOAD_BYTES,
             mode: None,
@@ -173,6 +180,8 @@ pub(crate) struct PoolShared {
     tasks_done: Notify,
     /// Fires each time a freshly started worker enters service.
     worker_started: Notify,
+    /// Debug mode: one permit per request that wants a freshly started worker.
+    demand: Notify,
     epoch: Instant,
     server_pid: u32,
 }
@@ -237,6 +246,7 @@ impl Pool {
             live_tasks: AtomicUsize::new(workers),
             tasks_done: Notify::new(),
             worker_started: Notify::new(),
+            demand: Notify::new(),
             epoch: Instant::now(),
             server_pid: std::process::id(),
             config,

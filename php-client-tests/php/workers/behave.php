@@ -54,8 +54,12 @@ while ($payload = $worker->waitPayload()) {
             break;
         case 'stream':
             $chunks = (int) $argument;
-            for ($i = 0; $i < $chunks; $i++) {
-                $worker->respondChunk((string) $i, $i < $chunks - 1, $i === 0 ? 'ctx' : '');
+            try {
+                for ($i = 0; $i < $chunks; $i++) {
+                    $worker->respondChunk((string) $i, $i < $chunks - 1, $i === 0 ? 'ctx' : '');
+                }
+            } catch (RingRunnerTest\StreamStopped) {
+                $worker->respond(''); // confirms the end of the stream (spec §5 rule 7)
             }
             break;
         case 'garbage':
