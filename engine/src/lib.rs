@@ -1,6 +1,7 @@
 //! ringrunner: a PHP application server that keeps worker processes alive and relays work to
 //! them over the goridge protocol.
 
+pub mod config;
 pub mod pool;
 pub mod runtime;
 pub mod worker;

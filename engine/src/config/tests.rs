@@ -1,0 +1,139 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load(text: &str) -> Result<Config, LoadError> {
+    Config::load(text, &[], &no_env)
+}
+
+#[test]
+fn roadrunner_s_own_sample_config_loads() {
+    let text = include_str!("../../tests/data/rr-v2025.1.15-sample.rr.yaml");
+    let config = load(text).unwrap();
+    assert_eq!(config.version, "3");
+    assert_eq!(config.rpc_listen.as_deref(), Some("tcp://127.0.0.1:6001"));
+    let server = config.server.unwrap();
+    assert_eq!(server.command, ["php", "psr-worker.php"]);
+    assert!(server
+        .env
+        .contains(&("SOME_KEY".into(), "SOME_VALUE".into())));
+    assert_eq!(
+        server.on_init.unwrap().exec_timeout,
+        Duration::from_secs(20)
+    );
+    let http = config.http.unwrap();
+    assert_eq!(http.address, "127.0.0.1:8080");
+    assert_eq!(http.internal_error_code, 505);
+    assert_eq!(http.max_request_size, 256 << 20);
+    assert_eq!(http.uploads.forbid, [".php", ".exe", ".bat", ".sh"]);
+    assert_eq!(http.pool.command, ["php", "my-super-app.php"]);
+    let supervisor = http.pool.supervisor.unwrap();
+    assert_eq!(supervisor.max_worker_memory_mib, 128);
+    assert_eq!(supervisor.idle_ttl, Duration::from_secs(10));
+    assert_eq!(config.status.unwrap().address, "127.0.0.1:2114");
+    assert_eq!(config.logs.root.mode, "development");
+    assert_eq!(config.logs.channels.len(), 3);
+    assert_eq!(config.grace_period, Duration::from_secs(30));
+    assert!(config
+        .warnings
+        .iter()
+        .any(|w| w.starts_with("sections without a ringrunner plugin yet") && w.contains("jobs")));
+}
+
+#[test]
+fn version_is_checked_with_rr_s_texts() {
+    assert_eq!(
+        load("http: {}\n").unwrap_err().to_string(),
+        "rr configuration file should contain a version e.g: version: 3"
+    );
+    assert_eq!(
+        load("version: 3\n").unwrap_err().to_string(),
+        "config_plugin_init: version should be a string: `version: \"3\"`, actual type is: int"
+    );
+    assert!(load("version: 2.7\n")
+        .unwrap_err()
+        .to_string()
+        .ends_with("actual type is: float64"));
+    let old = load("version: '2.7'\n").unwrap();
+    assert!(old.warnings[0].starts_with("please, update your configuration version"));
+    // -o can supply the version (it is checked after overrides).
+    assert!(Config::load("rpc: {}\n", &["version=3".into()], &no_env).is_ok());
+}
+
+#[test]
+fn env_expansion_and_overrides() {
+    let env = |name: &str| (name == "PORT").then(|| "9000".to_owned());
+    let text = "version: '3'\nhttp:\n  address: 127.0.0.1:${PORT}\n  pool:\n    num_workers: ${WORKERS:-3}\nserver:\n  command: php w.php\n";
+    let config = Config::load(
+        text,
+        &[
+            "http.pool.max_jobs=7".into(),
+            "server.command=\"php other.php\"".into(),
+        ],
+        &env,
+    )
+    .unwrap();
+    let http = config.http.unwrap();
+    assert_eq!(http.address, "127.0.0.1:9000");
+    assert_eq!(http.pool.num_workers, 3);
+    assert_eq!(http.pool.max_jobs, 7);
+    assert_eq!(config.server.unwrap().command, ["php", "other.php"]);
+    for (bad, text) in [
+        ("novalue", "invalid flag `novalue`"),
+        ("=x", "key should not be empty"),
+        ("a=", "value should not be empty"),
+    ] {
+        let error = Config::load("version: '3'\n", &[bad.into()], &no_env).unwrap_err();
+        assert_eq!(error.to_string(), text);
+    }
+}
+
+#[test]
+fn wrong_types_name_the_key_and_the_line() {
+    let text = "version: '3'\nhttp:\n  address: 127.0.0.1:8080\n  pool:\n    num_workers: many\n";
+    assert_eq!(
+        load(text).unwrap_err().to_string(),
+        "config_plugin_init: http.pool.num_workers (line 5): expected a non-negative integer, got \"many\""
+    );
+    let text =
+        "version: '3'\nhttp:\n  address: 127.0.0.1:8080\n  pool:\n    allocate_timeout: soon\n";
+    assert!(load(text)
+        .unwrap_err()
+        .to_string()
+        .contains("http.pool.allocate_timeout (line 5)"));
+    let syntax = load("version: '3'\nhttp:\n  address: [x\n").unwrap_err();
+    assert!(
+        syntax
+            .to_string()
+            .starts_with("config_plugin_init: yaml: line"),
+        "{syntax}"
+    );
+}
+
+#[test]
+fn unknown_keys_warn_and_defaults_apply() {
+    let text = "version: '3'\nhttp:\n  address: :8080\n  adress: x\n  pool:\n    num_worker: 2\n";
+    let config = load(text).unwrap();
+    assert!(config
+        .warnings
+        .contains(&"unknown configuration key http.adress (line 4), ignored".to_owned()));
+    assert!(config
+        .warnings
+        .contains(&"unknown configuration key http.pool.num_worker (line 6), ignored".to_owned()));
+    let http = config.http.unwrap();
+    assert_eq!(http.max_request_size, 1000 << 20);
+    assert_eq!(http.internal_error_code, 500);
+    assert_eq!(http.pool.allocate_timeout, Duration::from_secs(60));
+    assert_eq!(config.logs, LogsSection::default());
+}
+
+#[test]
+fn missing_file_is_go_s_error() {
+    let error = Config::load_file(Path::new("nope.yaml"), &[], &no_env).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "open nope.yaml: no such file or directory"
+    );
+}

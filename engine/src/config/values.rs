@@ -1,0 +1,384 @@
+//! Typed reads of config values with rr's weak typing (spec config-cli-rpc §1.6): errors name
+//! the key path and the line, and every key read is recorded so unknown ones can be reported.
+
+use super::yaml::{Node, Value};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// A config value of the wrong type or form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}{}: {message}", line_suffix(*.line))]
+pub struct ConfigError {
+    /// Dotted key path.
+    pub path: String,
+    /// Line in the file; 0 when the value came from `-o` or the key is missing.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" (line {line})")
+    }
+}
+
+/// Reads typed values out of the document and remembers which keys were read.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    root: &'a Node,
+    read: RefCell<HashSet<String>>,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `root`.
+    #[must_use]
+    pub fn new(root: &'a Node) -> Self {
+        Self {
+            root,
+            read: RefCell::new(HashSet::new()),
+        }
+    }
+
+    /// The node at `path`, recorded as known; YAML `null` counts as absent.
+    #[must_use]
+    pub fn node(&self, path: &str) -> Option<&'a Node> {
+        self.read.borrow_mut().insert(path.to_owned());
+        self.root
+            .get_path(path)
+            .filter(|node| node.value != Value::Null)
+    }
+
+    /// True when the key exists (even with an empty value).
+    #[must_use]
+    pub fn has(&self, path: &str) -> bool {
+        self.read.borrow_mut().insert(path.to_owned());
+        self.root.get_path(path).is_some()
+    }
+
+    fn error(node: &Node, path: &str, message: String) -> ConfigError {
+        ConfigError {
+            path: path.to_owned(),
+            line: node.line,
+            message,
+        }
+    }
+
+    /// A string; numbers and bools are accepted as their text.
+    ///
+    /// # Errors
+    /// A list or a map.
+    pub fn string(&self, path: &str) -> Result<Option<String>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        match &node.value {
+            Value::Str(text) => Ok(Some(text.clone())),
+            Value::Int(n) => Ok(Some(n.to_string())),
+            Value::Float(f) => Ok(Some(f.to_string())),
+            Value::Bool(b) => Ok(Some(b.to_string())),
+            other => Err(Self::error(
+                node,
+                path,
+                format!("expected a string, got {}", describe(other)),
+            )),
+        }
+    }
+
+    /// A bool; `"true"`, `"1"`, … accepted.
+    ///
+    /// # Errors
+    /// Anything else.
+    pub fn bool(&self, path: &str) -> Result<Option<bool>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        match &node.value {
+            Value::Bool(b) => Ok(Some(*b)),
+            Value::Int(n) => Ok(Some(*n != 0)),
+            Value::Str(text) => match text.to_ascii_lowercase().as_str() {
+                "true" | "1" | "t" | "yes" | "on" => Ok(Some(true)),
+                "false" | "0" | "f" | "no" | "off" | "" => Ok(Some(false)),
+                _ => Err(Self::error(
+                    node,
+                    path,
+                    format!("expected a bool, got {text:?}"),
+                )),
+            },
+            other => Err(Self::error(
+                node,
+                path,
+                format!("expected a bool, got {}", describe(other)),
+            )),
+        }
+    }
+
+    /// A non-negative integer; `"8"` accepted.
+    ///
+    /// # Errors
+    /// Anything else, negative numbers included.
+    pub fn unsigned(&self, path: &str) -> Result<Option<u64>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        let parsed = match &node.value {
+            Value::Int(n) => u64::try_from(*n).ok(),
+            Value::Str(text) => text.trim().parse().ok(),
+            Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 => Some(*f as u64),
+            _ => None,
+        };
+        parsed.map(Some).ok_or_else(|| {
+            Self::error(
+                node,
+                path,
+                format!(
+                    "expected a non-negative integer, got {}",
+                    describe(&node.value)
+                ),
+            )
+        })
+    }
+
+    /// A Go duration (`1m30s`, `1.5s`); a bare integer is nanoseconds, as in rr.
+    ///
+    /// # Errors
+    /// Anything that does not parse.
+    pub fn duration(&self, path: &str) -> Result<Option<Duration>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        let parsed = match &node.value {
+            Value::Int(n) => u64::try_from(*n).ok().map(Duration::from_nanos),
+            Value::Str(text) => parse_go_duration(text.trim()),
+            _ => None,
+        };
+        parsed.map(Some).ok_or_else(|| {
+            Self::error(
+                node,
+                path,
+                format!(
+                    "expected a duration such as 60s or 1m30s, got {}",
+                    describe(&node.value)
+                ),
+            )
+        })
+    }
+
+    /// A list of strings; a string is split on commas (rr's weak typing).
+    ///
+    /// # Errors
+    /// A map, or a list with non-scalar items.
+    pub fn strings(&self, path: &str) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        match &node.value {
+            Value::Str(text) => Ok(Some(
+                text.split(',')
+                    .map(str::to_owned)
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            )),
+            Value::Seq(items) => items
+                .iter()
+                .map(|item| match &item.value {
+                    Value::Str(text) => Ok(text.clone()),
+                    Value::Int(n) => Ok(n.to_string()),
+                    Value::Float(f) => Ok(f.to_string()),
+                    Value::Bool(b) => Ok(b.to_string()),
+                    other => Err(Self::error(
+                        item,
+                        path,
+                        format!(
+                            "expected a list of strings, got an item {}",
+                            describe(other)
+                        ),
+                    )),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            other => Err(Self::error(
+                node,
+                path,
+                format!("expected a list of strings, got {}", describe(other)),
+            )),
+        }
+    }
+
+    /// A map of strings (keys as written, lower-cased by the loader).
+    ///
+    /// # Errors
+    /// Not a map, or a non-scalar value.
+    pub fn string_map(&self, path: &str) -> Result<Vec<(String, String)>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(Vec::new());
+        };
+        let Value::Map(entries) = &node.value else {
+            return Err(Self::error(
+                node,
+                path,
+                format!("expected a map, got {}", describe(&node.value)),
+            ));
+        };
+        entries
+            .iter()
+            .map(|(key, value)| match &value.value {
+                Value::Str(text) => Ok((key.clone(), text.clone())),
+                Value::Int(n) => Ok((key.clone(), n.to_string())),
+                Value::Float(f) => Ok((key.clone(), f.to_string())),
+                Value::Bool(b) => Ok((key.clone(), b.to_string())),
+                Value::Null => Ok((key.clone(), String::new())),
+                other => Err(Self::error(
+                    value,
+                    &format!("{path}.{key}"),
+                    format!("expected a string, got {}", describe(other)),
+                )),
+            })
+            .collect()
+    }
+
+    /// Keys under `section` that nothing read, with their lines, in document order.
+    #[must_use]
+    pub fn unknown_keys(&self, section: &str) -> Vec<(String, usize)> {
+        let read = self.read.borrow();
+        let mut unknown = Vec::new();
+        if let Some(node) = self.root.get_path(section) {
+            collect_unknown(&read, node, section, &mut unknown);
+        }
+        unknown
+    }
+}
+
+fn collect_unknown(
+    read: &HashSet<String>,
+    node: &Node,
+    path: &str,
+    out: &mut Vec<(String, usize)>,
+) {
+    let Value::Map(entries) = &node.value else {
+        return;
+    };
+    for (key, child) in entries {
+        let child_path = format!("{path}.{key}");
+        if read.contains(&child_path) {
+            continue;
+        }
+        let prefix = format!("{child_path}.");
+        if read.iter().any(|known| known.starts_with(&prefix)) {
+            collect_unknown(read, child, &child_path, out);
+        } else {
+            out.push((child_path, child.line));
+        }
+    }
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Str(text) => format!("{text:?}"),
+        Value::Int(n) => n.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".into(),
+        Value::Seq(_) => "a list".into(),
+        Value::Map(_) => "a map".into(),
+    }
+}
+
+/// Go's `time.ParseDuration` for non-negative values.
+#[must_use]
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.strip_prefix('+').unwrap_or(text);
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return None;
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number_len == 0 {
+            return None;
+        }
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * nanos_per_unit;
+    }
+    (total.is_finite() && total < u64::MAX as f64).then(|| Duration::from_nanos(total as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::yaml::parse;
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("5"), None);
+        assert_eq!(parse_go_duration("s"), None);
+        assert_eq!(parse_go_duration("10x"), None);
+    }
+
+    #[test]
+    fn weak_typing_and_errors_with_lines() {
+        let doc =
+            parse("a:\n  n: \"8\"\n  bad: abc\n  d: 60\n  list: x,y\n  flag: \"true\"\n").unwrap();
+        let reader = Reader::new(&doc);
+        assert_eq!(reader.unsigned("a.n").unwrap(), Some(8));
+        let error = reader.unsigned("a.bad").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "a.bad (line 3): expected a non-negative integer, got \"abc\""
+        );
+        assert_eq!(
+            reader.duration("a.d").unwrap(),
+            Some(Duration::from_nanos(60))
+        );
+        assert_eq!(
+            reader.strings("a.list").unwrap(),
+            Some(vec!["x".into(), "y".into()])
+        );
+        assert_eq!(reader.bool("a.flag").unwrap(), Some(true));
+        assert_eq!(reader.unsigned("a.missing").unwrap(), None);
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_with_lines() {
+        let doc = parse("http:\n  address: x\n  adress: y\n  pool:\n    num_workers: 1\n    typo: 2\n  other: 3\n").unwrap();
+        let reader = Reader::new(&doc);
+        let _ = reader.string("http.address");
+        let _ = reader.unsigned("http.pool.num_workers");
+        assert_eq!(
+            reader.unknown_keys("http"),
+            vec![
+                ("http.adress".to_owned(), 3),
+                ("http.pool.typo".to_owned(), 6),
+                ("http.other".to_owned(), 7)
+            ]
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! The `parsed` data tree of a form body in PHP bracket notation (spec http §2.2, §2.5).
+
+use super::percent_decode;
+use serde_json::{Map, Value};
+
+/// Most name segments a field may have; longer names are dropped, as rr does.
+const MAX_SEGMENTS: usize = 127;
+
+/// A malformed form body (rr answers 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// A name or value with a bad `%` escape or not UTF-8.
+    #[error("invalid URL escape in form field {0:?}")]
+    BadEscape(String),
+    /// A scalar and a branch for the same key.
+    #[error("invalid multiple values to key '{0}' in tree")]
+    Conflict(String),
+}
+
+/// The data tree, serialised as the JSON object rr sends as the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataTree {
+    root: Map<String, Value>,
+}
+
+impl DataTree {
+    /// True when no field was added.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.root.is_empty()
+    }
+
+    /// The JSON object; an empty tree writes nothing (rr sends an empty body, not `{}`).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        if !self.root.is_empty() {
+            serde_json::to_writer(out, &self.root).expect("writing JSON to a Vec cannot fail");
+        }
+    }
+
+    /// Adds every value sent for `name` (in order): `k[]` keeps them all as a list, any other
+    /// name keeps the last.
+    ///
+    /// # Errors
+    /// [`FormError::Conflict`] when the name clashes with the tree's shape.
+    pub fn push(&mut self, name: &str, values: Vec<String>) -> Result<(), FormError> {
+        let name: String = name.chars().filter(|c| *c != ' ').collect();
+        let segments = split_name(&name);
+        if segments.is_empty() || segments.len() > MAX_SEGMENTS {
+            return Ok(());
+        }
+        let (last, path) = segments.split_last().expect("at least one segment");
+        let (leaf_key, leaf) = if last.is_empty() && !path.is_empty() {
+            let (key, parents) = path.split_last().expect("path is not empty");
+            let list = Value::Array(values.into_iter().map(Value::String).collect());
+            return insert(&mut self.root, parents, key, list, &name);
+        } else {
+            (
+                last,
+                Value::String(values.into_iter().last().unwrap_or_default()),
+            )
+        };
+        insert(&mut self.root, path, leaf_key, leaf, &name)
+    }
+}
+
+/// Walks `parents` (making branches) and puts `value` at `key`.
+fn insert(
+    mut node: &mut Map<String, Value>,
+    parents: &[&str],
+    key: &str,
+    value: Value,
+    name: &str,
+) -> Result<(), FormError> {
+    for parent in parents {
+        let entry = node
+            .entry((*parent).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if matches!(entry, Value::String(text) if text.is_empty()) {
+            *entry = Value::Object(Map::new());
+        }
+        node = match entry {
+            Value::Object(map) => map,
+            _ => return Err(FormError::Conflict(name.to_owned())),
+        };
+    }
+    match node.get(key) {
+        Some(Value::Object(_)) if matches!(&value, Value::String(text) if text.is_empty()) => {
+            Ok(())
+        }
+        Some(Value::Object(_)) => Err(FormError::Conflict(name.to_owned())),
+        _ => {
+            node.insert(key.to_owned(), value);
+            Ok(())
+        }
+    }
+}
+
+/// `a[b][c]` → `a`, `b`, `c`; `a[]` → `a`, ``. Text outside brackets after the first `]` is
+/// ignored, as PHP does.
+fn split_name(name: &str) -> Vec<&str> {
+    let Some(open) = name.find('[') else {
+        return if name.is_empty() {
+            Vec::new()
+        } else {
+            vec![name]
+        };
+    };
+    let mut segments = vec![&name[..open]];
+    let mut rest = &name[open..];
+    while let Some(stripped) = rest.strip_prefix('[') {
+        let Some(close) = stripped.find(']') else {
+            break;
+        };
+        segments.push(&stripped[..close]);
+        rest = &stripped[close + 1..];
+    }
+    if segments[0].is_empty() {
+        return Vec::new();
+    }
+    segments
+}
+
+/// Parses an `application/x-www-form-urlencoded` body into the data tree.
+///
+/// # Errors
+/// A bad escape or a tree conflict.
+pub fn parse_urlencoded(body: &[u8]) -> Result<DataTree, FormError> {
+    // Values grouped by name in first-seen order, like Go's url.Values.
+    let mut fields: Vec<(String, Vec<String>)> = Vec::new();
+    for pair in body.split(|&byte| byte == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = match pair.iter().position(|&byte| byte == b'=') {
+            Some(equals) => (&pair[..equals], &pair[equals + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let bad = || FormError::BadEscape(String::from_utf8_lossy(name).into_owned());
+        let name = percent_decode(name, true).ok_or_else(bad)?;
+        let value = percent_decode(value, true).ok_or_else(bad)?;
+        match fields.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, values)) => values.push(value),
+            None => fields.push((name, vec![value])),
+        }
+    }
+    let mut tree = DataTree::default();
+    for (name, values) in fields {
+        tree.push(&name, values)?;
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: &[u8]) -> Value {
+        let mut out = Vec::new();
+        parse_urlencoded(body).unwrap().write_json(&mut out);
+        if out.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn brackets_make_branches_and_lists() {
+        assert_eq!(
+            json(b"title=Hi&meta[tags][]=a&meta[tags][]=b&a[0]=x&a[1]=y&k=1&k=2"),
+            serde_json::json!({
+                "title": "Hi", "meta": {"tags": ["a", "b"]},
+                "a": {"0": "x", "1": "y"}, "k": "2"
+            })
+        );
+    }
+
+    #[test]
+    fn empty_scalar_gives_way_to_a_branch() {
+        assert_eq!(
+            json(b"opts=&opts[0][n]=x"),
+            serde_json::json!({"opts": {"0": {"n": "x"}}})
+        );
+    }
+
+    #[test]
+    fn conflicts_and_bad_escapes_are_errors() {
+        assert_eq!(
+            parse_urlencoded(b"a=1&a[b]=2"),
+            Err(FormError::Conflict("a[b]".into()))
+        );
+        assert!(matches!(
+            parse_urlencoded(b"a=%zz"),
+            Err(FormError::BadEscape(_))
+        ));
+    }
+
+    #[test]
+    fn empty_form_writes_an_empty_body_and_spaces_in_names_vanish() {
+        assert_eq!(json(b""), Value::Null);
+        assert_eq!(json(b"a+b=1"), serde_json::json!({"ab": "1"}));
+    }
+}
