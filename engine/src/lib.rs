@@ -1,7 +1,10 @@
 //! ringrunner: a PHP application server that keeps worker processes alive and relays work to
 //! them over the goridge protocol.
 
+pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod plugins;
 pub mod pool;
 pub mod runtime;
 pub mod worker;

@@ -1,12 +1,11 @@
 //! The `rr` binary.
 
+use clap::Parser;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("-v" | "--version" | "version") => println!("{}", ringrunner::version_line()),
-        _ => {
-            eprintln!("usage: rr --version");
-            std::process::exit(1);
-        }
-    }
+    let cli = ringrunner::cli::Cli::parse();
+    std::process::exit(ringrunner::cli::main(cli));
 }

@@ -264,6 +264,9 @@ pub struct HttpSection {
     pub middleware: Vec<String>,
     /// ringrunner's switch for legacy workers: send the JSON context instead of protobuf.
     pub json_context: bool,
+    /// ringrunner's bound on reading a request head, and on an idle keep-alive connection
+    /// (rr: 5 min, fixed). Default 60 s.
+    pub read_header_timeout: Duration,
     /// `http.pool`.
     pub pool: PoolSection,
 }
@@ -341,6 +344,10 @@ impl HttpSection {
             trusted_subnets: reader.strings("http.trusted_subnets")?.unwrap_or_default(),
             middleware,
             json_context: reader.bool("http.json_context")?.unwrap_or(false),
+            read_header_timeout: reader
+                .duration("http.read_header_timeout")?
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(60)),
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }

@@ -419,6 +419,15 @@ impl Pool {
         }
     }
 
+    /// SIGKILLs every worker now (a forced exit: workers live in their own process groups
+    /// and must not outlive the server).
+    pub fn kill_all(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        for slot in self.shared.slots.iter() {
+            slot.kill();
+        }
+    }
+
     fn shared(&self) -> &Arc<PoolShared> {
         &self.shared
     }

@@ -1,0 +1,388 @@
+//! The request head: parsed with httparse into byte ranges of the connection's read buffer
+//! (nothing allocated per request), and the framing decisions of RFC 9112 §6.
+
+use std::ops::Range;
+
+/// Most header lines in one request (more → 431).
+pub const MAX_HEADERS: usize = 128;
+/// Largest request head (Go's `DefaultMaxHeaderBytes` is 1 MiB; more → 431).
+pub const MAX_HEAD_BYTES: usize = 1 << 20;
+
+/// A parsed head as ranges into the buffer it was parsed from.
+#[derive(Debug, Default, Clone)]
+pub struct Head {
+    /// Bytes of the head, blank line included.
+    pub len: usize,
+    /// Method.
+    pub method: Range<usize>,
+    /// Request target.
+    pub target: Range<usize>,
+    /// 0 = HTTP/1.0, 1 = HTTP/1.1.
+    pub minor_version: u8,
+    /// (name, value) per header line.
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
+}
+
+/// How the body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request the server must refuse, with the status and the connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadError {
+    /// Malformed request line or headers.
+    BadRequest(&'static str),
+    /// Too many headers or a head too large.
+    TooLarge,
+    /// A transfer coding other than chunked.
+    UnsupportedTransferEncoding,
+}
+
+impl HeadError {
+    /// Status line and body, as Go's server answers.
+    #[must_use]
+    pub const fn status(self) -> (u16, &'static str) {
+        match self {
+            Self::BadRequest(_) => (400, "400 Bad Request"),
+            Self::TooLarge => (431, "431 Request Header Fields Too Large"),
+            Self::UnsupportedTransferEncoding => (501, "Unsupported transfer encoding"),
+        }
+    }
+}
+
+impl Head {
+    /// Parses a head at the start of `buf`. `Ok(None)` when more bytes are needed.
+    ///
+    /// # Errors
+    /// [`HeadError`] for malformed or oversized heads.
+    pub fn parse(buf: &[u8], head: &mut Self) -> Result<Option<()>, HeadError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut storage);
+        let status = match request.parse(buf) {
+            Ok(status) => status,
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(error) => {
+                return Err(HeadError::BadRequest(match error {
+                    httparse::Error::Version => "malformed HTTP version",
+                    httparse::Error::Token | httparse::Error::Status => "malformed request line",
+                    _ => "malformed request headers",
+                }))
+            }
+        };
+        let httparse::Status::Complete(len) = status else {
+            return if buf.len() > MAX_HEAD_BYTES {
+                Err(HeadError::TooLarge)
+            } else {
+                Ok(None)
+            };
+        };
+        if len > MAX_HEAD_BYTES {
+            return Err(HeadError::TooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        let range = |part: &[u8]| {
+            let start = part.as_ptr() as usize - base;
+            start..start + part.len()
+        };
+        head.len = len;
+        head.method = range(request.method.unwrap_or_default().as_bytes());
+        head.target = range(request.path.unwrap_or_default().as_bytes());
+        head.minor_version = request.version.unwrap_or(1);
+        head.headers.clear();
+        for header in request.headers.iter() {
+            head.headers
+                .push((range(header.name.as_bytes()), range(header.value)));
+        }
+        Ok(Some(()))
+    }
+
+    /// The values of header `name` (case-insensitive), in order.
+    pub fn values<'b>(&'b self, buf: &'b [u8], name: &'b str) -> impl Iterator<Item = &'b [u8]> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| buf[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |(_, v)| &buf[v.clone()])
+    }
+
+    /// The first value of header `name`.
+    #[must_use]
+    pub fn value<'b>(&'b self, buf: &'b [u8], name: &'b str) -> Option<&'b [u8]> {
+        self.values(buf, name).next()
+    }
+
+    /// Body framing (RFC 9112 §6.3): chunked wins over Content-Length; Content-Length values
+    /// must agree.
+    ///
+    /// # Errors
+    /// Bad or conflicting lengths, unknown codings.
+    pub fn body_kind(&self, buf: &[u8]) -> Result<BodyKind, HeadError> {
+        let mut codings = self.values(buf, "transfer-encoding").peekable();
+        if codings.peek().is_some() {
+            let mut last_is_chunked = false;
+            for value in codings {
+                for coding in value.split(|&b| b == b',') {
+                    let coding = coding.trim_ascii();
+                    if coding.is_empty() {
+                        continue;
+                    }
+                    if !coding.eq_ignore_ascii_case(b"chunked") || last_is_chunked {
+                        return Err(HeadError::UnsupportedTransferEncoding);
+                    }
+                    last_is_chunked = true;
+                }
+            }
+            if self.minor_version == 0 || !last_is_chunked {
+                return Err(HeadError::BadRequest("transfer encoding without chunked"));
+            }
+            return Ok(BodyKind::Chunked);
+        }
+        let mut length: Option<u64> = None;
+        for value in self.values(buf, "content-length") {
+            for part in value.split(|&b| b == b',') {
+                let part = part.trim_ascii();
+                if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
+                    return Err(HeadError::BadRequest("bad Content-Length"));
+                }
+                let parsed: u64 = std::str::from_utf8(part)
+                    .ok()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or(HeadError::BadRequest("bad Content-Length"))?;
+                if length.is_some_and(|known| known != parsed) {
+                    return Err(HeadError::BadRequest("conflicting Content-Length"));
+                }
+                length = Some(parsed);
+            }
+        }
+        Ok(match length {
+            None | Some(0) => BodyKind::Empty,
+            Some(n) => BodyKind::Length(n),
+        })
+    }
+
+    /// Whether the connection stays open after this request (RFC 9112 §9.3).
+    #[must_use]
+    pub fn keep_alive(&self, buf: &[u8]) -> bool {
+        let mut close = false;
+        let mut keep = false;
+        for value in self.values(buf, "connection") {
+            for token in value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        if close {
+            false
+        } else {
+            self.minor_version == 1 || keep
+        }
+    }
+}
+
+/// Incremental chunked-body decoder (RFC 9112 §7.1): call `decode` with the bytes after the
+/// head; it appends data to `out` and says how many input bytes it consumed.
+#[derive(Debug, Default, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+/// A malformed chunked body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed chunked encoding")]
+pub struct ChunkError;
+
+impl ChunkedDecoder {
+    /// True after the last chunk and the trailers.
+    #[must_use]
+    pub fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes what it can of `input`; returns the bytes consumed.
+    ///
+    /// # Errors
+    /// A bad size line or a missing CRLF.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
+        let mut at = 0;
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(at),
+                ChunkState::Size => {
+                    let Some(line_end) = find_crlf(&input[at..]) else {
+                        return if input.len() - at > 1024 {
+                            Err(ChunkError)
+                        } else {
+                            Ok(at)
+                        };
+                    };
+                    let line = &input[at..at + line_end];
+                    let size_text = line
+                        .split(|&b| b == b';')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_ascii();
+                    if size_text.is_empty() || size_text.len() > 15 {
+                        return Err(ChunkError);
+                    }
+                    let size = std::str::from_utf8(size_text)
+                        .ok()
+                        .and_then(|t| u64::from_str_radix(t, 16).ok())
+                        .ok_or(ChunkError)?;
+                    at += line_end + 2;
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let available = (input.len() - at) as u64;
+                    if available == 0 {
+                        return Ok(at);
+                    }
+                    let take = left.min(available) as usize;
+                    out.extend_from_slice(&input[at..at + take]);
+                    at += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    if input.len() - at < 2 {
+                        return Ok(at);
+                    }
+                    if &input[at..at + 2] != b"\r\n" {
+                        return Err(ChunkError);
+                    }
+                    at += 2;
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(line_end) = find_crlf(&input[at..]) else {
+                        return if input.len() - at > 64 * 1024 {
+                            Err(ChunkError)
+                        } else {
+                            Ok(at)
+                        };
+                    };
+                    at += line_end + 2;
+                    if line_end == 0 {
+                        self.state = ChunkState::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn find_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|pair| pair == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &[u8]) -> Result<Option<Head>, HeadError> {
+        let mut head = Head::default();
+        Head::parse(text, &mut head).map(|done| done.map(|()| head))
+    }
+
+    #[test]
+    fn heads_parse_into_ranges() {
+        let buf =
+            b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-A: 1\r\nX-A: 2\r\n\r\nabc";
+        let head = parse(buf).unwrap().unwrap();
+        assert_eq!(&buf[head.method.clone()], b"POST");
+        assert_eq!(&buf[head.target.clone()], b"/a?b=1");
+        assert_eq!(head.len, buf.len() - 3);
+        assert_eq!(head.values(buf, "x-a").collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(head.body_kind(buf), Ok(BodyKind::Length(3)));
+        assert!(head.keep_alive(buf));
+    }
+
+    #[test]
+    fn incomplete_bad_and_oversized_heads() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        assert!(matches!(
+            parse(b"GET / HTTP/9.9\r\n\r\n"),
+            Err(HeadError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse(b"G\x01T / HTTP/1.1\r\n\r\n"),
+            Err(HeadError::BadRequest(_))
+        ));
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&many).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn framing_rules() {
+        let kind = |text: &[u8]| parse(text).unwrap().unwrap().body_kind(text);
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"),
+            Ok(BodyKind::Chunked)
+        );
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            Err(HeadError::UnsupportedTransferEncoding)
+        );
+        assert!(
+            kind(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err()
+        );
+        assert!(kind(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_err());
+        assert_eq!(
+            kind(b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
+            Ok(BodyKind::Length(5))
+        );
+        let close = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+        assert!(!parse(close).unwrap().unwrap().keep_alive(close));
+        let old = b"GET / HTTP/1.0\r\n\r\n";
+        assert!(!parse(old).unwrap().unwrap().keep_alive(old));
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_splits() {
+        let body = b"3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        for split in 0..body.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut out = Vec::new();
+            let first = decoder.decode(&body[..split], &mut out).unwrap();
+            let mut rest = body[first..split].to_vec();
+            rest.extend_from_slice(&body[split..]);
+            let second = decoder.decode(&rest, &mut out).unwrap();
+            assert!(decoder.is_done(), "split {split}");
+            assert_eq!(out, b"abcdefgh");
+            assert_eq!(&rest[second..], b"NEXT");
+        }
+        let mut decoder = ChunkedDecoder::default();
+        assert!(decoder.decode(b"zz\r\n", &mut Vec::new()).is_err());
+        assert!(ChunkedDecoder::default()
+            .decode(b"1\r\naXX", &mut Vec::new())
+            .is_err());
+    }
+}

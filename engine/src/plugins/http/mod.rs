@@ -1,0 +1,117 @@
+//! The `http` plugin (spec http): HTTP/1.1 on every shard, requests relayed to the `http`
+//! pool as rr sends them, replies written back as rr writes them.
+
+mod conn;
+pub mod head;
+pub mod request;
+mod sink;
+pub mod wire;
+
+use super::listener;
+use super::Lifecycle;
+use crate::config::HttpSection;
+use crate::pool::Pool;
+use crate::runtime::Shards;
+use request::Subnet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every connection of the plugin shares.
+#[derive(Debug)]
+pub struct HttpShared {
+    /// The `http` section.
+    pub config: HttpSection,
+    /// The `http` pool.
+    pub pool: Pool,
+    /// Parsed `trusted_subnets`, empty unless `proxy_ip_parser` is in the middleware.
+    pub trusted: Vec<Subnet>,
+    /// Head read timeout.
+    pub read_header_timeout: Duration,
+    /// Shutdown state.
+    pub lifecycle: Arc<Lifecycle>,
+}
+
+/// The running plugin.
+#[derive(Debug)]
+pub struct HttpPlugin {
+    shared: Arc<HttpShared>,
+    address: SocketAddr,
+}
+
+impl HttpPlugin {
+    /// Binds `http.address` on every shard and starts accepting.
+    ///
+    /// # Errors
+    /// Bad trusted subnets, an address that does not resolve or bind.
+    pub fn start(
+        config: HttpSection,
+        pool: Pool,
+        shards: &Shards,
+        lifecycle: Arc<Lifecycle>,
+    ) -> Result<Self, String> {
+        let read_header_timeout = config.read_header_timeout;
+        let trusted = if config.middleware.iter().any(|m| m == "proxy_ip_parser") {
+            config
+                .trusted_subnets
+                .iter()
+                .map(|subnet| Subnet::parse(subnet))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
+        let address = listener::resolve(&config.address)
+            .map_err(|error| format!("http: address {}: {error}", config.address))?;
+        let listeners = listener::bind_reuseport(address, shards.count())
+            .map_err(|error| format!("listen tcp {address}: {error}"))?;
+        let address = listeners[0].local_addr().map_err(|e| e.to_string())?;
+        let shared = Arc::new(HttpShared {
+            config,
+            pool,
+            trusted,
+            read_header_timeout,
+            lifecycle,
+        });
+        for (shard, socket) in listeners.into_iter().enumerate() {
+            let shared = Arc::clone(&shared);
+            shards.spawn_on(shard, move || accept_loop(socket, shared));
+        }
+        tracing::info!(target: "http", %address, "http server listening");
+        Ok(Self { shared, address })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    #[must_use]
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The pool behind the plugin.
+    #[must_use]
+    pub fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+}
+
+async fn accept_loop(socket: std::net::TcpListener, shared: Arc<HttpShared>) {
+    let listener = tokio_uring::net::TcpListener::from_std(socket);
+    loop {
+        let stopping = shared.lifecycle.stop.notified();
+        if shared.lifecycle.is_stopping() {
+            break;
+        }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio_uring::spawn(conn::serve(stream, peer, Arc::clone(&shared)));
+                }
+                Err(error) => {
+                    // EMFILE and friends: log, back off a little, go on; clients retry.
+                    tracing::error!(target: "http", %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            () = stopping => break,
+        }
+    }
+}

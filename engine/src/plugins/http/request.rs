@@ -1,0 +1,294 @@
+//! From a parsed request to what the worker gets (spec http §1, §2, §6): the absolute URI,
+//! canonical header groups, cookies, the body class, and the client address.
+
+use super::head::Head;
+use ringrunner_protocol::http::{canonical_header_name, HeaderGroup};
+use std::net::IpAddr;
+
+/// How the body goes to the worker (spec http §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyClass {
+    /// HEAD and OPTIONS: no body is sent.
+    None,
+    /// `application/x-www-form-urlencoded`.
+    UrlEncoded,
+    /// `multipart/form-data`.
+    Multipart,
+    /// Anything else: the raw bytes.
+    Raw,
+}
+
+/// Classifies by method and the first Content-Type (case-sensitive substring, as rr does).
+#[must_use]
+pub fn body_class(method: &[u8], content_type: Option<&[u8]>) -> BodyClass {
+    if method == b"HEAD" || method == b"OPTIONS" {
+        return BodyClass::None;
+    }
+    let contains = |needle: &[u8]| {
+        content_type.is_some_and(|value| value.windows(needle.len()).any(|w| w == needle))
+    };
+    if contains(b"application/x-www-form-urlencoded") {
+        BodyClass::UrlEncoded
+    } else if contains(b"multipart/form-data") {
+        BodyClass::Multipart
+    } else {
+        BodyClass::Raw
+    }
+}
+
+/// Header groups by canonical name in arrival order, without `Host` and `Transfer-Encoding`
+/// (spec http §1.5).
+#[must_use]
+pub fn header_groups<'b>(head: &Head, buf: &'b [u8]) -> Vec<HeaderGroup<'b>> {
+    let mut groups: Vec<HeaderGroup<'b>> = Vec::with_capacity(head.headers.len());
+    for (name, value) in &head.headers {
+        let name = &buf[name.clone()];
+        if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        let value = &buf[value.clone()];
+        match groups
+            .iter_mut()
+            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
+        {
+            Some((_, values)) => values.push(value),
+            None => groups.push((canonical_header_name(name), vec![value])),
+        }
+    }
+    groups
+}
+
+/// The absolute URI and the raw query (spec http §1.4): absolute-form targets as sent,
+/// origin-form as `http://<Host><target>`; CR and LF removed.
+#[must_use]
+pub fn uri_and_query(target: &[u8], host: Option<&[u8]>) -> (String, String) {
+    let clean = |bytes: &[u8]| -> String {
+        String::from_utf8_lossy(bytes)
+            .chars()
+            .filter(|c| *c != '\r' && *c != '\n')
+            .collect()
+    };
+    let absolute = target.starts_with(b"http://") || target.starts_with(b"https://");
+    let uri = if absolute {
+        clean(target)
+    } else if target == b"*" {
+        format!("http://{}", clean(host.unwrap_or_default()))
+    } else {
+        format!(
+            "http://{}{}",
+            clean(host.unwrap_or_default()),
+            clean(target)
+        )
+    };
+    let query = target
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|at| {
+            let query = &target[at + 1..];
+            let end = query.iter().position(|&b| b == b'#').unwrap_or(query.len());
+            clean(&query[..end])
+        })
+        .unwrap_or_default();
+    (uri, query)
+}
+
+/// A parsed `trusted_subnets` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subnet {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Subnet {
+    /// Parses `10.0.0.0/8` or `::1/128`.
+    ///
+    /// # Errors
+    /// A text that is not a CIDR.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("invalid CIDR address: {text}");
+        let (address, prefix) = text.trim().split_once('/').ok_or_else(bad)?;
+        let network: IpAddr = address.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { network, prefix })
+    }
+
+    /// Whether `ip` is inside.
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) if self.network.is_ipv4() => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => return false,
+            },
+            other => other,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The client address (spec http §6): the peer IP, or, when the peer is a trusted proxy,
+/// the first address the proxy headers give (v5.1 order), normalised.
+#[must_use]
+pub fn remote_addr(peer: IpAddr, trusted: &[Subnet], head: &Head, buf: &[u8]) -> String {
+    let peer_text = canonical_ip(peer);
+    if trusted.is_empty() || !trusted.iter().any(|subnet| subnet.contains(peer)) {
+        return peer_text;
+    }
+    let text = |value: &[u8]| String::from_utf8_lossy(value).into_owned();
+    let from_headers = if let Some(forwarded) = head.value(buf, "forwarded") {
+        forwarded_for(&text(forwarded))
+    } else if let Some(xff) = head.value(buf, "x-forwarded-for") {
+        Some(text(xff).split(',').next().unwrap_or_default().to_owned())
+    } else {
+        head.value(buf, "x-real-ip").map(text)
+    }
+    .filter(|value| !value.is_empty())
+    .or_else(|| head.value(buf, "true-client-ip").map(text))
+    .or_else(|| head.value(buf, "cf-connecting-ip").map(text));
+    match from_headers {
+        Some(value) if !value.is_empty() => normalise_address(&value),
+        _ => peer_text,
+    }
+}
+
+/// The first `for=` of a `Forwarded` header, quotes removed.
+fn forwarded_for(value: &str) -> Option<String> {
+    value.split([';', ',']).map(str::trim).find_map(|part| {
+        part.get(..4)
+            .filter(|key| key.eq_ignore_ascii_case("for="))
+            .map(|_| part[4..].trim_matches('"').to_owned())
+    })
+}
+
+/// Normalises as rr's handler does: no `:` → as is; `host:port` / `[v6]:port` → host; a bare
+/// IPv6 → canonical; anything else with a `:` → empty.
+fn normalise_address(value: &str) -> String {
+    if !value.contains(':') {
+        return value.to_owned();
+    }
+    if let Ok(ip) = value.parse::<IpAddr>() {
+        return canonical_ip(ip);
+    }
+    if let Ok(socket) = value.parse::<std::net::SocketAddr>() {
+        return canonical_ip(socket.ip());
+    }
+    if let Some((host, port)) = value.rsplit_once(':') {
+        if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) {
+            return host.to_owned();
+        }
+    }
+    String::new()
+}
+
+fn canonical_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(text: &[u8]) -> Head {
+        let mut head = Head::default();
+        Head::parse(text, &mut head).unwrap().unwrap();
+        head
+    }
+
+    #[test]
+    fn uri_and_query_follow_spec_1_4() {
+        assert_eq!(
+            uri_and_query(b"/users?id=5&tag[]=a", Some(b"app.test:8080")),
+            (
+                "http://app.test:8080/users?id=5&tag[]=a".into(),
+                "id=5&tag[]=a".into()
+            )
+        );
+        assert_eq!(
+            uri_and_query(b"http://h/p?q=1", Some(b"other")),
+            ("http://h/p?q=1".into(), "q=1".into())
+        );
+    }
+
+    #[test]
+    fn headers_group_without_host_and_transfer_encoding() {
+        let buf = b"GET / HTTP/1.1\r\nHost: h\r\nx-a: 1\r\nCookie: a=b\r\nX-A: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let head = head_of(buf);
+        let groups = header_groups(&head, buf);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0], ("X-A".to_owned(), vec![b"1".as_slice(), b"2"]));
+        assert_eq!(groups[1].0, "Cookie");
+    }
+
+    #[test]
+    fn classes_by_method_and_content_type() {
+        assert_eq!(
+            body_class(b"HEAD", Some(b"application/x-www-form-urlencoded")),
+            BodyClass::None
+        );
+        assert_eq!(
+            body_class(
+                b"POST",
+                Some(b"application/x-www-form-urlencoded; charset=utf-8")
+            ),
+            BodyClass::UrlEncoded
+        );
+        assert_eq!(
+            body_class(b"POST", Some(b"multipart/form-data; boundary=X")),
+            BodyClass::Multipart
+        );
+        assert_eq!(
+            body_class(b"POST", Some(b"Multipart/Form-Data")),
+            BodyClass::Raw
+        );
+        assert_eq!(body_class(b"GET", None), BodyClass::Raw);
+    }
+
+    #[test]
+    fn trusted_proxies_give_the_client_address() {
+        let trusted = [
+            Subnet::parse("10.0.0.0/8").unwrap(),
+            Subnet::parse("::1/128").unwrap(),
+        ];
+        let buf = b"GET / HTTP/1.1\r\nX-Forwarded-For: 203.0.113.7, 10.0.0.2\r\nX-Real-Ip: 1.1.1.1\r\n\r\n";
+        let head = head_of(buf);
+        assert_eq!(
+            remote_addr("10.1.2.3".parse().unwrap(), &trusted, &head, buf),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            remote_addr("192.0.2.1".parse().unwrap(), &trusted, &head, buf),
+            "192.0.2.1"
+        );
+        let buf = b"GET / HTTP/1.1\r\nForwarded: for=\"[2001:db8::1]:4711\";proto=http\r\n\r\n";
+        let head = head_of(buf);
+        assert_eq!(
+            remote_addr("::1".parse().unwrap(), &trusted, &head, buf),
+            "2001:db8::1"
+        );
+        assert!(Subnet::parse("10.0.0.0/33").is_err());
+        assert!(Subnet::parse("x").is_err());
+    }
+}

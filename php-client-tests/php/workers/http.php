@@ -1,0 +1,77 @@
+<?php
+// HTTP test worker: routes by path.
+//   /hello            200 "Hello from PHP"        /echo      the request as JSON
+//   /status/N         status N, empty body         /cookies   two Set-Cookie lines
+//   /error            error frame                  /crash     exit mid-request
+//   /slow?ms=N        sleep, then the pid           /stream?n=N  N chunks, 103 first if hints=1
+//   /big?kb=N         N KiB of 'x'                  /pid       this worker's pid
+//   /badstatus        status 999                    /garbage   an undecodable context
+declare(strict_types=1);
+require __DIR__ . '/../Http.php';
+
+use RingRunnerTest\HttpWorker;
+use RingRunnerTest\Frame;
+
+$http = HttpWorker::create();
+while ($request = $http->waitRequest()) {
+    $path = $request->path();
+    $query = $request->query();
+    switch (true) {
+        case $path === '/hello':
+            $http->respond(200, "Hello from PHP\n", ['Content-Type' => 'text/plain']);
+            break;
+        case $path === '/echo':
+            $http->respond(200, json_encode([
+                'remote_addr' => $request->remoteAddr, 'protocol' => $request->protocol,
+                'method' => $request->method, 'uri' => $request->uri,
+                'headers' => $request->headers, 'cookies' => $request->cookies,
+                'raw_query' => $request->rawQuery, 'parsed' => $request->parsed,
+                'body' => $request->body, 'uploads' => $request->uploads,
+            ]), ['Content-Type' => 'application/json']);
+            break;
+        case str_starts_with($path, '/status/'):
+            $http->respond((int) substr($path, 8), '', ['X-Status' => 'set']);
+            break;
+        case $path === '/cookies':
+            $http->respond(200, 'ok', ['Set-Cookie' => ['a=1; Path=/', 'b=2; HttpOnly']]);
+            break;
+        case $path === '/error':
+            $http->error('Uncaught TypeError <b>x</b>');
+            break;
+        case $path === '/crash':
+            exit(1);
+        case $path === '/slow':
+            usleep(((int) ($query['ms'] ?? 100)) * 1000);
+            $http->respond(200, (string) getmypid());
+            break;
+        case $path === '/stream':
+            $n = (int) ($query['n'] ?? 3);
+            if (($query['hints'] ?? '') === '1') {
+                $http->respondChunk('', true, 103, ['Link' => '</app.css>; rel=preload']);
+                $http->respondChunk('<html>', true, 200, ['Content-Type' => 'text/html']);
+            }
+            try {
+                for ($i = 0; $i < $n; $i++) {
+                    $status = ($i === 0 && ($query['hints'] ?? '') !== '1') ? 200 : null;
+                    $http->respondChunk("chunk $i\n", $i < $n - 1, $status);
+                }
+            } catch (RingRunnerTest\StreamStopped) {
+                $http->respondChunk('', false);
+            }
+            break;
+        case $path === '/big':
+            $http->respond(200, str_repeat('x', 1024 * (int) ($query['kb'] ?? 1)));
+            break;
+        case $path === '/pid':
+            $http->respond(200, (string) getmypid());
+            break;
+        case $path === '/garbage':
+            $http->respondRaw("\xff\xff\xff", 'body');
+            break;
+        case $path === '/badstatus':
+            $http->respond(999, 'nope');
+            break;
+        default:
+            $http->respond(404, "not found: $path\n");
+    }
+}

@@ -1,0 +1,263 @@
+//! The real `rr` binary under test: built once per test run, started on a config of the
+//! test's, synchronised on its log lines, stopped (SIGTERM, then SIGKILL) when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace's `target` folder.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    )
+}
+
+/// Path of the `rr` binary, built (debug profile) the first time it is asked for, so the
+/// tests always drive the current code.
+///
+/// # Panics
+/// When the build fails.
+#[must_use]
+pub fn rr_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "-q", "-p", "ringrunner", "--bin", "rr"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building rr failed");
+            target_dir().join("debug/rr")
+        })
+        .clone()
+}
+
+/// A fresh folder for one server's config and files.
+#[must_use]
+pub fn scratch_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringrunner-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `php /abs/path/php/workers/<script>` for a config's command.
+#[must_use]
+pub fn worker_command(script: &str) -> String {
+    format!(
+        "{} {}",
+        crate::php_binary(),
+        crate::php_dir().join("workers").join(script).display()
+    )
+}
+
+/// The collected output of a running server, with a wake-up for each new line.
+#[derive(Debug, Default)]
+struct Output {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+    /// Output streams that reached EOF (2: the server has exited).
+    closed: AtomicUsize,
+}
+
+/// A running `rr serve`.
+#[derive(Debug)]
+pub struct RrServer {
+    child: Child,
+    output: Arc<Output>,
+    /// The config folder (the server's working directory).
+    pub dir: PathBuf,
+    /// The HTTP listener's address, when the config has one.
+    pub http: Option<SocketAddr>,
+    /// The status listener's address, when the config has one.
+    pub status: Option<SocketAddr>,
+}
+
+/// How long a server gets to start (boot PHP workers) in tests.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RrServer {
+    /// Writes `yaml` as `.rr.yaml` in a scratch folder and starts `rr serve` on it with
+    /// `args`; waits for the listeners' log lines.
+    ///
+    /// # Errors
+    /// The exit status and output when the server exits instead of starting.
+    pub fn start_with(yaml: &str, args: &[&str]) -> Result<Self, (ExitStatus, String)> {
+        let dir = scratch_dir();
+        std::fs::write(dir.join(".rr.yaml"), yaml).expect("write config");
+        let mut child = Command::new(rr_binary())
+            .arg("serve")
+            .args(args)
+            .current_dir(&dir)
+            .env("RINGRUNNER_SHARDS", "2")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rr starts");
+        let output = Arc::new(Output::default());
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = Arc::clone(&output);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lines.lock().unwrap().push(line);
+                    output.grew.notify_all();
+                }
+                let _lines = output.lines.lock().unwrap();
+                output.closed.fetch_add(1, Ordering::AcqRel);
+                output.grew.notify_all();
+            });
+        }
+        let mut server = Self {
+            child,
+            output,
+            dir,
+            http: None,
+            status: None,
+        };
+        let wants_http = yaml.contains("\nhttp:");
+        let wants_status = yaml.contains("\nstatus:");
+        let started = server.wait_for(START_TIMEOUT, |lines| {
+            lines
+                .iter()
+                .any(|l| l.contains("RoadRunner server started"))
+        });
+        if !started {
+            let status = server.stop();
+            return Err((status, server.output()));
+        }
+        // stdout and stderr are read by two threads: wait for each line itself.
+        if wants_http && server.wait_for_line("http server listening", START_TIMEOUT) {
+            server.http = server.listening_address("http server listening");
+        }
+        if wants_status && server.wait_for_line("status server listening", START_TIMEOUT) {
+            server.status = server.listening_address("status server listening");
+        }
+        Ok(server)
+    }
+
+    /// Starts a server that must start.
+    ///
+    /// # Panics
+    /// With the server's output when it does not.
+    #[must_use]
+    pub fn start(yaml: &str) -> Self {
+        Self::start_with(yaml, &[])
+            .unwrap_or_else(|(status, output)| panic!("rr did not start ({status}):\n{output}"))
+    }
+
+    fn listening_address(&self, message: &str) -> Option<SocketAddr> {
+        let lines = self.output.lines.lock().unwrap();
+        let line = lines.iter().find(|l| l.contains(message))?;
+        let json = &line[line.rfind('{')?..];
+        let value: serde_json::Value = serde_json::from_str(json).ok()?;
+        value["address"].as_str()?.parse().ok()
+    }
+
+    /// Waits until `condition` holds over the output lines, or `timeout`, or the server has
+    /// exited.
+    pub fn wait_for(&self, timeout: Duration, condition: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.output.lines.lock().unwrap();
+        loop {
+            if condition(&lines) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline || self.output.closed.load(Ordering::Acquire) == 2 {
+                return false;
+            }
+            lines = self
+                .output
+                .grew
+                .wait_timeout(lines, deadline - now)
+                .unwrap()
+                .0;
+        }
+    }
+
+    /// Waits for a line containing `needle`.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for(timeout, |lines| lines.iter().any(|l| l.contains(needle)))
+    }
+
+    /// Everything the server printed so far.
+    #[must_use]
+    pub fn output(&self) -> String {
+        self.output.lines.lock().unwrap().join("\n")
+    }
+
+    /// The HTTP address.
+    ///
+    /// # Panics
+    /// When the config has no `http` section.
+    #[must_use]
+    pub fn http(&self) -> SocketAddr {
+        self.http.expect("http listener")
+    }
+
+    /// Sends `signal` to the server.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+
+    /// Waits for the server to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after 20 s; returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
+        match self.wait_exit(Duration::from_secs(20)) {
+            Some(status) => status,
+            None => {
+                let _ = self.child.kill();
+                self.child.wait().expect("reaped")
+            }
+        }
+    }
+}
+
+impl Drop for RrServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
