@@ -8,7 +8,9 @@ use ringrunner_protocol::FrameDecoder;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the chunk size, so splits are explored too.
-    let Some((&split, wire)) = data.split_first() else { return };
+    let Some((&split, wire)) = data.split_first() else {
+        return;
+    };
     let chunk = usize::from(split).max(1);
     let mut decoder = FrameDecoder::new(1 << 20);
     let mut consumed = 0;
@@ -18,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
                     let mut re_encoded = Vec::new();
-                    frame.header.encode_frame_into(frame.payload, &mut re_encoded).unwrap();
+                    frame
+                        .header
+                        .encode_frame_into(frame.payload, &mut re_encoded)
+                        .unwrap();
                     assert_eq!(re_encoded, wire[consumed..consumed + re_encoded.len()]);
                     consumed += re_encoded.len();
                     let _ = WorkerMessage::from_frame(&frame);

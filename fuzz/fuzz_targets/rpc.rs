@@ -10,7 +10,9 @@ fuzz_target!(|data: &[u8]| {
     let mut decoder = FrameDecoder::new(1 << 20);
     decoder.feed(data);
     while let Ok(Some(frame)) = decoder.next_frame() {
-        let Ok(request) = RpcMessage::from_frame(&frame) else { continue };
+        let Ok(request) = RpcMessage::from_frame(&frame) else {
+            continue;
+        };
         let text = match request.service_method() {
             Ok(_) => "ok".to_owned(),
             Err(error) => error.to_string(),

@@ -365,6 +365,32 @@ mod tests {
         assert!(!parse(old).unwrap().unwrap().keep_alive(old));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut head = Head::default();
+            if let Ok(Some(())) = Head::parse(&bytes, &mut head) {
+                proptest::prop_assert!(head.len <= bytes.len());
+                let _ = head.body_kind(&bytes);
+                let _ = head.keep_alive(&bytes);
+            }
+            let mut out = Vec::new();
+            if let Ok(used) = ChunkedDecoder::default().decode(&bytes, &mut out) {
+                proptest::prop_assert!(used <= bytes.len() && out.len() <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn valid_heads_survive_any_split(split in 0usize..60) {
+            let text = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok";
+            let split = split.min(text.len());
+            let mut head = Head::default();
+            let partial = Head::parse(&text[..split], &mut head);
+            proptest::prop_assert!(matches!(partial, Ok(None) | Ok(Some(()))));
+            proptest::prop_assert_eq!(Head::parse(text, &mut head), Ok(Some(())));
+        }
+    }
+
     #[test]
     fn chunked_bodies_decode_across_splits() {
         let body = b"3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\nTrailer: x\r\n\r\nNEXT";

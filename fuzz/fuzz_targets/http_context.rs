@@ -1,0 +1,18 @@
+//! The worker-facing HTTP decoders on arbitrary bytes: form tree, cookies, response
+//! context (both codecs). Never a panic; a parsed form serialises to JSON.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringrunner_protocol::http::{decode_response, parse_cookies, parse_urlencoded};
+use ringrunner_protocol::Flags;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(tree) = parse_urlencoded(data) {
+        let mut json = Vec::new();
+        tree.write_json(&mut json);
+        assert!(json.is_empty() || json[0] == b'{');
+    }
+    let _ = parse_cookies([data]);
+    let _ = decode_response(Flags::CODEC_PROTO, data);
+    let _ = decode_response(Flags::CODEC_JSON, data);
+});
