@@ -75,17 +75,13 @@ impl<'a> Reader<'a> {
         let Some(node) = self.node(path) else {
             return Ok(None);
         };
-        match &node.value {
-            Value::Str(text) => Ok(Some(text.clone())),
-            Value::Int(n) => Ok(Some(n.to_string())),
-            Value::Float(f) => Ok(Some(f.to_string())),
-            Value::Bool(b) => Ok(Some(b.to_string())),
-            other => Err(Self::error(
+        scalar_text(&node.value).map(Some).ok_or_else(|| {
+            Self::error(
                 node,
                 path,
-                format!("expected a string, got {}", describe(other)),
-            )),
-        }
+                format!("expected a string, got {}", describe(&node.value)),
+            )
+        })
     }
 
     /// A bool; `"true"`, `"1"`, … accepted.
@@ -225,17 +221,18 @@ impl<'a> Reader<'a> {
         };
         entries
             .iter()
-            .map(|(key, value)| match &value.value {
-                Value::Str(text) => Ok((key.clone(), text.clone())),
-                Value::Int(n) => Ok((key.clone(), n.to_string())),
-                Value::Float(f) => Ok((key.clone(), f.to_string())),
-                Value::Bool(b) => Ok((key.clone(), b.to_string())),
-                Value::Null => Ok((key.clone(), String::new())),
-                other => Err(Self::error(
-                    value,
-                    &format!("{path}.{key}"),
-                    format!("expected a string, got {}", describe(other)),
-                )),
+            .map(|(key, value)| {
+                let text = match &value.value {
+                    Value::Null => Some(String::new()),
+                    other => scalar_text(other),
+                };
+                text.map(|text| (key.clone(), text)).ok_or_else(|| {
+                    Self::error(
+                        value,
+                        &format!("{path}.{key}"),
+                        format!("expected a string, got {}", describe(&value.value)),
+                    )
+                })
             })
             .collect()
     }
@@ -272,6 +269,17 @@ fn collect_unknown(
         } else {
             out.push((child_path, child.line));
         }
+    }
+}
+
+/// A scalar as text (weak typing: numbers and bools are accepted where a string is wanted).
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Str(text) => Some(text.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 
