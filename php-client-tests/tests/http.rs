@@ -421,3 +421,34 @@ fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let exit = server.wait_exit(Duration::from_secs(20)).expect("exits");
     assert_eq!(exit.code(), Some(0), "{}", server.output());
 }
+
+#[test]
+fn server_user_runs_workers_as_that_user() {
+    if !rustix::process::geteuid().is_root() {
+        // Not root: rr refuses at start with a clear error instead.
+        let (status, output) =
+            RrServer::start_with(&config("", ""), &["-o", "server.user=nobody"]).unwrap_err();
+        assert_eq!(status.code(), Some(1));
+        assert!(output.contains("needs root"), "{output}");
+        return;
+    }
+    // The scripts go to a world-readable folder: the checkout may sit under /root.
+    let scripts = php_client_tests::server::scratch_dir();
+    std::fs::create_dir_all(scripts.join("workers")).unwrap();
+    let php = php_client_tests::php_dir();
+    for file in ["Goridge.php", "Http.php", "workers/http.php"] {
+        std::fs::copy(php.join(file), scripts.join(file)).unwrap();
+    }
+    let yaml = config("", "").replace(
+        &worker_command("http.php"),
+        &format!("php {}", scripts.join("workers/http.php").display()),
+    );
+    let server = RrServer::start_with(&yaml, &["-o", "server.user=nobody"])
+        .unwrap_or_else(|(status, output)| panic!("{status}: {output}"));
+    let pid = get(server.http(), "/pid").text();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.contains("65534"), "{uid_line}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(scripts);
+}

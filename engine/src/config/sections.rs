@@ -205,6 +205,13 @@ impl PoolSection {
         if argv.is_empty() {
             return Err("command should not be empty".into());
         }
+        let credentials = match &server.user {
+            Some(user) => Some(user_credentials(
+                user,
+                &std::fs::read_to_string("/etc/passwd").unwrap_or_default(),
+            )?),
+            None => None,
+        };
         let command = WorkerCommand {
             argv,
             env: server
@@ -212,6 +219,7 @@ impl PoolSection {
                 .iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
+            credentials,
             ..WorkerCommand::default()
         };
         let mut config = PoolConfig::new(name, command);
@@ -230,6 +238,34 @@ impl PoolSection {
         config.rpc_listen = rpc_listen.map(str::to_owned);
         Ok(config)
     }
+}
+
+/// uid and primary gid of `user` from `passwd` text (spec pool-server §9.1). Switching to
+/// another user needs root; asking for it without root is a clear error, not a spawn failure
+/// per worker.
+///
+/// # Errors
+/// Unknown user, no user namespaces, or not root.
+pub fn user_credentials(user: &str, passwd: &str) -> Result<(u32, u32), String> {
+    if !std::path::Path::new("/proc/self/ns/user").exists() {
+        return Err("kernel doesn't support user namespaces".into());
+    }
+    let entry = passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.len() >= 4 && fields[0] == user)
+        .ok_or_else(|| format!("server.user: user: unknown user {user}"))?;
+    let (uid, gid) = match (entry[2].parse(), entry[3].parse()) {
+        (Ok(uid), Ok(gid)) => (uid, gid),
+        _ => return Err(format!("server.user: malformed passwd entry for {user}")),
+    };
+    let current = rustix::process::geteuid().as_raw();
+    if current != 0 && current != uid {
+        return Err(format!(
+            "server.user: running workers as {user} (uid {uid}) needs root; rr runs as uid {current}"
+        ));
+    }
+    Ok((uid, gid))
 }
 
 /// `http.uploads`.

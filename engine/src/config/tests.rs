@@ -137,3 +137,21 @@ fn missing_file_is_go_s_error() {
         "open nope.yaml: no such file or directory"
     );
 }
+
+#[test]
+fn server_user_resolves_from_passwd() {
+    let passwd =
+        "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:34:www-data:/var/www:/usr/sbin/nologin\n";
+    let as_root = rustix::process::geteuid().is_root();
+    match sections::user_credentials("www-data", passwd) {
+        Ok(ids) => assert_eq!(ids, (33, 34)),
+        Err(error) => {
+            assert!(!as_root, "{error}");
+            assert!(error.contains("needs root"), "{error}");
+        }
+    }
+    assert_eq!(
+        sections::user_credentials("nobody-here", passwd).unwrap_err(),
+        "server.user: user: unknown user nobody-here"
+    );
+}
