@@ -67,21 +67,32 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The value at `path` converted by `convert`; a value it refuses is an error naming the
+    /// key, the line and `expected`.
+    fn typed<T>(
+        &self,
+        path: &str,
+        expected: &str,
+        convert: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(node) = self.node(path) else {
+            return Ok(None);
+        };
+        convert(&node.value).map(Some).ok_or_else(|| {
+            Self::error(
+                node,
+                path,
+                format!("expected {expected}, got {}", describe(&node.value)),
+            )
+        })
+    }
+
     /// A string; numbers and bools are accepted as their text.
     ///
     /// # Errors
     /// A list or a map.
     pub fn string(&self, path: &str) -> Result<Option<String>, ConfigError> {
-        let Some(node) = self.node(path) else {
-            return Ok(None);
-        };
-        scalar_text(&node.value).map(Some).ok_or_else(|| {
-            Self::error(
-                node,
-                path,
-                format!("expected a string, got {}", describe(&node.value)),
-            )
-        })
+        self.typed(path, "a string", scalar_text)
     }
 
     /// A bool; `"true"`, `"1"`, … accepted.
@@ -89,27 +100,16 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// Anything else.
     pub fn bool(&self, path: &str) -> Result<Option<bool>, ConfigError> {
-        let Some(node) = self.node(path) else {
-            return Ok(None);
-        };
-        match &node.value {
-            Value::Bool(b) => Ok(Some(*b)),
-            Value::Int(n) => Ok(Some(*n != 0)),
+        self.typed(path, "a bool", |value| match value {
+            Value::Bool(b) => Some(*b),
+            Value::Int(n) => Some(*n != 0),
             Value::Str(text) => match text.to_ascii_lowercase().as_str() {
-                "true" | "1" | "t" | "yes" | "on" => Ok(Some(true)),
-                "false" | "0" | "f" | "no" | "off" | "" => Ok(Some(false)),
-                _ => Err(Self::error(
-                    node,
-                    path,
-                    format!("expected a bool, got {text:?}"),
-                )),
+                "true" | "1" | "t" | "yes" | "on" => Some(true),
+                "false" | "0" | "f" | "no" | "off" | "" => Some(false),
+                _ => None,
             },
-            other => Err(Self::error(
-                node,
-                path,
-                format!("expected a bool, got {}", describe(other)),
-            )),
-        }
+            _ => None,
+        })
     }
 
     /// A non-negative integer; `"8"` accepted.
@@ -117,24 +117,11 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// Anything else, negative numbers included.
     pub fn unsigned(&self, path: &str) -> Result<Option<u64>, ConfigError> {
-        let Some(node) = self.node(path) else {
-            return Ok(None);
-        };
-        let parsed = match &node.value {
+        self.typed(path, "a non-negative integer", |value| match value {
             Value::Int(n) => u64::try_from(*n).ok(),
             Value::Str(text) => text.trim().parse().ok(),
             Value::Float(f) if f.fract() == 0.0 && *f >= 0.0 => Some(*f as u64),
             _ => None,
-        };
-        parsed.map(Some).ok_or_else(|| {
-            Self::error(
-                node,
-                path,
-                format!(
-                    "expected a non-negative integer, got {}",
-                    describe(&node.value)
-                ),
-            )
         })
     }
 
@@ -143,24 +130,15 @@ impl<'a> Reader<'a> {
     /// # Errors
     /// Anything that does not parse.
     pub fn duration(&self, path: &str) -> Result<Option<Duration>, ConfigError> {
-        let Some(node) = self.node(path) else {
-            return Ok(None);
-        };
-        let parsed = match &node.value {
-            Value::Int(n) => u64::try_from(*n).ok().map(Duration::from_nanos),
-            Value::Str(text) => parse_go_duration(text.trim()),
-            _ => None,
-        };
-        parsed.map(Some).ok_or_else(|| {
-            Self::error(
-                node,
-                path,
-                format!(
-                    "expected a duration such as 60s or 1m30s, got {}",
-                    describe(&node.value)
-                ),
-            )
-        })
+        self.typed(
+            path,
+            "a duration such as 60s or 1m30s",
+            |value| match value {
+                Value::Int(n) => u64::try_from(*n).ok().map(Duration::from_nanos),
+                Value::Str(text) => parse_go_duration(text.trim()),
+                _ => None,
+            },
+        )
     }
 
     /// A list of strings; a string is split on commas (rr's weak typing).
