@@ -52,6 +52,16 @@ pub fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// A config for `http.php` with `http_extra` lines under `http:` and `pool_extra` under
+/// `http.pool:` (each already indented), status on a free port, logs at info.
+#[must_use]
+pub fn http_config(http_extra: &str, pool_extra: &str) -> String {
+    format!(
+        "version: \"3\"\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:0\n{http_extra}  pool:\n    num_workers: 2\n    allocate_timeout: 10s\n{pool_extra}status:\n  address: 127.0.0.1:0\nlogs:\n  level: info\n",
+        worker_command("http.php")
+    )
+}
+
 /// `php /abs/path/php/workers/<script>` for a config's command.
 #[must_use]
 pub fn worker_command(script: &str) -> String {

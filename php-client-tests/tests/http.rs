@@ -2,17 +2,8 @@
 //! real sockets on 127.0.0.1.
 
 use php_client_tests::http_client::{get, request, Client};
-use php_client_tests::server::{worker_command, RrServer};
+use php_client_tests::server::{http_config as config, worker_command, RrServer};
 use std::time::{Duration, Instant};
-
-/// A config for `http.php` with `http_extra` lines under `http:` and `pool_extra` under
-/// `http.pool:` (each already indented).
-fn config(http_extra: &str, pool_extra: &str) -> String {
-    format!(
-        "version: \"3\"\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:0\n{http_extra}  pool:\n    num_workers: 2\n    allocate_timeout: 10s\n{pool_extra}status:\n  address: 127.0.0.1:0\nlogs:\n  level: info\n",
-        worker_command("http.php")
-    )
-}
 
 fn server() -> RrServer {
     RrServer::start(&config("", ""))

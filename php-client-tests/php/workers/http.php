@@ -6,6 +6,7 @@
 //   /slow?ms=N        sleep, then the pid           /stream?n=N  N chunks, 103 first if hints=1
 //   /big?kb=N         N KiB of 'x'                  /pid       this worker's pid
 //   /badstatus        status 999                    /garbage   an undecodable context
+//   /upload           the form fields and each uploaded file as the worker finds it on disk
 declare(strict_types=1);
 require __DIR__ . '/../Http.php';
 
@@ -62,6 +63,14 @@ while ($request = $http->waitRequest()) {
         case $path === '/big':
             $http->respond(200, str_repeat('x', 1024 * (int) ($query['kb'] ?? 1)));
             break;
+        case $path === '/upload':
+            $files = $request->uploads === '' ? null : json_decode($request->uploads, true);
+            $http->respond(200, json_encode([
+                'parsed' => $request->parsed,
+                'fields' => $request->body === '' ? null : json_decode($request->body, true),
+                'files' => $files === null ? null : inspect_uploads($files),
+            ]), ['Content-Type' => 'application/json']);
+            break;
         case $path === '/pid':
             $http->respond(200, (string) getmypid());
             break;
@@ -74,4 +83,18 @@ while ($request = $http->waitRequest()) {
         default:
             $http->respond(404, "not found: $path\n");
     }
+}
+
+/** Each file object gains what the worker sees at tmpName: its bytes and permission bits. */
+function inspect_uploads(array $tree): array
+{
+    if (array_key_exists('tmpName', $tree) && !is_array($tree['tmpName'])) {
+        $path = $tree['tmpName'];
+        $data = $path !== '' && is_file($path) ? file_get_contents($path) : null;
+        // Binary files travel hex-encoded: JSON carries only UTF-8.
+        $tree['content'] = $data === null || preg_match('//u', $data) ? $data : 'hex:' . bin2hex($data);
+        $tree['perms'] = $path !== '' && is_file($path) ? sprintf('%o', fileperms($path) & 0777) : null;
+        return $tree;
+    }
+    return array_map(fn ($node) => is_array($node) ? inspect_uploads($node) : $node, $tree);
 }

@@ -37,30 +37,69 @@ impl DataTree {
         }
     }
 
+    /// The JSON object, `{}` when empty (the uploads tree of a form without files).
+    pub fn write_json_object(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, &self.root).expect("writing JSON to a Vec cannot fail");
+    }
+
     /// Adds every value sent for `name` (in order): `k[]` keeps them all as a list, any other
     /// name keeps the last.
     ///
     /// # Errors
     /// [`FormError::Conflict`] when the name clashes with the tree's shape.
     pub fn push(&mut self, name: &str, values: Vec<String>) -> Result<(), FormError> {
+        self.push_leaf(
+            name,
+            values.into_iter().map(Value::String).collect(),
+            Keep::Last,
+        )
+    }
+
+    /// Adds the file objects of every part sent as `name`: `k[]` keeps them all as a list, any
+    /// other name keeps the first (spec http §2.4).
+    ///
+    /// # Errors
+    /// [`FormError::Conflict`] when the name clashes with the tree's shape.
+    pub fn push_files(&mut self, name: &str, files: Vec<Value>) -> Result<(), FormError> {
+        self.push_leaf(name, files, Keep::First)
+    }
+
+    fn push_leaf(&mut self, name: &str, values: Vec<Value>, keep: Keep) -> Result<(), FormError> {
         let name: String = name.chars().filter(|c| *c != ' ').collect();
         let segments = split_name(&name);
-        if segments.is_empty() || segments.len() > MAX_SEGMENTS {
+        if segments.is_empty() || segments.len() > MAX_SEGMENTS || values.is_empty() {
             return Ok(());
         }
         let (last, path) = segments.split_last().expect("at least one segment");
-        let (leaf_key, leaf) = if last.is_empty() && !path.is_empty() {
+        if last.is_empty() && !path.is_empty() {
             let (key, parents) = path.split_last().expect("path is not empty");
-            let list = Value::Array(values.into_iter().map(Value::String).collect());
-            return insert(&mut self.root, parents, key, list, &name);
-        } else {
-            (
-                last,
-                Value::String(values.into_iter().last().unwrap_or_default()),
-            )
+            return insert(&mut self.root, parents, key, Value::Array(values), &name);
+        }
+        let leaf = match keep {
+            Keep::First => values.into_iter().next(),
+            Keep::Last => values.into_iter().last(),
         };
-        insert(&mut self.root, path, leaf_key, leaf, &name)
+        insert(&mut self.root, path, last, leaf.unwrap_or_default(), &name)
     }
+}
+
+/// Which of several values a plain (non-`[]`) name keeps.
+#[derive(Clone, Copy)]
+enum Keep {
+    First,
+    Last,
+}
+
+/// Groups `(name, value)` pairs by name in first-seen order, like Go's `url.Values`.
+pub fn group_by_name<T>(pairs: impl IntoIterator<Item = (String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut fields: Vec<(String, Vec<T>)> = Vec::new();
+    for (name, value) in pairs {
+        match fields.iter_mut().find(|(known, _)| *known == name) {
+            Some((_, values)) => values.push(value),
+            None => fields.push((name, vec![value])),
+        }
+    }
+    fields
 }
 
 /// Walks `parents` (making branches) and puts `value` at `key`.
@@ -125,8 +164,7 @@ fn split_name(name: &str) -> Vec<&str> {
 /// # Errors
 /// A bad escape or a tree conflict.
 pub fn parse_urlencoded(body: &[u8]) -> Result<DataTree, FormError> {
-    // Values grouped by name in first-seen order, like Go's url.Values.
-    let mut fields: Vec<(String, Vec<String>)> = Vec::new();
+    let mut pairs = Vec::new();
     for pair in body.split(|&byte| byte == b'&') {
         if pair.is_empty() {
             continue;
@@ -138,13 +176,10 @@ pub fn parse_urlencoded(body: &[u8]) -> Result<DataTree, FormError> {
         let bad = || FormError::BadEscape(String::from_utf8_lossy(name).into_owned());
         let name = percent_decode(name, true).ok_or_else(bad)?;
         let value = percent_decode(value, true).ok_or_else(bad)?;
-        match fields.iter_mut().find(|(known, _)| *known == name) {
-            Some((_, values)) => values.push(value),
-            None => fields.push((name, vec![value])),
-        }
+        pairs.push((name, value));
     }
     let mut tree = DataTree::default();
-    for (name, values) in fields {
+    for (name, values) in group_by_name(pairs) {
         tree.push(&name, values)?;
     }
     Ok(tree)
@@ -192,6 +227,25 @@ mod tests {
             parse_urlencoded(b"a=%zz"),
             Err(FormError::BadEscape(_))
         ));
+    }
+
+    #[test]
+    fn files_keep_the_first_part_or_a_list() {
+        let mut tree = DataTree::default();
+        let file = |n: u64| serde_json::json!({"size": n});
+        tree.push_files("doc", vec![file(1), file(2)]).unwrap();
+        tree.push_files("many[]", vec![file(3), file(4)]).unwrap();
+        tree.push_files("a[b][c]", vec![file(5)]).unwrap();
+        let mut out = Vec::new();
+        tree.write_json_object(&mut out);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap(),
+            serde_json::json!({"doc": {"size": 1}, "many": [{"size": 3}, {"size": 4}],
+                "a": {"b": {"c": {"size": 5}}}})
+        );
+        out.clear();
+        DataTree::default().write_json_object(&mut out);
+        assert_eq!(out, b"{}");
     }
 
     #[test]

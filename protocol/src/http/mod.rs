@@ -1,16 +1,17 @@
 //! The HTTP plugin's worker-facing shapes (spec http §1, §2): the request context as rr sends
 //! it (protobuf `http.v1.Request` by default, the legacy JSON object as an option), the
 //! worker's response context (protobuf or JSON, accepted either way), cookie parsing, header
-//! name canonicalisation and the urlencoded form → `parsed` data tree.
+//! name canonicalisation, the urlencoded form → `parsed` data tree and the multipart splitter.
 
 mod context;
 mod cookies;
 mod form;
+pub mod multipart;
 mod response;
 
 pub use context::{ContextCodec, HeaderGroup, RequestContext};
 pub use cookies::parse_cookies;
-pub use form::{parse_urlencoded, DataTree, FormError};
+pub use form::{group_by_name, parse_urlencoded, DataTree, FormError};
 pub use response::{decode_response, ResponseError, ResponseHead};
 
 /// The protobuf messages of `http.v1` (package `http.v1`, spec http §1.2, §1.3). Used to

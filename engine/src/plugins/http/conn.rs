@@ -5,6 +5,7 @@
 use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
 use super::request::{self, BodyClass};
 use super::sink::{HttpSink, RequestFacts};
+use super::uploads;
 use super::{wire, HttpShared};
 use crate::pool::Request;
 use ringrunner_protocol::http::{parse_cookies, parse_urlencoded, ContextCodec, RequestContext};
@@ -244,26 +245,36 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
     let method = &buf[head.method.clone()];
     let class = request::body_class(method, head.value(buf, "content-type"));
     let mut sink = HttpSink::new(stream, out, facts);
-    // The worker's body: parsed form, raw bytes, or nothing.
+    // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
+    // until this function returns, after the last response byte.
     let mut parsed_body = Vec::new();
-    let (worker_body, parsed): (&[u8], bool) = match class {
-        BodyClass::None => (&[], false),
-        BodyClass::UrlEncoded if !shared.config.raw_body => match parse_urlencoded(raw_body) {
-            Ok(tree) => {
-                tree.write_json(&mut parsed_body);
-                (&parsed_body, true)
-            }
-            Err(error) => {
-                tracing::warn!(target: "http", %peer, %error, "malformed form body");
-                let text = format!("serve_http: {error}\n");
-                sink.send_plain(400, &[], text.as_bytes()).await;
-                let close = sink.close;
-                buf.drain(..consumed);
-                return !close;
-            }
-        },
-        _ => (raw_body, false),
+    let mut stored_form = None;
+    let parsed_form = match class {
+        BodyClass::UrlEncoded if !shared.config.raw_body => parse_urlencoded(raw_body)
+            .map(|tree| tree.write_json(&mut parsed_body))
+            .map_err(|e| e.to_string()),
+        BodyClass::Multipart if !shared.config.raw_body => {
+            let content_type = head.value(buf, "content-type").unwrap_or_default();
+            uploads::store_multipart(raw_body, content_type, &shared.uploads)
+                .map(|form| stored_form = Some(form))
+        }
+        _ => Ok(()),
     };
+    if let Err(error) = parsed_form {
+        tracing::warn!(target: "http", %peer, %error, "malformed form body");
+        let text = format!("serve_http: {error}\n");
+        sink.send_plain(400, &[], text.as_bytes()).await;
+        let close = sink.close;
+        buf.drain(..consumed);
+        return !close;
+    }
+    let (worker_body, parsed, uploads_json): (&[u8], bool, Option<&[u8]>) =
+        match (&class, &stored_form) {
+            (BodyClass::None, _) => (&[], false, None),
+            (_, Some(form)) => (&form.body, true, Some(&form.uploads)),
+            (BodyClass::UrlEncoded, None) if !shared.config.raw_body => (&parsed_body, true, None),
+            _ => (raw_body, false, None),
+        };
     let target = &buf[head.target.clone()];
     let (uri, raw_query) = request::uri_and_query(target, head.value(buf, "host"));
     let headers = request::header_groups(head, buf);
@@ -283,7 +294,7 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
         cookies: &cookies,
         raw_query: &raw_query,
         parsed,
-        uploads: None,
+        uploads: uploads_json,
     };
     context.clear();
     let codec = if shared.config.json_context {

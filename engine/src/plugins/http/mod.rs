@@ -5,6 +5,7 @@ mod conn;
 pub mod head;
 pub mod request;
 mod sink;
+pub mod uploads;
 pub mod wire;
 
 use super::listener;
@@ -16,6 +17,7 @@ use request::Subnet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use uploads::UploadPolicy;
 
 /// What every connection of the plugin shares.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct HttpShared {
     pub trusted: Vec<Subnet>,
     /// Head read timeout.
     pub read_header_timeout: Duration,
+    /// Where multipart files go.
+    pub uploads: UploadPolicy,
     /// Shutdown state.
     pub lifecycle: Arc<Lifecycle>,
 }
@@ -65,7 +69,13 @@ impl HttpPlugin {
         let listeners = listener::bind_reuseport(address, shards.count())
             .map_err(|error| format!("listen tcp {address}: {error}"))?;
         let address = listeners[0].local_addr().map_err(|e| e.to_string())?;
+        let uploads = UploadPolicy::new(&config.uploads, pool.config().command.credentials);
+        if !uploads.dir.is_dir() {
+            tracing::warn!(target: "http", dir = %uploads.dir.display(),
+                "uploads.dir is not a directory: uploaded files will report error 6");
+        }
         let shared = Arc::new(HttpShared {
+            uploads,
             config,
             pool,
             trusted,
