@@ -9,7 +9,8 @@ pub mod yaml;
 
 pub use expand::expand;
 pub use sections::{
-    HttpSection, LogChannel, LogsSection, PoolSection, ServerSection, StatusSection, Uploads,
+    FileLoggerOptions, HttpSection, LogChannel, LogsSection, PoolSection, ServerSection,
+    StatusSection, Uploads,
 };
 pub use values::ConfigError;
 
@@ -43,6 +44,12 @@ pub enum LoadError {
         "config_plugin_init: version should be a string: `version: \"3\"`, actual type is: {0}"
     )]
     VersionType(&'static str),
+    /// An included file's `version` differs from the root's.
+    #[error("version in included file must be the same as in root")]
+    IncludeVersion,
+    /// An included file has no string `version`.
+    #[error("rr configuration file should contain a version e.g: version: 2.7")]
+    IncludeMissingVersion,
     /// A bad `-o` argument.
     #[error("{0}")]
     Override(String),
@@ -89,7 +96,8 @@ impl Config {
         Self::load(&text, overrides, env)
     }
 
-    /// Loads a config from its text (steps 3–7 of spec §1.3; includes are not supported).
+    /// Loads a config from its text (steps 3–7 of spec §1.3). Included files are read
+    /// relative to the current directory (rr's: the config file's own).
     ///
     /// # Errors
     /// [`LoadError`] with rr's text.
@@ -120,6 +128,7 @@ impl Config {
         if version == "2.7" {
             warnings.push("please, update your configuration version from version: '2.7' to version: '3', see changes here: https://docs.roadrunner.dev/docs/general/compatibility#v3.0-configuration-and-rr-v2023.x.x".into());
         }
+        apply_includes(&mut root, &version, env)?;
         let reader = Reader::new(&root);
         let rpc_listen = reader.string("rpc.listen")?;
         let server = if reader.has("server") {
@@ -160,7 +169,9 @@ impl Config {
             let others: Vec<&str> = entries
                 .iter()
                 .map(|(key, _)| key.as_str())
-                .filter(|key| *key != "version" && !IMPLEMENTED_SECTIONS.contains(key))
+                .filter(|key| {
+                    !["version", "include"].contains(key) && !IMPLEMENTED_SECTIONS.contains(key)
+                })
                 .collect();
             if !others.is_empty() {
                 warnings.push(format!(
@@ -180,6 +191,49 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// `include: [path, …]` (spec §1.7): after `-o`, each file's top-level keys replace the
+/// root's wholesale, in list order; an included file's own `include` is ignored.
+fn apply_includes(
+    root: &mut Node,
+    version: &str,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), LoadError> {
+    let paths: Vec<String> = match root.get("include").map(|node| &node.value) {
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(|item| match &item.value {
+                Value::Str(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect(),
+        Some(Value::Str(list)) => list.split(',').map(|p| p.trim().to_owned()).collect(),
+        _ => return Ok(()),
+    };
+    for path in paths.iter().filter(|path| !path.is_empty()) {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+            path: path.clone(),
+            reason: go_io_error(&error),
+        })?;
+        let mut included = yaml::parse(&text)?;
+        included.map_strings(&mut |value| expand(value, env));
+        match included.get("version").map(|node| &node.value) {
+            Some(Value::Str(theirs)) if theirs == version => {}
+            Some(Value::Str(_)) => return Err(LoadError::IncludeVersion),
+            _ => return Err(LoadError::IncludeMissingVersion),
+        }
+        let (Value::Map(theirs), Value::Map(ours)) = (included.value, &mut root.value) else {
+            continue;
+        };
+        for (key, node) in theirs.into_iter().filter(|(key, _)| key != "include") {
+            match ours.iter_mut().find(|(known, _)| *known == key) {
+                Some((_, slot)) => *slot = node,
+                None => ours.push((key, node)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// rr's `-o key.path=value` (spec §2.2).

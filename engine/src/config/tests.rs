@@ -155,3 +155,51 @@ fn server_user_resolves_from_passwd() {
         "server.user: user: unknown user nobody-here"
     );
 }
+
+#[test]
+fn includes_replace_top_level_sections_after_overrides() {
+    let dir = std::env::temp_dir().join(format!("rr-include-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let http = dir.join("http.yaml");
+    std::fs::write(
+        &http,
+        "version: '3'\nhttp:\n  address: ${HOST}:9000\ninclude: [nowhere.yaml]\n",
+    )
+    .unwrap();
+    let other_version = dir.join("old.yaml");
+    std::fs::write(&other_version, "version: '2.7'\nstatus: {address: x}\n").unwrap();
+    let root = format!(
+        "version: '3'\ninclude: ['{}']\nhttp:\n  address: 127.0.0.1:1\n  max_request_size: 5\nstatus:\n  address: 127.0.0.1:2\n",
+        http.display()
+    );
+    let env = |name: &str| (name == "HOST").then(|| "10.0.0.1".to_owned());
+    let overrides = ["http.address=127.0.0.1:3".to_owned()];
+    let config = Config::load(&root, &overrides, &env).unwrap();
+    let http_section = config.http.unwrap();
+    assert_eq!(
+        http_section.address, "10.0.0.1:9000",
+        "the include wins over -o"
+    );
+    assert_eq!(
+        http_section.max_request_size,
+        1000 * 1024 * 1024,
+        "sections are replaced, not merged"
+    );
+    assert_eq!(config.status.unwrap().address, "127.0.0.1:2");
+    let both = root.replace(
+        &format!("['{}']", http.display()),
+        &format!("['{}', '{}']", http.display(), other_version.display()),
+    );
+    let error = Config::load(&both, &[], &env).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "version in included file must be the same as in root"
+    );
+    let missing = root.replace(&http.display().to_string(), "/nonexistent/x.yaml");
+    let error = Config::load(&missing, &[], &env).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "open /nonexistent/x.yaml: no such file or directory"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,6 +2,7 @@
 //! production, raw, off, fallback), levels, console/json encodings, outputs and per-logger
 //! channels. Events map to rr's logger names by their target.
 
+use super::log_file::RotatingFile;
 use crate::config::{LogChannel, LogsSection};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -28,8 +29,18 @@ type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
 struct Channel {
     style: Style,
     json: bool,
+    /// ANSI colours on the level and logger name (console lines only).
+    colour: bool,
     level: Level,
+    line_ending: String,
     sinks: Vec<Sink>,
+}
+
+/// rr's rule for colours: stdout is a terminal, `NO_COLOR` is unset, `TERM` is not `dumb`.
+fn colour_wanted() -> bool {
+    rustix::termios::isatty(std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
 }
 
 /// The layer that formats and writes every event.
@@ -75,7 +86,11 @@ fn open_sink(name: &str, files: &mut HashMap<String, Sink>) -> Result<Sink, Stri
     Ok(sink)
 }
 
-fn channel(config: &LogChannel, files: &mut HashMap<String, Sink>) -> Result<Channel, String> {
+fn channel(
+    config: &LogChannel,
+    files: &mut HashMap<String, Sink>,
+    colour: bool,
+) -> Result<Channel, String> {
     let style = match config.mode.as_str() {
         "production" => Style::Production,
         "raw" => Style::Raw,
@@ -88,15 +103,38 @@ fn channel(config: &LogChannel, files: &mut HashMap<String, Sink>) -> Result<Cha
         "console" => false,
         _ => style == Style::Production,
     };
+    // A rotated file replaces `output` and is always JSON, as rr writes it.
+    let (json, sinks) = match &config.file {
+        Some(options) => {
+            let path = options.log_output.display().to_string();
+            let sink: Sink = match files.get(&path) {
+                Some(sink) => Arc::clone(sink),
+                None => {
+                    let file = RotatingFile::open(options.clone())
+                        .map_err(|error| format!("logs: open {path}: {error}"))?;
+                    let sink: Sink = Arc::new(Mutex::new(Box::new(file)));
+                    files.insert(path, Arc::clone(&sink));
+                    sink
+                }
+            };
+            (true, vec![sink])
+        }
+        None => (
+            json,
+            config
+                .output
+                .iter()
+                .map(|output| open_sink(output, files))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
     Ok(Channel {
         style,
         json,
+        colour: colour && !json && style == Style::Development,
         level: parse_level(&config.level, style),
-        sinks: config
-            .output
-            .iter()
-            .map(|output| open_sink(output, files))
-            .collect::<Result<_, _>>()?,
+        line_ending: config.line_ending.clone(),
+        sinks,
     })
 }
 
@@ -107,10 +145,11 @@ impl RrLogLayer {
     /// An output file that cannot be opened.
     pub fn new(logs: &LogsSection) -> Result<Self, String> {
         let mut files = HashMap::new();
-        let root = channel(&logs.root, &mut files)?;
+        let colour = colour_wanted();
+        let root = channel(&logs.root, &mut files, colour)?;
         let mut channels = HashMap::new();
         for (name, config) in &logs.channels {
-            channels.insert(name.clone(), channel(config, &mut files)?);
+            channels.insert(name.clone(), channel(config, &mut files, colour)?);
         }
         Ok(Self { root, channels })
     }
@@ -209,22 +248,31 @@ fn format_line(channel: &Channel, level: Level, logger: &str, fields: Fields) ->
         let c = crate::clock::civil(now.as_secs());
         let _ = write!(
             line,
-            "{}-{:02}-{:02}T{:02}:{:02}:{:02}+0000\t{}\t{:<12}\t{}",
-            c.year,
-            c.month,
-            c.day,
-            c.hour,
-            c.minute,
-            c.second,
-            level_text(level).to_uppercase(),
-            logger,
-            fields.message
+            "{}-{:02}-{:02}T{:02}:{:02}:{:02}+0000\t",
+            c.year, c.month, c.day, c.hour, c.minute, c.second,
         );
+        let level_upper = level_text(level).to_uppercase();
+        if channel.colour {
+            // zap's capital colour level encoder, and a green logger name.
+            let code = match level {
+                Level::ERROR => 31,
+                Level::WARN => 33,
+                Level::INFO => 34,
+                _ => 35,
+            };
+            let _ = write!(
+                line,
+                "\x1b[{code}m{level_upper}\x1b[0m\t\x1b[32m{logger:<12}\x1b[0m\t{}",
+                fields.message
+            );
+        } else {
+            let _ = write!(line, "{level_upper}\t{logger:<12}\t{}", fields.message);
+        }
         if !fields.extra.is_empty() {
             let _ = write!(line, "\t{}", serde_json::Value::Object(fields.extra));
         }
     }
-    line.push('\n');
+    line.push_str(&channel.line_ending);
     line
 }
 
@@ -282,8 +330,11 @@ mod tests {
                     level: String::new(),
                     encoding: encoding.into(),
                     output: Vec::new(),
+                    line_ending: "\n".into(),
+                    file: None,
                 },
                 &mut HashMap::new(),
+                false,
             )
             .unwrap()
         };
@@ -322,5 +373,41 @@ mod tests {
         assert_eq!(raw, "worker is allocated\t{\"pid\":4312}\n");
         assert_eq!(channel("production", "").level, Level::INFO);
         assert_eq!(channel("development", "").level, Level::DEBUG);
+        let mut coloured = channel("development", "");
+        coloured.colour = true;
+        let line = format_line(&coloured, Level::ERROR, "http", fields());
+        assert!(
+            line.contains("\t\x1b[31mERROR\x1b[0m\t\x1b[32mhttp        \x1b[0m\t"),
+            "{line:?}"
+        );
+    }
+
+    #[test]
+    fn a_rotated_file_replaces_output_and_takes_json() {
+        let dir = std::env::temp_dir().join(format!("rr-logs-file-{}", std::process::id()));
+        let path = dir.join("nested/rr.log");
+        let config = LogChannel {
+            mode: "development".into(),
+            level: "info".into(),
+            encoding: "console".into(),
+            output: vec!["stdout".into()],
+            line_ending: "\r\n".into(),
+            file: Some(crate::config::FileLoggerOptions {
+                log_output: path.clone(),
+                max_size: 1 << 20,
+                max_age_days: 1,
+                max_backups: 1,
+                compress: false,
+            }),
+        };
+        let channel = channel(&config, &mut HashMap::new(), true).unwrap();
+        assert!(channel.json && !channel.colour);
+        let line = format_line(&channel, Level::INFO, "rr", Fields::default());
+        assert!(line.ends_with("}\r\n"), "{line:?}");
+        for sink in &channel.sinks {
+            sink.lock().unwrap().write_all(line.as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), line);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

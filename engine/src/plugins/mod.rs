@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod listener;
+pub mod log_file;
 pub mod logs;
 pub mod status;
 
