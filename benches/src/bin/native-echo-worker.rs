@@ -3,7 +3,8 @@
 //! `native-echo-worker` speaks the relay protocol on stdin/stdout (pid handshake, stop,
 //! data frames echoed with their codec and context). `native-echo-worker --ping-pong SIZE`
 //! instead copies SIZE-byte messages back unframed: the anchor a relay round trip is
-//! compared with.
+//! compared with. `native-echo-worker --http` answers every HTTP request with 200 and
+//! `Hello, world!`: the no-PHP ceiling of `rr serve`.
 
 use ringrunner_protocol::payload::{
     encode_data_frame, encode_pid_reply, ControlMessage, ServerMessage,
@@ -18,7 +19,8 @@ fn main() {
             let size = args.next().and_then(|s| s.parse().ok()).unwrap_or(1024);
             ping_pong(size)
         }
-        _ => serve(),
+        Some("--http") => serve(Reply::Hello),
+        _ => serve(Reply::Echo),
     };
     if let Err(error) = result {
         eprintln!("native-echo-worker: {error}");
@@ -36,7 +38,20 @@ fn ping_pong(size: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-fn serve() -> std::io::Result<()> {
+/// What a data frame gets back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// The frame itself.
+    Echo,
+    /// An `http.v1.Response` with status 200 and a fixed body.
+    Hello,
+}
+
+/// `http.v1.Response { status: 200 }`: field 1, varint 200 (0xC8 0x01).
+const HTTP_200_CONTEXT: &[u8] = &[0x08, 0xC8, 0x01];
+const HELLO_BODY: &[u8] = b"Hello, world!\n";
+
+fn serve(mode: Reply) -> std::io::Result<()> {
     let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
     let mut decoder = FrameDecoder::default();
     let mut read_buf = vec![0; 64 * 1024];
@@ -59,6 +74,16 @@ fn serve() -> std::io::Result<()> {
             }
             ServerMessage::Control(ControlMessage::Stop) => return Ok(()),
             ServerMessage::StreamStop | ServerMessage::Pong => continue,
+            ServerMessage::Data(data) if mode == Reply::Hello => {
+                encode_data_frame(
+                    data.codec,
+                    Default::default(),
+                    HTTP_200_CONTEXT,
+                    HELLO_BODY,
+                    &mut reply,
+                )
+                .map_err(std::io::Error::other)?;
+            }
             ServerMessage::Data(data) => {
                 encode_data_frame(
                     data.codec,
