@@ -128,7 +128,10 @@ fn main() {
         table,
         "| scenario | server | req/s | p50 ms | p90 ms | p99 ms | ratio to anchor | target |"
     );
-    let _ = writeln!(table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        table,
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     let mut bars: Vec<(String, f64, f64, f64)> = Vec::new();
     for scenario in &SCENARIOS {
         let ours = runs
