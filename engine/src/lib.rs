@@ -7,6 +7,8 @@ pub mod config;
 pub mod plugins;
 pub mod pool;
 pub mod runtime;
+#[cfg(test)]
+pub(crate) mod test_alloc;
 pub mod worker;
 
 /// The RoadRunner release whose behaviour ringrunner matches; exported to workers as

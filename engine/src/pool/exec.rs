@@ -393,7 +393,10 @@ async fn receive_reply<S: ReplySink>(
                 .await;
             if !delivered && more {
                 draining_since = Some(tokio::time::Instant::now());
-                let (sent, _) = relay.send(STREAM_STOP_FRAME.to_vec()).await;
+                let mut frame = take_send_buffer();
+                frame.extend_from_slice(&STREAM_STOP_FRAME);
+                let (sent, frame) = relay.send(frame).await;
+                return_send_buffer(frame);
                 sent?;
                 continue;
             }
@@ -402,7 +405,10 @@ async fn receive_reply<S: ReplySink>(
             return Ok(Reply::Data);
         }
         if pong && draining_since.is_none() {
-            let (sent, _) = relay.send(PONG_FRAME.to_vec()).await;
+            let mut frame = take_send_buffer();
+            frame.extend_from_slice(&PONG_FRAME);
+            let (sent, frame) = relay.send(frame).await;
+            return_send_buffer(frame);
             sent?;
         }
         first = false;

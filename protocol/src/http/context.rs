@@ -1,10 +1,87 @@
 //! The request context sent to the worker (spec http §1.2, §1.7), encoded straight from
 //! borrowed request parts into the caller's reused buffer.
 
+use super::cookies::CookieJar;
+use super::push_canonical_header_name;
 use serde::Serialize;
+use std::ops::Range;
 
-/// One request header by canonical name, with one value per header line in arrival order.
-pub type HeaderGroup<'a> = (String, Vec<&'a [u8]>);
+/// A request's headers grouped by canonical name, as ranges: reused from request to request
+/// (clear, push each line), so that once warm it allocates nothing.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderTable {
+    /// Canonical names back to back.
+    names: Vec<u8>,
+    /// Each group's name in `names`, in first-seen order.
+    groups: Vec<Range<usize>>,
+    /// Each header line in arrival order: its group and its value's range in the source.
+    lines: Vec<(usize, Range<usize>)>,
+}
+
+impl HeaderTable {
+    /// Forgets every header.
+    pub fn clear(&mut self) {
+        self.names.clear();
+        self.groups.clear();
+        self.lines.clear();
+    }
+
+    /// Adds a header line: `name` as received, `value` the range of its value in the source
+    /// buffer later given to [`HeaderTable::view`].
+    pub fn push(&mut self, name: &[u8], value: Range<usize>) {
+        let start = self.names.len();
+        push_canonical_header_name(name, &mut self.names);
+        let canonical = start..self.names.len();
+        let known = self
+            .groups
+            .iter()
+            .position(|group| self.names[group.clone()] == self.names[canonical.clone()]);
+        let group = match known {
+            Some(group) => {
+                self.names.truncate(start);
+                group
+            }
+            None => {
+                self.groups.push(canonical);
+                self.groups.len() - 1
+            }
+        };
+        self.lines.push((group, value));
+    }
+
+    /// The table over the buffer its value ranges point into.
+    #[must_use]
+    pub const fn view<'a>(&'a self, source: &'a [u8]) -> Headers<'a> {
+        Headers {
+            table: self,
+            source,
+        }
+    }
+}
+
+/// A [`HeaderTable`] over its source buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a> {
+    table: &'a HeaderTable,
+    source: &'a [u8],
+}
+
+impl<'a> Headers<'a> {
+    /// (canonical name, the values of its lines in arrival order), groups in first-seen order.
+    pub fn iter(
+        &self,
+    ) -> impl Iterator<Item = (&'a [u8], impl Iterator<Item = &'a [u8]> + Clone)> + '_ {
+        let (table, source) = (self.table, self.source);
+        table.groups.iter().enumerate().map(move |(group, name)| {
+            let values = table
+                .lines
+                .iter()
+                .filter(move |(line_group, _)| *line_group == group)
+                .map(move |(_, range)| &source[range.clone()]);
+            (&table.names[name.clone()], values)
+        })
+    }
+}
 
 /// Which context shape the workers get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,9 +105,9 @@ pub struct RequestContext<'a> {
     /// Absolute URI.
     pub uri: &'a str,
     /// Headers (without `Host` and `Transfer-Encoding`).
-    pub headers: &'a [HeaderGroup<'a>],
+    pub headers: Headers<'a>,
     /// Parsed cookies.
-    pub cookies: &'a [(String, String)],
+    pub cookies: &'a CookieJar,
     /// Query without `?`.
     pub raw_query: &'a str,
     /// True when the body is the parsed form tree.
@@ -54,10 +131,10 @@ impl RequestContext<'_> {
         put_string_field(out, 2, self.protocol.as_bytes());
         put_string_field(out, 3, self.method.as_bytes());
         put_string_field(out, 4, self.uri.as_bytes());
-        for (name, values) in self.headers {
-            put_map_entry(out, 5, name.as_bytes(), values.iter().copied());
+        for (name, values) in self.headers.iter() {
+            put_map_entry(out, 5, name, values);
         }
-        for (name, value) in self.cookies {
+        for (name, value) in self.cookies.iter() {
             put_map_entry(out, 6, name.as_bytes(), std::iter::once(value.as_bytes()));
         }
         put_string_field(out, 7, self.raw_query.as_bytes());
@@ -86,21 +163,24 @@ impl RequestContext<'_> {
             uploads: serde_json::Value,
             attributes: serde_json::Map<String, serde_json::Value>,
         }
+        // The legacy JSON context builds owned values; the protobuf one is the fast path.
         let headers = self
             .headers
             .iter()
             .map(|(name, values)| {
                 let values = values
-                    .iter()
                     .map(|value| String::from_utf8_lossy(value).into_owned().into())
                     .collect();
-                (name.clone(), serde_json::Value::Array(values))
+                (
+                    String::from_utf8_lossy(name).into_owned(),
+                    serde_json::Value::Array(values),
+                )
             })
             .collect();
         let cookies = self
             .cookies
             .iter()
-            .map(|(name, value)| (name.clone(), value.clone().into()))
+            .map(|(name, value)| (name.to_owned(), value.into()))
             .collect();
         let uploads = self
             .uploads
@@ -191,10 +271,26 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    fn sample<'a>(
-        headers: &'a [HeaderGroup<'a>],
-        cookies: &'a [(String, String)],
-    ) -> RequestContext<'a> {
+    /// A header table over `source` for `lines` given as (name, value) with the values
+    /// concatenated into `source`.
+    fn table(lines: &[(&str, &[u8])]) -> (HeaderTable, Vec<u8>) {
+        let mut table = HeaderTable::default();
+        let mut source = Vec::new();
+        for (name, value) in lines {
+            let start = source.len();
+            source.extend_from_slice(value);
+            table.push(name.as_bytes(), start..source.len());
+        }
+        (table, source)
+    }
+
+    fn jar(header: &[u8]) -> CookieJar {
+        let mut jar = CookieJar::default();
+        jar.parse([header]);
+        jar
+    }
+
+    fn sample<'a>(headers: Headers<'a>, cookies: &'a CookieJar) -> RequestContext<'a> {
         RequestContext {
             remote_addr: "192.0.2.10",
             protocol: "HTTP/1.1",
@@ -210,40 +306,41 @@ mod tests {
 
     #[test]
     fn proto_encoding_decodes_with_prost_as_spec_example_8_1() {
-        let headers = vec![
-            ("Accept".to_owned(), vec![b"application/json".as_slice()]),
-            (
-                "Cookie".to_owned(),
-                vec![b"sid=ab%20c; theme=dark".as_slice()],
-            ),
-            ("X-Multi".to_owned(), vec![b"a".as_slice(), b"", b"c"]),
-        ];
-        let cookies = vec![
-            ("sid".to_owned(), "ab c".to_owned()),
-            ("theme".to_owned(), "dark".to_owned()),
-        ];
+        let (headers, source) = table(&[
+            ("accept", b"application/json"),
+            ("x-multi", b"a"),
+            ("Cookie", b"sid=ab%20c; theme=dark"),
+            ("X-MULTI", b""),
+            ("X-Multi", b"c"),
+        ]);
+        let cookies = jar(b"sid=ab%20c; theme=dark");
         let mut out = Vec::new();
-        sample(&headers, &cookies).encode_proto(&mut out);
+        sample(headers.view(&source), &cookies).encode_proto(&mut out);
         let decoded = proto::Request::decode(out.as_slice()).unwrap();
         assert_eq!(decoded.remote_addr, "192.0.2.10");
         assert_eq!(decoded.uri, "http://app.test:8080/users?id=5&tag[]=a");
         assert_eq!(decoded.raw_query, "id=5&tag[]=a");
         assert_eq!(
+            decoded.header["Accept"].value,
+            vec![b"application/json".to_vec()]
+        );
+        assert_eq!(
             decoded.header["X-Multi"].value,
             vec![b"a".to_vec(), vec![], b"c".to_vec()]
         );
+        assert_eq!(decoded.header.len(), 3);
         assert_eq!(decoded.cookies["sid"].value, vec![b"ab c".to_vec()]);
         assert!(!decoded.parsed);
         assert!(decoded.uploads.is_empty());
-        // Same bytes as prost writes for the same message, field for field.
-        let mut again = Vec::new();
-        sample(&headers, &cookies).encode_proto(&mut again);
-        assert_eq!(out, again);
+        // prost writes the same message to the same length (map order aside).
+        assert_eq!(decoded.encode_to_vec().len(), out.len());
     }
 
     #[test]
     fn parsed_and_uploads_are_encoded() {
-        let mut context = sample(&[], &[]);
+        let (headers, source) = table(&[]);
+        let cookies = CookieJar::default();
+        let mut context = sample(headers.view(&source), &cookies);
         context.parsed = true;
         context.uploads = Some(b"{}");
         let mut out = Vec::new();
@@ -256,19 +353,34 @@ mod tests {
     #[test]
     fn large_headers_use_multi_byte_lengths() {
         let big = vec![b'x'; 70_000];
-        let headers = vec![("X-Big".to_owned(), vec![big.as_slice()])];
+        let (headers, source) = table(&[("X-Big", &big)]);
+        let cookies = CookieJar::default();
         let mut out = Vec::new();
-        sample(&headers, &[]).encode_proto(&mut out);
+        sample(headers.view(&source), &cookies).encode_proto(&mut out);
         let decoded = proto::Request::decode(out.as_slice()).unwrap();
         assert_eq!(decoded.header["X-Big"].value[0].len(), 70_000);
     }
 
     #[test]
+    fn a_reused_table_forgets_the_previous_request() {
+        let (mut headers, _) = table(&[("A", b"1"), ("B", b"2")]);
+        headers.clear();
+        headers.push(b"c", 0..1);
+        let source = b"3";
+        let seen: Vec<(Vec<u8>, Vec<Vec<u8>>)> = headers
+            .view(source)
+            .iter()
+            .map(|(name, values)| (name.to_vec(), values.map(<[u8]>::to_vec).collect()))
+            .collect();
+        assert_eq!(seen, vec![(b"C".to_vec(), vec![b"3".to_vec()])]);
+    }
+
+    #[test]
     fn json_context_has_the_legacy_keys() {
-        let headers = vec![("Accept".to_owned(), vec![b"text/html".as_slice()])];
-        let cookies = vec![("sid".to_owned(), "1".to_owned())];
+        let (headers, source) = table(&[("Accept", b"text/html")]);
+        let cookies = jar(b"sid=1");
         let mut out = Vec::new();
-        sample(&headers, &cookies).encode_json(&mut out);
+        sample(headers.view(&source), &cookies).encode_json(&mut out);
         let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(json["remoteAddr"], "192.0.2.10");
         assert_eq!(json["headers"]["Accept"][0], "text/html");

@@ -9,8 +9,8 @@ mod form;
 pub mod multipart;
 mod response;
 
-pub use context::{ContextCodec, HeaderGroup, RequestContext};
-pub use cookies::parse_cookies;
+pub use context::{ContextCodec, HeaderTable, Headers, RequestContext};
+pub use cookies::CookieJar;
 pub use form::{group_by_name, parse_urlencoded, DataTree, FormError};
 pub use response::{decode_response, ResponseError, ResponseHead};
 
@@ -78,22 +78,29 @@ pub mod proto {
 /// byte that is not a token character is returned unchanged, as Go does.
 #[must_use]
 pub fn canonical_header_name(name: &[u8]) -> String {
+    let mut out = Vec::with_capacity(name.len());
+    push_canonical_header_name(name, &mut out);
+    String::from_utf8(out)
+        .unwrap_or_else(|bytes| String::from_utf8_lossy(bytes.as_bytes()).into_owned())
+}
+
+/// Appends [`canonical_header_name`]'s bytes to `out` without allocating.
+pub fn push_canonical_header_name(name: &[u8], out: &mut Vec<u8>) {
     let valid = !name.is_empty() && name.iter().all(|&byte| is_token_byte(byte));
     if !valid {
-        return String::from_utf8_lossy(name).into_owned();
+        out.extend_from_slice(name);
+        return;
     }
     let mut upper = true;
-    name.iter()
-        .map(|&byte| {
-            let out = if upper {
-                byte.to_ascii_uppercase()
-            } else {
-                byte.to_ascii_lowercase()
-            };
-            upper = byte == b'-';
-            char::from(out)
-        })
-        .collect()
+    out.extend(name.iter().map(|&byte| {
+        let canonical = if upper {
+            byte.to_ascii_uppercase()
+        } else {
+            byte.to_ascii_lowercase()
+        };
+        upper = byte == b'-';
+        canonical
+    }));
 }
 
 /// RFC 9110 `tchar`.
@@ -108,7 +115,27 @@ pub const fn is_token_byte(byte: u8) -> bool {
 /// `url.QueryUnescape`). None on a bad escape or when the result is not UTF-8.
 #[must_use]
 pub fn percent_decode(text: &[u8], plus_is_space: bool) -> Option<String> {
-    let mut out = Vec::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len());
+    percent_decode_into(text, plus_is_space, &mut out).then_some(out)
+}
+
+/// [`percent_decode`] appending to `out`; false (and `out` unchanged) on a bad escape or
+/// when the result is not UTF-8.
+pub fn percent_decode_into(text: &[u8], plus_is_space: bool, out: &mut String) -> bool {
+    let start = out.len();
+    // Decode straight into the String's buffer (no temporary); the String is rebuilt after a
+    // UTF-8 check, and a failed decode is truncated away.
+    let mut bytes = std::mem::take(out).into_bytes();
+    let ok = decode_escapes(text, plus_is_space, &mut bytes).is_some()
+        && std::str::from_utf8(&bytes[start..]).is_ok();
+    if !ok {
+        bytes.truncate(start);
+    }
+    *out = String::from_utf8(bytes).expect("the prefix was a String and the rest is checked");
+    ok
+}
+
+fn decode_escapes(text: &[u8], plus_is_space: bool, out: &mut Vec<u8>) -> Option<()> {
     let mut index = 0;
     while index < text.len() {
         match text[index] {
@@ -128,7 +155,7 @@ pub fn percent_decode(text: &[u8], plus_is_space: bool) -> Option<String> {
             }
         }
     }
-    String::from_utf8(out).ok()
+    Some(())
 }
 
 const fn hex_value(byte: u8) -> Option<u8> {

@@ -1,17 +1,70 @@
 //! The worker's response context (spec http §1.3, §1.7): protobuf `http.v1.Response`, or the
 //! legacy JSON object. We accept both whatever the codec flag says (rr ≥ 2024 rejects JSON).
 
-use super::proto;
 use crate::Flags;
-use prost::Message;
 
-/// Status and headers of a worker's response.
+/// Status and headers of a worker's response. A protobuf context is read in place (no copy,
+/// no allocation: the headers are walked from its bytes when asked for); the legacy JSON one
+/// is decoded into owned values.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ResponseHead {
+pub struct ResponseHead<'a> {
     /// HTTP status as the worker sent it (validated by the HTTP layer).
     pub status: i64,
-    /// Headers; one line per value.
-    pub headers: Vec<(String, Vec<Vec<u8>>)>,
+    headers: Headers<'a>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Headers<'a> {
+    #[default]
+    None,
+    /// A validated `http.v1.Response` encoding.
+    Proto(&'a [u8]),
+    Json(Vec<(String, Vec<Vec<u8>>)>),
+}
+
+impl<'a> ResponseHead<'a> {
+    /// A head with this status and no headers.
+    #[must_use]
+    pub const fn status_only(status: i64) -> Self {
+        Self {
+            status,
+            headers: Headers::None,
+        }
+    }
+
+    /// Calls `f(name, values)` for every header (one call per map entry; the values are the
+    /// header lines in order).
+    pub fn for_each_header(&self, mut f: impl FnMut(&[u8], &mut dyn Iterator<Item = &[u8]>)) {
+        match &self.headers {
+            Headers::None => {}
+            Headers::Json(headers) => {
+                for (name, values) in headers {
+                    f(name.as_bytes(), &mut values.iter().map(Vec::as_slice));
+                }
+            }
+            Headers::Proto(context) => {
+                for field in Fields::new(context) {
+                    if let Ok((2, Field::Bytes(entry))) = field {
+                        let (name, values) = map_entry(entry);
+                        f(name, &mut HeaderValues::new(values));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every header as owned (name, values), for tests and diagnostics.
+    #[must_use]
+    pub fn headers(&self) -> Vec<(String, Vec<Vec<u8>>)> {
+        let mut out = Vec::new();
+        self.for_each_header(|name, values| {
+            out.push((
+                String::from_utf8_lossy(name).into_owned(),
+                values.map(<[u8]>::to_vec).collect(),
+            ));
+        });
+        out
+    }
 }
 
 /// A response context that is neither valid protobuf nor valid JSON.
@@ -23,7 +76,7 @@ pub struct ResponseError(String);
 ///
 /// # Errors
 /// When neither shape decodes.
-pub fn decode_response(codec: Flags, context: &[u8]) -> Result<ResponseHead, ResponseError> {
+pub fn decode_response(codec: Flags, context: &[u8]) -> Result<ResponseHead<'_>, ResponseError> {
     let looks_like_json = context.first() == Some(&b'{');
     if codec.contains(Flags::CODEC_JSON) || (looks_like_json && !codec.contains(Flags::CODEC_PROTO))
     {
@@ -39,20 +92,164 @@ pub fn decode_response(codec: Flags, context: &[u8]) -> Result<ResponseHead, Res
     })
 }
 
-fn decode_proto(context: &[u8]) -> Result<ResponseHead, ResponseError> {
-    let response =
-        proto::Response::decode(context).map_err(|error| ResponseError(error.to_string()))?;
+/// Checks the whole message once (wire format, UTF-8 header names, `HeaderValue` shape, as
+/// prost would) and takes the status; the headers are read again lazily.
+fn decode_proto(context: &[u8]) -> Result<ResponseHead<'_>, ResponseError> {
+    let mut status = 0;
+    for field in Fields::new(context) {
+        match field.map_err(ResponseError)? {
+            (1, Field::Varint(value)) => status = value as i64,
+            (2, Field::Bytes(entry)) => {
+                let mut name_ok = true;
+                for field in Fields::new(entry) {
+                    match field.map_err(ResponseError)? {
+                        (1, Field::Bytes(name)) => name_ok = std::str::from_utf8(name).is_ok(),
+                        (2, Field::Bytes(values)) => {
+                            for value in Fields::new(values) {
+                                if let (1, field) = value.map_err(ResponseError)? {
+                                    if !matches!(field, Field::Bytes(_)) {
+                                        return Err(ResponseError("wrong wire type".into()));
+                                    }
+                                }
+                            }
+                        }
+                        (1 | 2, _) => return Err(ResponseError("wrong wire type".into())),
+                        _ => {}
+                    }
+                }
+                if !name_ok {
+                    return Err(ResponseError("header name is not UTF-8".into()));
+                }
+            }
+            (1 | 2, _) => return Err(ResponseError("wrong wire type".into())),
+            _ => {}
+        }
+    }
     Ok(ResponseHead {
-        status: response.status,
-        headers: response
-            .headers
-            .into_iter()
-            .map(|(name, values)| (name, values.value))
-            .collect(),
+        status,
+        headers: Headers::Proto(context),
     })
 }
 
-fn decode_json(context: &[u8]) -> Result<ResponseHead, ResponseError> {
+/// A map entry's key and `HeaderValue` bytes (last of each wins, as in protobuf).
+fn map_entry(entry: &[u8]) -> (&[u8], &[u8]) {
+    let (mut name, mut values): (&[u8], &[u8]) = (b"", b"");
+    for field in Fields::new(entry).flatten() {
+        match field {
+            (1, Field::Bytes(bytes)) => name = bytes,
+            (2, Field::Bytes(bytes)) => values = bytes,
+            _ => {}
+        }
+    }
+    (name, values)
+}
+
+/// The `value` strings of a `HeaderValue`.
+struct HeaderValues<'a>(Fields<'a>);
+
+impl<'a> HeaderValues<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self(Fields::new(bytes))
+    }
+}
+
+impl<'a> Iterator for HeaderValues<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            match self.0.next()? {
+                Ok((1, Field::Bytes(value))) => return Some(value),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// One protobuf field's payload.
+#[derive(Debug, Clone, Copy)]
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// The (field number, payload) pairs of a protobuf message, in order.
+struct Fields<'a> {
+    bytes: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    const fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            failed: false,
+        }
+    }
+
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut value = 0u64;
+        for (index, &byte) in self.bytes.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte < 0x80 {
+                self.bytes = &self.bytes[index + 1..];
+                return Ok(value);
+            }
+        }
+        Err("invalid varint".into())
+    }
+
+    fn take(&mut self, length: usize) -> Result<&'a [u8], String> {
+        if self.bytes.len() < length {
+            return Err("buffer underflow".into());
+        }
+        let (taken, rest) = self.bytes.split_at(length);
+        self.bytes = rest;
+        Ok(taken)
+    }
+
+    fn field(&mut self) -> Result<(u64, Field<'a>), String> {
+        let key = self.varint()?;
+        let number = key >> 3;
+        if number == 0 {
+            return Err("invalid field number 0".into());
+        }
+        let field = match key & 7 {
+            0 => Field::Varint(self.varint()?),
+            1 => {
+                self.take(8)?;
+                Field::Fixed
+            }
+            2 => {
+                let length = usize::try_from(self.varint()?).map_err(|e| e.to_string())?;
+                Field::Bytes(self.take(length)?)
+            }
+            5 => {
+                self.take(4)?;
+                Field::Fixed
+            }
+            wire => return Err(format!("invalid wire type {wire}")),
+        };
+        Ok((number, field))
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Field<'a>), String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() || self.failed {
+            return None;
+        }
+        let field = self.field();
+        self.failed = field.is_err();
+        Some(field)
+    }
+}
+
+fn decode_json(context: &[u8]) -> Result<ResponseHead<'static>, ResponseError> {
     #[derive(serde::Deserialize)]
     struct Json {
         #[serde(default)]
@@ -76,7 +273,7 @@ fn decode_json(context: &[u8]) -> Result<ResponseHead, ResponseError> {
         .collect();
     Ok(ResponseHead {
         status: json.status,
-        headers,
+        headers: Headers::Json(headers),
     })
 }
 
@@ -90,6 +287,8 @@ fn json_text(value: &serde_json::Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::proto;
+    use prost::Message;
     use std::collections::HashMap;
 
     #[test]
@@ -103,10 +302,11 @@ mod tests {
                 },
             )]),
         };
-        let head = decode_response(Flags::CODEC_PROTO, &response.encode_to_vec()).unwrap();
+        let bytes = response.encode_to_vec();
+        let head = decode_response(Flags::CODEC_PROTO, &bytes).unwrap();
         assert_eq!(head.status, 201);
         assert_eq!(
-            head.headers,
+            head.headers(),
             vec![(
                 "Set-Cookie".to_owned(),
                 vec![b"a=1".to_vec(), b"b=2".to_vec()]
@@ -118,15 +318,59 @@ mod tests {
     fn json_response_decodes_with_either_flag() {
         let json = br#"{"status":404,"headers":{"X-A":["1","2"],"X-B":"3"}}"#;
         for flag in [Flags::CODEC_JSON, Flags::EMPTY, Flags::CODEC_RAW] {
-            let mut head = decode_response(flag, json).unwrap();
-            head.headers.sort();
+            let head = decode_response(flag, json).unwrap();
+            let mut headers = head.headers();
+            headers.sort();
             assert_eq!(head.status, 404);
             assert_eq!(
-                head.headers[0],
+                headers[0],
                 ("X-A".to_owned(), vec![b"1".to_vec(), b"2".to_vec()])
             );
-            assert_eq!(head.headers[1], ("X-B".to_owned(), vec![b"3".to_vec()]));
+            assert_eq!(headers[1], ("X-B".to_owned(), vec![b"3".to_vec()]));
         }
+    }
+
+    #[test]
+    fn the_in_place_decoder_agrees_with_prost() {
+        let response = proto::Response {
+            status: 302,
+            headers: HashMap::from([
+                (
+                    "Location".to_owned(),
+                    proto::HeaderValue {
+                        value: vec![b"/x".to_vec()],
+                    },
+                ),
+                ("X-Empty".to_owned(), proto::HeaderValue { value: vec![] }),
+            ]),
+        };
+        let bytes = response.encode_to_vec();
+        let head = decode_response(Flags::CODEC_PROTO, &bytes).unwrap();
+        assert_eq!(head.status, 302);
+        let mut ours = head.headers();
+        ours.sort();
+        let mut theirs: Vec<(String, Vec<Vec<u8>>)> = response
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, v.value))
+            .collect();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+        // Unknown fields of every wire type are skipped; a bad wire type for a known one fails.
+        let mut unknown = vec![0x18, 0x05, 0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0x2d, 0, 0, 0, 0];
+        unknown.extend_from_slice(&bytes);
+        assert_eq!(
+            decode_response(Flags::CODEC_PROTO, &unknown)
+                .unwrap()
+                .status,
+            302
+        );
+        assert!(decode_response(Flags::CODEC_PROTO, &[0x0a, 0x00]).is_err());
+        // A header name that is not UTF-8, as prost refuses it.
+        let bad_name = [0x12, 0x04, 0x0a, 0x02, 0xff, 0xfe];
+        assert!(decode_response(Flags::CODEC_PROTO, &bad_name).is_err());
+        let empty = decode_response(Flags::CODEC_PROTO, b"").unwrap();
+        assert_eq!((empty.status, empty.headers()), (0, Vec::new()));
     }
 
     #[test]

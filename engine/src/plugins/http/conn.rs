@@ -3,12 +3,12 @@
 //! wait in the read buffer and are answered in order.
 
 use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
-use super::request::{self, BodyClass};
+use super::request::{self, BodyClass, RequestScratch};
 use super::sink::{HttpSink, RequestFacts};
 use super::uploads;
 use super::{wire, HttpShared};
 use crate::pool::Request;
-use ringrunner_protocol::http::{parse_cookies, parse_urlencoded, ContextCodec, RequestContext};
+use ringrunner_protocol::http::{parse_urlencoded, ContextCodec, RequestContext};
 use ringrunner_protocol::Flags;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ struct Connection {
     body: Vec<u8>,
     context: Vec<u8>,
     out: Vec<u8>,
+    scratch: RequestScratch,
 }
 
 impl Connection {
@@ -97,6 +98,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpS
         body: Vec::new(),
         context: Vec::new(),
         out: Vec::new(),
+        scratch: RequestScratch::default(),
     };
     while serve_one(&mut conn, peer, &shared).await {}
     // A read cancelled by a timeout still holds the socket inside the ring until it
@@ -237,6 +239,7 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
         body,
         context,
         out,
+        scratch,
     } = conn;
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
@@ -276,23 +279,35 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
             _ => (raw_body, false, None),
         };
     let target = &buf[head.target.clone()];
-    let (uri, raw_query) = request::uri_and_query(target, head.value(buf, "host"));
-    let headers = request::header_groups(head, buf);
-    let cookies = parse_cookies(head.values(buf, "cookie"));
-    let remote_addr = request::remote_addr(peer.ip(), &shared.trusted, head, buf);
+    request::write_uri_and_query(
+        target,
+        head.value(buf, "host"),
+        &mut scratch.uri,
+        &mut scratch.raw_query,
+    );
+    request::fill_headers(head, buf, &mut scratch.headers);
+    scratch.cookies.parse(head.values(buf, "cookie"));
+    request::write_remote_addr(
+        peer.ip(),
+        &shared.trusted,
+        head,
+        buf,
+        &mut scratch.remote_addr,
+    );
+    let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
     let method_text = String::from_utf8_lossy(method);
     let request_context = RequestContext {
-        remote_addr: &remote_addr,
+        remote_addr,
         protocol: if minor_version == 0 {
             "HTTP/1.0"
         } else {
             "HTTP/1.1"
         },
         method: &method_text,
-        uri: &uri,
-        headers: &headers,
-        cookies: &cookies,
-        raw_query: &raw_query,
+        uri,
+        headers: scratch.headers.view(buf),
+        cookies: &scratch.cookies,
+        raw_query: &scratch.raw_query,
         parsed,
         uploads: uploads_json,
     };
@@ -331,7 +346,6 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
             "http log");
     }
     let close = sink.close;
-    drop(headers);
     buf.drain(..consumed);
     !close
 }

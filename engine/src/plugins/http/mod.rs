@@ -3,6 +3,8 @@
 
 mod conn;
 pub mod head;
+#[cfg(test)]
+mod hot_path_tests;
 pub mod request;
 mod sink;
 pub mod uploads;

@@ -2,7 +2,7 @@
 //! canonical header groups, cookies, the body class, and the client address.
 
 use super::head::Head;
-use ringrunner_protocol::http::{canonical_header_name, HeaderGroup};
+use ringrunner_protocol::http::{CookieJar, HeaderTable};
 use std::net::IpAddr;
 
 /// How the body goes to the worker (spec http §2.1).
@@ -36,59 +36,77 @@ pub fn body_class(method: &[u8], content_type: Option<&[u8]>) -> BodyClass {
     }
 }
 
+/// What the request context is built from, kept per connection and refilled per request so
+/// that, once warm, a request allocates nothing for it.
+#[derive(Debug, Default)]
+pub struct RequestScratch {
+    /// Header groups by canonical name.
+    pub headers: HeaderTable,
+    /// Parsed cookies.
+    pub cookies: CookieJar,
+    /// The absolute URI.
+    pub uri: String,
+    /// The query without `?`.
+    pub raw_query: String,
+    /// The client address.
+    pub remote_addr: String,
+}
+
 /// Header groups by canonical name in arrival order, without `Host` and `Transfer-Encoding`
-/// (spec http §1.5).
-#[must_use]
-pub fn header_groups<'b>(head: &Head, buf: &'b [u8]) -> Vec<HeaderGroup<'b>> {
-    let mut groups: Vec<HeaderGroup<'b>> = Vec::with_capacity(head.headers.len());
+/// (spec http §1.5), into `table` (cleared first).
+pub fn fill_headers(head: &Head, buf: &[u8], table: &mut HeaderTable) {
+    table.clear();
     for (name, value) in &head.headers {
         let name = &buf[name.clone()];
         if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"transfer-encoding") {
             continue;
         }
-        let value = &buf[value.clone()];
-        match groups
-            .iter_mut()
-            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
-        {
-            Some((_, values)) => values.push(value),
-            None => groups.push((canonical_header_name(name), vec![value])),
-        }
+        table.push(name, value.clone());
     }
-    groups
 }
 
-/// The absolute URI and the raw query (spec http §1.4): absolute-form targets as sent,
-/// origin-form as `http://<Host><target>`; CR and LF removed.
-#[must_use]
-pub fn uri_and_query(target: &[u8], host: Option<&[u8]>) -> (String, String) {
-    let clean = |bytes: &[u8]| -> String {
+/// Appends `bytes` without CR and LF (invalid UTF-8 replaced).
+fn push_clean(out: &mut String, bytes: &[u8]) {
+    out.extend(
         String::from_utf8_lossy(bytes)
             .chars()
-            .filter(|c| *c != '\r' && *c != '\n')
-            .collect()
-    };
+            .filter(|c| *c != '\r' && *c != '\n'),
+    );
+}
+
+/// The absolute URI and the raw query (spec http §1.4) into `uri` and `query` (cleared
+/// first): absolute-form targets as sent, origin-form as `http://<Host><target>`; CR and LF
+/// removed.
+pub fn write_uri_and_query(
+    target: &[u8],
+    host: Option<&[u8]>,
+    uri: &mut String,
+    query: &mut String,
+) {
+    uri.clear();
+    query.clear();
     let absolute = target.starts_with(b"http://") || target.starts_with(b"https://");
-    let uri = if absolute {
-        clean(target)
-    } else if target == b"*" {
-        format!("http://{}", clean(host.unwrap_or_default()))
+    if absolute {
+        push_clean(uri, target);
     } else {
-        format!(
-            "http://{}{}",
-            clean(host.unwrap_or_default()),
-            clean(target)
-        )
-    };
-    let query = target
-        .iter()
-        .position(|&b| b == b'?')
-        .map(|at| {
-            let query = &target[at + 1..];
-            let end = query.iter().position(|&b| b == b'#').unwrap_or(query.len());
-            clean(&query[..end])
-        })
-        .unwrap_or_default();
+        uri.push_str("http://");
+        push_clean(uri, host.unwrap_or_default());
+        if target != b"*" {
+            push_clean(uri, target);
+        }
+    }
+    if let Some(at) = target.iter().position(|&b| b == b'?') {
+        let rest = &target[at + 1..];
+        let end = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
+        push_clean(query, &rest[..end]);
+    }
+}
+
+/// [`write_uri_and_query`] into new strings.
+#[must_use]
+pub fn uri_and_query(target: &[u8], host: Option<&[u8]>) -> (String, String) {
+    let (mut uri, mut query) = (String::new(), String::new());
+    write_uri_and_query(target, host, &mut uri, &mut query);
     (uri, query)
 }
 
@@ -144,67 +162,82 @@ impl Subnet {
     }
 }
 
-/// The client address (spec http §6): the peer IP, or, when the peer is a trusted proxy,
-/// the first address the proxy headers give (v5.1 order), normalised.
+/// The client address (spec http §6) into `out` (cleared first): the peer IP, or, when the
+/// peer is a trusted proxy, the first address the proxy headers give (v5.1 order),
+/// normalised.
+pub fn write_remote_addr(
+    peer: IpAddr,
+    trusted: &[Subnet],
+    head: &Head,
+    buf: &[u8],
+    out: &mut String,
+) {
+    out.clear();
+    if !trusted.is_empty() && trusted.iter().any(|subnet| subnet.contains(peer)) {
+        let text = |name: &'static str| {
+            head.value(buf, name)
+                .and_then(|value| std::str::from_utf8(value).ok())
+        };
+        let from_headers = if let Some(forwarded) = text("forwarded") {
+            forwarded_for(forwarded)
+        } else if let Some(xff) = text("x-forwarded-for") {
+            xff.split(',').next()
+        } else {
+            text("x-real-ip")
+        }
+        .filter(|value| !value.is_empty())
+        .or_else(|| text("true-client-ip"))
+        .or_else(|| text("cf-connecting-ip"));
+        if let Some(value) = from_headers.filter(|value| !value.is_empty()) {
+            normalise_address(value, out);
+            return;
+        }
+    }
+    write_canonical_ip(peer, out);
+}
+
+/// [`write_remote_addr`] into a new string.
 #[must_use]
 pub fn remote_addr(peer: IpAddr, trusted: &[Subnet], head: &Head, buf: &[u8]) -> String {
-    let peer_text = canonical_ip(peer);
-    if trusted.is_empty() || !trusted.iter().any(|subnet| subnet.contains(peer)) {
-        return peer_text;
-    }
-    let text = |value: &[u8]| String::from_utf8_lossy(value).into_owned();
-    let from_headers = if let Some(forwarded) = head.value(buf, "forwarded") {
-        forwarded_for(&text(forwarded))
-    } else if let Some(xff) = head.value(buf, "x-forwarded-for") {
-        Some(text(xff).split(',').next().unwrap_or_default().to_owned())
-    } else {
-        head.value(buf, "x-real-ip").map(text)
-    }
-    .filter(|value| !value.is_empty())
-    .or_else(|| head.value(buf, "true-client-ip").map(text))
-    .or_else(|| head.value(buf, "cf-connecting-ip").map(text));
-    match from_headers {
-        Some(value) if !value.is_empty() => normalise_address(&value),
-        _ => peer_text,
-    }
+    let mut out = String::new();
+    write_remote_addr(peer, trusted, head, buf, &mut out);
+    out
 }
 
 /// The first `for=` of a `Forwarded` header, quotes removed.
-fn forwarded_for(value: &str) -> Option<String> {
+fn forwarded_for(value: &str) -> Option<&str> {
     value.split([';', ',']).map(str::trim).find_map(|part| {
         part.get(..4)
             .filter(|key| key.eq_ignore_ascii_case("for="))
-            .map(|_| part[4..].trim_matches('"').to_owned())
+            .map(|_| part[4..].trim_matches('"'))
     })
 }
 
 /// Normalises as rr's handler does: no `:` → as is; `host:port` / `[v6]:port` → host; a bare
 /// IPv6 → canonical; anything else with a `:` → empty.
-fn normalise_address(value: &str) -> String {
+fn normalise_address(value: &str, out: &mut String) {
     if !value.contains(':') {
-        return value.to_owned();
-    }
-    if let Ok(ip) = value.parse::<IpAddr>() {
-        return canonical_ip(ip);
-    }
-    if let Ok(socket) = value.parse::<std::net::SocketAddr>() {
-        return canonical_ip(socket.ip());
-    }
-    if let Some((host, port)) = value.rsplit_once(':') {
+        out.push_str(value);
+    } else if let Ok(ip) = value.parse::<IpAddr>() {
+        write_canonical_ip(ip, out);
+    } else if let Ok(socket) = value.parse::<std::net::SocketAddr>() {
+        write_canonical_ip(socket.ip(), out);
+    } else if let Some((host, port)) = value.rsplit_once(':') {
         if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) {
-            return host.to_owned();
+            out.push_str(host);
         }
     }
-    String::new()
 }
 
-fn canonical_ip(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-        IpAddr::V4(v4) => v4.to_string(),
-    }
+fn write_canonical_ip(ip: IpAddr, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => write!(out, "{v4}"),
+            None => write!(out, "{v6}"),
+        },
+        IpAddr::V4(v4) => write!(out, "{v4}"),
+    };
 }
 
 #[cfg(test)]
@@ -236,10 +269,19 @@ mod tests {
     fn headers_group_without_host_and_transfer_encoding() {
         let buf = b"GET / HTTP/1.1\r\nHost: h\r\nx-a: 1\r\nCookie: a=b\r\nX-A: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
         let head = head_of(buf);
-        let groups = header_groups(&head, buf);
+        let mut table = HeaderTable::default();
+        fill_headers(&head, buf, &mut table);
+        let groups: Vec<(Vec<u8>, Vec<Vec<u8>>)> = table
+            .view(buf)
+            .iter()
+            .map(|(name, values)| (name.to_vec(), values.map(<[u8]>::to_vec).collect()))
+            .collect();
         assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0], ("X-A".to_owned(), vec![b"1".as_slice(), b"2"]));
-        assert_eq!(groups[1].0, "Cookie");
+        assert_eq!(
+            groups[0],
+            (b"X-A".to_vec(), vec![b"1".to_vec(), b"2".to_vec()])
+        );
+        assert_eq!(groups[1].0, b"Cookie");
     }
 
     #[test]

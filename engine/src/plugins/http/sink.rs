@@ -4,7 +4,8 @@
 
 use super::wire::{self, LAST_CHUNK};
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
-use ringrunner_protocol::http::{canonical_header_name, decode_response, ResponseHead};
+use ringrunner_protocol::http::{decode_response, ResponseHead};
+use std::io::Write as _;
 use tokio_uring::net::TcpStream;
 
 /// Per-request facts the sink needs.
@@ -20,7 +21,8 @@ pub struct RequestFacts {
 
 /// The response side of one request.
 pub struct HttpSink<'a> {
-    stream: &'a TcpStream,
+    /// None only in tests that look at the bytes without a socket.
+    stream: Option<&'a TcpStream>,
     out: &'a mut Vec<u8>,
     facts: RequestFacts,
     head_sent: bool,
@@ -47,6 +49,20 @@ impl std::fmt::Debug for HttpSink<'_> {
 impl<'a> HttpSink<'a> {
     /// A sink writing to `stream` through the reused buffer `out`.
     pub fn new(stream: &'a TcpStream, out: &'a mut Vec<u8>, facts: RequestFacts) -> Self {
+        Self::with_stream(Some(stream), out, facts)
+    }
+
+    /// A sink that only fills `out` (tests of the response bytes).
+    #[cfg(test)]
+    pub(super) fn detached(out: &'a mut Vec<u8>, facts: RequestFacts) -> Self {
+        Self::with_stream(None, out, facts)
+    }
+
+    fn with_stream(
+        stream: Option<&'a TcpStream>,
+        out: &'a mut Vec<u8>,
+        facts: RequestFacts,
+    ) -> Self {
         Self {
             stream,
             out,
@@ -64,7 +80,11 @@ impl<'a> HttpSink<'a> {
     async fn flush(&mut self) -> bool {
         let buffer = std::mem::take(self.out);
         let len = buffer.len() as u64;
-        let (result, mut buffer) = self.stream.write_all(buffer).await;
+        let Some(stream) = self.stream else {
+            *self.out = buffer;
+            return true;
+        };
+        let (result, mut buffer) = stream.write_all(buffer).await;
         buffer.clear();
         *self.out = buffer;
         if result.is_err() {
@@ -152,36 +172,43 @@ impl<'a> HttpSink<'a> {
         }
     }
 
-    fn write_head(&mut self, status: u16, head: &ResponseHead, first_body: &[u8], last: bool) {
+    pub(super) fn write_head(
+        &mut self,
+        status: u16,
+        head: &ResponseHead<'_>,
+        first_body: &[u8],
+        last: bool,
+    ) {
         let facts = self.facts;
         self.out.clear();
         wire::status_line(self.out, facts.minor_version, status);
         let mut has_type = false;
         let mut has_date = false;
         let mut worker_length = None;
-        for (name, values) in &head.headers {
-            let name = canonical_header_name(name.as_bytes());
-            match name.as_str() {
-                "Content-Length" => {
-                    worker_length = values.first().cloned();
-                    continue;
-                }
-                "Transfer-Encoding" | "Connection" | "Keep-Alive" => {
-                    if name == "Connection"
-                        && values.iter().any(|v| v.eq_ignore_ascii_case(b"close"))
-                    {
-                        self.close = true;
-                    }
-                    continue;
-                }
-                "Content-Type" => has_type = true,
-                "Date" => has_date = true,
-                _ => {}
+        let (out, close) = (&mut *self.out, &mut self.close);
+        head.for_each_header(|name, mut values| {
+            let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+            if is(b"content-length") {
+                // Honoured for HEAD only; the body we relay sets it otherwise.
+                worker_length = values
+                    .next()
+                    .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok());
+                return;
             }
+            if is(b"transfer-encoding") || is(b"connection") || is(b"keep-alive") {
+                if is(b"connection")
+                    && Iterator::any(&mut values, |v| v.eq_ignore_ascii_case(b"close"))
+                {
+                    *close = true;
+                }
+                return;
+            }
+            has_type |= is(b"content-type");
+            has_date |= is(b"date");
             for value in values {
-                wire::header(self.out, name.as_bytes(), value);
+                wire::canonical_header(out, name, value);
             }
-        }
+        });
         let bodiless = status == 204 || status == 304;
         if !has_type && !first_body.is_empty() && !bodiless {
             wire::header(
@@ -197,9 +224,9 @@ impl<'a> HttpSink<'a> {
             if !bodiless {
                 let length = match (facts.is_head, worker_length) {
                     (true, Some(length)) => length,
-                    _ => first_body.len().to_string().into_bytes(),
+                    _ => first_body.len() as u64,
                 };
-                wire::header(self.out, b"Content-Length", &length);
+                let _ = write!(self.out, "Content-Length: {length}\r\n");
             }
         } else if facts.minor_version == 1 {
             wire::header(self.out, b"Transfer-Encoding", b"chunked");
@@ -247,10 +274,7 @@ impl ReplySink for HttpSink<'_> {
             return self.flush().await;
         }
         let head = if frame.context.is_empty() {
-            ResponseHead {
-                status: 200,
-                headers: Vec::new(),
-            }
+            ResponseHead::status_only(200)
         } else {
             match decode_response(frame.codec, frame.context) {
                 Ok(head) => head,
@@ -280,12 +304,12 @@ impl ReplySink for HttpSink<'_> {
             if self.facts.minor_version == 1 {
                 self.out.clear();
                 wire::status_line(self.out, 1, status);
-                for (name, values) in &head.headers {
-                    let name = canonical_header_name(name.as_bytes());
+                let out = &mut *self.out;
+                head.for_each_header(|name, values| {
                     for value in values {
-                        wire::header(self.out, name.as_bytes(), value);
+                        wire::canonical_header(out, name, value);
                     }
-                }
+                });
                 self.out.extend_from_slice(b"\r\n");
                 return self.flush().await;
             }

@@ -88,6 +88,18 @@ pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// [`header`] with the name in Go's canonical form (`x-id` → `X-Id`).
+pub fn canonical_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    ringrunner_protocol::http::push_canonical_header_name(name, out);
+    out.extend_from_slice(b": ");
+    out.extend(
+        value
+            .iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
 thread_local! {
     /// This shard's Date header value, rebuilt once a second.
     static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
@@ -99,7 +111,10 @@ pub fn date_header(out: &mut Vec<u8>) {
     DATE.with(|date| {
         let mut date = date.borrow_mut();
         if date.0 != now || date.1.is_empty() {
-            *date = (now, imf_fixdate(now));
+            // Rebuilt in place: the String keeps its buffer from second to second.
+            date.0 = now;
+            date.1.clear();
+            write_imf_fixdate(&mut date.1, now);
         }
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(date.1.as_bytes());
@@ -110,21 +125,31 @@ pub fn date_header(out: &mut Vec<u8>) {
 /// `Sun, 06 Nov 1994 08:49:37 GMT` for Unix seconds.
 #[must_use]
 pub fn imf_fixdate(unix: u64) -> String {
+    let mut out = String::with_capacity(29);
+    write_imf_fixdate(&mut out, unix);
+    out
+}
+
+/// Appends [`imf_fixdate`]'s text to `out`.
+fn write_imf_fixdate(out: &mut String, unix: u64) {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let c = crate::clock::civil(unix);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[c.weekday as usize],
-        c.day,
-        MONTHS[(c.month - 1) as usize],
-        c.year,
-        c.hour,
-        c.minute,
-        c.second
-    )
+    let _ = std::fmt::Write::write_fmt(
+        out,
+        format_args!(
+            "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+            DAYS[c.weekday as usize],
+            c.day,
+            MONTHS[(c.month - 1) as usize],
+            c.year,
+            c.hour,
+            c.minute,
+            c.second
+        ),
+    );
 }
 
 /// A Content-Type for a body that has none (the common cases of WHATWG sniffing, as Go's
