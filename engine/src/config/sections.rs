@@ -96,7 +96,7 @@ impl ServerSection {
 }
 
 /// A plugin's `pool` section (spec pool-server §2), as read.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PoolSection {
     /// Overrides `server.command` when not empty.
     pub command: Vec<String>,
@@ -118,6 +118,24 @@ pub struct PoolSection {
     pub debug: bool,
     /// Present when the section exists.
     pub supervisor: Option<SupervisorConfig>,
+}
+
+impl Default for PoolSection {
+    /// rr's defaults, as an absent section reads.
+    fn default() -> Self {
+        Self {
+            command: Vec::new(),
+            num_workers: 0,
+            max_jobs: 0,
+            max_queue_size: 0,
+            allocate_timeout: or_60s(None),
+            reset_timeout: or_60s(None),
+            stream_timeout: or_60s(None),
+            destroy_timeout: or_60s(None),
+            debug: false,
+            supervisor: None,
+        }
+    }
 }
 
 fn or_60s(duration: Option<Duration>) -> Duration {

@@ -1,5 +1,7 @@
 //! The `rr` command line (spec config-cli-rpc §2): global flags as rr's, `serve`, `stop`,
-//! `--version`.
+//! `--version`, and our `bench`.
+
+mod bench;
 
 use crate::config::Config;
 use crate::plugins::http::HttpPlugin;
@@ -65,6 +67,9 @@ pub enum Command {
     Stop,
     /// Print the version.
     Version,
+    /// Send synthetic payloads through the configured pool and print throughput and
+    /// latency (ringrunner's own; rr has no such verb).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the command line; returns the exit status.
@@ -77,12 +82,13 @@ pub fn main(cli: Cli) -> i32 {
     let result = match cli.command {
         Some(Command::Serve) => serve(&cli),
         Some(Command::Stop) => stop(&cli),
+        Some(Command::Bench(ref args)) => run_bench(&cli, args),
         Some(Command::Version) => {
             println!("{}", crate::version_line());
             Ok(())
         }
         None => {
-            eprintln!("usage: rr [flags] serve | stop | version (rr --help)");
+            eprintln!("usage: rr [flags] serve | stop | version | bench (rr --help)");
             return 1;
         }
     };
@@ -146,7 +152,8 @@ fn shard_count() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-fn serve(cli: &Cli) -> Result<(), String> {
+/// Changes directory, loads the dotenv file and the config, installs the logger.
+fn prepare(cli: &Cli) -> Result<Config, String> {
     let config_path = enter_work_dir(cli)?;
     let dotenv = std::env::var_os("DOTENV_PATH")
         .map(PathBuf::from)
@@ -161,6 +168,19 @@ fn serve(cli: &Cli) -> Result<(), String> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    Ok(config)
+}
+
+fn run_bench(cli: &Cli, args: &bench::BenchArgs) -> Result<(), String> {
+    let config = prepare(cli)?;
+    let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
+    let outcome = bench::run(&config, args, &shards);
+    shards.shutdown();
+    outcome
+}
+
+fn serve(cli: &Cli) -> Result<(), String> {
+    let config = prepare(cli)?;
     if cli.debug {
         tracing::warn!("-d (pprof server) is not supported by ringrunner; ignored");
     }
