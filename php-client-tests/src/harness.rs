@@ -135,3 +135,43 @@ impl Drop for PoolHarness {
         self.shards.shutdown();
     }
 }
+
+/// Runs `rounds` requests on a pool of `config` (give it `max_jobs = 1`: one worker
+/// replacement per request) and asserts that afterwards the process holds as many
+/// descriptors as before and has no zombie child. Call it from a test binary of its own:
+/// /proc/self/fd counts every thread's descriptors.
+///
+/// # Panics
+/// When a request fails, a descriptor leaked or a child was left unreaped.
+pub fn assert_replacements_leak_nothing(config: PoolConfig, rounds: usize) {
+    const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let workers = config.num_workers;
+    let harness = PoolHarness::start(config).unwrap();
+    // Warm every shard's caches and buffers.
+    for shard in 0..4 {
+        harness.exec_on(shard, "echo:warm").unwrap();
+    }
+    assert!(harness.wait_until(EVENT_TIMEOUT, |h| h.ready_pids().len() == workers));
+    let before = open_fds();
+    for round in 0..rounds {
+        assert_eq!(harness.exec_on(round, "echo:r").unwrap(), "r");
+    }
+    assert!(
+        harness.wait_until(EVENT_TIMEOUT, |h| h.ready_pids().len() == workers
+            && open_fds() == before),
+        "fds before {before}, after {}",
+        open_fds()
+    );
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|stat| {
+                let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+                fields.first() == Some(&"Z")
+                    && fields.get(1) == Some(&std::process::id().to_string().as_str())
+            })
+        });
+    assert_eq!(zombies.count(), 0);
+}

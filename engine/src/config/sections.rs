@@ -16,7 +16,7 @@ pub struct ServerSection {
     pub env: Vec<(String, String)>,
     /// `server.user`.
     pub user: Option<String>,
-    /// `server.relay`: `pipes` (only pipes are served for now).
+    /// `server.relay`: `pipes`, `tcp://host:port` or `unix://path`.
     pub relay: String,
     /// `server.on_init`.
     pub on_init: Option<OnInit>,
@@ -53,11 +53,11 @@ impl ServerSection {
         let relay = reader
             .string("server.relay")?
             .unwrap_or_else(|| "pipes".into());
-        if relay != "pipes" && !relay.starts_with("tcp://") && !relay.starts_with("unix://") {
+        if let Err(message) = crate::worker::socket_relay::RelayAddress::parse(&relay) {
             return Err(ConfigError {
                 path: "server.relay".into(),
                 line: reader.node("server.relay").map_or(0, |n| n.line),
-                message: "invalid DSN (tcp://:6001, unix://file.sock)".into(),
+                message,
             });
         }
         let on_init = if reader.has("server.on_init") {
@@ -254,6 +254,12 @@ impl PoolSection {
         config.supervisor.clone_from(&self.supervisor);
         config.mode = Some(name.to_owned());
         config.rpc_listen = rpc_listen.map(str::to_owned);
+        config.relay = crate::worker::socket_relay::RelayAddress::parse(&server.relay)?;
+        config.relay_dsn = if server.relay.is_empty() {
+            "pipes".into()
+        } else {
+            server.relay.clone()
+        };
         Ok(config)
     }
 }

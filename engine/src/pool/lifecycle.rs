@@ -121,19 +121,63 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
         relay_write,
         relay_read,
         stderr,
-    } = process::spawn(&config.worker_command(), StdioRelay::Pipes).map_err(|error| {
-        SpawnError::Start {
-            command: command.clone(),
-            reason: error.to_string(),
-        }
+    } = process::spawn(
+        &config.worker_command(),
+        if shared.socket_relay.is_some() {
+            StdioRelay::Socket
+        } else {
+            StdioRelay::Pipes
+        },
+    )
+    .map_err(|error| SpawnError::Start {
+        command: command.clone(),
+        reason: error.to_string(),
     })?;
     let exit = watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
         .map_err(|e| start_error(&command, &e))?;
     tokio_uring::spawn(forward_stderr(Arc::clone(shared), index, pid, stderr));
-    let (relay_write, relay_read) = (
-        relay_write.expect("pipes relay"),
-        relay_read.expect("pipes relay"),
-    );
+    let (relay_write, relay_read) = match &shared.socket_relay {
+        None => (
+            relay_write.expect("pipes relay"),
+            relay_read.expect("pipes relay"),
+        ),
+        // The worker connects and the accept side runs the handshake (spec §8.2).
+        Some(socket) => {
+            let deadline = tokio::time::Instant::now() + config.allocate_timeout;
+            let gone = async {
+                let _ = exit.readable().await;
+            };
+            let Some(connection) = socket.connection_of(pid, deadline, gone).await else {
+                let exited = child.try_wait().ok().flatten();
+                if exited.is_none() {
+                    let _ =
+                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+                }
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                let stderr_tail = stderr_tail(slot, &exit).await;
+                return Err(match exited {
+                    Some(_) => SpawnError::Handshake {
+                        command,
+                        pid,
+                        reason: format!(
+                            "worker exited before connecting to the relay {} ({status})",
+                            config.relay_dsn
+                        ),
+                        stderr_tail,
+                    },
+                    None => SpawnError::Timeout {
+                        command,
+                        pid,
+                        stderr_tail,
+                    },
+                });
+            };
+            let read = connection
+                .try_clone()
+                .map_err(|e| start_error(&command, &e))?;
+            (connection, read)
+        }
+    };
     let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
     let mut relay = RelayIo::from_fds(
         relay_write.as_fd(),
@@ -148,10 +192,14 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
     });
     slot.pid.store(pid, Ordering::Release);
 
-    let handshake = tokio::time::timeout(
-        config.allocate_timeout,
-        handshake(&mut relay, shared.server_pid, pid),
-    );
+    let socket_handshaken = shared.socket_relay.is_some();
+    let handshake = tokio::time::timeout(config.allocate_timeout, async {
+        if socket_handshaken {
+            Ok(())
+        } else {
+            handshake(&mut relay, shared.server_pid, pid).await
+        }
+    });
     let failure = match handshake.await {
         Ok(Ok(())) => None,
         Ok(Err(reason)) => Some(reason),

@@ -17,6 +17,7 @@ pub use state::WorkerState;
 
 use crate::runtime::Shards;
 use crate::worker::process::WorkerCommand;
+use crate::worker::socket_relay::{RelayAddress, SocketRelay};
 use idle_stack::IdleStack;
 use slot::WorkerSlot;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -93,6 +94,10 @@ pub struct PoolConfig {
     pub mode: Option<String>,
     /// `RR_RPC` for the workers: `rpc.listen` exactly as configured, when set.
     pub rpc_listen: Option<String>,
+    /// `server.relay`: pipes, or the socket the pool listens on for its workers.
+    pub relay: RelayAddress,
+    /// `RR_RELAY` for the workers: `server.relay` exactly as configured.
+    pub relay_dsn: String,
 }
 
 impl PoolConfig {
@@ -114,6 +119,8 @@ impl PoolConfig {
             max_payload_bytes: ringrunner_protocol::DEFAULT_MAX_PAYLOAD_BYTES,
             mode: None,
             rpc_listen: None,
+            relay: RelayAddress::Pipes,
+            relay_dsn: "pipes".into(),
         }
     }
 
@@ -123,7 +130,7 @@ impl PoolConfig {
     #[must_use]
     pub fn worker_command(&self) -> WorkerCommand {
         let mut command = self.command.clone();
-        let mut env = vec![("RR_RELAY".into(), "pipes".into())];
+        let mut env = vec![("RR_RELAY".into(), self.relay_dsn.clone().into())];
         if let Some(rpc) = &self.rpc_listen {
             env.push(("RR_RPC".into(), rpc.into()));
         }
@@ -184,6 +191,8 @@ pub(crate) struct PoolShared {
     demand: Notify,
     epoch: Instant,
     server_pid: u32,
+    /// The listener workers connect to, for a `tcp://` or `unix://` relay.
+    socket_relay: Option<SocketRelay>,
 }
 
 impl PoolShared {
@@ -233,9 +242,26 @@ impl Pool {
     ///
     /// # Errors
     /// The first worker's [`SpawnError`].
-    pub async fn start(config: PoolConfig, shards: Arc<Shards>) -> Result<Self, SpawnError> {
+    pub async fn start(mut config: PoolConfig, shards: Arc<Shards>) -> Result<Self, SpawnError> {
         let workers = config.num_workers.clamp(1, MAX_WORKERS);
+        let socket_relay = match &config.relay {
+            RelayAddress::Pipes => None,
+            address => Some(
+                SocketRelay::listen(address, config.allocate_timeout, config.max_payload_bytes)
+                    .map_err(|error| SpawnError::Start {
+                        command: config.command.display(),
+                        reason: format!("relay {}: {error}", config.relay_dsn),
+                    })?,
+            ),
+        };
+        // `tcp://host:0` picks a free port: the workers must be told which.
+        if let (Some(socket), RelayAddress::Tcp(address)) = (&socket_relay, &config.relay) {
+            if address.ends_with(":0") {
+                config.relay_dsn.clone_from(&socket.local_address);
+            }
+        }
         let shared = Arc::new(PoolShared {
+            socket_relay,
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
             idle: IdleStack::new(workers),

@@ -3,3 +3,4 @@
 pub mod on_init;
 pub mod process;
 pub mod relay;
+pub mod socket_relay;
