@@ -1,7 +1,7 @@
 //! The sections ringrunner implements, read with rr's defaults.
 
 use super::values::{ConfigError, Reader};
-use crate::pool::{PoolConfig, SupervisorConfig};
+use crate::pool::{DynamicAllocator, PoolConfig, SupervisorConfig};
 use crate::worker::on_init::OnInit;
 use crate::worker::process::WorkerCommand;
 use std::path::PathBuf;
@@ -118,6 +118,8 @@ pub struct PoolSection {
     pub debug: bool,
     /// Present when the section exists.
     pub supervisor: Option<SupervisorConfig>,
+    /// `dynamic_allocator`, present when the section exists.
+    pub dynamic: Option<DynamicAllocator>,
 }
 
 impl Default for PoolSection {
@@ -134,6 +136,7 @@ impl Default for PoolSection {
             destroy_timeout: or_60s(None),
             debug: false,
             supervisor: None,
+            dynamic: None,
         }
     }
 }
@@ -184,12 +187,33 @@ impl PoolSection {
         } else {
             None
         };
-        if reader.has(&key("dynamic_allocator")) {
+        let debug = reader.bool(&key("debug"))?.unwrap_or(false);
+        if debug && reader.has(&key("dynamic_allocator")) {
             warnings.push(format!(
-                "{} is not supported by ringrunner yet: the pool keeps num_workers workers",
+                "{} is ignored in debug mode (a worker per request)",
                 key("dynamic_allocator")
             ));
         }
+        let dynamic = if reader.has(&key("dynamic_allocator")) {
+            let defaults = DynamicAllocator::default();
+            let count = |name: &str, default: usize| -> Result<usize, ConfigError> {
+                Ok(reader
+                    .unsigned(&key(&format!("dynamic_allocator.{name}")))?
+                    .map_or(default, |n| usize::try_from(n).unwrap_or(usize::MAX)))
+            };
+            Some(
+                DynamicAllocator {
+                    max_workers: count("max_workers", defaults.max_workers)?,
+                    spawn_rate: count("spawn_rate", defaults.spawn_rate)?,
+                    idle_timeout: reader
+                        .duration(&key("dynamic_allocator.idle_timeout"))?
+                        .unwrap_or(defaults.idle_timeout),
+                }
+                .clamped(),
+            )
+        } else {
+            None
+        };
         Ok(Self {
             command: read_command(reader, &key("command"))?,
             num_workers,
@@ -199,8 +223,9 @@ impl PoolSection {
             reset_timeout: or_60s(reader.duration(&key("reset_timeout"))?),
             stream_timeout: or_60s(reader.duration(&key("stream_timeout"))?),
             destroy_timeout: or_60s(reader.duration(&key("destroy_timeout"))?),
-            debug: reader.bool(&key("debug"))?.unwrap_or(false),
+            debug,
             supervisor,
+            dynamic,
         })
     }
 
@@ -252,6 +277,7 @@ impl PoolSection {
         config.destroy_timeout = self.destroy_timeout;
         config.debug = self.debug;
         config.supervisor.clone_from(&self.supervisor);
+        config.dynamic = self.dynamic;
         config.mode = Some(name.to_owned());
         config.rpc_listen = rpc_listen.map(str::to_owned);
         config.relay = crate::worker::socket_relay::RelayAddress::parse(&server.relay)?;

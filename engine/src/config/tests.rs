@@ -203,3 +203,29 @@ fn includes_replace_top_level_sections_after_overrides() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn dynamic_allocator_is_read_with_rr_s_clamps() {
+    let config = load(
+        "version: '3'\nserver:\n  command: php w.php\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    dynamic_allocator:\n      max_workers: 200\n      spawn_rate: 3\n      idle_timeout: 500ms\n",
+    )
+    .unwrap();
+    let pool = &config.http.unwrap().pool;
+    assert_eq!(
+        pool.dynamic,
+        Some(crate::pool::DynamicAllocator {
+            max_workers: 100,
+            spawn_rate: 3,
+            idle_timeout: Duration::from_secs(60),
+        })
+    );
+    let defaults =
+        load("version: '3'\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    dynamic_allocator: {}\n")
+            .unwrap();
+    assert_eq!(
+        defaults.http.unwrap().pool.dynamic,
+        Some(crate::pool::DynamicAllocator::default())
+    );
+    let none = load("version: '3'\nhttp:\n  address: 127.0.0.1:0\n  pool: {}\n").unwrap();
+    assert_eq!(none.http.unwrap().pool.dynamic, None);
+}

@@ -21,6 +21,9 @@ pub enum ExecError {
     /// `exec_ttl` expired; the worker was killed.
     #[error("worker_exec_with_timeout: ExecTTL: context deadline exceeded")]
     ExecTtl,
+    /// The dynamic allocator already runs `max_workers` extra workers (spec §10).
+    #[error("allocate_dynamically: can't allocate more workers, increase max_workers option (max_workers limit is 100)")]
+    DynamicLimit,
     /// The pool is being destroyed.
     #[error("static_pool_exec: WatcherStopped: Workers watcher stopped")]
     Stopped,

@@ -190,18 +190,18 @@ impl Pool {
         loop {
             let index = match shared.idle.pop() {
                 Some(index) => index,
-                None => shared
-                    .waiters
-                    .wait(&shared.idle, deadline)
-                    .await
-                    .map_err(|error| match error {
-                        super::waiters::WaitError::Closed => ExecError::Stopped,
-                        super::waiters::WaitError::TimedOut => {
-                            tracing::error!(pool = %shared.config.name, reason = "no free workers",
+                None => match shared.waiters.wait(&shared.idle, deadline).await {
+                    Ok(index) => index,
+                    Err(super::waiters::WaitError::Closed) => return Err(ExecError::Stopped),
+                    Err(super::waiters::WaitError::TimedOut) => {
+                        tracing::error!(pool = %shared.config.name, reason = "no free workers",
                             "no free workers in the pool, wait timeout exceed");
-                            ExecError::NoFreeWorkers
+                        if shared.dynamic.is_none() {
+                            return Err(ExecError::NoFreeWorkers);
                         }
-                    })?,
+                        super::dynamic::allocate(shared).await?
+                    }
+                },
             };
             let slot = shared.slot(index);
             if slot.transition(WorkerState::Ready, WorkerState::Working) {
@@ -291,6 +291,10 @@ fn give_back(shared: &PoolShared, index: u32) {
     };
     if max_jobs > 0 && slot.execs.load(Ordering::Relaxed) >= max_jobs {
         slot.transition(WorkerState::Working, WorkerState::MaxJobsReached);
+        slot.returned.notify_one();
+    } else if !slot.wanted.load(Ordering::Acquire) {
+        // The dynamic allocator scaled down while this extra worker was busy.
+        slot.transition(WorkerState::Working, WorkerState::Invalid);
         slot.returned.notify_one();
     } else if slot.transition(WorkerState::Working, WorkerState::Ready) {
         shared.release(index);

@@ -29,9 +29,13 @@ struct RunningWorker {
 
 pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Option<BootReport>) {
     let slot = shared.slot(index);
+    slot.task_live.store(true, Ordering::Release);
     let mut failures: u32 = 0;
     let debug = shared.config.debug;
-    while !shared.closed.load(Ordering::SeqCst) && slot.state() != WorkerState::Destroyed {
+    while !shared.closed.load(Ordering::SeqCst)
+        && slot.state() != WorkerState::Destroyed
+        && slot.wanted.load(Ordering::Acquire)
+    {
         // Debug mode: after the boot check, a worker is started only when a request asks.
         if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared, index).await {
             break;
@@ -86,6 +90,7 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
     if let Some(boot) = boot.take() {
         let _ = boot.send(Err(SpawnError::Closed));
     }
+    slot.task_live.store(false, Ordering::Release);
     shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
     shared.tasks_done.notify_waiters();
 }

@@ -2,6 +2,7 @@
 //! the wait queue, `max_jobs` rotation, crash replacement with backoff, reset and destroy.
 //! A pool is shared by all shards; each slot's lifecycle task runs on shard `slot % shards`.
 
+mod dynamic;
 mod error;
 mod exec;
 pub mod idle_stack;
@@ -18,6 +19,7 @@ pub use state::WorkerState;
 use crate::runtime::Shards;
 use crate::worker::process::WorkerCommand;
 use crate::worker::socket_relay::{RelayAddress, SocketRelay};
+pub use dynamic::DynamicAllocator;
 use idle_stack::IdleStack;
 use slot::WorkerSlot;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -98,6 +100,8 @@ pub struct PoolConfig {
     pub relay: RelayAddress,
     /// `RR_RELAY` for the workers: `server.relay` exactly as configured.
     pub relay_dsn: String,
+    /// `dynamic_allocator`, when the section exists (ignored in debug mode).
+    pub dynamic: Option<DynamicAllocator>,
 }
 
 impl PoolConfig {
@@ -121,6 +125,7 @@ impl PoolConfig {
             rpc_listen: None,
             relay: RelayAddress::Pipes,
             relay_dsn: "pipes".into(),
+            dynamic: None,
         }
     }
 
@@ -193,6 +198,10 @@ pub(crate) struct PoolShared {
     server_pid: u32,
     /// The listener workers connect to, for a `tcp://` or `unix://` relay.
     socket_relay: Option<SocketRelay>,
+    /// Slots `0..base_workers` always hold a worker; the rest are the dynamic allocator's.
+    base_workers: usize,
+    /// The dynamic allocator, when configured.
+    dynamic: Option<dynamic::DynamicState>,
 }
 
 impl PoolShared {
@@ -244,6 +253,12 @@ impl Pool {
     /// The first worker's [`SpawnError`].
     pub async fn start(mut config: PoolConfig, shards: Arc<Shards>) -> Result<Self, SpawnError> {
         let workers = config.num_workers.clamp(1, MAX_WORKERS);
+        let dynamic = config
+            .dynamic
+            .filter(|_| !config.debug)
+            .map(DynamicAllocator::clamped)
+            .filter(|dynamic| dynamic.max_workers > 0);
+        let slot_count = workers + dynamic.map_or(0, |d| d.max_workers.min(MAX_WORKERS - workers));
         let socket_relay = match &config.relay {
             RelayAddress::Pipes => None,
             address => Some(
@@ -263,8 +278,16 @@ impl Pool {
         let shared = Arc::new(PoolShared {
             socket_relay,
             id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
-            slots: (0..workers).map(|_| WorkerSlot::new()).collect(),
-            idle: IdleStack::new(workers),
+            slots: (0..slot_count)
+                .map(|index| {
+                    let slot = WorkerSlot::new();
+                    slot.wanted.store(index < workers, Ordering::Relaxed);
+                    slot
+                })
+                .collect(),
+            idle: IdleStack::new(slot_count),
+            base_workers: workers,
+            dynamic: dynamic.map(dynamic::DynamicState::new),
             waiters: Waiters::default(),
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -390,9 +413,11 @@ impl Pool {
         });
         let deadline = tokio::time::Instant::now() + shared.config.reset_timeout;
         let replaced = || {
+            // Extra slots the dynamic allocator does not use hold no worker to replace.
             shared.slots.iter().zip(&old).all(|(slot, old)| {
-                slot.generation.load(Ordering::Acquire) > *old
-                    && slot.state() != WorkerState::Inactive
+                !slot.wanted.load(Ordering::Acquire)
+                    || (slot.generation.load(Ordering::Acquire) > *old
+                        && slot.state() != WorkerState::Inactive)
             })
         };
         loop {
@@ -403,7 +428,9 @@ impl Pool {
             }
         }
         for (slot, old) in shared.slots.iter().zip(&old) {
-            if slot.generation.load(Ordering::Acquire) == *old {
+            if slot.wanted.load(Ordering::Acquire)
+                && slot.generation.load(Ordering::Acquire) == *old
+            {
                 slot.kill();
             }
         }

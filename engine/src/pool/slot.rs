@@ -6,7 +6,7 @@
 use super::state::WorkerState;
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
@@ -36,6 +36,11 @@ pub struct WorkerSlot {
     pub last_used_ns: AtomicU64,
     /// Ownership of the slot handed back to its lifecycle task.
     pub returned: Notify,
+    /// The slot should hold a worker: always for the base slots, while scaled up for the
+    /// dynamic allocator's extra ones.
+    pub wanted: AtomicBool,
+    /// A lifecycle task runs for this slot.
+    pub task_live: AtomicBool,
     process: Mutex<Option<SlotProcess>>,
     stderr_tail: Mutex<VecDeque<String>>,
 }
@@ -55,6 +60,8 @@ impl WorkerSlot {
             spawned_at_ns: AtomicU64::new(0),
             last_used_ns: AtomicU64::new(0),
             returned: Notify::new(),
+            wanted: AtomicBool::new(false),
+            task_live: AtomicBool::new(false),
             process: Mutex::new(None),
             stderr_tail: Mutex::new(VecDeque::new()),
         }
