@@ -24,10 +24,34 @@ pub fn php_pool_config(script: &str, workers: usize) -> PoolConfig {
     };
     let mut config = PoolConfig::new("test", command);
     config.num_workers = workers;
+    if let Some(dsn) = test_relay() {
+        config.relay = ringrunner::worker::socket_relay::RelayAddress::parse(&dsn)
+            .expect("RINGRUNNER_TEST_RELAY is a relay DSN");
+        config.relay_dsn = dsn;
+    }
     config.allocate_timeout = Duration::from_secs(10);
     config.destroy_timeout = Duration::from_secs(10);
     config.reset_timeout = Duration::from_secs(10);
     config
+}
+
+/// The relay the pool tests run over: `RINGRUNNER_TEST_RELAY=tcp` (a free port on
+/// 127.0.0.1) or `unix` (a fresh socket path), pipes otherwise. `scripts/test` runs the pool
+/// suite once per relay.
+#[must_use]
+pub fn test_relay() -> Option<String> {
+    match std::env::var("RINGRUNNER_TEST_RELAY").ok()?.as_str() {
+        "tcp" => Some("tcp://127.0.0.1:0".into()),
+        "unix" => {
+            // The pool removes its socket file when dropped; no folder to clean up.
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path =
+                std::env::temp_dir().join(format!("rr-test-{}-{n}.sock", std::process::id()));
+            Some(format!("unix://{}", path.display()))
+        }
+        _ => None,
+    }
 }
 
 /// Shards and a started pool; destroys the pool and stops the shards when dropped.
