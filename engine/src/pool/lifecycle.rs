@@ -140,7 +140,14 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
     })?;
     let exit = watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
         .map_err(|e| start_error(&command, &e))?;
-    tokio_uring::spawn(forward_stderr(Arc::clone(shared), index, pid, stderr));
+    let (stderr_closed, mut stderr_eof) = oneshot::channel();
+    tokio_uring::spawn(forward_stderr(
+        Arc::clone(shared),
+        index,
+        pid,
+        stderr,
+        stderr_closed,
+    ));
     let (relay_write, relay_read) = match &shared.socket_relay {
         None => (
             relay_write.expect("pipes relay"),
@@ -159,7 +166,7 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
                         rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
                 }
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                let stderr_tail = stderr_tail(slot, &exit).await;
+                let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
                 return Err(match exited {
                     Some(_) => SpawnError::Handshake {
                         command,
@@ -215,7 +222,7 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
             return Err(SpawnError::Timeout {
                 command,
                 pid,
-                stderr_tail: stderr_tail(slot, &exit).await,
+                stderr_tail: stderr_tail(slot, &exit, &mut stderr_eof).await,
             });
         }
     };
@@ -226,7 +233,7 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
             .map(|status| format!(" ({status})"))
             .unwrap_or_default();
         slot.uninstall();
-        let stderr_tail = stderr_tail(slot, &exit).await;
+        let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
         return Err(SpawnError::Handshake {
             command,
             pid,
@@ -263,9 +270,16 @@ fn start_error(command: &str, error: &std::io::Error) -> SpawnError {
 }
 
 /// Gives the stderr reader a moment to record the dying worker's last words.
-async fn stderr_tail(slot: &super::slot::WorkerSlot, exit: &AsyncFd<OwnedFd>) -> String {
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), exit.readable()).await;
-    tokio::task::yield_now().await;
+async fn stderr_tail(
+    slot: &super::slot::WorkerSlot,
+    exit: &AsyncFd<OwnedFd>,
+    stderr_eof: &mut oneshot::Receiver<()>,
+) -> String {
+    const LAST_WORDS: std::time::Duration = std::time::Duration::from_millis(500);
+    let _ = tokio::time::timeout(LAST_WORDS, exit.readable()).await;
+    // The reader reaches EOF once the process (and anything that inherited its stderr) is
+    // gone: then every byte it wrote has been recorded.
+    let _ = tokio::time::timeout(LAST_WORDS, stderr_eof).await;
     slot.take_stderr_tail()
 }
 
@@ -300,7 +314,13 @@ async fn handshake(relay: &mut RelayIo, server_pid: u32, spawned_pid: u32) -> Re
 
 /// Reads the worker's stderr until EOF; each chunk is one INFO line of the `server` logger
 /// (spec relay-protocol §7.4).
-async fn forward_stderr(shared: Arc<PoolShared>, index: u32, pid: u32, stderr: OwnedFd) {
+async fn forward_stderr(
+    shared: Arc<PoolShared>,
+    index: u32,
+    pid: u32,
+    stderr: OwnedFd,
+    closed: oneshot::Sender<()>,
+) {
     let file = tokio_uring::fs::File::from_std(std::fs::File::from(stderr));
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
@@ -316,6 +336,8 @@ async fn forward_stderr(shared: Arc<PoolShared>, index: u32, pid: u32, stderr: O
             }
         }
     }
+    // Nobody listens once the worker started fine.
+    let _ = closed.send(());
 }
 
 /// Waits until the process exits by itself or its slot is handed back, then ends it.
