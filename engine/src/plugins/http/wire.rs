@@ -79,18 +79,17 @@ pub fn status_line(out: &mut Vec<u8>, minor_version: u8, status: u16) {
 /// injection from a worker).
 pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend(
-        value
-            .iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-    );
-    out.extend_from_slice(b"\r\n");
+    push_value_line(out, value);
 }
 
 /// [`header`] with the name in Go's canonical form (`x-id` → `X-Id`).
 pub fn canonical_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     ringrunner_protocol::http::push_canonical_header_name(name, out);
+    push_value_line(out, value);
+}
+
+/// `: value\r\n`, CR and LF in the value replaced by spaces.
+fn push_value_line(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend(
         value
