@@ -221,6 +221,12 @@ fn exec_ttl_allocate_timeout_and_queue_limit() {
     // One worker busy: a second request gives up after allocate_timeout (300 ms).
     let address = server.http();
     let status = server.status.expect("status listener");
+    // First the replacement of the worker exec_ttl killed must be up (/ready 200): while it
+    // boots /ready is 503 too, and the next two requests would race for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(status, "/ready").status != 200 {
+        assert!(Instant::now() < deadline, "no replacement worker");
+    }
     let busy = std::thread::spawn(move || get(address, "/slow?ms=1500"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while get(status, "/ready").status == 200 {
