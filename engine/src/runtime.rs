@@ -49,8 +49,18 @@ impl Shards {
                 .name(format!("rr-shard-{index}"))
                 .spawn(move || {
                     CURRENT_SHARD.with(|shard| shard.set(Some(index)));
+                    // COOP_TASKRUN: a completion does not interrupt this thread with an IPI;
+                    // it is picked up at the next ring entry, which the loop makes every
+                    // turn. SINGLE_ISSUER: only this thread submits. Kernels before 5.19 /
+                    // 6.0 refuse them: then a plain ring (probed on a tiny one).
+                    let mut ring = tokio_uring::uring_builder();
+                    ring.setup_coop_taskrun().setup_single_issuer();
+                    if ring.build(8).is_err() {
+                        ring = tokio_uring::uring_builder();
+                    }
                     tokio_uring::builder()
                         .entries(RING_ENTRIES)
+                        .uring_builder(&ring)
                         .start(async move {
                             while let Some(ShardJob::Run(job)) = receiver.recv().await {
                                 job();
