@@ -3,15 +3,14 @@
 //! that name the key path and the line, and warnings for keys nothing reads.
 
 mod expand;
+mod logs_section;
 mod sections;
 pub mod values;
 pub mod yaml;
 
 pub use expand::expand;
-pub use sections::{
-    FileLoggerOptions, HttpSection, LogChannel, LogsSection, PoolSection, ServerSection,
-    StatusSection, Uploads,
-};
+pub use logs_section::{FileLoggerOptions, LogChannel, LogsSection};
+pub use sections::{HttpSection, PoolSection, ServerSection, StatusSection, Uploads};
 pub use values::ConfigError;
 
 use std::path::Path;
