@@ -278,22 +278,7 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
             (BodyClass::UrlEncoded, None) if !shared.config.raw_body => (&parsed_body, true, None),
             _ => (raw_body, false, None),
         };
-    let target = &buf[head.target.clone()];
-    request::write_uri_and_query(
-        target,
-        head.value(buf, "host"),
-        &mut scratch.uri,
-        &mut scratch.raw_query,
-    );
-    request::fill_headers(head, buf, &mut scratch.headers);
-    scratch.cookies.parse(head.values(buf, "cookie"));
-    request::write_remote_addr(
-        peer.ip(),
-        &shared.trusted,
-        head,
-        buf,
-        &mut scratch.remote_addr,
-    );
+    scratch.fill(head, buf, peer.ip(), &shared.trusted);
     let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
     let method_text = String::from_utf8_lossy(method);
     let request_context = RequestContext {

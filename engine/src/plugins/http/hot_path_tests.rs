@@ -3,7 +3,7 @@
 //! (The socket and pipe I/O underneath belongs to tokio-uring and is not counted here.)
 
 use super::head::Head;
-use super::request::{self, RequestScratch};
+use super::request::RequestScratch;
 use super::sink::{HttpSink, RequestFacts};
 use crate::test_alloc::allocations_during;
 use prost::Message;
@@ -27,21 +27,7 @@ struct Reused {
 fn serve(reused: &mut Reused, response_context: &[u8]) {
     Head::parse(REQUEST, &mut reused.head).unwrap().unwrap();
     let (head, scratch) = (&reused.head, &mut reused.scratch);
-    request::write_uri_and_query(
-        &REQUEST[head.target.clone()],
-        head.value(REQUEST, "host"),
-        &mut scratch.uri,
-        &mut scratch.raw_query,
-    );
-    request::fill_headers(head, REQUEST, &mut scratch.headers);
-    scratch.cookies.parse(head.values(REQUEST, "cookie"));
-    request::write_remote_addr(
-        "192.0.2.10".parse().unwrap(),
-        &[],
-        head,
-        REQUEST,
-        &mut scratch.remote_addr,
-    );
+    scratch.fill(head, REQUEST, "192.0.2.10".parse().unwrap(), &[]);
     reused.context.clear();
     RequestContext {
         remote_addr: &scratch.remote_addr,

@@ -52,6 +52,21 @@ pub struct RequestScratch {
     pub remote_addr: String,
 }
 
+impl RequestScratch {
+    /// Refills every part from the request `head` parsed out of `buf`, sent by `peer`.
+    pub fn fill(&mut self, head: &Head, buf: &[u8], peer: IpAddr, trusted: &[Subnet]) {
+        write_uri_and_query(
+            &buf[head.target.clone()],
+            head.value(buf, "host"),
+            &mut self.uri,
+            &mut self.raw_query,
+        );
+        fill_headers(head, buf, &mut self.headers);
+        self.cookies.parse(head.values(buf, "cookie"));
+        write_remote_addr(peer, trusted, head, buf, &mut self.remote_addr);
+    }
+}
+
 /// Header groups by canonical name in arrival order, without `Host` and `Transfer-Encoding`
 /// (spec http §1.5), into `table` (cleared first).
 pub fn fill_headers(head: &Head, buf: &[u8], table: &mut HeaderTable) {
