@@ -351,8 +351,15 @@ pub struct HttpSection {
     /// ringrunner's switch for legacy workers: send the JSON context instead of protobuf.
     pub json_context: bool,
     /// ringrunner's bound on reading a request head, and on an idle keep-alive connection
-    /// (rr: 5 min, fixed). Default 60 s.
+    /// (rr: 5 min, fixed). Default 60 s. Also the longest wait for each read of a body.
     pub read_header_timeout: Duration,
+    /// ringrunner's bound on each write to a client (nginx's `send_timeout`: the time between
+    /// two successive writes, not the whole response). Default 60 s.
+    pub write_timeout: Duration,
+    /// ringrunner's minimum body rate in bytes per second: a body may take
+    /// `read_header_timeout` plus one second per `body_min_rate` bytes received, in all
+    /// (Apache's `mod_reqtimeout` rule). Default 1024; 0 turns the overall bound off.
+    pub body_min_rate: u64,
     /// `http.pool`.
     pub pool: PoolSection,
 }
@@ -434,6 +441,11 @@ impl HttpSection {
                 .duration("http.read_header_timeout")?
                 .filter(|d| !d.is_zero())
                 .unwrap_or(Duration::from_secs(60)),
+            write_timeout: reader
+                .duration("http.write_timeout")?
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(60)),
+            body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }

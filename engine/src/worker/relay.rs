@@ -56,9 +56,24 @@ impl RelayIo {
     }
 
     /// Writes all of `buf`; hands the buffer back for reuse.
+    ///
+    /// A socket takes a large frame in several short writes. Every write goes at offset 0:
+    /// pipes and sockets have no position, and io_uring refuses any other offset on them with
+    /// ESPIPE (which `write_all_at` would pass after the first short write).
     pub async fn send(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (result, buf) = self.write.write_all_at(buf, 0).await;
-        (result, buf)
+        let mut buf = buf;
+        let mut written = 0;
+        while written < buf.len() {
+            let (result, slice) = self.write.write_at(buf.slice(written..), 0).submit().await;
+            buf = slice.into_inner();
+            match result {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => written += n,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return (Err(error), buf),
+            }
+        }
+        (Ok(()), buf)
     }
 
     /// Reads until one frame is complete and gives it to `on_frame`.

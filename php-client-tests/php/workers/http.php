@@ -7,6 +7,7 @@
 //   /big?kb=N         N KiB of 'x'                  /pid       this worker's pid
 //   /badstatus        status 999                    /garbage   an undecodable context
 //   /upload           the form fields and each uploaded file as the worker finds it on disk
+//   /len              the body's length and crc32, as "LEN CRC"
 declare(strict_types=1);
 require __DIR__ . '/../Http.php';
 
@@ -70,6 +71,9 @@ while ($request = $http->waitRequest()) {
                 'fields' => $request->body === '' ? null : json_decode($request->body, true),
                 'files' => $files === null ? null : inspect_uploads($files),
             ]), ['Content-Type' => 'application/json']);
+            break;
+        case $path === '/len':
+            $http->respond(200, strlen($request->body) . ' ' . hash('crc32b', $request->body));
             break;
         case $path === '/pid':
             $http->respond(200, (string) getmypid());

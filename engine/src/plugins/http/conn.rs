@@ -1,10 +1,15 @@
 //! One client connection on its shard: read a head, read the body within limits, run the
 //! request on the pool, write the reply, repeat while keep-alive holds. Pipelined requests
 //! wait in the read buffer and are answered in order.
+//!
+//! Every wait is bounded: the head by `read_header_timeout` from its first byte, each body
+//! read by the same, the whole body by `body_min_rate`, each write by `write_timeout`. An
+//! answer sent before the request was read to its end is followed by a lingering close.
 
+use super::client_io::{linger_close, write_all_within};
 use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
 use super::request::{self, BodyClass, RequestScratch};
-use super::sink::{HttpSink, RequestFacts};
+use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::uploads;
 use super::{wire, HttpShared};
 use crate::pool::Request;
@@ -12,7 +17,8 @@ use ringrunner_protocol::http::{parse_urlencoded, ContextCodec, RequestContext};
 use ringrunner_protocol::Flags;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::time::Instant as Deadline;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
@@ -27,6 +33,16 @@ enum ReadEnd {
     TimedOut,
     /// The server is shutting down and the connection is idle.
     Stopping,
+}
+
+/// Why a request ended the connection before reaching the pool.
+enum Refusal {
+    /// Close without an answer (the client is gone, or the server stops).
+    Silent,
+    /// Answer, then close at once.
+    Close(Vec<u8>),
+    /// Answer, then close lingeringly: the client may still be sending.
+    Linger(Vec<u8>),
 }
 
 /// A connection's reused buffers.
@@ -44,7 +60,7 @@ impl Connection {
     /// Reads more bytes into `buf`, before `deadline`; when `idle`, shutdown interrupts.
     async fn read_more(
         &mut self,
-        deadline: tokio::time::Instant,
+        deadline: Deadline,
         shared: &HttpShared,
         idle: bool,
     ) -> Result<(), ReadEnd> {
@@ -82,8 +98,41 @@ impl Connection {
         }
     }
 
-    async fn write(&mut self, bytes: Vec<u8>) {
-        let _ = self.stream.write_all(bytes).await;
+    /// Writes one of our own answers, bounded by `write_timeout`; false when it did not go out.
+    async fn write(&mut self, bytes: Vec<u8>, shared: &HttpShared) -> bool {
+        let (result, _) = write_all_within(&self.stream, bytes, shared.config.write_timeout).await;
+        result.is_ok()
+    }
+
+    /// Sends a refusal's answer and closes as it says.
+    async fn refuse(&mut self, refusal: Refusal, shared: &HttpShared) {
+        match refusal {
+            Refusal::Silent => {}
+            Refusal::Close(answer) => {
+                self.write(answer, shared).await;
+            }
+            Refusal::Linger(answer) => {
+                if self.write(answer, shared).await {
+                    linger_close(&self.stream, std::mem::take(&mut self.body)).await;
+                }
+            }
+        }
+    }
+
+    /// After a request: a buffer grown by a large body or reply goes back to the allocator
+    /// instead of staying with an idle keep-alive connection.
+    fn shrink_buffers(&mut self) {
+        if self.body.capacity() > RETAINED_BUFFER_BYTES_MAX {
+            self.body = Vec::new();
+        }
+        if self.buf.capacity() > RETAINED_BUFFER_BYTES_MAX && self.buf.len() < READ_CHUNK {
+            let mut kept = Vec::with_capacity(READ_CHUNK);
+            kept.extend_from_slice(&self.buf);
+            self.buf = kept;
+        }
+        if self.context.capacity() > RETAINED_BUFFER_BYTES_MAX {
+            self.context = Vec::new();
+        }
     }
 }
 
@@ -100,24 +149,80 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpS
         out: Vec::new(),
         scratch: RequestScratch::default(),
     };
-    while serve_one(&mut conn, peer, &shared).await {}
+    loop {
+        let keep_open = match read_request(&mut conn, peer, &shared).await {
+            Ok(request) => relay(&mut conn, peer, &shared, request).await,
+            Err(refusal) => {
+                conn.refuse(refusal, &shared).await;
+                false
+            }
+        };
+        if !keep_open {
+            break;
+        }
+        conn.shrink_buffers();
+    }
     // A read cancelled by a timeout still holds the socket inside the ring until it
     // completes; shutdown completes it, so the client sees the close now.
     let _ = conn.stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// Serves one request; false when the connection is done.
-async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared) -> bool {
+/// A request read whole: the head in `buf`, the body in `buf` (Content-Length) or `body`
+/// (chunked).
+struct ReadRequest {
+    started: Instant,
+    body_kind: BodyKind,
+    /// Bytes of `buf` this request used (head and a Content-Length body).
+    consumed: usize,
+    /// The connection must close after the answer.
+    close_after: bool,
+}
+
+/// Reads the next request's head and body within their bounds.
+async fn read_request(
+    conn: &mut Connection,
+    peer: SocketAddr,
+    shared: &HttpShared,
+) -> Result<ReadRequest, Refusal> {
+    read_head(conn, peer, shared).await?;
+    let started = Instant::now();
+    let refused = |error: HeadError| {
+        let (status, text) = error.status();
+        tracing::warn!(target: "http", %peer, status, ?error, "bad request");
+        Refusal::Linger(wire::plain_response(1, status, text, true))
+    };
+    conn.head.validate(&conn.buf).map_err(refused)?;
+    let body_kind = conn.head.body_kind(&conn.buf).map_err(refused)?;
+    let close_after = conn.head.has_length_and_coding(&conn.buf);
+    if close_after {
+        tracing::warn!(target: "http", %peer,
+            "request with both Content-Length and Transfer-Encoding: read as chunked, connection closed after the answer");
+    }
+    let consumed = read_body(conn, peer, shared, body_kind).await?;
+    Ok(ReadRequest {
+        started,
+        body_kind,
+        consumed,
+        close_after,
+    })
+}
+
+/// Reads until `buf` starts with a whole head, within `read_header_timeout` from its first
+/// byte (a slow client cannot hold the connection by trickling); an idle keep-alive
+/// connection gets the same time.
+async fn read_head(
+    conn: &mut Connection,
+    peer: SocketAddr,
+    shared: &HttpShared,
+) -> Result<(), Refusal> {
     let timeout = shared.read_header_timeout;
-    // The head, whole within the timeout from its first byte (a slow client cannot hold the
-    // connection by trickling); an idle keep-alive connection gets the same time.
     let mut head_deadline = None;
     loop {
         match Head::parse(&conn.buf, &mut conn.head) {
-            Ok(Some(())) => break,
+            Ok(Some(())) => return Ok(()),
             Ok(None) => {
                 let idle = conn.buf.is_empty();
-                let now = tokio::time::Instant::now();
+                let now = Deadline::now();
                 let deadline = if idle {
                     now + timeout
                 } else {
@@ -128,105 +233,183 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
                     Err(ReadEnd::TimedOut) if !idle => {
                         tracing::debug!(target: "http", %peer, "request head timed out");
                         let reply = wire::plain_response(1, 408, "408 Request Timeout", true);
-                        conn.write(reply).await;
-                        return false;
+                        return Err(Refusal::Close(reply));
                     }
-                    Err(_) => return false,
+                    Err(_) => return Err(Refusal::Silent),
                 }
             }
             Err(error) => {
-                refuse(conn, peer, error).await;
-                return false;
+                let (status, text) = error.status();
+                tracing::warn!(target: "http", %peer, status, ?error, "bad request");
+                return Err(Refusal::Linger(wire::plain_response(1, status, text, true)));
             }
         }
     }
-    let started = Instant::now();
+}
+
+/// The bound on a whole body: each read within `read_header_timeout`, and the body in all
+/// within `read_header_timeout` plus one second per `body_min_rate` bytes received.
+struct BodyClock {
+    started: Deadline,
+    per_read: Duration,
+    min_rate: u64,
+}
+
+impl BodyClock {
+    fn new(shared: &HttpShared) -> Self {
+        Self {
+            started: Deadline::now(),
+            per_read: shared.read_header_timeout,
+            min_rate: shared.config.body_min_rate,
+        }
+    }
+
+    /// The deadline of the next read, `received` body bytes in.
+    fn next_deadline(&self, received: usize) -> Deadline {
+        let next_read = Deadline::now() + self.per_read;
+        if self.min_rate == 0 {
+            return next_read;
+        }
+        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        next_read.min(self.started + self.per_read + earned)
+    }
+}
+
+/// Reads the body `kind` announces; returns the bytes of `buf` the request used.
+async fn read_body(
+    conn: &mut Connection,
+    peer: SocketAddr,
+    shared: &HttpShared,
+    kind: BodyKind,
+) -> Result<usize, Refusal> {
     let head_len = conn.head.len;
     let minor_version = conn.head.minor_version;
-    let body_kind = match conn.head.body_kind(&conn.buf) {
-        Ok(kind) => kind,
-        Err(error) => {
-            refuse(conn, peer, error).await;
-            return false;
-        }
-    };
     let limit = shared.config.max_request_size;
     let too_large = || {
-        wire::plain_response(
+        tracing::warn!(target: "http", %peer, "request body too large");
+        Refusal::Linger(wire::plain_response(
             minor_version,
             413,
             "serve_http: http: request body too large\n",
             true,
-        )
+        ))
     };
-    if matches!(body_kind, BodyKind::Length(n) if n > limit) {
-        tracing::warn!(target: "http", %peer, "request body too large");
-        conn.write(too_large()).await;
-        return false;
-    }
+    let timed_out = |received: usize| {
+        tracing::warn!(target: "http", %peer, received, "request body timed out");
+        Refusal::Close(wire::plain_response(
+            minor_version,
+            408,
+            "408 Request Timeout",
+            true,
+        ))
+    };
     let expects_continue = conn
         .head
         .value(&conn.buf, "expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
+        && minor_version == 1;
     let mut continue_sent = false;
+    let clock = BodyClock::new(shared);
     // The body: Content-Length bytes stay in `buf`; chunked bodies are decoded into `body`.
     conn.body.clear();
-    let consumed = match body_kind {
-        BodyKind::Empty => head_len,
+    match kind {
+        BodyKind::Empty => Ok(head_len),
+        BodyKind::Length(length) if length > limit => Err(too_large()),
         BodyKind::Length(length) => {
             let end = head_len + length as usize;
             while conn.buf.len() < end {
-                if expects_continue && !continue_sent && minor_version == 1 {
-                    conn.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+                if expects_continue && !continue_sent {
                     continue_sent = true;
+                    if !conn
+                        .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
+                        .await
+                    {
+                        return Err(Refusal::Silent);
+                    }
                 }
-                let deadline = tokio::time::Instant::now() + timeout;
-                if conn.read_more(deadline, shared, false).await.is_err() {
-                    tracing::debug!(target: "http", %peer, "client went away while sending the body");
-                    return false;
+                let received = conn.buf.len() - head_len;
+                match conn
+                    .read_more(clock.next_deadline(received), shared, false)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(ReadEnd::TimedOut) => return Err(timed_out(received)),
+                    Err(_) => {
+                        tracing::debug!(target: "http", %peer, "client went away while sending the body");
+                        return Err(Refusal::Silent);
+                    }
                 }
             }
-            end
+            Ok(end)
         }
         BodyKind::Chunked => {
             let mut decoder = ChunkedDecoder::default();
             let mut at = head_len;
+            let mut received = 0;
             loop {
                 match decoder.decode(&conn.buf[at..], &mut conn.body) {
-                    Ok(used) => at += used,
+                    Ok(used) => {
+                        at += used;
+                        received += used;
+                    }
                     Err(_) => {
-                        refuse(
-                            conn,
-                            peer,
-                            HeadError::BadRequest("malformed chunked encoding"),
-                        )
-                        .await;
-                        return false;
+                        let error = HeadError::BadRequest("malformed chunked encoding");
+                        tracing::warn!(target: "http", %peer, ?error, "bad request");
+                        return Err(Refusal::Linger(wire::plain_response(
+                            1,
+                            400,
+                            error.status().1,
+                            true,
+                        )));
                     }
                 }
-                if conn.body.len() as u64 > limit {
-                    tracing::warn!(target: "http", %peer, "request body too large");
-                    conn.write(too_large()).await;
-                    return false;
+                if conn.body.len() as u64 + decoder.announced_remaining() > limit {
+                    return Err(too_large());
                 }
                 if decoder.is_done() {
-                    break at;
+                    return Ok(at);
                 }
                 // Keep `buf` from growing with decoded chunks: drop what is consumed.
                 conn.buf.drain(head_len..at);
                 at = head_len;
                 if expects_continue && !continue_sent {
-                    conn.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
                     continue_sent = true;
+                    if !conn
+                        .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
+                        .await
+                    {
+                        return Err(Refusal::Silent);
+                    }
                 }
-                let deadline = tokio::time::Instant::now() + timeout;
-                if conn.read_more(deadline, shared, false).await.is_err() {
-                    return false;
+                match conn
+                    .read_more(clock.next_deadline(received), shared, false)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(ReadEnd::TimedOut) => return Err(timed_out(received)),
+                    Err(_) => return Err(Refusal::Silent),
                 }
             }
         }
-    };
-    let keep_alive = conn.head.keep_alive(&conn.buf) && !shared.lifecycle.is_stopping();
+    }
+}
+
+/// Runs a read request on the pool and answers it; false when the connection is done.
+async fn relay(
+    conn: &mut Connection,
+    peer: SocketAddr,
+    shared: &HttpShared,
+    request: ReadRequest,
+) -> bool {
+    let ReadRequest {
+        started,
+        body_kind,
+        consumed,
+        close_after,
+    } = request;
+    let head_len = conn.head.len;
+    let minor_version = conn.head.minor_version;
+    let keep_alive = conn.head.keep_alive(&conn.buf) && !close_after;
     let facts = RequestFacts {
         minor_version,
         is_head: &conn.buf[conn.head.method.clone()] == b"HEAD",
@@ -247,7 +430,13 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
     };
     let method = &buf[head.method.clone()];
     let class = request::body_class(method, head.value(buf, "content-type"));
-    let mut sink = HttpSink::new(stream, out, facts);
+    let mut sink = HttpSink::new(
+        stream,
+        out,
+        facts,
+        &shared.lifecycle,
+        shared.config.write_timeout,
+    );
     // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
     // until this function returns, after the last response byte.
     let mut parsed_body = Vec::new();
@@ -266,7 +455,8 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
     if let Err(error) = parsed_form {
         tracing::warn!(target: "http", %peer, %error, "malformed form body");
         let text = format!("serve_http: {error}\n");
-        sink.send_plain(400, &[], text.as_bytes()).await;
+        sink.send_plain(400, &[], text.as_bytes());
+        sink.flush_pending().await;
         let close = sink.close;
         buf.drain(..consumed);
         return !close;
@@ -333,12 +523,4 @@ async fn serve_one(conn: &mut Connection, peer: SocketAddr, shared: &HttpShared)
     let close = sink.close;
     buf.drain(..consumed);
     !close
-}
-
-/// Answers a request the parser refused and logs it; the connection then closes.
-async fn refuse(conn: &mut Connection, peer: SocketAddr, error: HeadError) {
-    let (status, text) = error.status();
-    tracing::warn!(target: "http", %peer, status, ?error, "bad request");
-    conn.write(wire::plain_response(1, status, text, true))
-        .await;
 }

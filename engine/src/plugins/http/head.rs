@@ -39,6 +39,9 @@ pub enum BodyKind {
 pub enum HeadError {
     /// Malformed request line or headers.
     BadRequest(&'static str),
+    /// A request Go's server refuses with its own text (`400 Bad Request: <reason>`); the
+    /// value is that whole text.
+    Refused(&'static str),
     /// Too many headers or a head too large.
     TooLarge,
     /// A transfer coding other than chunked.
@@ -51,6 +54,7 @@ impl HeadError {
     pub const fn status(self) -> (u16, &'static str) {
         match self {
             Self::BadRequest(_) => (400, "400 Bad Request"),
+            Self::Refused(text) => (400, text),
             Self::TooLarge => (431, "431 Request Header Fields Too Large"),
             Self::UnsupportedTransferEncoding => (501, "Unsupported transfer encoding"),
         }
@@ -101,6 +105,45 @@ impl Head {
                 .push((range(header.name.as_bytes()), range(header.value)));
         }
         Ok(Some(()))
+    }
+
+    /// What Go's server checks before a handler sees the request: a `Host` header on
+    /// HTTP/1.1, exactly one, well-formed; a target in origin form (`/path`), absolute form
+    /// (`scheme://…`) or `*`. CONNECT (authority form) is refused: there is no tunnel here,
+    /// and the worker would get a URI made of two authorities.
+    ///
+    /// # Errors
+    /// [`HeadError::Refused`] with Go's text, or [`HeadError::BadRequest`].
+    pub fn validate(&self, buf: &[u8]) -> Result<(), HeadError> {
+        if &buf[self.method.clone()] == b"CONNECT" {
+            return Err(HeadError::BadRequest("CONNECT is not supported"));
+        }
+        let target = &buf[self.target.clone()];
+        if !(target.starts_with(b"/") || target == b"*" || is_absolute_form(target)) {
+            return Err(HeadError::BadRequest(
+                "request target is not a path or absolute URI",
+            ));
+        }
+        let mut hosts = self.values(buf, "host");
+        match (hosts.next(), hosts.next()) {
+            (None, _) if self.minor_version == 1 => Err(HeadError::Refused(
+                "400 Bad Request: missing required Host header",
+            )),
+            (Some(_), Some(_)) => Err(HeadError::Refused("400 Bad Request: too many Host headers")),
+            (Some(host), None) if !host.iter().all(|&b| is_host_byte(b)) => {
+                Err(HeadError::Refused("400 Bad Request: malformed Host header"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// True when the request names both `Transfer-Encoding` and `Content-Length`: the body
+    /// is read as chunked, the length is not forwarded, and the connection closes after the
+    /// answer (RFC 9112 §6.1), so nothing smuggled after the body is read as a request.
+    #[must_use]
+    pub fn has_length_and_coding(&self, buf: &[u8]) -> bool {
+        self.value(buf, "transfer-encoding").is_some()
+            && self.value(buf, "content-length").is_some()
     }
 
     /// The values of header `name` (case-insensitive), in order.
@@ -215,6 +258,16 @@ impl ChunkedDecoder {
         self.state == ChunkState::Done
     }
 
+    /// Bytes of the chunk being read that have not arrived yet: a size line announcing more
+    /// than the body may hold is refused before its data is read.
+    #[must_use]
+    pub fn announced_remaining(&self) -> u64 {
+        match self.state {
+            ChunkState::Data(left) => left,
+            _ => 0,
+        }
+    }
+
     /// Decodes what it can of `input`; returns the bytes consumed.
     ///
     /// # Errors
@@ -233,6 +286,10 @@ impl ChunkedDecoder {
                         };
                     };
                     let line = &input[at..at + line_end];
+                    // A bare CR or LF in the line: another parser may split it elsewhere.
+                    if line.iter().any(|&b| b == b'\n' || b == b'\r') {
+                        return Err(ChunkError);
+                    }
                     let size_text = line
                         .split(|&b| b == b';')
                         .next()
@@ -285,6 +342,9 @@ impl ChunkedDecoder {
                             Ok(at)
                         };
                     };
+                    if input[at..at + line_end].contains(&b'\n') {
+                        return Err(ChunkError);
+                    }
                     at += line_end + 2;
                     if line_end == 0 {
                         self.state = ChunkState::Done;
@@ -293,6 +353,45 @@ impl ChunkedDecoder {
             }
         }
     }
+}
+
+/// `scheme:/…` with an RFC 3986 scheme, as Go's `url.ParseRequestURI` accepts.
+fn is_absolute_form(target: &[u8]) -> bool {
+    let Some(colon) = target.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let scheme = &target[..colon];
+    scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && target[colon + 1..].starts_with(b"/")
+}
+
+/// Bytes Go's `httpguts.ValidHostHeader` accepts in a Host value.
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'-'
+                | b'.'
+                | b':'
+                | b';'
+                | b'='
+                | b'['
+                | b']'
+                | b'_'
+                | b'~'
+        )
 }
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
@@ -389,6 +488,58 @@ mod tests {
             proptest::prop_assert!(matches!(partial, Ok(None) | Ok(Some(()))));
             proptest::prop_assert_eq!(Head::parse(text, &mut head), Ok(Some(())));
         }
+    }
+
+    #[test]
+    fn go_refuses_bad_hosts_and_targets() {
+        let check = |text: &[u8]| parse(text).unwrap().unwrap().validate(text);
+        assert_eq!(check(b"GET /a HTTP/1.1\r\nHost: h:1\r\n\r\n"), Ok(()));
+        assert_eq!(check(b"GET /a HTTP/1.0\r\n\r\n"), Ok(()));
+        assert_eq!(check(b"GET http://h/a HTTP/1.1\r\nHost: h\r\n\r\n"), Ok(()));
+        assert_eq!(check(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), Ok(()));
+        assert_eq!(
+            check(b"GET /a HTTP/1.1\r\n\r\n"),
+            Err(HeadError::Refused(
+                "400 Bad Request: missing required Host header"
+            ))
+        );
+        assert_eq!(
+            check(b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(HeadError::Refused("400 Bad Request: too many Host headers"))
+        );
+        assert_eq!(
+            check(b"GET /a HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Err(HeadError::Refused("400 Bad Request: malformed Host header"))
+        );
+        for bad in [
+            &b"GET xecho HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n",
+            b"GET 1http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert!(
+                matches!(check(bad), Err(HeadError::BadRequest(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_lines_with_bare_line_feeds_are_refused() {
+        for body in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5;a\nb\r\nhello\r\n",
+            b"0\r\nX: a\nb\r\n\r\n",
+        ] {
+            assert!(
+                ChunkedDecoder::default()
+                    .decode(body, &mut Vec::new())
+                    .is_err(),
+                "{body:?}"
+            );
+        }
+        let mut decoder = ChunkedDecoder::default();
+        decoder.decode(b"fffffff\r\nab", &mut Vec::new()).unwrap();
+        assert_eq!(decoder.announced_remaining(), 0xfff_ffff - 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `http` plugin (spec http): HTTP/1.1 on every shard, requests relayed to the `http`
 //! pool as rr sends them, replies written back as rr writes them.
 
+mod client_io;
 mod conn;
 pub mod head;
 #[cfg(test)]

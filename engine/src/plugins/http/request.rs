@@ -68,12 +68,17 @@ impl RequestScratch {
 }
 
 /// Header groups by canonical name in arrival order, without `Host` and `Transfer-Encoding`
-/// (spec http §1.5), into `table` (cleared first).
+/// (spec http §1.5), into `table` (cleared first). A chunked body has no length to tell:
+/// a `Content-Length` sent beside the coding is dropped (Go deletes it too).
 pub fn fill_headers(head: &Head, buf: &[u8], table: &mut HeaderTable) {
     table.clear();
+    let chunked = head.value(buf, "transfer-encoding").is_some();
     for (name, value) in &head.headers {
         let name = &buf[name.clone()];
-        if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"transfer-encoding") {
+        if name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+            || (chunked && name.eq_ignore_ascii_case(b"content-length"))
+        {
             continue;
         }
         table.push(name, value.clone());

@@ -1,12 +1,25 @@
-//! Writes a worker's reply to the client as its frames arrive (spec http §3): one response
-//! with Content-Length for a single frame, chunked transfer for a stream, interim 1xx heads,
-//! rr's answers for bad statuses and errors.
+//! Writes a worker's reply to the client (spec http §3): one response with Content-Length
+//! for a single frame, chunked transfer for a stream, interim 1xx heads, rr's answers for
+//! bad statuses and errors.
+//!
+//! A single-frame reply is only formatted while the worker is checked out, and written once
+//! the pool has it back ([`HttpSink::finish`]): a client that does not read cannot pin a
+//! worker. A streamed reply keeps its worker while frames flow, and each write is bounded by
+//! `write_timeout`; a client that stalls past it is treated as gone (the worker is told to
+//! stop its stream) and the connection is closed.
 
+use super::client_io::{write_all_within, WriteEnd};
 use super::wire::{self, LAST_CHUNK};
+use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
 use ringrunner_protocol::http::{decode_response, ResponseHead};
 use std::io::Write as _;
+use std::time::Duration;
 use tokio_uring::net::TcpStream;
+
+/// A response buffer kept for the next request holds at most this much; a larger one (after
+/// a big reply) is given back to the allocator.
+pub const RETAINED_BUFFER_BYTES_MAX: usize = 256 * 1024;
 
 /// Per-request facts the sink needs.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +38,12 @@ pub struct HttpSink<'a> {
     stream: Option<&'a TcpStream>,
     out: &'a mut Vec<u8>,
     facts: RequestFacts,
+    /// Shutdown state: once stopping, every answer says `Connection: close`.
+    lifecycle: Option<&'a Lifecycle>,
+    /// Bound on each write to the client.
+    write_timeout: Duration,
+    /// `out` holds a complete answer not yet written (see [`HttpSink::finish`]).
+    pending: bool,
     head_sent: bool,
     /// A chunked (or, on HTTP/1.0, close-delimited) stream is open.
     streaming: bool,
@@ -47,9 +66,19 @@ impl std::fmt::Debug for HttpSink<'_> {
 }
 
 impl<'a> HttpSink<'a> {
-    /// A sink writing to `stream` through the reused buffer `out`.
-    pub fn new(stream: &'a TcpStream, out: &'a mut Vec<u8>, facts: RequestFacts) -> Self {
-        Self::with_stream(Some(stream), out, facts)
+    /// A sink writing to `stream` through the reused buffer `out`, each write bounded by
+    /// `write_timeout`.
+    pub fn new(
+        stream: &'a TcpStream,
+        out: &'a mut Vec<u8>,
+        facts: RequestFacts,
+        lifecycle: &'a Lifecycle,
+        write_timeout: Duration,
+    ) -> Self {
+        let mut sink = Self::with_stream(Some(stream), out, facts);
+        sink.lifecycle = Some(lifecycle);
+        sink.write_timeout = write_timeout;
+        sink
     }
 
     /// A sink that only fills `out` (tests of the response bytes).
@@ -67,6 +96,9 @@ impl<'a> HttpSink<'a> {
             stream,
             out,
             facts,
+            lifecycle: None,
+            write_timeout: Duration::from_secs(60),
+            pending: false,
             head_sent: false,
             streaming: false,
             ended: false,
@@ -76,26 +108,52 @@ impl<'a> HttpSink<'a> {
         }
     }
 
-    /// Writes `out` to the client; false (and `close`) when the client is gone.
+    /// Writes `out` to the client; false (and `close`) when the client is gone or stopped
+    /// reading for `write_timeout`.
     async fn flush(&mut self) -> bool {
+        self.pending = false;
         let buffer = std::mem::take(self.out);
         let len = buffer.len() as u64;
         let Some(stream) = self.stream else {
             *self.out = buffer;
             return true;
         };
-        let (result, mut buffer) = stream.write_all(buffer).await;
-        buffer.clear();
-        *self.out = buffer;
-        if result.is_err() {
-            self.close = true;
-            return false;
+        let (result, buffer) = write_all_within(stream, buffer, self.write_timeout).await;
+        if let Some(mut buffer) = buffer {
+            if buffer.capacity() <= RETAINED_BUFFER_BYTES_MAX {
+                buffer.clear();
+                *self.out = buffer;
+            }
         }
-        self.written += len;
-        true
+        match result {
+            Ok(()) => {
+                self.written += len;
+                true
+            }
+            Err(end) => {
+                if end == WriteEnd::Stalled {
+                    tracing::warn!(target: "http", timeout = ?self.write_timeout,
+                        "client stopped reading its response: write_timeout elapsed, connection closed");
+                }
+                self.close = true;
+                false
+            }
+        }
+    }
+
+    /// Writes the answer the sink holds, if any (a single-frame reply or one of rr's own
+    /// answers); called once the worker is back in the pool.
+    pub async fn flush_pending(&mut self) {
+        if self.pending {
+            self.flush().await;
+        }
     }
 
     fn connection_header(&mut self) {
+        if !self.close && self.lifecycle.is_some_and(Lifecycle::is_stopping) {
+            // Stopping: the client must not send its next request on this connection.
+            self.close = true;
+        }
         if self.close {
             wire::header(self.out, b"Connection", b"close");
         } else if self.facts.minor_version == 0 {
@@ -103,8 +161,9 @@ impl<'a> HttpSink<'a> {
         }
     }
 
-    /// A complete response with a plain-text body (rr's own error answers).
-    pub async fn send_plain(&mut self, status: u16, extra: &[(&[u8], &[u8])], body: &[u8]) {
+    /// Formats a complete response with a plain-text body (rr's own error answers); it is
+    /// written by [`HttpSink::flush_pending`].
+    pub fn send_plain(&mut self, status: u16, extra: &[(&[u8], &[u8])], body: &[u8]) {
         self.out.clear();
         wire::status_line(self.out, self.facts.minor_version, status);
         for (name, value) in extra {
@@ -128,10 +187,11 @@ impl<'a> HttpSink<'a> {
         self.status = status;
         self.head_sent = true;
         self.ended = true;
-        self.flush().await;
+        self.pending = true;
     }
 
-    /// After the exec: answers errors and replies that sent no final head, ends open streams.
+    /// After the exec (the worker is back in the pool): answers errors and replies that sent
+    /// no final head, ends open streams, writes what is pending.
     pub async fn finish(
         &mut self,
         result: Result<(), ExecError>,
@@ -139,7 +199,7 @@ impl<'a> HttpSink<'a> {
         debug: bool,
     ) {
         match result {
-            Ok(()) if !self.head_sent => self.send_plain(200, &[], b"").await,
+            Ok(()) if !self.head_sent => self.send_plain(200, &[], b""),
             Ok(()) => {}
             Err(error) if !self.head_sent => {
                 tracing::error!(target: "http", %error, "error processing request");
@@ -153,23 +213,23 @@ impl<'a> HttpSink<'a> {
                 } else {
                     String::new()
                 };
-                self.send_plain(internal_error_code, no_workers, body.as_bytes())
-                    .await;
+                self.send_plain(internal_error_code, no_workers, body.as_bytes());
             }
             Err(error) => {
                 // Headers are out: end the body so the client sees a short, complete reply.
                 tracing::error!(target: "http", %error, "worker failed mid-stream");
                 if self.streaming && !self.ended {
                     self.ended = true;
-                    if self.facts.minor_version == 1 {
+                    if self.facts.minor_version == 1 && !self.close {
                         self.out.extend_from_slice(LAST_CHUNK);
-                        self.flush().await;
+                        self.pending = true;
                     } else {
                         self.close = true;
                     }
                 }
             }
         }
+        self.flush_pending().await;
     }
 
     pub(super) fn write_head(
@@ -280,8 +340,7 @@ impl ReplySink for HttpSink<'_> {
                 Ok(head) => head,
                 Err(error) => {
                     tracing::error!(target: "http", %error, "worker answered garbage");
-                    self.send_plain(500, &[], format!("{error}\n").as_bytes())
-                        .await;
+                    self.send_plain(500, &[], format!("{error}\n").as_bytes());
                     return false;
                 }
             }
@@ -292,7 +351,7 @@ impl ReplySink for HttpSink<'_> {
             _ => {
                 let text = format!("unknown status code from worker: {}\n", head.status);
                 tracing::error!(target: "http", status = head.status, "unknown status code from worker");
-                self.send_plain(500, &[], text.as_bytes()).await;
+                self.send_plain(500, &[], text.as_bytes());
                 return false;
             }
         };
@@ -316,6 +375,11 @@ impl ReplySink for HttpSink<'_> {
             return true;
         }
         self.write_head(status, &head, frame.body, frame.last);
+        if frame.last {
+            // The whole answer is formatted: it goes out after the worker is back.
+            self.pending = true;
+            return true;
+        }
         self.flush().await
     }
 }
