@@ -122,9 +122,14 @@ fn enter_work_dir(cli: &Cli) -> Result<PathBuf, String> {
 }
 
 /// Loads `KEY=VALUE` lines into the environment, not overriding what is set.
-fn load_dotenv(path: &Path) -> Result<(), String> {
+/// The variables of a dotenv file that the environment does not already set (spec
+/// config-cli-rpc §1.5: the environment wins). They are not written into this process's
+/// environment (that is unsound once threads run); config expansion reads them beside it,
+/// and workers and `on_init` get them as inherited variables under their own `env`.
+fn load_dotenv(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|_| format!("open {}: no such file or directory", path.display()))?;
+    let mut vars: Vec<(String, String)> = Vec::new();
     for line in text.lines() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -135,13 +140,12 @@ fn load_dotenv(path: &Path) -> Result<(), String> {
             let key = key.trim();
             let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
             if std::env::var_os(key).is_none() {
-                // SAFETY: called before any thread of ours starts (the shards start later),
-                // so nothing reads the environment concurrently.
-                unsafe { std::env::set_var(key, value) };
+                vars.retain(|(known, _)| known != key);
+                vars.push((key.to_owned(), value.to_owned()));
             }
         }
     }
-    Ok(())
+    Ok(vars)
 }
 
 fn shard_count() -> usize {
@@ -158,12 +162,21 @@ fn prepare(cli: &Cli) -> Result<Config, String> {
     let dotenv = std::env::var_os("DOTENV_PATH")
         .map(PathBuf::from)
         .or_else(|| cli.dotenv.clone());
-    if let Some(dotenv) = dotenv {
-        load_dotenv(&dotenv)?;
-    }
-    let env = |name: &str| std::env::var(name).ok();
-    let config =
+    let dotenv_vars = match dotenv {
+        Some(dotenv) => load_dotenv(&dotenv)?,
+        None => Vec::new(),
+    };
+    let env = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            dotenv_vars
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
+    };
+    let mut config =
         Config::load_file(&config_path, &cli.overrides, &env).map_err(|e| e.to_string())?;
+    config.inherit_env(&dotenv_vars);
     logs::install(&config.logs)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
@@ -181,6 +194,15 @@ fn run_bench(cli: &Cli, args: &bench::BenchArgs) -> Result<(), String> {
 
 fn serve(cli: &Cli) -> Result<(), String> {
     let config = prepare(cli)?;
+    if config.http.is_none() {
+        // A server that says "started" and serves nothing hides a typo (`htttp:`) until
+        // the first request fails; the warnings above name the sections not recognised.
+        return Err(
+            "serve: nothing to serve: the configuration has no http section (the one plugin \
+             that serves requests in this version)"
+                .into(),
+        );
+    }
     if cli.debug {
         tracing::warn!("-d (pprof server) is not supported by ringrunner; ignored");
     }

@@ -21,6 +21,40 @@ use yaml::{Node, Value};
 /// Top-level sections with a ringrunner plugin; their unknown keys are reported.
 const IMPLEMENTED_SECTIONS: [&str; 6] = ["server", "http", "status", "logs", "rpc", "endure"];
 
+/// Top-level sections RoadRunner knows (its plugins and the config's own keys): a section
+/// outside this list is most likely a typo.
+const RR_SECTIONS: [&str; 29] = [
+    "version",
+    "include",
+    "envfile",
+    "server",
+    "http",
+    "status",
+    "logs",
+    "rpc",
+    "endure",
+    "reload",
+    "metrics",
+    "jobs",
+    "amqp",
+    "beanstalk",
+    "sqs",
+    "boltdb",
+    "kafka",
+    "nats",
+    "redis",
+    "kv",
+    "service",
+    "tcp",
+    "temporal",
+    "grpc",
+    "centrifuge",
+    "fileserver",
+    "otel",
+    "lock",
+    "headers",
+];
+
 /// Why a config could not be loaded. The texts of rr where rr has one.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -159,17 +193,40 @@ impl Config {
         }
         for section in IMPLEMENTED_SECTIONS {
             for (path, line) in reader.unknown_keys(section) {
+                let hint = reader
+                    .closest_known(&path)
+                    .map(|known| format!(" (did you mean {known}?)"))
+                    .unwrap_or_default();
                 warnings.push(format!(
-                    "unknown configuration key {path} (line {line}), ignored"
+                    "unknown configuration key {path} (line {line}), ignored{hint}"
                 ));
             }
         }
         if let Value::Map(entries) = &root.value {
+            for (key, node) in entries {
+                if RR_SECTIONS.contains(&key.as_str()) {
+                    continue;
+                }
+                let closest = RR_SECTIONS
+                    .iter()
+                    .map(|known| (values::edit_distance(key, known), *known))
+                    .min()
+                    .filter(|(distance, _)| *distance <= 2 && *distance * 2 < key.len());
+                let hint = closest
+                    .map(|(_, known)| format!(" (did you mean {known}?)"))
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "unknown section {key} (line {}), ignored{hint}",
+                    node.line
+                ));
+            }
             let others: Vec<&str> = entries
                 .iter()
                 .map(|(key, _)| key.as_str())
                 .filter(|key| {
-                    !["version", "include"].contains(key) && !IMPLEMENTED_SECTIONS.contains(key)
+                    !["version", "include"].contains(key)
+                        && !IMPLEMENTED_SECTIONS.contains(key)
+                        && RR_SECTIONS.contains(key)
                 })
                 .collect();
             if !others.is_empty() {
@@ -189,6 +246,41 @@ impl Config {
             grace_period,
             warnings,
         })
+    }
+}
+
+impl Config {
+    /// Adds `vars` (a dotenv file's) to what the processes the server starts inherit: below
+    /// `server.env` and `server.on_init.env`, which win over them as over the environment.
+    pub fn inherit_env(&mut self, vars: &[(String, String)]) {
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        let below = |own: &mut Vec<(String, String)>| {
+            let mut merged: Vec<(String, String)> = vars
+                .iter()
+                .filter(|(key, _)| !own.iter().any(|(known, _)| known == key))
+                .cloned()
+                .collect();
+            merged.append(own);
+            *own = merged;
+        };
+        below(&mut server.env);
+        if let Some(on_init) = server.on_init.as_mut() {
+            let mut own: Vec<(String, String)> = on_init
+                .command
+                .env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            below(&mut own);
+            on_init.command.env = own.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        }
     }
 }
 

@@ -360,6 +360,9 @@ pub struct HttpSection {
     /// `read_header_timeout` plus one second per `body_min_rate` bytes received, in all
     /// (Apache's `mod_reqtimeout` rule). Default 1024; 0 turns the overall bound off.
     pub body_min_rate: u64,
+    /// ringrunner's switch to join another process's listeners on `address` (SO_REUSEPORT,
+    /// for a zero-downtime hand-over); by default an address in use is refused.
+    pub reuse_port: bool,
     /// `http.pool`.
     pub pool: PoolSection,
 }
@@ -446,6 +449,7 @@ impl HttpSection {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(Duration::from_secs(60)),
             body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
+            reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }

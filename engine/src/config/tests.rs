@@ -116,12 +116,13 @@ fn wrong_types_name_the_key_and_the_line() {
 fn unknown_keys_warn_and_defaults_apply() {
     let text = "version: '3'\nhttp:\n  address: :8080\n  adress: x\n  pool:\n    num_worker: 2\n";
     let config = load(text).unwrap();
+    assert!(config.warnings.contains(
+        &"unknown configuration key http.adress (line 4), ignored (did you mean http.address?)"
+            .to_owned()
+    ));
     assert!(config
         .warnings
-        .contains(&"unknown configuration key http.adress (line 4), ignored".to_owned()));
-    assert!(config
-        .warnings
-        .contains(&"unknown configuration key http.pool.num_worker (line 6), ignored".to_owned()));
+        .contains(&"unknown configuration key http.pool.num_worker (line 6), ignored (did you mean http.pool.num_workers?)".to_owned()));
     let http = config.http.unwrap();
     assert_eq!(http.max_request_size, 1000 << 20);
     assert_eq!(http.internal_error_code, 500);
@@ -228,4 +229,49 @@ fn dynamic_allocator_is_read_with_rr_s_clamps() {
     );
     let none = load("version: '3'\nhttp:\n  address: 127.0.0.1:0\n  pool: {}\n").unwrap();
     assert_eq!(none.http.unwrap().pool.dynamic, None);
+}
+
+#[test]
+fn a_misspelt_section_is_named_with_its_likely_meaning() {
+    let text =
+        "version: '3'\nhtttp:\n  address: :8080\njobs:\n  consume: []\nmy_app_settings: {}\n";
+    let config = load(text).unwrap();
+    assert!(config.http.is_none());
+    assert!(
+        config
+            .warnings
+            .contains(&"unknown section htttp (line 2), ignored (did you mean http?)".to_owned()),
+        "{:?}",
+        config.warnings
+    );
+    assert!(config
+        .warnings
+        .contains(&"unknown section my_app_settings (line 6), ignored".to_owned()));
+    assert!(config
+        .warnings
+        .contains(&"sections without a ringrunner plugin yet, ignored: jobs".to_owned()));
+}
+
+#[test]
+fn server_env_as_a_list_of_one_key_maps_loads_as_rr_loads_it() {
+    let text = "version: '3'\nserver:\n  command: php w.php\n  env:\n    - APP_RUNTIME: Baldinof\\Runtime\n    - A: 1\n    - A: 2\n";
+    let server = load(text).unwrap().server.unwrap();
+    assert_eq!(
+        server.env,
+        [
+            ("APP_RUNTIME".to_owned(), "Baldinof\\Runtime".to_owned()),
+            ("A".to_owned(), "2".to_owned())
+        ]
+    );
+    let error = load("version: '3'\nserver:\n  command: x\n  env: [a]\n").unwrap_err();
+    assert!(error.to_string().contains("expected a map"), "{error}");
+}
+
+#[test]
+fn errors_quote_long_values_cut_short() {
+    let long = "x".repeat(50_000);
+    let text = format!("version: '3'\nserver:\n  command: x\n  env: '{long}'\n");
+    let error = load(&text).unwrap_err().to_string();
+    assert!(error.len() < 300, "{} bytes", error.len());
+    assert!(error.contains("(50000 bytes)"), "{error}");
 }

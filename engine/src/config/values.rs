@@ -186,19 +186,39 @@ impl<'a> Reader<'a> {
     ///
     /// # Errors
     /// Not a map, or a non-scalar value.
+    ///
+    /// A list of one-key maps (`env: [- KEY: value]`, as the Symfony bundle's config writes
+    /// it) is merged into one map, later keys winning: mapstructure's weak typing, which rr
+    /// decodes with, does the same.
     pub fn string_map(&self, path: &str) -> Result<Vec<(String, String)>, ConfigError> {
         let Some(node) = self.node(path) else {
             return Ok(Vec::new());
         };
-        let Value::Map(entries) = &node.value else {
-            return Err(Self::error(
+        let not_a_map = |node: &Node| {
+            Self::error(
                 node,
                 path,
                 format!("expected a map, got {}", describe(&node.value)),
-            ));
+            )
         };
-        entries
-            .iter()
+        let mut merged: Vec<&(String, Node)> = Vec::new();
+        match &node.value {
+            Value::Map(entries) => merged.extend(entries),
+            Value::Seq(items) => {
+                for item in items {
+                    let Value::Map(entries) = &item.value else {
+                        return Err(not_a_map(item));
+                    };
+                    for entry in entries {
+                        merged.retain(|(key, _)| *key != entry.0);
+                        merged.push(entry);
+                    }
+                }
+            }
+            _ => return Err(not_a_map(node)),
+        }
+        merged
+            .into_iter()
             .map(|(key, value)| {
                 let text = match &value.value {
                     Value::Null => Some(String::new()),
@@ -215,6 +235,29 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
+    /// The known key closest to the unknown `path` among its siblings (a typo's likely
+    /// meaning): at most two edits away, and fewer than half the key's length.
+    #[must_use]
+    pub fn closest_known(&self, path: &str) -> Option<String> {
+        let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+        let read = self.read.borrow();
+        read.iter()
+            .filter_map(|known| {
+                let (known_parent, known_key) = known.rsplit_once('.').unwrap_or(("", known));
+                (known_parent == parent).then_some(known_key)
+            })
+            .map(|known_key| (edit_distance(key, known_key), known_key))
+            .filter(|(distance, _)| *distance <= 2 && *distance * 2 < key.len().max(2))
+            .min()
+            .map(|(_, known_key)| {
+                if parent.is_empty() {
+                    known_key.to_owned()
+                } else {
+                    format!("{parent}.{known_key}")
+                }
+            })
+    }
+
     /// Keys under `section` that nothing read, with their lines, in document order.
     #[must_use]
     pub fn unknown_keys(&self, section: &str) -> Vec<(String, usize)> {
@@ -225,6 +268,23 @@ impl<'a> Reader<'a> {
         }
         unknown
     }
+}
+
+/// Levenshtein distance over chars.
+#[must_use]
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn collect_unknown(
@@ -261,8 +321,15 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// A value as an error message quotes it: long strings are cut, so an error never prints
+/// a whole file's worth of text.
 fn describe(value: &Value) -> String {
+    const QUOTED_CHARS_MAX: usize = 80;
     match value {
+        Value::Str(text) if text.chars().count() > QUOTED_CHARS_MAX => {
+            let head: String = text.chars().take(QUOTED_CHARS_MAX).collect();
+            format!("{head:?}… ({} bytes)", text.len())
+        }
         Value::Str(text) => format!("{text:?}"),
         Value::Int(n) => n.to_string(),
         Value::Float(f) => f.to_string(),

@@ -206,14 +206,36 @@ fn parse_strict(text: &str) -> Result<Node, YamlError> {
 /// An open collection while the events are read.
 enum Open {
     Seq(Node, usize),
-    Map(Node, usize, Option<String>),
+    /// The map, its anchor, and the key waiting for its value with the key's line.
+    Map(Node, usize, Option<(String, usize)>),
 }
+
+/// The most a document may grow to once its aliases are expanded, in [`weight`] units
+/// (a node, or 64 bytes of a string). RoadRunner's own full sample weighs about 2,000;
+/// a 623-byte alias bomb would weigh billions.
+pub const EXPANDED_WEIGHT_MAX: u64 = 1 << 20;
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node with its weight.
+    anchors: HashMap<usize, (Node, u64)>,
     root: Option<Node>,
+    /// Weight added by expanding aliases so far.
+    expanded: u64,
+}
+
+/// A node's size for [`EXPANDED_WEIGHT_MAX`]: one per node, plus one per 64 bytes of text.
+fn weight(node: &Node) -> u64 {
+    1 + match &node.value {
+        Value::Str(text) => text.len() as u64 / 64,
+        Value::Seq(items) => items.iter().map(weight).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(key, value)| key.len() as u64 / 64 + weight(value))
+            .sum(),
+        _ => 0,
+    }
 }
 
 impl Builder {
@@ -251,10 +273,23 @@ impl Builder {
                 self.add(node, anchor, line)?;
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| YamlError {
-                    line,
-                    message: "unknown anchor".into(),
-                })?;
+                let (anchored, anchored_weight) =
+                    self.anchors.get(&id).ok_or_else(|| YamlError {
+                        line,
+                        message: "unknown anchor".into(),
+                    })?;
+                // Checked before the copy: aliases of aliases grow geometrically.
+                self.expanded = self.expanded.saturating_add(*anchored_weight);
+                if self.expanded > EXPANDED_WEIGHT_MAX {
+                    return Err(YamlError {
+                        line,
+                        message: format!(
+                            "aliases expand the document past {EXPANDED_WEIGHT_MAX} nodes; \
+                             is an anchor referring to itself through other anchors?"
+                        ),
+                    });
+                }
+                let node = anchored.clone();
                 self.add(node, 0, line)?;
             }
             Event::DocumentEnd => return Ok(self.root.is_some()),
@@ -265,7 +300,7 @@ impl Builder {
 
     fn add(&mut self, node: Node, anchor: usize, line: usize) -> Result<(), YamlError> {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), weight(&node)));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -289,9 +324,15 @@ impl Builder {
                             })
                         }
                     };
-                    *pending_key = Some(key.to_lowercase());
+                    *pending_key = Some((key.to_lowercase(), line));
                 }
-                Some(key) => {
+                Some((key, key_line)) => {
+                    // A block collection starts on the line after its key: errors about it
+                    // name the key's line.
+                    let mut node = node;
+                    if matches!(node.value, Value::Map(_) | Value::Seq(_)) {
+                        node.line = node.line.min(key_line);
+                    }
                     if let Value::Map(entries) = &mut map.value {
                         if key == "<<" {
                             merge_into(entries, node);
@@ -392,6 +433,33 @@ mod tests {
         let doc = parse("base: &b\n  a: 1\nother:\n  <<: *b\n  c: 2\ncopy: *b\n").unwrap();
         assert_eq!(doc.get_path("other.a").unwrap().value, Value::Int(1));
         assert_eq!(doc.get_path("copy.a").unwrap().value, Value::Int(1));
+    }
+
+    /// The "billion laughs" shape: nine aliases of nine aliases of … a list.
+    pub(crate) fn alias_bomb() -> String {
+        let mut text = String::from("version: '3'\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let aliases = vec![format!("*{}", pair[0]); 9].join(",");
+            text.push_str(&format!("{}: &{} [{aliases}]\n", pair[1], pair[1]));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_grows() {
+        let bomb = alias_bomb();
+        assert!(bomb.len() < 700, "{}", bomb.len());
+        let started = std::time::Instant::now();
+        let error = parse(&bomb).unwrap_err();
+        assert!(
+            error.message.contains("aliases expand the document"),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Ordinary reuse stays well under the bound.
+        let fine = "base: &b {a: 1, b: [1, 2, 3]}\nx: *b\ny: *b\nz: [*b, *b, *b]\n";
+        assert!(parse(fine).is_ok());
     }
 
     #[test]

@@ -46,8 +46,13 @@ impl StatusPlugin {
     ) -> Result<Self, String> {
         let address = listener::resolve(&config.address)
             .map_err(|error| format!("status: address {}: {error}", config.address))?;
-        let socket = listener::bind_reuseport(address, 1)
-            .map_err(|error| format!("listen tcp {address}: {error}"))?
+        let socket = listener::bind_reuseport(address, 1, listener::Sharing::Exclusive)
+            .map_err(|error| {
+                format!(
+                    "listen tcp {address}: {}",
+                    listener::bind_error_text(&error)
+                )
+            })?
             .remove(0);
         let address = socket.local_addr().map_err(|e| e.to_string())?;
         let shared = Arc::new(StatusShared {

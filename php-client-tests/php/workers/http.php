@@ -8,6 +8,7 @@
 //   /badstatus        status 999                    /garbage   an undecodable context
 //   /upload           the form fields and each uploaded file as the worker finds it on disk
 //   /len              the body's length and crc32, as "LEN CRC"
+//   /env?name=X       the worker's environment variable X
 declare(strict_types=1);
 require __DIR__ . '/../Http.php';
 
@@ -74,6 +75,9 @@ while ($request = $http->waitRequest()) {
             break;
         case $path === '/len':
             $http->respond(200, strlen($request->body) . ' ' . hash('crc32b', $request->body));
+            break;
+        case $path === '/env':
+            $http->respond(200, (string) getenv((string) ($query['name'] ?? '')));
             break;
         case $path === '/pid':
             $http->respond(200, (string) getmypid());

@@ -69,8 +69,18 @@ impl HttpPlugin {
         };
         let address = listener::resolve(&config.address)
             .map_err(|error| format!("http: address {}: {error}", config.address))?;
-        let listeners = listener::bind_reuseport(address, shards.count())
-            .map_err(|error| format!("listen tcp {address}: {error}"))?;
+        let sharing = if config.reuse_port {
+            listener::Sharing::Shared
+        } else {
+            listener::Sharing::Exclusive
+        };
+        let listeners =
+            listener::bind_reuseport(address, shards.count(), sharing).map_err(|error| {
+                format!(
+                    "listen tcp {address}: {}",
+                    listener::bind_error_text(&error)
+                )
+            })?;
         let address = listeners[0].local_addr().map_err(|e| e.to_string())?;
         let uploads = UploadPolicy::new(&config.uploads, pool.config().command.credentials);
         if !uploads.dir.is_dir() {
