@@ -11,9 +11,17 @@
 
 use super::idle_stack::IdleStack;
 use crate::runtime::current_shard;
+#[cfg(ringrunner_loom)]
+use loom::sync::{
+    atomic::{fence, AtomicBool, Ordering},
+    Mutex, MutexGuard,
+};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+#[cfg(not(ringrunner_loom))]
+use std::sync::{
+    atomic::{fence, AtomicBool, Ordering},
+    Mutex, MutexGuard,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -37,44 +45,138 @@ struct Waiter {
     sender: oneshot::Sender<u32>,
 }
 
-#[derive(Debug, Default)]
-pub struct Waiters {
-    queue: Mutex<VecDeque<Waiter>>,
+/// What registering found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Registration {
+    /// A worker was on the stack after all.
+    Took(u32),
+    /// The waiter is queued; a releaser will send it a worker.
+    Queued,
+    /// The pool is closed.
+    Closed,
+}
+
+/// The hand-over between requests that found the idle stack empty and releasers, free of
+/// lost wake-ups: a worker pushed while a waiter registers is seen by one of them.
+///
+/// The waiter stores `maybe_waiting` then reads the stack; the releaser writes the stack
+/// then reads `maybe_waiting`. That is the store-buffering shape: each side's read may miss
+/// the other's write unless a SeqCst fence stands between its own write and read (the
+/// stack's CAS is AcqRel, so SeqCst on the flag alone does not order them). Model-checked
+/// with loom below. Generic over the queued item so that loom can run it without tokio.
+#[derive(Debug)]
+pub(super) struct Handoff<T> {
+    queue: Mutex<VecDeque<T>>,
     /// True while the queue may hold a waiter; read on every release.
     maybe_waiting: AtomicBool,
     closed: AtomicBool,
 }
 
-impl Waiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Waiter>> {
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            maybe_waiting: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
+impl<T> Handoff<T> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for a worker until `deadline`. Registering and re-checking the stack happen under
-    /// the lock, and releasers check `maybe_waiting` after their push (both SeqCst), so a
-    /// worker pushed while a waiter registers is seen by one of them.
-    pub async fn wait(&self, idle: &IdleStack, deadline: Instant) -> Result<u32, WaitError> {
-        let mut receiver = {
+    /// Takes a worker from the stack, or queues `waiter`; under the lock, so a releaser that
+    /// sees the flag finds the waiter queued.
+    pub(super) fn register(&self, idle: &IdleStack, waiter: impl FnOnce() -> T) -> Registration {
+        let mut queue = self.lock();
+        if self.closed.load(Ordering::SeqCst) {
+            return Registration::Closed;
+        }
+        self.maybe_waiting.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if let Some(index) = idle.pop() {
+            if queue.is_empty() {
+                self.maybe_waiting.store(false, Ordering::SeqCst);
+            }
+            return Registration::Took(index);
+        }
+        queue.push_back(waiter());
+        Registration::Queued
+    }
+
+    /// Gives a released worker to a waiter (`send` picks one and returns the worker when
+    /// none takes it), or pushes it on the idle stack.
+    pub(super) fn release(
+        &self,
+        idle: &IdleStack,
+        index: u32,
+        send: impl Fn(&mut VecDeque<T>, u32) -> Option<u32>,
+    ) {
+        if self.maybe_waiting.load(Ordering::SeqCst) {
             let mut queue = self.lock();
-            if self.closed.load(Ordering::SeqCst) {
-                return Err(WaitError::Closed);
-            }
-            self.maybe_waiting.store(true, Ordering::SeqCst);
-            if let Some(index) = idle.pop() {
-                if queue.is_empty() {
-                    self.maybe_waiting.store(false, Ordering::SeqCst);
+            let unsent = send(&mut queue, index);
+            self.update_flag(&queue);
+            let Some(index) = unsent else { return };
+            drop(queue);
+            idle.push(index);
+        } else {
+            idle.push(index);
+        }
+        fence(Ordering::SeqCst);
+        if self.maybe_waiting.load(Ordering::SeqCst) {
+            // A waiter registered while we pushed: give it whatever is idle now.
+            let mut queue = self.lock();
+            while !queue.is_empty() {
+                let Some(index) = idle.pop() else { break };
+                if let Some(unsent) = send(&mut queue, index) {
+                    idle.push(unsent);
                 }
-                return Ok(index);
             }
-            let (sender, receiver) = oneshot::channel();
-            queue.push_back(Waiter {
+            self.update_flag(&queue);
+        }
+    }
+
+    fn update_flag(&self, queue: &VecDeque<T>) {
+        if queue.is_empty() {
+            self.maybe_waiting.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Fails every waiter (they are dropped) and every later registration.
+    pub(super) fn close(&self) {
+        let mut queue = self.lock();
+        self.closed.store(true, Ordering::SeqCst);
+        queue.clear();
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Waiters {
+    handoff: Handoff<Waiter>,
+}
+
+impl Waiters {
+    /// Waits for a worker until `deadline` (see [`Handoff`] for why none is lost).
+    pub async fn wait(&self, idle: &IdleStack, deadline: Instant) -> Result<u32, WaitError> {
+        let mut receiver = None;
+        let registration = self.handoff.register(idle, || {
+            let (sender, new_receiver) = oneshot::channel();
+            receiver = Some(new_receiver);
+            Waiter {
                 shard: current_shard(),
                 since: Instant::now(),
                 sender,
-            });
-            receiver
+            }
+        });
+        let mut receiver = match (registration, receiver) {
+            (Registration::Took(index), _) => return Ok(index),
+            (Registration::Closed, _) => return Err(WaitError::Closed),
+            (Registration::Queued, Some(receiver)) => receiver,
+            (Registration::Queued, None) => unreachable!("queued without a waiter"),
         };
         match tokio::time::timeout_at(deadline, &mut receiver).await {
             Ok(Ok(index)) => Ok(index),
@@ -87,31 +189,9 @@ impl Waiters {
         }
     }
 
-    /// Gives a released worker to the oldest live waiter, or pushes it on the idle stack.
+    /// Gives a released worker to the next live waiter, or pushes it on the idle stack.
     pub fn release(&self, idle: &IdleStack, index: u32) {
-        if self.maybe_waiting.load(Ordering::SeqCst) && self.hand_over(index).is_none() {
-            return;
-        }
-        idle.push(index);
-        if self.maybe_waiting.load(Ordering::SeqCst) {
-            // A waiter registered while we pushed: give it whatever is idle now.
-            let mut queue = self.lock();
-            while !queue.is_empty() {
-                let Some(index) = idle.pop() else { break };
-                if let Some(unsent) = Self::send_to_next(&mut queue, index) {
-                    idle.push(unsent);
-                }
-            }
-            self.update_flag(&queue);
-        }
-    }
-
-    /// Sends `index` to the oldest live waiter; returns it when there is none.
-    fn hand_over(&self, index: u32) -> Option<u32> {
-        let mut queue = self.lock();
-        let unsent = Self::send_to_next(&mut queue, index);
-        self.update_flag(&queue);
-        unsent
+        self.handoff.release(idle, index, Self::send_to_next);
     }
 
     /// Sends `index` to the next live waiter (see the module notes); returns it when there is
@@ -151,21 +231,55 @@ impl Waiters {
         }
     }
 
-    fn update_flag(&self, queue: &VecDeque<Waiter>) {
-        if queue.is_empty() {
-            self.maybe_waiting.store(false, Ordering::SeqCst);
-        }
-    }
-
     /// Fails every waiter and every later wait with [`WaitError::Closed`].
     pub fn close(&self) {
-        let mut queue = self.lock();
-        self.closed.store(true, Ordering::SeqCst);
-        queue.clear();
+        self.handoff.close();
     }
 }
 
-#[cfg(test)]
+/// Model-checked with loom: `RUSTFLAGS="--cfg ringrunner_loom" cargo test -p ringrunner
+/// --release --lib waiters`. Fails without either fence in [`Handoff`].
+#[cfg(all(test, ringrunner_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// A waiter's mailbox, in place of a tokio oneshot.
+    type Mailbox = Arc<Mutex<Option<u32>>>;
+
+    fn deliver(queue: &mut VecDeque<Mailbox>, index: u32) -> Option<u32> {
+        match queue.pop_front() {
+            Some(mailbox) => {
+                *mailbox.lock().unwrap() = Some(index);
+                None
+            }
+            None => Some(index),
+        }
+    }
+
+    #[test]
+    fn a_worker_released_while_a_request_registers_is_never_lost() {
+        loom::model(|| {
+            let idle = Arc::new(IdleStack::new(1));
+            let handoff = Arc::new(Handoff::<Mailbox>::default());
+            let releaser = {
+                let (idle, handoff) = (Arc::clone(&idle), Arc::clone(&handoff));
+                loom::thread::spawn(move || handoff.release(&idle, 0, deliver))
+            };
+            let mailbox: Mailbox = Arc::new(Mutex::new(None));
+            let registration = handoff.register(&idle, || Arc::clone(&mailbox));
+            releaser.join().unwrap();
+            let delivered = match registration {
+                Registration::Took(index) => Some(index),
+                _ => *mailbox.lock().unwrap(),
+            };
+            assert_eq!(delivered, Some(0), "{registration:?}");
+            assert_eq!(idle.pop(), None);
+        });
+    }
+}
+
+#[cfg(all(test, not(ringrunner_loom)))]
 mod tests {
     use super::*;
 

@@ -99,14 +99,16 @@ pub fn spawn(command: &WorkerCommand, relay: StdioRelay) -> io::Result<SpawnedPr
     }
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe raw syscalls (prctl, getppid, kill) through rustix; it allocates
-    // nothing and touches no lock.
+    // async-signal-safe raw syscalls (prctl, getppid) through rustix; it allocates nothing
+    // (its errors are raw OS codes, which `io::Error` holds inline) and touches no lock.
     unsafe {
         builder.pre_exec(move || {
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             // The parent may have died between fork and prctl: then nobody would kill us.
             if rustix::process::getppid() != Some(parent) {
-                return Err(io::Error::other("server exited during spawn"));
+                return Err(io::Error::from_raw_os_error(
+                    rustix::io::Errno::SRCH.raw_os_error(),
+                ));
             }
             Ok(())
         });
