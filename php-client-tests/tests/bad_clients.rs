@@ -240,3 +240,75 @@ fn multi_megabyte_bodies_and_replies_cross_every_relay() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = scratch_dir();
+    let yaml = config("", "").replace("127.0.0.1:0\n  pool", &format!("127.0.0.1:{port}\n  pool"));
+    std::fs::write(dir.join(".rr.yaml"), yaml).unwrap();
+    let mut child = Command::new(php_client_tests::server::rr_binary())
+        .arg("serve")
+        .current_dir(&dir)
+        .env("RINGRUNNER_SHARDS", "2")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "rr never listened");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    // Each request logs a line; 12,000 of them overflow the pipe and the queue (8,192 lines).
+    let started = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(address);
+                (0..3000).all(|_| client.get("/hello").status == 200)
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(client.join().unwrap());
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // Once the output drains, the drop count is reported in the log.
+    let stderr = child.stderr.take().unwrap();
+    let (found, report) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let seen = lines.any(|line| line.is_ok_and(|l| l.contains("log lines dropped")));
+        let _ = found.send(seen);
+        for _ in lines {}
+    });
+    assert_eq!(report.recv_timeout(Duration::from_secs(20)), Ok(true));
+    // And a stop is not held by stdout, which nobody reads either.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rr did not exit after SIGTERM");
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}

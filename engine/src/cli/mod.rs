@@ -157,7 +157,7 @@ fn shard_count() -> usize {
 }
 
 /// Changes directory, loads the dotenv file and the config, installs the logger.
-fn prepare(cli: &Cli) -> Result<Config, String> {
+fn prepare(cli: &Cli) -> Result<(Config, logs::LogFlusher), String> {
     let config_path = enter_work_dir(cli)?;
     let dotenv = std::env::var_os("DOTENV_PATH")
         .map(PathBuf::from)
@@ -177,23 +177,59 @@ fn prepare(cli: &Cli) -> Result<Config, String> {
     let mut config =
         Config::load_file(&config_path, &cli.overrides, &env).map_err(|e| e.to_string())?;
     config.inherit_env(&dotenv_vars);
-    logs::install(&config.logs)?;
+    let flusher = logs::install(&config.logs)?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
-    Ok(config)
+    Ok((config, flusher))
+}
+
+/// How long the exit waits for queued log lines to be written.
+const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+
+/// Prints one of rr's plain stdout notices ("RoadRunner server started", "stop signal
+/// received") only if stdout can take it now: a full pipe nobody reads must not block the
+/// thread that handles signals. A pipe that polls writable has room for PIPE_BUF bytes,
+/// which a write this small never exceeds.
+fn print_notice(text: &str) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if matches!(poll(&mut fds, Some(&zero)), Ok(1)) && fds[0].revents().contains(PollFlags::OUT) {
+        let mut line = String::with_capacity(text.len() + 1);
+        line.push_str(text);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut stdout.lock(), line.as_bytes());
+    }
 }
 
 fn run_bench(cli: &Cli, args: &bench::BenchArgs) -> Result<(), String> {
-    let config = prepare(cli)?;
-    let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
-    let outcome = bench::run(&config, args, &shards);
-    shards.shutdown();
+    let (config, flusher) = prepare(cli)?;
+    let outcome = Shards::start(shard_count())
+        .map_err(|e| e.to_string())
+        .and_then(|shards| {
+            let shards = Arc::new(shards);
+            let outcome = bench::run(&config, args, &shards);
+            shards.shutdown();
+            outcome
+        });
+    flusher.flush(LOG_FLUSH_AT_EXIT);
     outcome
 }
 
 fn serve(cli: &Cli) -> Result<(), String> {
-    let config = prepare(cli)?;
+    let (config, flusher) = prepare(cli)?;
+    let outcome = serve_config(cli, &config, &flusher);
+    // The log lines queued so far come out before the caller prints an error.
+    flusher.flush(LOG_FLUSH_AT_EXIT);
+    outcome
+}
+
+fn serve_config(cli: &Cli, config: &Config, flusher: &logs::LogFlusher) -> Result<(), String> {
     if config.http.is_none() {
         // A server that says "started" and serves nothing hides a typo (`htttp:`) until
         // the first request fails; the warnings above name the sections not recognised.
@@ -211,7 +247,7 @@ fn serve(cli: &Cli) -> Result<(), String> {
     }
     let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
     let lifecycle = Arc::new(Lifecycle::default());
-    let started = start_plugins(&config, &shards, &lifecycle);
+    let started = start_plugins(config, &shards, &lifecycle);
     let (pools, _http, _status) = match started {
         Ok(started) => started,
         Err(error) => {
@@ -224,13 +260,13 @@ fn serve(cli: &Cli) -> Result<(), String> {
             .map_err(|error| format!("write .pid: {error}"))?;
     }
     if !cli.silent {
-        println!(
+        print_notice(&format!(
             "[INFO] RoadRunner server started; version: {}, buildtime: {}",
             crate::VERSION,
             option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown")
-        );
+        ));
     }
-    let outcome = wait_and_stop(&config, &shards, &lifecycle, &pools);
+    let outcome = wait_and_stop(config, &shards, &lifecycle, &pools, flusher);
     if cli.pid {
         let _ = std::fs::remove_file(".pid");
     }
@@ -308,6 +344,7 @@ fn wait_and_stop(
     shards: &Arc<Shards>,
     lifecycle: &Arc<Lifecycle>,
     pools: &[Pool],
+    flusher: &logs::LogFlusher,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -327,10 +364,10 @@ fn wait_and_stop(
         }
         next_signal(&mut signals).await;
         let grace = config.grace_period;
-        println!(
+        print_notice(&format!(
             "stop signal received, grace timeout is: {} seconds",
             grace.as_secs()
-        );
+        ));
         lifecycle.begin_stop();
         let stop = async {
             let _ = tokio::time::timeout(grace, lifecycle.drained()).await;
@@ -352,10 +389,11 @@ fn wait_and_stop(
                 }
             }
             () = next_signal(&mut signals) => {
-                println!("exit forced");
+                print_notice("exit forced");
                 for pool in pools {
                     pool.kill_all();
                 }
+                flusher.flush(Duration::from_millis(200));
                 std::process::exit(1);
             }
         }

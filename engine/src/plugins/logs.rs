@@ -1,13 +1,19 @@
 //! The `logs` plugin (spec config-cli-rpc §5) on `tracing`: rr's modes (development,
 //! production, raw, off, fallback), levels, console/json encodings, outputs and per-logger
 //! channels. Events map to rr's logger names by their target.
+//!
+//! A line is formatted on the thread that logs, straight into one buffer (its only
+//! allocation), and handed to the log thread ([`LogQueue`]), which writes it: logging never
+//! waits on an output, so a shard never blocks on a full pipe.
 
 use super::log_file::RotatingFile;
+use super::log_writer::{DropReport, LogQueue, OutputMask, OUTPUTS_MAX};
 use crate::config::{LogChannel, LogsSection};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
@@ -22,10 +28,8 @@ enum Style {
     Off,
 }
 
-/// Where a channel writes.
-type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
-
 /// One logger's settings.
+#[derive(Debug, Clone)]
 struct Channel {
     style: Style,
     json: bool,
@@ -33,7 +37,7 @@ struct Channel {
     colour: bool,
     level: Level,
     line_ending: String,
-    sinks: Vec<Sink>,
+    outputs: OutputMask,
 }
 
 /// rr's rule for colours: stdout is a terminal, `NO_COLOR` is unset, `TERM` is not `dumb`.
@@ -43,10 +47,11 @@ fn colour_wanted() -> bool {
         && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
 }
 
-/// The layer that formats and writes every event.
+/// The layer that formats every event and queues it for the log thread.
 pub struct RrLogLayer {
     root: Channel,
     channels: HashMap<String, Channel>,
+    queue: Arc<LogQueue>,
 }
 
 impl std::fmt::Debug for RrLogLayer {
@@ -66,31 +71,49 @@ fn parse_level(level: &str, style: Style) -> Level {
     }
 }
 
-fn open_sink(name: &str, files: &mut HashMap<String, Sink>) -> Result<Sink, String> {
-    if let Some(sink) = files.get(name) {
-        return Ok(Arc::clone(sink));
-    }
-    let sink: Sink = match name {
-        "stdout" => Arc::new(Mutex::new(Box::new(std::io::stdout()))),
-        "stderr" => Arc::new(Mutex::new(Box::new(std::io::stderr()))),
-        path => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|error| format!("logs: open {path}: {error}"))?;
-            Arc::new(Mutex::new(Box::new(file)))
-        }
-    };
-    files.insert(name.to_owned(), Arc::clone(&sink));
-    Ok(sink)
+/// The outputs of a configuration, each opened once however many channels name it.
+#[derive(Default)]
+struct Outputs {
+    names: Vec<String>,
+    writers: Vec<Box<dyn Write + Send>>,
 }
 
-fn channel(
-    config: &LogChannel,
-    files: &mut HashMap<String, Sink>,
-    colour: bool,
-) -> Result<Channel, String> {
+impl Outputs {
+    /// The bit of output `name`, opened by `open` the first time.
+    fn bit(
+        &mut self,
+        name: &str,
+        open: impl FnOnce() -> Result<Box<dyn Write + Send>, String>,
+    ) -> Result<OutputMask, String> {
+        if let Some(index) = self.names.iter().position(|known| known == name) {
+            return Ok(1 << index);
+        }
+        if self.names.len() == OUTPUTS_MAX {
+            return Err(format!("logs: more than {OUTPUTS_MAX} distinct outputs"));
+        }
+        self.writers.push(open()?);
+        self.names.push(name.to_owned());
+        Ok(1 << (self.names.len() - 1))
+    }
+
+    fn named(&mut self, name: &str) -> Result<OutputMask, String> {
+        self.bit(name, || {
+            Ok(match name {
+                "stdout" => Box::new(std::io::stdout()),
+                "stderr" => Box::new(std::io::stderr()),
+                path => Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .map_err(|error| format!("logs: open {path}: {error}"))?,
+                ),
+            })
+        })
+    }
+}
+
+fn channel(config: &LogChannel, outputs: &mut Outputs, colour: bool) -> Result<Channel, String> {
     let style = match config.mode.as_str() {
         "production" => Style::Production,
         "raw" => Style::Raw,
@@ -104,29 +127,23 @@ fn channel(
         _ => style == Style::Production,
     };
     // A rotated file replaces `output` and is always JSON, as rr writes it.
-    let (json, sinks) = match &config.file {
+    let (json, mask) = match &config.file {
         Some(options) => {
             let path = options.log_output.display().to_string();
-            let sink: Sink = match files.get(&path) {
-                Some(sink) => Arc::clone(sink),
-                None => {
-                    let file = RotatingFile::open(options.clone())
-                        .map_err(|error| format!("logs: open {path}: {error}"))?;
-                    let sink: Sink = Arc::new(Mutex::new(Box::new(file)));
-                    files.insert(path, Arc::clone(&sink));
-                    sink
-                }
-            };
-            (true, vec![sink])
+            let bit = outputs.bit(&path, || {
+                let file = RotatingFile::open(options.clone())
+                    .map_err(|error| format!("logs: open {path}: {error}"))?;
+                Ok(Box::new(file))
+            })?;
+            (true, bit)
         }
-        None => (
-            json,
-            config
-                .output
-                .iter()
-                .map(|output| open_sink(output, files))
-                .collect::<Result<_, _>>()?,
-        ),
+        None => {
+            let mut mask = 0;
+            for name in &config.output {
+                mask |= outputs.named(name)?;
+            }
+            (json, mask)
+        }
     };
     Ok(Channel {
         style,
@@ -134,24 +151,42 @@ fn channel(
         colour: colour && !json && style == Style::Development,
         level: parse_level(&config.level, style),
         line_ending: config.line_ending.clone(),
-        sinks,
+        outputs: mask,
     })
 }
 
 impl RrLogLayer {
-    /// Builds the layer from the `logs` section.
+    /// Builds the layer from the `logs` section and starts its log thread.
     ///
     /// # Errors
-    /// An output file that cannot be opened.
+    /// An output file that cannot be opened, or the thread cannot start.
     pub fn new(logs: &LogsSection) -> Result<Self, String> {
-        let mut files = HashMap::new();
+        let mut outputs = Outputs::default();
         let colour = colour_wanted();
-        let root = channel(&logs.root, &mut files, colour)?;
+        let root = channel(&logs.root, &mut outputs, colour)?;
         let mut channels = HashMap::new();
         for (name, config) in &logs.channels {
-            channels.insert(name.clone(), channel(config, &mut files, colour)?);
+            channels.insert(name.clone(), channel(config, &mut outputs, colour)?);
         }
-        Ok(Self { root, channels })
+        let reporter = root.clone();
+        let report: DropReport = Box::new(move |dropped| {
+            let mut line = Vec::with_capacity(160);
+            write_prefix(&mut line, &reporter, Level::WARN, "logs");
+            write_message(
+                &mut line,
+                &reporter,
+                format_args!("{dropped} log lines dropped: the log output did not keep up"),
+            );
+            write_suffix(&mut line, &reporter, false);
+            line
+        });
+        let queue = LogQueue::start(outputs.writers, root.outputs, report)
+            .map_err(|error| format!("logs: start the log thread: {error}"))?;
+        Ok(Self {
+            root,
+            channels,
+            queue: Arc::new(queue),
+        })
     }
 
     /// The most verbose level any channel wants.
@@ -163,6 +198,12 @@ impl RrLogLayer {
             .map(|c| c.level)
             .max()
             .unwrap_or(Level::ERROR)
+    }
+
+    /// The queue the layer writes to (to flush it at exit).
+    #[must_use]
+    pub fn queue(&self) -> Arc<LogQueue> {
+        Arc::clone(&self.queue)
     }
 }
 
@@ -182,42 +223,6 @@ fn logger_name(target: &str) -> &str {
     }
 }
 
-#[derive(Default)]
-struct Fields {
-    message: String,
-    extra: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
-        } else {
-            self.extra
-                .insert(field.name().into(), format!("{value:?}").into());
-        }
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message.push_str(value);
-        } else {
-            self.extra.insert(field.name().into(), value.into());
-        }
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.extra.insert(field.name().into(), value.into());
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.extra.insert(field.name().into(), value.into());
-    }
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.extra.insert(field.name().into(), value.into());
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.extra.insert(field.name().into(), value.into());
-    }
-}
-
 fn level_text(level: Level) -> &'static str {
     match level {
         Level::ERROR => "error",
@@ -227,31 +232,70 @@ fn level_text(level: Level) -> &'static str {
     }
 }
 
-fn format_line(channel: &Channel, level: Level, logger: &str, fields: Fields) -> String {
-    let now = crate::clock::unix_now();
-    let mut line = String::with_capacity(128 + fields.message.len());
-    if channel.json {
-        let mut object = serde_json::Map::new();
-        object.insert("level".into(), level_text(level).into());
-        let ts = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
-        object.insert("ts".into(), ts.into());
-        object.insert("logger".into(), logger.into());
-        object.insert("msg".into(), fields.message.into());
-        object.extend(fields.extra);
-        line.push_str(&serde_json::Value::Object(object).to_string());
-    } else if channel.style == Style::Raw {
-        line.push_str(&fields.message);
-        if !fields.extra.is_empty() {
-            let _ = write!(line, "\t{}", serde_json::Value::Object(fields.extra));
+fn level_upper(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARN",
+        Level::INFO => "INFO",
+        _ => "DEBUG",
+    }
+}
+
+/// Appends text to a line as the inside of a JSON string (no allocation).
+struct JsonEscaped<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for JsonEscaped<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        for c in text.chars() {
+            match c {
+                '"' => self.0.extend_from_slice(b"\\\""),
+                '\\' => self.0.extend_from_slice(b"\\\\"),
+                '\n' => self.0.extend_from_slice(b"\\n"),
+                '\r' => self.0.extend_from_slice(b"\\r"),
+                '\t' => self.0.extend_from_slice(b"\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(self.0, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let mut utf8 = [0u8; 4];
+                    self.0
+                        .extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
+            }
         }
-    } else {
+        Ok(())
+    }
+}
+
+/// Appends text to a line as is (console and raw lines).
+struct Plain<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Plain<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}
+
+/// Everything before the message: the timestamp, level and logger in the channel's shape.
+fn write_prefix(line: &mut Vec<u8>, channel: &Channel, level: Level, logger: &str) {
+    let now = crate::clock::unix_now();
+    if channel.json {
+        let ts = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        let _ = write!(
+            line,
+            "{{\"level\":\"{}\",\"ts\":{ts},\"logger\":\"",
+            level_text(level)
+        );
+        let _ = JsonEscaped(line).write_str(logger);
+        line.extend_from_slice(b"\",\"msg\":\"");
+    } else if channel.style != Style::Raw {
         let c = crate::clock::civil(now.as_secs());
         let _ = write!(
             line,
             "{}-{:02}-{:02}T{:02}:{:02}:{:02}+0000\t",
             c.year, c.month, c.day, c.hour, c.minute, c.second,
         );
-        let level_upper = level_text(level).to_uppercase();
         if channel.colour {
             // zap's capital colour level encoder, and a green logger name.
             let code = match level {
@@ -262,17 +306,133 @@ fn format_line(channel: &Channel, level: Level, logger: &str, fields: Fields) ->
             };
             let _ = write!(
                 line,
-                "\x1b[{code}m{level_upper}\x1b[0m\t\x1b[32m{logger:<12}\x1b[0m\t{}",
-                fields.message
+                "\x1b[{code}m{}\x1b[0m\t\x1b[32m{logger:<12}\x1b[0m\t",
+                level_upper(level)
             );
         } else {
-            let _ = write!(line, "{level_upper}\t{logger:<12}\t{}", fields.message);
-        }
-        if !fields.extra.is_empty() {
-            let _ = write!(line, "\t{}", serde_json::Value::Object(fields.extra));
+            let _ = write!(line, "{}\t{logger:<12}\t", level_upper(level));
         }
     }
-    line.push_str(&channel.line_ending);
+}
+
+fn write_message(line: &mut Vec<u8>, channel: &Channel, message: std::fmt::Arguments<'_>) {
+    if channel.json {
+        let _ = JsonEscaped(line).write_fmt(message);
+    } else {
+        let _ = Plain(line).write_fmt(message);
+    }
+}
+
+/// Closes the line: the JSON object, or the fields' object after a tab; the line ending.
+fn write_suffix(line: &mut Vec<u8>, channel: &Channel, fields_open: bool) {
+    if channel.json || fields_open {
+        line.push(b'}');
+    }
+    line.extend_from_slice(channel.line_ending.as_bytes());
+}
+
+/// First pass over an event's fields: the message only.
+struct MessageVisitor<'a> {
+    line: &'a mut Vec<u8>,
+    channel: &'a Channel,
+}
+
+impl Visit for MessageVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            write_message(self.line, self.channel, format_args!("{value:?}"));
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            write_message(self.line, self.channel, format_args!("{value}"));
+        }
+    }
+}
+
+/// Second pass: every other field as a JSON member, in the order the event has them.
+struct FieldsVisitor<'a> {
+    line: &'a mut Vec<u8>,
+    /// Members follow the message inside the line's own object (JSON lines).
+    inline: bool,
+    /// A `{` is open (console and raw lines).
+    open: bool,
+}
+
+impl FieldsVisitor<'_> {
+    fn key(&mut self, field: &Field) {
+        if self.inline || self.open {
+            self.line.push(b',');
+        } else {
+            self.line.extend_from_slice(b"\t{");
+            self.open = true;
+        }
+        self.line.push(b'"');
+        let _ = JsonEscaped(self.line).write_str(field.name());
+        self.line.extend_from_slice(b"\":");
+    }
+}
+
+impl Visit for FieldsVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            return;
+        }
+        self.key(field);
+        self.line.push(b'"');
+        let _ = write!(JsonEscaped(self.line), "{value:?}");
+        self.line.push(b'"');
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            return;
+        }
+        self.key(field);
+        self.line.push(b'"');
+        let _ = JsonEscaped(self.line).write_str(value);
+        self.line.push(b'"');
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(Plain(self.line), "{value}");
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(Plain(self.line), "{value}");
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(Plain(self.line), "{value}");
+        } else {
+            self.line.extend_from_slice(b"null");
+        }
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        let _ = write!(Plain(self.line), "{value}");
+    }
+}
+
+/// One event as one line in the channel's shape.
+fn format_line(channel: &Channel, event: &Event<'_>, logger: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    write_prefix(&mut line, channel, *event.metadata().level(), logger);
+    event.record(&mut MessageVisitor {
+        line: &mut line,
+        channel,
+    });
+    if channel.json {
+        line.push(b'"');
+    }
+    let mut fields = FieldsVisitor {
+        line: &mut line,
+        inline: channel.json,
+        open: false,
+    };
+    event.record(&mut fields);
+    let open = fields.open;
+    write_suffix(&mut line, channel, open);
     line
 }
 
@@ -284,15 +444,20 @@ impl<S: Subscriber> Layer<S> for RrLogLayer {
         if channel.style == Style::Off || *metadata.level() > channel.level {
             return;
         }
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let line = format_line(channel, *metadata.level(), logger, fields);
-        for sink in &channel.sinks {
-            if let Ok(mut sink) = sink.lock() {
-                let _ = sink.write_all(line.as_bytes());
-                let _ = sink.flush();
-            }
-        }
+        self.queue
+            .push(format_line(channel, event, logger), channel.outputs);
+    }
+}
+
+/// What `install` leaves the caller: the queue, to flush before the process exits.
+#[derive(Debug, Clone)]
+pub struct LogFlusher(Arc<LogQueue>);
+
+impl LogFlusher {
+    /// Writes out what is queued, waiting at most `timeout` (an output nobody reads cannot
+    /// hold the exit).
+    pub fn flush(&self, timeout: Duration) {
+        self.0.flush(timeout);
     }
 }
 
@@ -300,13 +465,15 @@ impl<S: Subscriber> Layer<S> for RrLogLayer {
 ///
 /// # Errors
 /// An output that cannot be opened, or a logger already installed.
-pub fn install(logs: &LogsSection) -> Result<(), String> {
+pub fn install(logs: &LogsSection) -> Result<LogFlusher, String> {
     let layer = RrLogLayer::new(logs)?;
+    let flusher = LogFlusher(layer.queue());
     let max = tracing_subscriber::filter::LevelFilter::from_level(layer.max_level());
     tracing_subscriber::registry()
         .with(layer.with_filter(max))
         .try_init()
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    Ok(flusher)
 }
 
 #[cfg(test)]
@@ -321,64 +488,96 @@ mod tests {
         assert_eq!(logger_name("ringrunner::cli"), "rr");
     }
 
+    /// Logs `emit`'s events through a layer whose root channel is `config` writing to a
+    /// fresh file, and returns the file's lines.
+    fn logged(mut config: LogChannel, emit: impl FnOnce()) -> Vec<String> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "rr-logs-{}-{}.log",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        if config.file.is_none() {
+            config.output = vec![path.display().to_string()];
+        }
+        let logs = LogsSection {
+            root: config,
+            channels: Vec::new(),
+        };
+        let layer = RrLogLayer::new(&logs).unwrap();
+        let queue = layer.queue();
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit);
+        assert!(queue.flush(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn config(mode: &str, level: &str) -> LogChannel {
+        LogChannel {
+            mode: mode.into(),
+            level: level.into(),
+            encoding: String::new(),
+            output: Vec::new(),
+            line_ending: "\n".into(),
+            file: None,
+        }
+    }
+
     #[test]
     fn lines_in_each_mode() {
-        let channel = |mode: &str, encoding: &str| {
-            channel(
-                &LogChannel {
-                    mode: mode.into(),
-                    level: String::new(),
-                    encoding: encoding.into(),
-                    output: Vec::new(),
-                    line_ending: "\n".into(),
-                    file: None,
-                },
-                &mut HashMap::new(),
-                false,
-            )
-            .unwrap()
-        };
-        let fields = || {
-            let mut fields = Fields {
-                message: "worker is allocated".into(),
-                ..Fields::default()
-            };
-            fields.extra.insert("pid".into(), 4312.into());
-            fields
-        };
-        let dev = format_line(
-            &channel("development", ""),
-            Level::DEBUG,
-            "server",
-            fields(),
-        );
-        let parts: Vec<&str> = dev.trim_end().split('\t').collect();
+        let emit =
+            || tracing::debug!(target: "server", pid = 4312, path = "a\"b", "worker is allocated");
+        let dev = logged(config("development", ""), emit);
+        let parts: Vec<&str> = dev[0].split('\t').collect();
         assert_eq!(
             parts[1..],
             [
                 "DEBUG",
                 "server      ",
                 "worker is allocated",
-                "{\"pid\":4312}"
+                "{\"pid\":4312,\"path\":\"a\\\"b\"}"
             ]
         );
         assert!(parts[0].ends_with("+0000"));
-        let prod = format_line(&channel("production", ""), Level::WARN, "server", fields());
-        let json: serde_json::Value = serde_json::from_str(&prod).unwrap();
+        let prod = logged(config("production", "debug"), || {
+            tracing::warn!(target: "server", pid = 4312, elapsed = 1.5, ok = true, "a \"quoted\"\nline");
+        });
+        let json: serde_json::Value = serde_json::from_str(&prod[0]).unwrap();
         assert_eq!(json["level"], "warn");
         assert_eq!(json["logger"], "server");
+        assert_eq!(json["msg"], "a \"quoted\"\nline");
         assert_eq!(json["pid"], 4312);
+        assert_eq!(json["elapsed"], 1.5);
+        assert_eq!(json["ok"], true);
         assert!(json["ts"].as_u64().unwrap() > 1_600_000_000_000_000_000);
-        let raw = format_line(&channel("raw", ""), Level::INFO, "server", fields());
-        assert_eq!(raw, "worker is allocated\t{\"pid\":4312}\n");
-        assert_eq!(channel("production", "").level, Level::INFO);
-        assert_eq!(channel("development", "").level, Level::DEBUG);
-        let mut coloured = channel("development", "");
-        coloured.colour = true;
-        let line = format_line(&coloured, Level::ERROR, "http", fields());
+        let raw = logged(config("raw", "debug"), emit);
+        assert_eq!(
+            raw,
+            ["worker is allocated\t{\"pid\":4312,\"path\":\"a\\\"b\"}"]
+        );
+        let quiet = logged(config("production", ""), emit);
+        assert!(quiet.is_empty(), "production defaults to info: {quiet:?}");
+        let off = logged(config("off", "debug"), emit);
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn colours_follow_zap_s_capital_colour_encoder() {
+        let outputs = &mut Outputs::default();
+        let coloured = channel(&config("development", ""), outputs, true).unwrap();
+        assert!(coloured.colour);
+        let mut line = Vec::new();
+        write_prefix(&mut line, &coloured, Level::ERROR, "http");
+        let line = String::from_utf8(line).unwrap();
         assert!(
-            line.contains("\t\x1b[31mERROR\x1b[0m\t\x1b[32mhttp        \x1b[0m\t"),
+            line.ends_with("\t\x1b[31mERROR\x1b[0m\t\x1b[32mhttp        \x1b[0m\t"),
             "{line:?}"
+        );
+        assert!(
+            !channel(&config("production", ""), outputs, true)
+                .unwrap()
+                .colour
         );
     }
 
@@ -400,14 +599,11 @@ mod tests {
                 compress: false,
             }),
         };
-        let channel = channel(&config, &mut HashMap::new(), true).unwrap();
-        assert!(channel.json && !channel.colour);
-        let line = format_line(&channel, Level::INFO, "rr", Fields::default());
-        assert!(line.ends_with("}\r\n"), "{line:?}");
-        for sink in &channel.sinks {
-            sink.lock().unwrap().write_all(line.as_bytes()).unwrap();
-        }
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), line);
+        logged(config, || tracing::info!(target: "rr", "rotated"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with("}\r\n"), "{text:?}");
+        let json: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(json["msg"], "rotated");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,6 +3,7 @@
 pub mod http;
 pub mod listener;
 pub mod log_file;
+pub mod log_writer;
 pub mod logs;
 pub mod status;
 
