@@ -162,10 +162,8 @@ fn answer(shared: &StatusShared, target: &str) -> (u16, String) {
         if !requested.is_empty() && !requested.contains(&plugin.name.as_str()) {
             continue;
         }
-        let workers = plugin.pool.workers();
-        let healthy = workers.iter().any(|worker| {
-            worker.state == WorkerState::Ready
-                || (!ready_check && worker.state == WorkerState::Working)
+        let healthy = plugin.pool.worker_states().into_iter().any(|state| {
+            state == WorkerState::Ready || (!ready_check && state == WorkerState::Working)
         });
         let (code, message) = if healthy {
             (200, "")

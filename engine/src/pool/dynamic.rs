@@ -3,7 +3,7 @@
 //! all) in slots kept for them, and hand the request one; `idle_timeout` after the last
 //! extra spawn, retire every extra worker at once (gracefully; a busy one after its request).
 
-use super::{lifecycle, ExecError, PoolShared, WorkerState};
+use super::{lifecycle, ExecError, PoolShared, Sweep, WorkerState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,9 +200,9 @@ fn retire_extras(shared: &PoolShared) {
     }
     shared.sweep_idle(|_, slot| {
         if slot.wanted.load(Ordering::Acquire) {
-            return true;
+            Sweep::Keep
+        } else {
+            Sweep::Retire(WorkerState::Invalid)
         }
-        slot.set_state(WorkerState::Invalid);
-        false
     });
 }

@@ -4,8 +4,8 @@
 
 use super::slot::SlotProcess;
 use super::{
-    unix_now_ns, PoolShared, SpawnError, WorkerState, RESPAWN_BACKOFF_MAX, RESPAWN_BACKOFF_MIN,
-    STOP_GRACE,
+    unix_now_ns, PoolShared, SpawnError, Sweep, WorkerState, RESPAWN_BACKOFF_MAX,
+    RESPAWN_BACKOFF_MIN, STOP_GRACE,
 };
 use crate::worker::process::{self, SpawnedProcess, StdioRelay};
 use crate::worker::relay::{self, RelayIo};
@@ -165,7 +165,10 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
                     let _ =
                         rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
                 }
-                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                let status = reap_child(&mut child, &exit)
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
                 return Err(match exited {
                     Some(_) => SpawnError::Handshake {
@@ -217,7 +220,7 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
         Ok(Err(reason)) => Some(reason),
         Err(_) => {
             slot.kill();
-            let _ = child.wait();
+            let _ = reap_child(&mut child, &exit).await;
             slot.uninstall();
             return Err(SpawnError::Timeout {
                 command,
@@ -228,8 +231,8 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
     };
     if let Some(reason) = failure {
         slot.kill();
-        let status = child
-            .wait()
+        let status = reap_child(&mut child, &exit)
+            .await
             .map(|status| format!(" ({status})"))
             .unwrap_or_default();
         slot.uninstall();
@@ -356,7 +359,7 @@ async fn serve_until_retired(
                 tracing::warn!(pool = %shared.config.name, pid = running.child.id(), %status, "worker exited, replacing it");
             }
             // Idle workers sit on the stack: sweep so that the dead one comes back to us.
-            shared.sweep_idle(|_, _| true);
+            shared.sweep_idle(|other, _| if other == index { Sweep::Fetch } else { Sweep::Keep });
             slot.returned.notified().await;
             status
         }
@@ -403,19 +406,23 @@ async fn stop_worker(
 
 /// Waits for the pidfd to report the exit, then reaps the process.
 async fn reap(running: &mut RunningWorker) -> ExitStatus {
+    reap_child(&mut running.child, &running.exit)
+        .await
+        .unwrap_or_else(|| ExitStatus::from_raw(0))
+}
+
+/// Waits on the ring for `exit` (the child's pidfd) to turn readable, then reaps the child
+/// without blocking the shard (`Child::wait` would, for as long as a killed process takes
+/// to die: a worker stuck in uninterruptible I/O takes long). None if the pidfd fails.
+async fn reap_child(child: &mut Child, exit: &AsyncFd<OwnedFd>) -> Option<ExitStatus> {
     loop {
-        match running.child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) => match running.exit.readable().await {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => match exit.readable().await {
                 Ok(mut ready) => ready.clear_ready(),
-                Err(_) => {
-                    return running
-                        .child
-                        .wait()
-                        .unwrap_or_else(|_| ExitStatus::from_raw(0))
-                }
+                Err(_) => return None,
             },
-            Err(_) => return ExitStatus::from_raw(0),
+            Err(_) => return None,
         }
     }
 }

@@ -219,23 +219,110 @@ impl PoolShared {
         self.waiters.release(&self.idle, index);
     }
 
-    /// Takes every idle worker off the stack, lets `keep` decide for each, hands the rejected
-    /// ones to their lifecycle tasks (after `keep` set their state) and releases the rest.
-    fn sweep_idle(&self, mut keep: impl FnMut(u32, &WorkerSlot) -> bool) {
-        let mut kept = Vec::new();
-        while let Some(index) = self.idle.pop() {
-            let slot = self.slot(index);
-            if slot.state() == WorkerState::Ready && keep(index, slot) {
-                kept.push(index);
-            } else {
-                slot.returned.notify_one();
+    /// Takes idle workers off the stack for their lifecycle tasks: `pick` is asked about
+    /// every slot and says which to take ([`Sweep`]). The picks are made by looking at the
+    /// slots, not by emptying the stack: when nothing is picked (the usual supervisor tick)
+    /// the stack is not touched, and otherwise it is popped only until every pick is found,
+    /// the others pushed back at once, so other shards find idle workers meanwhile.
+    fn sweep_idle(&self, mut pick: impl FnMut(u32, &WorkerSlot) -> Sweep) {
+        let mut picked = vec![false; self.slots.len()];
+        let mut left = 0usize;
+        for (index, slot) in self.slots.iter().enumerate() {
+            let take = match pick(index as u32, slot) {
+                Sweep::Keep => false,
+                // A taker that pops it meanwhile fails its Ready → Working and hands it on.
+                Sweep::Retire(state) => slot.transition(WorkerState::Ready, state),
+                Sweep::Fetch => true,
+            };
+            if take {
+                picked[index] = true;
+                left += 1;
             }
         }
+        let kept = take_picked_off(
+            &self.idle,
+            &mut picked,
+            left,
+            |index| self.slot(index).state() == WorkerState::Ready,
+            |index| self.slot(index).returned.notify_one(),
+        );
         // Push back in reverse so the stack keeps its LIFO order.
         for index in kept.into_iter().rev() {
             self.release(index);
         }
     }
+}
+
+/// Pops `stack` until the `left` picked slots are found (or it is empty): each popped slot
+/// that is not ready goes to `hand_over`, the ready ones are returned (top first) for the
+/// caller to push back.
+fn take_picked_off(
+    stack: &IdleStack,
+    picked: &mut [bool],
+    mut left: usize,
+    is_ready: impl Fn(u32) -> bool,
+    mut hand_over: impl FnMut(u32),
+) -> Vec<u32> {
+    let mut kept = Vec::new();
+    while left > 0 {
+        let Some(index) = stack.pop() else { break };
+        if is_ready(index) {
+            kept.push(index);
+            continue;
+        }
+        if std::mem::take(&mut picked[index as usize]) {
+            left -= 1;
+        }
+        hand_over(index);
+    }
+    kept
+}
+
+#[cfg(all(test, not(ringrunner_loom)))]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_pops_only_down_to_its_last_pick() {
+        let stack = IdleStack::new(8);
+        for index in 0..8 {
+            stack.push(index);
+        }
+        let looked_at = std::cell::RefCell::new(Vec::new());
+        let mut handed = Vec::new();
+        let mut picked = vec![false; 8];
+        picked[5] = true;
+        // Slot 5 was moved out of Ready by the sweep; 7 and 6 are above it, 0-4 below.
+        let kept = take_picked_off(
+            &stack,
+            &mut picked,
+            1,
+            |index| {
+                looked_at.borrow_mut().push(index);
+                index != 5
+            },
+            |index| handed.push(index),
+        );
+        assert_eq!(kept, [7, 6]);
+        assert_eq!(handed, [5]);
+        assert_eq!(*looked_at.borrow(), [7, 6, 5]);
+        assert_eq!(stack.len(), 5, "slots below the pick stay on the stack");
+        // Nothing picked: the stack is not touched at all.
+        let untouched = take_picked_off(&stack, &mut [false; 8], 0, |_| unreachable!(), |_| {});
+        assert!(untouched.is_empty());
+        assert_eq!(stack.len(), 5);
+    }
+}
+
+/// What [`PoolShared::sweep_idle`] does with a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// Leave it.
+    Keep,
+    /// If it is idle (Ready), move it to this state and hand it to its lifecycle task.
+    Retire(WorkerState),
+    /// Its state is already set (not Ready): find it on the stack and hand it over.
+    Fetch,
 }
 
 /// A pool of worker processes. Cloning gives another handle to the same pool.
@@ -371,7 +458,21 @@ impl Pool {
         self.shared.idle.len()
     }
 
+    /// The states of the slots that run a process (what health checks need; no `/proc`
+    /// read, so a shard may call it).
+    #[must_use]
+    pub fn worker_states(&self) -> Vec<WorkerState> {
+        self.shared
+            .slots
+            .iter()
+            .filter(|slot| slot.pid.load(Ordering::Acquire) != 0)
+            .map(WorkerSlot::state)
+            .filter(|state| !matches!(state, WorkerState::Stopped | WorkerState::Errored))
+            .collect()
+    }
+
     /// The workers, as `informer.Workers` lists them; slots without a process are skipped.
+    /// Reads each worker's `/proc/PID/statm`: call it off the shards.
     #[must_use]
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared
@@ -407,10 +508,7 @@ impl Pool {
         for slot in shared.slots.iter() {
             slot.transition(WorkerState::Working, WorkerState::Invalid);
         }
-        shared.sweep_idle(|_, slot| {
-            slot.set_state(WorkerState::Invalid);
-            false
-        });
+        shared.sweep_idle(|_, _| Sweep::Retire(WorkerState::Invalid));
         let deadline = tokio::time::Instant::now() + shared.config.reset_timeout;
         let replaced = || {
             // Extra slots the dynamic allocator does not use hold no worker to replace.
@@ -449,7 +547,7 @@ impl Pool {
             // Wake a lifecycle task that is backing off between failed spawns.
             slot.returned.notify_one();
         }
-        shared.sweep_idle(|_, _| false);
+        shared.sweep_idle(|_, _| Sweep::Fetch);
         let deadline = tokio::time::Instant::now() + shared.config.destroy_timeout;
         loop {
             let done = shared.tasks_done.notified();

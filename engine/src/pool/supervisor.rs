@@ -4,7 +4,7 @@
 //! (`exec_ttl`, the hard limit, is enforced by the exec itself.)
 
 use super::slot::WorkerSlot;
-use super::{PoolShared, SupervisorConfig, WorkerState};
+use super::{PoolShared, SupervisorConfig, Sweep, WorkerState};
 use crate::worker::process::rss_bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,27 +26,54 @@ pub(super) async fn run(shared: Arc<PoolShared>, config: SupervisorConfig) {
     interval.tick().await;
     while !shared.closed.load(Ordering::SeqCst) {
         interval.tick().await;
-        check(&shared, &config);
+        let rss = resident_sizes(&shared, &config).await;
+        check(&shared, &config, &rss);
     }
 }
 
-fn check(shared: &PoolShared, config: &SupervisorConfig) {
+/// Each slot's resident set size in bytes (None: no process, or no limit to check), read
+/// from `/proc` on a blocking-pool thread: the shard this task runs on does no file I/O.
+async fn resident_sizes(shared: &PoolShared, config: &SupervisorConfig) -> Vec<Option<u64>> {
+    let pids: Vec<u32> = shared
+        .slots
+        .iter()
+        .map(|slot| slot.pid.load(Ordering::Relaxed))
+        .collect();
+    if config.max_worker_memory_mib == 0 {
+        return vec![None; pids.len()];
+    }
+    let count = pids.len();
+    tokio::task::spawn_blocking(move || {
+        pids.into_iter()
+            .map(|pid| if pid == 0 { None } else { rss_bytes(pid) })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|_| vec![None; count])
+}
+
+fn check(shared: &PoolShared, config: &SupervisorConfig, rss: &[Option<u64>]) {
     let now_ns = shared.now_ns();
-    for slot in shared.slots.iter() {
+    for (slot, rss) in shared.slots.iter().zip(rss) {
         if slot.state() == WorkerState::Working
-            && over_hard_soft_limits(slot, config, now_ns).is_some()
+            && over_hard_soft_limits(slot, config, *rss, now_ns).is_some()
         {
             slot.transition(WorkerState::Working, WorkerState::Invalid);
         }
     }
-    shared.sweep_idle(|_, slot| match idle_verdict(slot, config, now_ns) {
-        Some(state) => {
-            tracing::debug!(pool = %shared.config.name, pid = slot.pid.load(Ordering::Relaxed),
-                reason = state.name(), "supervisor retires an idle worker");
-            slot.set_state(state);
-            false
+    shared.sweep_idle(|index, slot| {
+        if slot.state() != WorkerState::Ready {
+            return Sweep::Keep;
         }
-        None => true,
+        let rss = rss.get(index as usize).copied().flatten();
+        match idle_verdict(slot, config, rss, now_ns) {
+            Some(state) => {
+                tracing::debug!(pool = %shared.config.name, pid = slot.pid.load(Ordering::Relaxed),
+                    reason = state.name(), "supervisor retires an idle worker");
+                Sweep::Retire(state)
+            }
+            None => Sweep::Keep,
+        }
     });
 }
 
@@ -54,24 +81,29 @@ fn check(shared: &PoolShared, config: &SupervisorConfig) {
 fn over_hard_soft_limits(
     slot: &WorkerSlot,
     config: &SupervisorConfig,
+    rss_bytes: Option<u64>,
     now_ns: u64,
 ) -> Option<WorkerState> {
     let lived_ns = now_ns.saturating_sub(slot.spawned_at_ns.load(Ordering::Relaxed));
     if !config.ttl.is_zero() && u128::from(lived_ns) >= config.ttl.as_nanos() {
         return Some(WorkerState::TtlReached);
     }
-    if config.max_worker_memory_mib > 0 {
-        let rss = rss_bytes(slot.pid.load(Ordering::Relaxed))?;
-        if rss >= config.max_worker_memory_mib.saturating_mul(1024 * 1024) {
-            return Some(WorkerState::MaxMemoryReached);
-        }
+    if config.max_worker_memory_mib > 0
+        && rss_bytes? >= config.max_worker_memory_mib.saturating_mul(1024 * 1024)
+    {
+        return Some(WorkerState::MaxMemoryReached);
     }
     None
 }
 
 /// Every soft limit, for an idle worker; idle_ttl only counts workers that served a request.
-fn idle_verdict(slot: &WorkerSlot, config: &SupervisorConfig, now_ns: u64) -> Option<WorkerState> {
-    if let Some(state) = over_hard_soft_limits(slot, config, now_ns) {
+fn idle_verdict(
+    slot: &WorkerSlot,
+    config: &SupervisorConfig,
+    rss_bytes: Option<u64>,
+    now_ns: u64,
+) -> Option<WorkerState> {
+    if let Some(state) = over_hard_soft_limits(slot, config, rss_bytes, now_ns) {
         return Some(state);
     }
     let last_used_ns = slot.last_used_ns.load(Ordering::Relaxed);
