@@ -29,6 +29,9 @@ enum State {
     Failed(FrameError),
 }
 
+/// Room the buffer keeps once empty; more is released after the frame that needed it.
+pub const RETAINED_BUFFER_BYTES_MAX: usize = 256 * 1024;
+
 /// Turns a byte stream, split anywhere, into frames.
 ///
 /// Feed bytes with [`feed`](Self::feed) (or read straight into the buffer lent by
@@ -38,6 +41,8 @@ enum State {
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// The capacity the buffer starts with and goes back to after a large frame.
+    initial_capacity: usize,
     /// Start of the bytes not yet returned as a frame.
     start: usize,
     /// Length of the frame returned last; released on the next call.
@@ -64,6 +69,7 @@ impl FrameDecoder {
     pub fn with_capacity(max_payload_bytes: u32, capacity: usize) -> Self {
         Self {
             buf: Vec::with_capacity(capacity),
+            initial_capacity: capacity,
             start: 0,
             returned_len: 0,
             max_payload_bytes,
@@ -223,6 +229,11 @@ impl FrameDecoder {
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+            if self.buf.capacity() > RETAINED_BUFFER_BYTES_MAX.max(self.initial_capacity) {
+                // A large frame is gone: its room goes back to the allocator instead of
+                // staying with an idle relay (one per worker and shard).
+                self.buf = Vec::with_capacity(self.initial_capacity);
+            }
         }
     }
 
@@ -368,6 +379,25 @@ mod tests {
             decoder.finish(),
             Err(FrameError::Truncated { buffered: 10 })
         );
+    }
+
+    #[test]
+    fn the_room_of_a_large_frame_is_released_once_it_is_taken() {
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD_BYTES);
+        decoder.feed(&encoded(Flags::EMPTY, &[0], &vec![b'x'; 4 << 20]));
+        assert!(decoder.buffer_capacity() >= 4 << 20);
+        assert_eq!(
+            decoder.next_frame().unwrap().unwrap().payload.len(),
+            4 << 20
+        );
+        let lent = decoder.take_read_buffer(64);
+        assert!(
+            lent.capacity() <= RETAINED_BUFFER_BYTES_MAX,
+            "{}",
+            lent.capacity()
+        );
+        decoder.restore_read_buffer(lent);
+        assert!(decoder.next_frame().unwrap().is_none());
     }
 
     #[test]
