@@ -188,6 +188,12 @@ final class HttpWorker
         $this->worker->error($message);
     }
 
+    /** The codec of the last request's context: 'json' or 'protobuf'. */
+    public function contextCodec(): string
+    {
+        return $this->json ? 'json' : 'protobuf';
+    }
+
     private function codec(): int
     {
         return $this->json ? Frame::CODEC_JSON : Frame::CODEC_PROTO;

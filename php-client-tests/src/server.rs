@@ -53,11 +53,18 @@ pub fn scratch_dir() -> PathBuf {
 }
 
 /// A config for `http.php` with `http_extra` lines under `http:` and `pool_extra` under
-/// `http.pool:` (each already indented), status on a free port, logs at info.
+/// `http.pool:` (each already indented), status on a free port, logs at info. The request
+/// context codec is the server's default (JSON) unless `RINGRUNNER_TEST_CODEC` names one
+/// (`scripts/test` runs the HTTP suites again with `protobuf`).
 #[must_use]
 pub fn http_config(http_extra: &str, pool_extra: &str) -> String {
+    let codec = std::env::var("RINGRUNNER_TEST_CODEC")
+        .ok()
+        .filter(|codec| !codec.is_empty())
+        .map(|codec| format!("  context_codec: {codec}\n"))
+        .unwrap_or_default();
     format!(
-        "version: \"3\"\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:0\n{http_extra}  pool:\n    num_workers: 2\n    allocate_timeout: 10s\n{pool_extra}status:\n  address: 127.0.0.1:0\nlogs:\n  level: info\n",
+        "version: \"3\"\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:0\n{codec}{http_extra}  pool:\n    num_workers: 2\n    allocate_timeout: 10s\n{pool_extra}status:\n  address: 127.0.0.1:0\nlogs:\n  level: info\n",
         worker_command("http.php")
     )
 }

@@ -251,7 +251,11 @@ fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
         .unwrap()
         .port();
     let dir = scratch_dir();
-    let yaml = config("", "").replace("127.0.0.1:0\n  pool", &format!("127.0.0.1:{port}\n  pool"));
+    let yaml = config("", "").replacen(
+        "  address: 127.0.0.1:0\n",
+        &format!("  address: 127.0.0.1:{port}\n"),
+        1,
+    );
     std::fs::write(dir.join(".rr.yaml"), yaml).unwrap();
     let mut child = Command::new(php_client_tests::server::rr_binary())
         .arg("serve")

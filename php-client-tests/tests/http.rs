@@ -378,12 +378,13 @@ fn a_worker_killed_under_load_fails_only_its_request() {
 #[test]
 fn config_errors_name_the_key_and_line_and_exit_1() {
     let yaml = config("", "    num_workers: lots\n").replace("    num_workers: 2\n", "");
+    let line = 1 + yaml.lines().position(|l| l.contains("lots")).unwrap();
     let (status, output) = RrServer::start_with(&yaml, &[]).unwrap_err();
     assert_eq!(status.code(), Some(1));
     assert!(
-        output.contains(
-            "http.pool.num_workers (line 8): expected a non-negative integer, got \"lots\""
-        ),
+        output.contains(&format!(
+            "http.pool.num_workers (line {line}): expected a non-negative integer, got \"lots\""
+        )),
         "{output}"
     );
     let (status, output) = RrServer::start_with("http: {}\n", &[]).unwrap_err();
@@ -448,4 +449,55 @@ fn server_user_runs_workers_as_that_user() {
     assert!(uid_line.contains("65534"), "{uid_line}");
     drop(server);
     let _ = std::fs::remove_dir_all(scripts);
+}
+
+/// The server whatever `RINGRUNNER_TEST_CODEC` says: these tests set the codec themselves.
+fn server_with(
+    http_extra: &str,
+    args: &[&str],
+) -> Result<RrServer, (std::process::ExitStatus, String)> {
+    let yaml: String = config("", "")
+        .lines()
+        .filter(|line| !line.starts_with("  context_codec: "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let yaml = yaml.replacen(
+        "  address: 127.0.0.1:0\n",
+        &format!("  address: 127.0.0.1:0\n{http_extra}"),
+        1,
+    );
+    RrServer::start_with(&yaml, args)
+}
+
+#[test]
+fn the_request_context_is_json_by_default_and_protobuf_on_request() {
+    let codec_of = |server: &RrServer| get(server.http(), "/echo").json()["codec"].clone();
+    assert_eq!(codec_of(&server_with("", &[]).unwrap()), "json");
+    let proto = server_with("  context_codec: protobuf\n", &[]).unwrap();
+    assert_eq!(codec_of(&proto), "protobuf");
+    // rr's own switch still works either way.
+    let legacy_off = server_with("  json_context: false\n", &[]).unwrap();
+    assert_eq!(codec_of(&legacy_off), "protobuf");
+    let legacy_on = server_with("  json_context: true\n", &[]).unwrap();
+    assert_eq!(codec_of(&legacy_on), "json");
+    let (status, output) =
+        server_with("  context_codec: protobuf\n  json_context: true\n", &[]).unwrap_err();
+    assert_eq!(status.code(), Some(1));
+    assert!(output.contains("http.context_codec"), "{output}");
+    assert!(output.contains("contradicts http.json_context"), "{output}");
+    let (_, output) = server_with("  context_codec: xml\n", &[]).unwrap_err();
+    assert!(output.contains("expected json or protobuf"), "{output}");
+}
+
+#[test]
+fn header_bytes_that_are_not_utf8_are_replaced_in_json_and_exact_in_protobuf() {
+    let raw = b"GET /hex?name=X-Bytes HTTP/1.1\r\nHost: h\r\nX-Bytes: caf\xc3\xa9 \xff end\r\nConnection: close\r\n\r\n";
+    let json = server_with("", &[]).unwrap();
+    // U+FFFD (ef bf bd) in place of the byte that is not UTF-8.
+    assert_eq!(
+        request(json.http(), raw).text(),
+        "636166c3a920efbfbd20656e64"
+    );
+    let proto = server_with("  context_codec: protobuf\n", &[]).unwrap();
+    assert_eq!(request(proto.http(), raw).text(), "636166c3a920ff20656e64");
 }

@@ -18,7 +18,11 @@ fn free_port() -> u16 {
 #[test]
 fn a_second_server_on_the_same_address_is_refused_unless_it_asks_to_share() {
     let port = free_port();
-    let yaml = config("", "").replace("127.0.0.1:0\n  pool", &format!("127.0.0.1:{port}\n  pool"));
+    let yaml = config("", "").replacen(
+        "  address: 127.0.0.1:0\n",
+        &format!("  address: 127.0.0.1:{port}\n"),
+        1,
+    );
     assert!(yaml.contains(&format!("127.0.0.1:{port}")));
     let first = RrServer::start(&yaml);
     let (status, output) = RrServer::start_with(&yaml, &[]).unwrap_err();

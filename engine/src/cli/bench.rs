@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::pool::{Pool, Request};
 use crate::runtime::Shards;
-use ringrunner_protocol::http::{CookieJar, HeaderTable, RequestContext};
+use ringrunner_protocol::http::{ContextCodec, CookieJar, HeaderTable, RequestContext};
 use ringrunner_protocol::Flags;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,7 +83,11 @@ pub fn run(config: &Config, args: &BenchArgs, shards: &Arc<Shards>) -> Result<()
         args.size,
         server.command.join(" ")
     );
-    let outcome = drive(&pool, shards, args, kind, concurrency);
+    let codec = config
+        .http
+        .as_ref()
+        .map_or(ContextCodec::Json, |http| http.context_codec);
+    let outcome = drive(&pool, shards, args, (kind, codec), concurrency);
     let destroying = pool.clone();
     shards.block_on(0, move || async move { destroying.destroy().await });
     report(&outcome, args.requests);
@@ -100,7 +104,7 @@ fn drive(
     pool: &Pool,
     shards: &Shards,
     args: &BenchArgs,
-    kind: PayloadKind,
+    (kind, codec): (PayloadKind, ContextCodec),
     concurrency: usize,
 ) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
@@ -111,7 +115,7 @@ fn drive(
             let (pool, next, done) = (pool.clone(), Arc::clone(&next), Arc::clone(&done));
             let (requests, size) = (args.requests, args.size);
             shards.run_on(task % shards.count(), move || {
-                client(pool, next, done, requests, size, kind)
+                client(pool, next, done, requests, size, (kind, codec))
             })
         })
         .collect();
@@ -162,7 +166,7 @@ async fn client(
     done: Arc<AtomicU64>,
     requests: u64,
     size: usize,
-    kind: PayloadKind,
+    (kind, context_codec): (PayloadKind, ContextCodec),
 ) -> ClientOutcome {
     let body = vec![b'x'; size];
     let mut context = Vec::new();
@@ -180,8 +184,8 @@ async fn client(
                 parsed: false,
                 uploads: None,
             }
-            .encode_proto(&mut context);
-            Flags::CODEC_PROTO
+            .encode(context_codec, &mut context);
+            context_codec.flags()
         }
         PayloadKind::Raw => Flags::CODEC_RAW,
     };

@@ -4,6 +4,7 @@ use super::values::{ConfigError, Reader};
 use crate::pool::{DynamicAllocator, PoolConfig, SupervisorConfig};
 use crate::worker::on_init::OnInit;
 use crate::worker::process::WorkerCommand;
+use ringrunner_protocol::http::ContextCodec;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -348,8 +349,9 @@ pub struct HttpSection {
     pub trusted_subnets: Vec<String>,
     /// `middleware` names.
     pub middleware: Vec<String>,
-    /// ringrunner's switch for legacy workers: send the JSON context instead of protobuf.
-    pub json_context: bool,
+    /// `context_codec` (ours): the request context's shape, `json` (default) or `protobuf`.
+    /// rr's `json_context: true|false` is read too when `context_codec` is absent.
+    pub context_codec: ContextCodec,
     /// ringrunner's bound on reading a request head, and on an idle keep-alive connection
     /// (rr: 5 min, fixed). Default 60 s. Also the longest wait for each read of a body.
     pub read_header_timeout: Duration,
@@ -439,7 +441,7 @@ impl HttpSection {
             uploads,
             trusted_subnets: reader.strings("http.trusted_subnets")?.unwrap_or_default(),
             middleware,
-            json_context: reader.bool("http.json_context")?.unwrap_or(false),
+            context_codec: read_context_codec(reader)?,
             read_header_timeout: reader
                 .duration("http.read_header_timeout")?
                 .filter(|d| !d.is_zero())
@@ -453,6 +455,37 @@ impl HttpSection {
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }
+}
+
+/// `http.context_codec` (`json` | `protobuf`), else the legacy `http.json_context` bool,
+/// else JSON: the shape PHP decodes fastest, and that every PHP package version reads.
+fn read_context_codec(reader: &Reader<'_>) -> Result<ContextCodec, ConfigError> {
+    let legacy = reader.bool("http.json_context")?.map(|json| {
+        if json {
+            ContextCodec::Json
+        } else {
+            ContextCodec::Proto
+        }
+    });
+    let Some(name) = reader.string("http.context_codec")? else {
+        return Ok(legacy.unwrap_or(ContextCodec::Json));
+    };
+    let error = |message: String| ConfigError {
+        path: "http.context_codec".into(),
+        line: reader.node("http.context_codec").map_or(0, |n| n.line),
+        message,
+    };
+    let codec = match name.to_ascii_lowercase().as_str() {
+        "json" => ContextCodec::Json,
+        "protobuf" | "proto" => ContextCodec::Proto,
+        other => return Err(error(format!("expected json or protobuf, got {other:?}"))),
+    };
+    if legacy.is_some_and(|legacy| legacy != codec) {
+        return Err(error(format!(
+            "{name} contradicts http.json_context; keep one of the two keys"
+        )));
+    }
+    Ok(codec)
 }
 
 /// `status` (spec http §7).

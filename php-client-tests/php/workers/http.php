@@ -9,6 +9,7 @@
 //   /upload           the form fields and each uploaded file as the worker finds it on disk
 //   /len              the body's length and crc32, as "LEN CRC"
 //   /env?name=X       the worker's environment variable X
+//   /hex?name=X       the first value of request header X, hex-encoded (bytes as received)
 declare(strict_types=1);
 require __DIR__ . '/../Http.php';
 
@@ -30,7 +31,8 @@ while ($request = $http->waitRequest()) {
                 'headers' => $request->headers, 'cookies' => $request->cookies,
                 'raw_query' => $request->rawQuery, 'parsed' => $request->parsed,
                 'body' => $request->body, 'uploads' => $request->uploads,
-            ]), ['Content-Type' => 'application/json']);
+                'codec' => $http->contextCodec(),
+            ], JSON_INVALID_UTF8_SUBSTITUTE), ['Content-Type' => 'application/json']);
             break;
         case str_starts_with($path, '/status/'):
             $http->respond((int) substr($path, 8), '', ['X-Status' => 'set']);
@@ -75,6 +77,9 @@ while ($request = $http->waitRequest()) {
             break;
         case $path === '/len':
             $http->respond(200, strlen($request->body) . ' ' . hash('crc32b', $request->body));
+            break;
+        case $path === '/hex':
+            $http->respond(200, bin2hex(($request->headers[(string) ($query['name'] ?? '')] ?? [''])[0]));
             break;
         case $path === '/env':
             $http->respond(200, (string) getenv((string) ($query['name'] ?? '')));

@@ -3,7 +3,6 @@
 
 use super::cookies::CookieJar;
 use super::push_canonical_header_name;
-use serde::Serialize;
 use std::ops::Range;
 
 /// A request's headers grouped by canonical name, as ranges: reused from request to request
@@ -84,13 +83,25 @@ impl<'a> Headers<'a> {
 }
 
 /// Which context shape the workers get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextCodec {
-    /// `http.v1.Request` protobuf (codec flag 0x80), rr's default since 2024.1.
-    #[default]
+    /// `http.v1.Request` protobuf (codec flag 0x80), rr's only shape since 2024.1: byte-exact
+    /// headers, but PHP decodes it slowly without the protobuf C extension.
     Proto,
-    /// The legacy JSON object (codec flag 0x08) of roadrunner-php/http ≤ 3.4.
+    /// The JSON object (codec flag 0x08) every roadrunner-php/http version reads (3.5+ detect
+    /// the codec from the first payload and answer in kind).
     Json,
+}
+
+impl ContextCodec {
+    /// The frame's codec flag bits for this shape.
+    #[must_use]
+    pub const fn flags(self) -> crate::Flags {
+        match self {
+            Self::Proto => crate::Flags::CODEC_PROTO,
+            Self::Json => crate::Flags::CODEC_JSON,
+        }
+    }
 }
 
 /// A request as the worker sees it.
@@ -147,59 +158,96 @@ impl RequestContext<'_> {
         }
     }
 
-    /// Appends the legacy JSON object to `out` (keys as `HttpWorker.php` reads them).
+    /// Appends the JSON object to `out` (keys as `HttpWorker.php` reads them), written
+    /// straight into `out`: nothing is allocated once `out` has grown to size.
+    ///
+    /// JSON strings hold text only: header and cookie bytes that are not valid UTF-8 are
+    /// replaced by U+FFFD, as Go's `encoding/json` did in rr's JSON era. The protobuf
+    /// context carries them byte for byte.
     pub fn encode_json(&self, out: &mut Vec<u8>) {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Json<'a> {
-            remote_addr: &'a str,
-            protocol: &'a str,
-            method: &'a str,
-            uri: &'a str,
-            headers: serde_json::Map<String, serde_json::Value>,
-            cookies: serde_json::Map<String, serde_json::Value>,
-            raw_query: &'a str,
-            parsed: bool,
-            uploads: serde_json::Value,
-            attributes: serde_json::Map<String, serde_json::Value>,
+        out.extend_from_slice(b"{\"remoteAddr\":");
+        put_json_string(out, self.remote_addr.as_bytes());
+        out.extend_from_slice(b",\"protocol\":");
+        put_json_string(out, self.protocol.as_bytes());
+        out.extend_from_slice(b",\"method\":");
+        put_json_string(out, self.method.as_bytes());
+        out.extend_from_slice(b",\"uri\":");
+        put_json_string(out, self.uri.as_bytes());
+        out.extend_from_slice(b",\"headers\":{");
+        for (index, (name, values)) in self.headers.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            put_json_string(out, name);
+            out.extend_from_slice(b":[");
+            for (nth, value) in values.enumerate() {
+                if nth > 0 {
+                    out.push(b',');
+                }
+                put_json_string(out, value);
+            }
+            out.push(b']');
         }
-        // The legacy JSON context builds owned values; the protobuf one is the fast path.
-        let headers = self
-            .headers
-            .iter()
-            .map(|(name, values)| {
-                let values = values
-                    .map(|value| String::from_utf8_lossy(value).into_owned().into())
-                    .collect();
-                (
-                    String::from_utf8_lossy(name).into_owned(),
-                    serde_json::Value::Array(values),
-                )
-            })
-            .collect();
-        let cookies = self
-            .cookies
-            .iter()
-            .map(|(name, value)| (name.to_owned(), value.into()))
-            .collect();
-        let uploads = self
-            .uploads
-            .and_then(|json| serde_json::from_slice(json).ok())
-            .unwrap_or(serde_json::Value::Null);
-        let json = Json {
-            remote_addr: self.remote_addr,
-            protocol: self.protocol,
-            method: self.method,
-            uri: self.uri,
-            headers,
-            cookies,
-            raw_query: self.raw_query,
-            parsed: self.parsed,
-            uploads,
-            attributes: serde_json::Map::new(),
-        };
-        serde_json::to_writer(out, &json).expect("writing JSON to a Vec cannot fail");
+        out.extend_from_slice(b"},\"cookies\":{");
+        for (index, (name, value)) in self.cookies.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            put_json_string(out, name.as_bytes());
+            out.push(b':');
+            put_json_string(out, value.as_bytes());
+        }
+        out.extend_from_slice(b"},\"rawQuery\":");
+        put_json_string(out, self.raw_query.as_bytes());
+        out.extend_from_slice(if self.parsed {
+            b",\"parsed\":true"
+        } else {
+            b",\"parsed\":false"
+        });
+        out.extend_from_slice(b",\"uploads\":");
+        match self.uploads {
+            // Our own uploads tree: a JSON document already.
+            Some(uploads) if !uploads.is_empty() => out.extend_from_slice(uploads),
+            _ => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"attributes\":{}}");
     }
+}
+
+/// Appends `bytes` as a JSON string: quotes, escapes for `"`, `\\` and control characters,
+/// U+FFFD for each invalid UTF-8 sequence.
+fn put_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for chunk in bytes.utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut plain_from = 0;
+        for (at, &byte) in valid.iter().enumerate() {
+            let escape: &[u8] = match byte {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&valid[plain_from..at]);
+            plain_from = at + 1;
+            if escape.is_empty() {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+            } else {
+                out.extend_from_slice(escape);
+            }
+        }
+        out.extend_from_slice(&valid[plain_from..]);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+    out.push(b'"');
 }
 
 const WIRE_VARINT: u8 = 0;
@@ -373,6 +421,41 @@ mod tests {
             .map(|(name, values)| (name.to_vec(), values.map(<[u8]>::to_vec).collect()))
             .collect();
         assert_eq!(seen, vec![(b"C".to_vec(), vec![b"3".to_vec()])]);
+    }
+
+    #[test]
+    fn json_strings_escape_and_replace_what_json_cannot_hold() {
+        let (headers, source) = table(&[
+            ("X-Quote", b"say \"hi\"\\ \t\x01\x7f"),
+            ("X-Bytes", b"caf\xc3\xa9 \xff\xfe end"),
+        ]);
+        let cookies = jar(b"a=%22q%22");
+        let mut context = sample(headers.view(&source), &cookies);
+        context.parsed = true;
+        context.uploads = Some(br#"{"doc":{"name":"r.pdf","size":3}}"#);
+        let mut out = Vec::new();
+        context.encode_json(&mut out);
+        let json: serde_json::Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+        assert_eq!(json["headers"]["X-Quote"][0], "say \"hi\"\\ \t\u{1}\u{7f}");
+        assert_eq!(json["headers"]["X-Bytes"][0], "café \u{fffd}\u{fffd} end");
+        assert_eq!(json["cookies"]["a"], "\"q\"");
+        assert_eq!(json["parsed"], true);
+        assert_eq!(json["uploads"]["doc"]["size"], 3);
+        assert_eq!(json["attributes"], serde_json::json!({}));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_bytes_make_valid_json(value in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let (headers, source) = table(&[("X-Any", &value)]);
+            let cookies = CookieJar::default();
+            let mut out = Vec::new();
+            sample(headers.view(&source), &cookies).encode_json(&mut out);
+            let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let text = json["headers"]["X-Any"][0].as_str().unwrap().to_owned();
+            proptest::prop_assert_eq!(text, String::from_utf8_lossy(&value).into_owned());
+        }
     }
 
     #[test]

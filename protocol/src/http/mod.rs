@@ -8,6 +8,7 @@ mod cookies;
 mod form;
 pub mod multipart;
 mod response;
+mod response_json;
 
 pub use context::{ContextCodec, HeaderTable, Headers, RequestContext};
 pub use cookies::CookieJar;

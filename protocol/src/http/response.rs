@@ -3,9 +3,8 @@
 
 use crate::Flags;
 
-/// Status and headers of a worker's response. A protobuf context is read in place (no copy,
-/// no allocation: the headers are walked from its bytes when asked for); the legacy JSON one
-/// is decoded into owned values.
+/// Status and headers of a worker's response. Either context is checked once and read in
+/// place (no copy, no allocation: the headers are walked from its bytes when asked for).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseHead<'a> {
     /// HTTP status as the worker sent it (validated by the HTTP layer).
@@ -19,7 +18,8 @@ enum Headers<'a> {
     None,
     /// A validated `http.v1.Response` encoding.
     Proto(&'a [u8]),
-    Json(Vec<(String, Vec<Vec<u8>>)>),
+    /// A validated JSON response object.
+    Json(&'a [u8]),
 }
 
 impl<'a> ResponseHead<'a> {
@@ -37,11 +37,7 @@ impl<'a> ResponseHead<'a> {
     pub fn for_each_header(&self, mut f: impl FnMut(&[u8], &mut dyn Iterator<Item = &[u8]>)) {
         match &self.headers {
             Headers::None => {}
-            Headers::Json(headers) => {
-                for (name, values) in headers {
-                    f(name.as_bytes(), &mut values.iter().map(Vec::as_slice));
-                }
-            }
+            Headers::Json(context) => super::response_json::for_each_header(context, &mut f),
             Headers::Proto(context) => {
                 for field in Fields::new(context) {
                     if let Ok((2, Field::Bytes(entry))) = field {
@@ -249,39 +245,13 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
-fn decode_json(context: &[u8]) -> Result<ResponseHead<'static>, ResponseError> {
-    #[derive(serde::Deserialize)]
-    struct Json {
-        #[serde(default)]
-        status: i64,
-        #[serde(default)]
-        headers: Option<serde_json::Map<String, serde_json::Value>>,
-    }
-    let json: Json =
-        serde_json::from_slice(context).map_err(|error| ResponseError(error.to_string()))?;
-    let headers = json
-        .headers
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| {
-            let values = match value {
-                serde_json::Value::Array(items) => items.iter().map(json_text).collect(),
-                other => vec![json_text(&other)],
-            };
-            (name, values)
-        })
-        .collect();
+fn decode_json(context: &[u8]) -> Result<ResponseHead<'_>, ResponseError> {
+    let status = super::response_json::validate(context)
+        .map_err(|reason| ResponseError(reason.to_owned()))?;
     Ok(ResponseHead {
-        status: json.status,
-        headers: Headers::Json(headers),
+        status,
+        headers: Headers::Json(context),
     })
-}
-
-fn json_text(value: &serde_json::Value) -> Vec<u8> {
-    match value {
-        serde_json::Value::String(text) => text.as_bytes().to_vec(),
-        other => other.to_string().into_bytes(),
-    }
 }
 
 #[cfg(test)]
@@ -371,6 +341,88 @@ mod tests {
         assert!(decode_response(Flags::CODEC_PROTO, &bad_name).is_err());
         let empty = decode_response(Flags::CODEC_PROTO, b"").unwrap();
         assert_eq!((empty.status, empty.headers()), (0, Vec::new()));
+    }
+
+    #[test]
+    fn json_responses_as_php_encodes_them_are_read_in_place() {
+        // json_encode escapes '/', and an empty headers array is a list.
+        let php = br#"{"status":201,"headers":{"Content-Type":["text\/html; charset=utf-8"],"X-U":["caf\u00e9 \ud83d\ude00","a\"b\\c"],"X-N":[1,true,null],"X-One":"solo","X-None":[]}}"#;
+        let head = decode_response(Flags::CODEC_JSON, php).unwrap();
+        assert_eq!(head.status, 201);
+        assert_eq!(
+            head.headers(),
+            vec![
+                (
+                    "Content-Type".to_owned(),
+                    vec![b"text/html; charset=utf-8".to_vec()]
+                ),
+                (
+                    "X-U".to_owned(),
+                    vec!["café 😀".as_bytes().to_vec(), b"a\"b\\c".to_vec()]
+                ),
+                (
+                    "X-N".to_owned(),
+                    vec![b"1".to_vec(), b"true".to_vec(), b"null".to_vec()]
+                ),
+                ("X-One".to_owned(), vec![b"solo".to_vec()]),
+                ("X-None".to_owned(), vec![]),
+            ]
+        );
+        for empty in [
+            &br#"{"status":204,"headers":[]}"#[..],
+            br#"{"status":204}"#,
+            br#" { "headers" : null , "status" : 204 } "#,
+        ] {
+            let head = decode_response(Flags::CODEC_JSON, empty).unwrap();
+            assert_eq!((head.status, head.headers()), (204, vec![]));
+        }
+        for bad in [
+            &br#"{"status":"x"}"#[..],
+            br#"{"status":200,"headers":["a"]}"#,
+            br#"{"status":200} trailing"#,
+            br#"{"status":200,"headers":{"a":["\q"]}}"#,
+            br#"{"status":200,"headers":{"a":[1,]}}"#,
+        ] {
+            assert!(
+                decode_response(Flags::CODEC_JSON, bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn long_json_headers_spill_to_the_heap_intact() {
+        let long = "v\\/".repeat(2000);
+        let many: Vec<String> = (0..100).map(|i| format!("\"{i}\"")).collect();
+        let json = format!(
+            r#"{{"status":200,"headers":{{"X-Long":["{long}"],"X-Many":[{}]}}}}"#,
+            many.join(",")
+        );
+        let head = decode_response(Flags::CODEC_JSON, json.as_bytes()).unwrap();
+        let headers = head.headers();
+        assert_eq!(headers[0].1[0], "v/".repeat(2000).into_bytes());
+        assert_eq!(headers[1].1.len(), 100);
+        assert_eq!(headers[1].1[99], b"99");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_fail_without_panicking(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            if let Ok(head) = decode_response(Flags::CODEC_JSON, &bytes) {
+                let _ = head.headers();
+            }
+        }
+
+        #[test]
+        fn json_headers_agree_with_serde(values in proptest::collection::vec("\\PC{0,12}", 0..5)) {
+            let object = serde_json::json!({"status": 200, "headers": {"X-A": values.clone()}});
+            let text = serde_json::to_vec(&object).unwrap();
+            let head = decode_response(Flags::CODEC_JSON, &text).unwrap();
+            let decoded: Vec<Vec<u8>> = head.headers().into_iter().flat_map(|(_, v)| v).collect();
+            let expected: Vec<Vec<u8>> = values.into_iter().map(String::into_bytes).collect();
+            proptest::prop_assert_eq!(decoded, expected);
+        }
     }
 
     #[test]

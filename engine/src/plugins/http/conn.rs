@@ -13,8 +13,7 @@ use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::uploads;
 use super::{wire, HttpShared};
 use crate::pool::Request;
-use ringrunner_protocol::http::{parse_urlencoded, ContextCodec, RequestContext};
-use ringrunner_protocol::Flags;
+use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -487,18 +486,14 @@ async fn relay(
         uploads: uploads_json,
     };
     context.clear();
-    let codec = if shared.config.json_context {
-        request_context.encode(ContextCodec::Json, context);
-        Flags::CODEC_JSON
-    } else {
-        request_context.encode(ContextCodec::Proto, context);
-        Flags::CODEC_PROTO
-    };
+    // One codec per server, so a worker sees one shape for its whole life.
+    let codec = shared.config.context_codec;
+    request_context.encode(codec, context);
     let result = shared
         .pool
         .exec_streamed(
             Request {
-                codec,
+                codec: codec.flags(),
                 context,
                 body: worker_body,
             },

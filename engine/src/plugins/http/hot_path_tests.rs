@@ -1,5 +1,6 @@
 //! Once warm, the request path allocates nothing per request: head parse, the context's
-//! fields, the protobuf context, the worker's response context, the response head and body.
+//! fields, the request context and the worker's response context in either codec (JSON, the
+//! default, and protobuf), the response head and body.
 //! (The socket and pipe I/O underneath belongs to tokio-uring and is not counted here.)
 
 use super::head::Head;
@@ -7,8 +8,7 @@ use super::request::RequestScratch;
 use super::sink::{HttpSink, RequestFacts};
 use crate::test_alloc::allocations_during;
 use prost::Message;
-use ringrunner_protocol::http::{decode_response, proto, RequestContext};
-use ringrunner_protocol::Flags;
+use ringrunner_protocol::http::{decode_response, proto, ContextCodec, RequestContext};
 use std::collections::HashMap;
 
 const REQUEST: &[u8] = b"GET /users?id=5&tag[]=a HTTP/1.1\r\nHost: app.test:8080\r\n\
@@ -24,7 +24,7 @@ struct Reused {
     out: Vec<u8>,
 }
 
-fn serve(reused: &mut Reused, response_context: &[u8]) {
+fn serve(reused: &mut Reused, codec: ContextCodec, response_context: &[u8]) {
     Head::parse(REQUEST, &mut reused.head).unwrap().unwrap();
     let (head, scratch) = (&reused.head, &mut reused.scratch);
     scratch.fill(head, REQUEST, "192.0.2.10".parse().unwrap(), &[]);
@@ -40,14 +40,39 @@ fn serve(reused: &mut Reused, response_context: &[u8]) {
         parsed: false,
         uploads: None,
     }
-    .encode_proto(&mut reused.context);
-    let response = decode_response(Flags::CODEC_PROTO, response_context).unwrap();
+    .encode(codec, &mut reused.context);
+    let response = decode_response(codec.flags(), response_context).unwrap();
     let facts = RequestFacts {
         minor_version: 1,
         is_head: false,
         keep_alive: true,
     };
     HttpSink::detached(&mut reused.out, facts).write_head(200, &response, b"Hello, world!\n", true);
+}
+
+#[test]
+fn a_warm_request_path_allocates_nothing_with_json_contexts() {
+    // As PHP's json_encode writes it: '/' escaped.
+    let response_context =
+        br#"{"status":200,"headers":{"content-type":["text\/plain"],"Set-Cookie":["a=1","b=2"]}}"#;
+    let mut reused = Reused::default();
+    serve(&mut reused, ContextCodec::Json, response_context);
+    let allocations = allocations_during(|| {
+        for _ in 0..100 {
+            serve(&mut reused, ContextCodec::Json, response_context);
+        }
+    });
+    assert_eq!(allocations, 0, "allocations in 100 warm requests");
+    let sent: serde_json::Value = serde_json::from_slice(&reused.context).unwrap();
+    assert_eq!(sent["uri"], "http://app.test:8080/users?id=5&tag[]=a");
+    assert_eq!(sent["headers"]["Accept"].as_array().unwrap().len(), 2);
+    assert_eq!(sent["cookies"]["sid"], "ab c");
+    let out = String::from_utf8(reused.out.clone()).unwrap();
+    assert!(out.contains("Content-Type: text/plain\r\n"), "{out}");
+    assert!(
+        out.contains("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -71,10 +96,10 @@ fn a_warm_request_path_allocates_nothing() {
     }
     .encode_to_vec();
     let mut reused = Reused::default();
-    serve(&mut reused, &response_context);
+    serve(&mut reused, ContextCodec::Proto, &response_context);
     let allocations = allocations_during(|| {
         for _ in 0..100 {
-            serve(&mut reused, &response_context);
+            serve(&mut reused, ContextCodec::Proto, &response_context);
         }
     });
     assert_eq!(allocations, 0, "allocations in 100 warm requests");
