@@ -6,9 +6,9 @@
 declare(strict_types=1);
 require __DIR__ . '/../../php-client-tests/php/Http.php';
 require '/usr/share/php/Nyholm/Psr7/autoload.php';
+require_once __DIR__ . '/psr7-app.php';
 
 use Nyholm\Psr7\Factory\Psr17Factory;
-use Psr\Http\Message\ResponseInterface;
 use Psr\Http\Message\ServerRequestInterface;
 use RingRunnerTest\HttpRequest;
 
@@ -37,14 +37,6 @@ function to_server_request(Psr17Factory $factory, HttpRequest $r): ServerRequest
         return $request->withParsedBody($r->body === '' ? [] : json_decode($r->body, true));
     }
     return $request->withBody($factory->createStream($r->body));
-}
-
-function handle(Psr17Factory $factory, ServerRequestInterface $request): ResponseInterface
-{
-    $name = $request->getQueryParams()['name'] ?? 'world';
-    return $factory->createResponse(200)
-        ->withHeader('Content-Type', 'text/plain')
-        ->withBody($factory->createStream("Hello, $name!\n"));
 }
 
 $factory = new Psr17Factory();

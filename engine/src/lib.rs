@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod memory;
 pub mod plugins;
 pub mod pool;
 pub mod runtime;

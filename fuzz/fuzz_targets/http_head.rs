@@ -12,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(head.len <= data.len());
         let _ = head.body_kind(data);
         let _ = head.keep_alive(data);
+        let _ = head.validate(data);
+        let _ = head.has_length_and_coding(data);
         let mut table = ringrunner_protocol::http::HeaderTable::default();
         request::fill_headers(&head, data, &mut table);
         assert!(table.view(data).iter().count() <= head.headers.len());

@@ -180,6 +180,11 @@ fn a_body_trickled_byte_by_byte_is_cut_off_at_the_minimum_rate() {
 fn answers_given_while_stopping_say_connection_close() {
     let mut server = RrServer::start(&config("", ""));
     let status = server.status.expect("status listener");
+    // Both workers idle first: /ready is 503 too while a worker is still entering service.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(status, "/ready").status != 200 {
+        assert!(Instant::now() < deadline, "the workers never got ready");
+    }
     let mut clients: Vec<Client> = (0..2).map(|_| Client::connect(server.http())).collect();
     for client in &mut clients {
         client.send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: h\r\n\r\n");

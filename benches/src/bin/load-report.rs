@@ -8,11 +8,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// RoadRunner's published figure for a PSR-7 + protobuf worker, 4 workers, wrk -t2 -c32 on
-/// a 2-vCPU machine (issue 5): about 9,500 req/s, p99 about 6 ms.
-const ROADRUNNER_PSR7_RPS: f64 = 9_500.0;
-const ROADRUNNER_PSR7_P99_MS: f64 = 6.0;
-
 /// One wrk run.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -26,6 +21,9 @@ struct Run {
 /// A scenario: ours against an anchor, the target ratio, and how the ratio reads.
 struct Scenario {
     key: &'static str,
+    /// The scenario whose anchor runs this one is compared with (itself, or one that ran
+    /// the same anchor in the same round).
+    anchor_key: &'static str,
     title: &'static str,
     ours: &'static str,
     anchor: &'static str,
@@ -34,9 +32,10 @@ struct Scenario {
     target: Option<f64>,
 }
 
-const SCENARIOS: [Scenario; 4] = [
+const SCENARIOS: [Scenario; 5] = [
     Scenario {
         key: "hello",
+        anchor_key: "hello",
         title: "PHP hello, saturation (wrk -t2 -c32)",
         ours: "ringrunner + PHP hello worker",
         anchor: "nginx + php-fpm (static pool)",
@@ -44,7 +43,17 @@ const SCENARIOS: [Scenario; 4] = [
         target: Some(1.5),
     },
     Scenario {
+        key: "hello-logs",
+        anchor_key: "hello",
+        title: "PHP hello with rr's default logs (no logs section: a debug line per request)",
+        ours: "ringrunner + PHP hello worker, default logs",
+        anchor: "nginx + php-fpm (static pool)",
+        by_latency: false,
+        target: Some(1.5),
+    },
+    Scenario {
         key: "ceiling",
+        anchor_key: "ceiling",
         title: "No-worker ceiling, saturation (wrk -t2 -c32)",
         ours: "ringrunner + native echo worker",
         anchor: "nginx return 200",
@@ -53,14 +62,16 @@ const SCENARIOS: [Scenario; 4] = [
     },
     Scenario {
         key: "psr7",
-        title: "PSR-7 worker, 4 workers, saturation (wrk -t2 -c32)",
+        anchor_key: "psr7",
+        title: "PSR-7 app (nyholm), 4 workers, saturation (wrk -t2 -c32)",
         ours: "ringrunner + PSR-7 worker (nyholm)",
-        anchor: "RoadRunner, published figure",
+        anchor: "nginx + php-fpm, the same PSR-7 app",
         by_latency: false,
         target: Some(1.5),
     },
     Scenario {
         key: "paced",
+        anchor_key: "paced",
         title: "PHP hello at a fixed moderate rate (wrk -t2 -c8, 4 ms pause per connection)",
         ours: "ringrunner + PHP hello worker",
         anchor: "nginx + php-fpm (static pool)",
@@ -142,33 +153,20 @@ fn main() {
             continue;
         }
         let anchor_runs = runs
-            .get(&(scenario.key.to_owned(), "anchor".to_owned()))
+            .get(&(scenario.anchor_key.to_owned(), "anchor".to_owned()))
             .cloned()
             .unwrap_or_default();
         let (rps, p50, p90, p99) = medians(&ours);
-        let (anchor_rps, anchor_p50, anchor_p90, anchor_p99) = if scenario.key == "psr7" {
-            (
-                ROADRUNNER_PSR7_RPS,
-                f64::NAN,
-                f64::NAN,
-                ROADRUNNER_PSR7_P99_MS,
-            )
-        } else {
-            medians(&anchor_runs)
-        };
+        let (anchor_rps, anchor_p50, anchor_p90, anchor_p99) = medians(&anchor_runs);
         // Paired rounds (A then B in the same round) give one ratio each; report their
         // median, which cancels slow drifts of this noisy machine.
         let per_round: Vec<f64> = ours
             .iter()
             .filter_map(|run| {
-                let anchor = if scenario.key == "psr7" {
-                    Some((ROADRUNNER_PSR7_RPS, ROADRUNNER_PSR7_P99_MS))
-                } else {
-                    anchor_runs
-                        .iter()
-                        .find(|a| a.round == run.round)
-                        .map(|a| (a.rps, a.p99))
-                }?;
+                let anchor = anchor_runs
+                    .iter()
+                    .find(|a| a.round == run.round)
+                    .map(|a| (a.rps, a.p99))?;
                 Some(if scenario.by_latency {
                     run.p99 / anchor.1
                 } else {

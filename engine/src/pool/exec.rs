@@ -336,6 +336,7 @@ async fn exchange<S: ReplySink>(
         request.context.len(),
         request.body.len(),
     )?;
+    frame.reserve_exact(header.as_bytes().len() + request.context.len() + request.body.len());
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(request.context);
     frame.extend_from_slice(request.body);
@@ -345,6 +346,7 @@ async fn exchange<S: ReplySink>(
     // `frame` now holds each reply frame's context and body in turn.
     let result = receive_reply(relay, sink, &mut frame, stream_timeout).await;
     return_send_buffer(frame);
+    relay.release_frame();
     result
 }
 

@@ -47,9 +47,9 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
                     tracing::info!(pool = %shared.config.name, slot = index, "worker boots again");
                 }
                 failures = 0;
-                if let Some(boot) = boot.take() {
-                    let _ = boot.send(Ok(()));
-                    if debug {
+                if debug {
+                    if let Some(boot) = boot.take() {
+                        let _ = boot.send(Ok(()));
                         // The boot check passed; requests get workers started for them.
                         slot.set_state(WorkerState::Invalid);
                         let status = stop_worker(&shared, index, &mut running).await;
@@ -59,10 +59,18 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
                 }
                 if !slot.transition(WorkerState::Inactive, WorkerState::Ready) {
                     // Destroyed while starting.
+                    if let Some(boot) = boot.take() {
+                        let _ = boot.send(Ok(()));
+                    }
                     stop_worker(&shared, index, &mut running).await;
                     break;
                 }
                 shared.release(index);
+                // Reported only once the worker is in service: when the pool's start returns,
+                // every worker is ready (and the status plugin's /ready says so).
+                if let Some(boot) = boot.take() {
+                    let _ = boot.send(Ok(()));
+                }
                 shared.worker_started.notify_waiters();
                 let status = serve_until_retired(&shared, index, &mut running).await;
                 finish_worker(&shared, index, running.generation, status);

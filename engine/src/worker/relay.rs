@@ -100,6 +100,12 @@ impl RelayIo {
         }
     }
 
+    /// Lets go of the last frame's bytes (and of a large frame's room): called when an
+    /// exchange is over, so an idle relay holds no reply.
+    pub fn release_frame(&mut self) {
+        self.decoder.release_frame();
+    }
+
     /// Reads to EOF, for a worker that began with PHP's "Could not open input file" text.
     pub async fn drain_stray_output(&mut self) -> Option<FrameError> {
         while self.decoder.is_collecting_stray_output() {

@@ -47,6 +47,8 @@ pub struct FrameDecoder {
     start: usize,
     /// Length of the frame returned last; released on the next call.
     returned_len: usize,
+    /// Bytes still missing from the frame whose header has arrived (0: none pending).
+    missing_len: usize,
     max_payload_bytes: u32,
     state: State,
 }
@@ -72,6 +74,7 @@ impl FrameDecoder {
             initial_capacity: capacity,
             start: 0,
             returned_len: 0,
+            missing_len: 0,
             max_payload_bytes,
             state: State::Framing,
         }
@@ -99,9 +102,17 @@ impl FrameDecoder {
     /// while in flight). It holds the undecoded bytes and at least `min_spare` bytes of spare
     /// capacity; hand it back with [`restore_read_buffer`](Self::restore_read_buffer).
     #[must_use]
+    ///
+    /// While a large frame arrives, the buffer was sized for it exactly when its header came
+    /// in: the spare room asked for is then at most what the frame still misses, so reading
+    /// its last bytes does not double the buffer.
     pub fn take_read_buffer(&mut self, min_spare: usize) -> Vec<u8> {
         self.release_returned();
-        self.make_room(min_spare);
+        let wanted = match self.missing_len {
+            0 => min_spare,
+            missing => min_spare.min(missing),
+        };
+        self.make_room(wanted);
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -117,6 +128,13 @@ impl FrameDecoder {
         if let State::CollectingStrayOutput = self.state {
             self.buf.truncate(MAX_STRAY_OUTPUT_BYTES);
         }
+    }
+
+    /// Releases the frame returned last; if nothing else is buffered and the buffer grew
+    /// past [`RETAINED_BUFFER_BYTES_MAX`] for it, the room goes back to the allocator now
+    /// rather than at the next read.
+    pub fn release_frame(&mut self) {
+        self.release_returned();
     }
 
     /// Bytes received but not yet returned as a frame.
@@ -148,6 +166,7 @@ impl FrameDecoder {
             State::CollectingStrayOutput => return Ok(None),
             State::Failed(error) => return Err(error.clone()),
         }
+        self.missing_len = 0;
         let Some(&raw_base) = self.buf[self.start..].first_chunk::<BASE_HEADER_BYTES>() else {
             return Ok(None);
         };
@@ -164,10 +183,18 @@ impl FrameDecoder {
         }
         let header_len = 4 * usize::from(raw_base[0] & 0x0f);
         let frame_len = header_len + u32_at(&raw_base, 2) as usize;
-        let available = &self.buf[self.start..];
-        if available.len() < frame_len {
+        let available = self.buf.len() - self.start;
+        if available < frame_len {
+            // Room for the whole frame now, once: no doubling on the way to a large one.
+            self.missing_len = frame_len - available;
+            if self.buf.capacity() - self.buf.len() < self.missing_len {
+                self.buf.drain(..self.start);
+                self.start = 0;
+                self.buf.reserve_exact(self.missing_len);
+            }
             return Ok(None);
         }
+        let available = &self.buf[self.start..];
         let header = FrameHeader::from_validated(&available[..header_len]);
         debug_assert_eq!(header.frame_len(), frame_len);
         self.returned_len = frame_len;
@@ -384,8 +411,19 @@ mod tests {
     #[test]
     fn the_room_of_a_large_frame_is_released_once_it_is_taken() {
         let mut decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD_BYTES);
-        decoder.feed(&encoded(Flags::EMPTY, &[0], &vec![b'x'; 4 << 20]));
-        assert!(decoder.buffer_capacity() >= 4 << 20);
+        let frame = encoded(Flags::EMPTY, &[0], &vec![b'x'; 4 << 20]);
+        // Read as a relay reads: the header first, then the rest in 64 KiB reads.
+        decoder.feed(&frame[..16]);
+        assert!(decoder.next_frame().unwrap().is_none());
+        for chunk in frame[16..].chunks(64 * 1024) {
+            let mut lent = decoder.take_read_buffer(64 * 1024);
+            lent.extend_from_slice(chunk);
+            decoder.restore_read_buffer(lent);
+            assert!(
+                decoder.buffer_capacity() < frame.len() + 64,
+                "sized once, never doubled"
+            );
+        }
         assert_eq!(
             decoder.next_frame().unwrap().unwrap().payload.len(),
             4 << 20

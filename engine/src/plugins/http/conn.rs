@@ -12,6 +12,7 @@ use super::request::{self, BodyClass, RequestScratch};
 use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::uploads;
 use super::{wire, HttpShared};
+use crate::memory::LARGE_REQUEST_BYTES;
 use crate::pool::Request;
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ struct Connection {
     context: Vec<u8>,
     out: Vec<u8>,
     scratch: RequestScratch,
+    /// Body and reply bytes of the request just served (to know when it was a large one).
+    moved_bytes: usize,
 }
 
 impl Connection {
@@ -63,7 +66,8 @@ impl Connection {
         shared: &HttpShared,
         idle: bool,
     ) -> Result<(), ReadEnd> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare == 0 || (spare < READ_CHUNK / 2 && self.buf.capacity() < READ_CHUNK * 4) {
             self.buf.reserve(READ_CHUNK);
         }
         let buf = std::mem::take(&mut self.buf);
@@ -119,19 +123,28 @@ impl Connection {
     }
 
     /// After a request: a buffer grown by a large body or reply goes back to the allocator
-    /// instead of staying with an idle keep-alive connection.
+    /// instead of staying with an idle keep-alive connection, and after a multi-megabyte
+    /// one the freed pages go back to the OS at once.
     fn shrink_buffers(&mut self) {
+        let mut released = 0;
         if self.body.capacity() > RETAINED_BUFFER_BYTES_MAX {
+            released += self.body.capacity();
             self.body = Vec::new();
         }
         if self.buf.capacity() > RETAINED_BUFFER_BYTES_MAX && self.buf.len() < READ_CHUNK {
+            released += self.buf.capacity();
             let mut kept = Vec::with_capacity(READ_CHUNK);
             kept.extend_from_slice(&self.buf);
             self.buf = kept;
         }
         if self.context.capacity() > RETAINED_BUFFER_BYTES_MAX {
+            released += self.context.capacity();
             self.context = Vec::new();
         }
+        if released + self.moved_bytes > LARGE_REQUEST_BYTES {
+            crate::memory::release_freed_pages();
+        }
+        self.moved_bytes = 0;
     }
 }
 
@@ -147,6 +160,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpS
         context: Vec::new(),
         out: Vec::new(),
         scratch: RequestScratch::default(),
+        moved_bytes: 0,
     };
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
@@ -164,6 +178,11 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpS
     // A read cancelled by a timeout still holds the socket inside the ring until it
     // completes; shutdown completes it, so the client sees the close now.
     let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+    let large = conn.moved_bytes > LARGE_REQUEST_BYTES || conn.buf.capacity() > LARGE_REQUEST_BYTES;
+    drop(conn);
+    if large {
+        crate::memory::release_freed_pages();
+    }
 }
 
 /// A request read whole: the head in `buf`, the body in `buf` (Content-Length) or `body`
@@ -316,6 +335,9 @@ async fn read_body(
         BodyKind::Length(length) if length > limit => Err(too_large()),
         BodyKind::Length(length) => {
             let end = head_len + length as usize;
+            // Room for the whole body at once (it is within max_request_size): growing by
+            // doubling would hold up to twice the body while it arrives.
+            conn.buf.reserve_exact(end.saturating_sub(conn.buf.len()));
             while conn.buf.len() < end {
                 if expects_continue && !continue_sent {
                     continue_sent = true;
@@ -422,6 +444,7 @@ async fn relay(
         context,
         out,
         scratch,
+        moved_bytes,
     } = conn;
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
@@ -516,6 +539,7 @@ async fn relay(
             "http log");
     }
     let close = sink.close;
+    *moved_bytes = raw_body.len() + usize::try_from(sink.written).unwrap_or(usize::MAX);
     buf.drain(..consumed);
     !close
 }
