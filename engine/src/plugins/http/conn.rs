@@ -470,6 +470,7 @@ async fn relay(
         BodyClass::Multipart if !shared.config.raw_body => {
             let content_type = head.value(buf, "content-type").unwrap_or_default();
             uploads::store_multipart(raw_body, content_type, &shared.uploads)
+                .await
                 .map(|form| stored_form = Some(form))
         }
         _ => Ok(()),
