@@ -187,7 +187,7 @@ fn answers_given_while_stopping_say_connection_close() {
     }
     let mut clients: Vec<Client> = (0..2).map(|_| Client::connect(server.http())).collect();
     for client in &mut clients {
-        client.send(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: h\r\n\r\n");
+        client.send(b"GET /slow?ms=3000 HTTP/1.1\r\nHost: h\r\n\r\n");
     }
     // Both workers are busy with them.
     let deadline = Instant::now() + Duration::from_secs(10);

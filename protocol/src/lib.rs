@@ -6,12 +6,14 @@
 //! - [`payload`]: what a frame means on a worker relay (§2–§5): data, control, error, stop
 //!   request, stream STOP/PING/PONG.
 //! - [`rpc`]: goridge RPC framing (§6): sequence numbers, method names, codec resolution.
+//! - [`http1`]: HTTP/1.1 request heads, Go's checks, body framing and the chunked decoder.
 //! - [`http`]: the worker-facing HTTP context (spec http §1, §2): protobuf and JSON request and
 //!   response shapes, cookies, the urlencoded form tree.
 #![forbid(unsafe_code)]
 
 pub mod frame;
 pub mod http;
+pub mod http1;
 pub mod payload;
 pub mod rpc;
 

@@ -3,7 +3,8 @@
 
 mod client_io;
 mod conn;
-pub mod head;
+/// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
+pub use ringrunner_protocol::http1 as head;
 #[cfg(test)]
 mod hot_path_tests;
 pub mod request;

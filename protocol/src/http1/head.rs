@@ -1,11 +1,13 @@
 //! The request head: parsed with httparse into byte ranges of the connection's read buffer
-//! (nothing allocated per request), and the framing decisions of RFC 9112 §6.
+//! (nothing allocated per request), the checks Go's server makes before a handler runs, and
+//! the framing decisions of RFC 9112 §6.
 
+use super::Http1Limits;
 use std::ops::Range;
 
-/// Most header lines in one request (more → 431).
+/// Header lines the parser has room for: the most [`Http1Limits::max_header_lines`] can be.
 pub const MAX_HEADERS: usize = 128;
-/// Largest request head (Go's `DefaultMaxHeaderBytes` is 1 MiB; more → 431).
+/// Largest request head by default (Go's `DefaultMaxHeaderBytes` is 1 MiB; more → 431).
 pub const MAX_HEAD_BYTES: usize = 1 << 20;
 
 /// A parsed head as ranges into the buffer it was parsed from.
@@ -62,13 +64,27 @@ impl HeadError {
 }
 
 impl Head {
-    /// Parses a head at the start of `buf`. `Ok(None)` when more bytes are needed.
+    /// Parses a head at the start of `buf` within the default [`Http1Limits`]. `Ok(None)`
+    /// when more bytes are needed.
     ///
     /// # Errors
     /// [`HeadError`] for malformed or oversized heads.
     pub fn parse(buf: &[u8], head: &mut Self) -> Result<Option<()>, HeadError> {
+        Self::parse_within(buf, head, &Http1Limits::default())
+    }
+
+    /// [`Head::parse`] within `limits`.
+    ///
+    /// # Errors
+    /// [`HeadError`] for malformed heads and heads past the limits.
+    pub fn parse_within(
+        buf: &[u8],
+        head: &mut Self,
+        limits: &Http1Limits,
+    ) -> Result<Option<()>, HeadError> {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut storage);
+        let lines = limits.max_header_lines.clamp(1, MAX_HEADERS);
+        let mut request = httparse::Request::new(&mut storage[..lines]);
         let status = match request.parse(buf) {
             Ok(status) => status,
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
@@ -81,13 +97,13 @@ impl Head {
             }
         };
         let httparse::Status::Complete(len) = status else {
-            return if buf.len() > MAX_HEAD_BYTES {
+            return if buf.len() > limits.max_head_bytes {
                 Err(HeadError::TooLarge)
             } else {
                 Ok(None)
             };
         };
-        if len > MAX_HEAD_BYTES {
+        if len > limits.max_head_bytes {
             return Err(HeadError::TooLarge);
         }
         let base = buf.as_ptr() as usize;
@@ -229,132 +245,6 @@ impl Head {
     }
 }
 
-/// Incremental chunked-body decoder (RFC 9112 §7.1): call `decode` with the bytes after the
-/// head; it appends data to `out` and says how many input bytes it consumed.
-#[derive(Debug, Default, Clone)]
-pub struct ChunkedDecoder {
-    state: ChunkState,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum ChunkState {
-    #[default]
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
-    Done,
-}
-
-/// A malformed chunked body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("malformed chunked encoding")]
-pub struct ChunkError;
-
-impl ChunkedDecoder {
-    /// True after the last chunk and the trailers.
-    #[must_use]
-    pub fn is_done(&self) -> bool {
-        self.state == ChunkState::Done
-    }
-
-    /// Bytes of the chunk being read that have not arrived yet: a size line announcing more
-    /// than the body may hold is refused before its data is read.
-    #[must_use]
-    pub fn announced_remaining(&self) -> u64 {
-        match self.state {
-            ChunkState::Data(left) => left,
-            _ => 0,
-        }
-    }
-
-    /// Decodes what it can of `input`; returns the bytes consumed.
-    ///
-    /// # Errors
-    /// A bad size line or a missing CRLF.
-    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkError> {
-        let mut at = 0;
-        loop {
-            match self.state {
-                ChunkState::Done => return Ok(at),
-                ChunkState::Size => {
-                    let Some(line_end) = find_crlf(&input[at..]) else {
-                        return if input.len() - at > 1024 {
-                            Err(ChunkError)
-                        } else {
-                            Ok(at)
-                        };
-                    };
-                    let line = &input[at..at + line_end];
-                    // A bare CR or LF in the line: another parser may split it elsewhere.
-                    if line.iter().any(|&b| b == b'\n' || b == b'\r') {
-                        return Err(ChunkError);
-                    }
-                    let size_text = line
-                        .split(|&b| b == b';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_ascii();
-                    if size_text.is_empty() || size_text.len() > 15 {
-                        return Err(ChunkError);
-                    }
-                    let size = std::str::from_utf8(size_text)
-                        .ok()
-                        .and_then(|t| u64::from_str_radix(t, 16).ok())
-                        .ok_or(ChunkError)?;
-                    at += line_end + 2;
-                    self.state = if size == 0 {
-                        ChunkState::Trailers
-                    } else {
-                        ChunkState::Data(size)
-                    };
-                }
-                ChunkState::Data(left) => {
-                    let available = (input.len() - at) as u64;
-                    if available == 0 {
-                        return Ok(at);
-                    }
-                    let take = left.min(available) as usize;
-                    out.extend_from_slice(&input[at..at + take]);
-                    at += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        ChunkState::DataEnd
-                    } else {
-                        ChunkState::Data(left)
-                    };
-                }
-                ChunkState::DataEnd => {
-                    if input.len() - at < 2 {
-                        return Ok(at);
-                    }
-                    if &input[at..at + 2] != b"\r\n" {
-                        return Err(ChunkError);
-                    }
-                    at += 2;
-                    self.state = ChunkState::Size;
-                }
-                ChunkState::Trailers => {
-                    let Some(line_end) = find_crlf(&input[at..]) else {
-                        return if input.len() - at > 64 * 1024 {
-                            Err(ChunkError)
-                        } else {
-                            Ok(at)
-                        };
-                    };
-                    if input[at..at + line_end].contains(&b'\n') {
-                        return Err(ChunkError);
-                    }
-                    at += line_end + 2;
-                    if line_end == 0 {
-                        self.state = ChunkState::Done;
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// `scheme:/…` with an RFC 3986 scheme, as Go's `url.ParseRequestURI` accepts.
 fn is_absolute_form(target: &[u8]) -> bool {
     let Some(colon) = target.iter().position(|&b| b == b':') else {
@@ -394,13 +284,10 @@ fn is_host_byte(b: u8) -> bool {
         )
 }
 
-fn find_crlf(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|pair| pair == b"\r\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1::ChunkedDecoder;
 
     fn parse(text: &[u8]) -> Result<Option<Head>, HeadError> {
         let mut head = Head::default();
