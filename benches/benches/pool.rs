@@ -71,6 +71,7 @@ fn pool_exec(c: &mut Criterion) {
                         codec: Flags::CODEC_RAW,
                         context: b"",
                         body: &body,
+                        lent: None,
                     };
                     pool.exec(request, &mut response).await.expect("exec");
                 }

@@ -107,6 +107,7 @@ impl PoolHarness {
                         codec: Flags::EMPTY,
                         context: b"",
                         body: body.as_bytes(),
+                        lent: None,
                     },
                     &mut response,
                 )

@@ -238,6 +238,22 @@ fn multi_megabyte_bodies_and_replies_cross_every_relay() {
         let response = client.read_response(false).expect("an answer");
         assert_eq!(response.status, 200, "{relay}: {}", response.text());
         assert_eq!(response.text(), format!("{} {crc}", body.len()), "{relay}");
+        // The same body chunked (decoded into its own buffer, lent from there).
+        let mut chunked =
+            b"POST /len HTTP/1.1\r\nHost: h\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for piece in body.chunks(1 << 20) {
+            chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        client.send(&chunked);
+        let response = client.read_response(false).expect("an answer");
+        assert_eq!(
+            response.text(),
+            format!("{} {crc}", body.len()),
+            "{relay} chunked"
+        );
         let reply = client.get("/big?kb=12288");
         assert_eq!(reply.status, 200, "{relay}");
         assert_eq!(reply.body.len(), 12 << 20, "{relay}");

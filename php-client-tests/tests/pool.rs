@@ -214,6 +214,7 @@ fn stream_cancelled_by_the_receiver_stops_the_worker_and_keeps_it() {
             codec: Flags::EMPTY,
             context: b"",
             body: b"stream:100000",
+            lent: None,
         };
         pool.exec_streamed(request, &mut sink)
             .await

@@ -197,6 +197,7 @@ async fn client(
             codec,
             context: &context,
             body: &body,
+            lent: None,
         };
         match pool.exec(request, &mut response).await {
             Ok(_) => latencies.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX)),

@@ -17,8 +17,60 @@ pub struct Request<'a> {
     pub codec: Flags,
     /// Context bytes.
     pub context: &'a [u8],
-    /// Body bytes.
+    /// Body bytes (copied into the frame; see `lent` for large bodies).
     pub body: &'a [u8],
+    /// A body lent by value instead (then `body` is empty): written to the worker straight
+    /// from the caller's buffer, without a copy.
+    pub lent: Option<&'a LentBody>,
+}
+
+impl Request<'_> {
+    fn body_len(&self) -> usize {
+        self.lent.map_or(self.body.len(), LentBody::len)
+    }
+}
+
+/// A request body in a buffer the caller lends for the exec: the ring writes it from there
+/// (completion-based I/O owns the buffer while the write is in flight), and the buffer
+/// comes back after each write. An exec abandoned mid-write (`exec_ttl`) loses it: then
+/// [`LentBody::into_buffer`] is None.
+#[derive(Debug)]
+pub struct LentBody {
+    buffer: RefCell<Option<Vec<u8>>>,
+    range: std::ops::Range<usize>,
+}
+
+impl LentBody {
+    /// Lends `buffer`, whose bytes `range` are the body.
+    ///
+    /// # Panics
+    /// When `range` is outside `buffer`.
+    #[must_use]
+    pub fn new(buffer: Vec<u8>, range: std::ops::Range<usize>) -> Self {
+        assert!(range.start <= range.end && range.end <= buffer.len());
+        Self {
+            buffer: RefCell::new(Some(buffer)),
+            range,
+        }
+    }
+
+    /// Bytes of the body.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    /// True for an empty body.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// The buffer back, unless a write that had it was abandoned.
+    #[must_use]
+    pub fn into_buffer(self) -> Option<Vec<u8>> {
+        self.buffer.into_inner()
+    }
 }
 
 /// What came back, besides the bytes written to the caller's buffer.
@@ -154,7 +206,7 @@ impl Pool {
         sink: &mut S,
     ) -> Result<(), ExecError> {
         let shared = self.shared();
-        if request.context.is_empty() && request.body.is_empty() {
+        if request.context.is_empty() && request.body_len() == 0 {
             return Err(ExecError::EmptyPayload);
         }
         if shared.closed.load(Ordering::SeqCst) {
@@ -334,7 +386,7 @@ async fn exchange<S: ReplySink>(
         request.codec,
         StreamFlags::EMPTY,
         request.context.len(),
-        request.body.len(),
+        request.body_len(),
     )?;
     frame.reserve_exact(header.as_bytes().len() + request.context.len() + request.body.len());
     frame.extend_from_slice(header.as_bytes());
@@ -342,12 +394,28 @@ async fn exchange<S: ReplySink>(
     frame.extend_from_slice(request.body);
     let (sent, mut frame) = relay.send(frame).await;
     sent?;
+    if let Some(lent) = request.lent {
+        send_lent(relay, lent).await?;
+    }
     slot.execs.fetch_add(1, Ordering::Relaxed);
     // `frame` now holds each reply frame's context and body in turn.
     let result = receive_reply(relay, sink, &mut frame, stream_timeout).await;
     return_send_buffer(frame);
     relay.release_frame();
     result
+}
+
+/// Writes a lent body after the frame's header and context: the buffer goes to the ring
+/// and comes back into `lent` (it stays out if this future is dropped mid-write).
+async fn send_lent(relay: &RelayIo, lent: &LentBody) -> Result<(), RelayError> {
+    let Some(buffer) = lent.buffer.borrow_mut().take() else {
+        return Err(RelayError::Io(std::io::Error::other(
+            "the request body was lost to an abandoned write",
+        )));
+    };
+    let (sent, buffer) = relay.send_range(buffer, lent.range.clone()).await;
+    *lent.buffer.borrow_mut() = Some(buffer);
+    Ok(sent?)
 }
 
 async fn receive_reply<S: ReplySink>(

@@ -13,7 +13,7 @@ mod supervisor;
 mod waiters;
 
 pub use error::{ExecError, SpawnError};
-pub use exec::{ReplyFrame, ReplySink, Request, ResponseMeta};
+pub use exec::{LentBody, ReplyFrame, ReplySink, Request, ResponseMeta};
 pub use state::WorkerState;
 
 use crate::runtime::Shards;

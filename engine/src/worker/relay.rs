@@ -55,16 +55,20 @@ impl RelayIo {
         })
     }
 
-    /// Writes all of `buf`; hands the buffer back for reuse.
-    ///
-    /// A socket takes a large frame in several short writes. Every write goes at offset 0:
-    /// pipes and sockets have no position, and io_uring refuses any other offset on them with
-    /// ESPIPE (which `write_all_at` would pass after the first short write).
-    pub async fn send(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    /// Writes the bytes `range` of `buf` (a body lent without a copy); hands `buf` back.
+    pub async fn send_range(
+        &self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> (io::Result<()>, Vec<u8>) {
         let mut buf = buf;
-        let mut written = 0;
-        while written < buf.len() {
-            let (result, slice) = self.write.write_at(buf.slice(written..), 0).submit().await;
+        let mut written = range.start;
+        while written < range.end {
+            let (result, slice) = self
+                .write
+                .write_at(buf.slice(written..range.end), 0)
+                .submit()
+                .await;
             buf = slice.into_inner();
             match result {
                 Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
@@ -74,6 +78,16 @@ impl RelayIo {
             }
         }
         (Ok(()), buf)
+    }
+
+    /// Writes all of `buf`; hands the buffer back for reuse.
+    ///
+    /// A socket takes a large frame in several short writes. Every write goes at offset 0:
+    /// pipes and sockets have no position, and io_uring refuses any other offset on them with
+    /// ESPIPE (which `write_all_at` would pass after the first short write).
+    pub async fn send(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let len = buf.len();
+        self.send_range(buf, 0..len).await
     }
 
     /// Reads until one frame is complete and gives it to `on_frame`.

@@ -13,7 +13,7 @@ use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::uploads;
 use super::{wire, HttpShared};
 use crate::memory::LARGE_REQUEST_BYTES;
-use crate::pool::Request;
+use crate::pool::{LentBody, Request};
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
+
+/// A raw body from this size on is lent to the worker write instead of copied into the
+/// frame (below it, one write of a small copy is cheaper than two writes).
+const LEND_BODY_MIN_BYTES: usize = 64 * 1024;
 
 /// Smallest free space asked of the kernel per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -491,48 +495,77 @@ async fn relay(
             (BodyClass::UrlEncoded, None) if !shared.config.raw_body => (&parsed_body, true, None),
             _ => (raw_body, false, None),
         };
+    // A large raw body goes to the worker straight from the buffer it was read into.
+    let lend = !parsed && !worker_body.is_empty() && worker_body.len() >= LEND_BODY_MIN_BYTES;
+    let raw_len = raw_body.len();
     scratch.fill(head, buf, peer.ip(), &shared.trusted);
     let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
-    let method_text = String::from_utf8_lossy(method);
-    let request_context = RequestContext {
-        remote_addr,
-        protocol: if minor_version == 0 {
-            "HTTP/1.0"
-        } else {
-            "HTTP/1.1"
-        },
-        method: &method_text,
-        uri,
-        headers: scratch.headers.view(buf),
-        cookies: &scratch.cookies,
-        raw_query: &scratch.raw_query,
-        parsed,
-        uploads: uploads_json,
-    };
-    context.clear();
-    // One codec per server, so a worker sees one shape for its whole life.
-    let codec = shared.config.context_codec;
-    request_context.encode(codec, context);
-    let result = shared
-        .pool
-        .exec_streamed(
-            Request {
-                codec: codec.flags(),
-                context,
-                body: worker_body,
+    {
+        let method_text = String::from_utf8_lossy(method);
+        let request_context = RequestContext {
+            remote_addr,
+            protocol: if minor_version == 0 {
+                "HTTP/1.0"
+            } else {
+                "HTTP/1.1"
             },
-            &mut sink,
-        )
-        .await;
+            method: &method_text,
+            uri,
+            headers: scratch.headers.view(buf),
+            cookies: &scratch.cookies,
+            raw_query: &scratch.raw_query,
+            parsed,
+            uploads: uploads_json,
+        };
+        context.clear();
+        // One codec per server, so a worker sees one shape for its whole life.
+        request_context.encode(shared.config.context_codec, context);
+    }
+    let codec = shared.config.context_codec.flags();
+    let result = if lend {
+        let chunked = body_kind == BodyKind::Chunked;
+        let lent = if chunked {
+            LentBody::new(std::mem::take(body), 0..raw_len)
+        } else {
+            LentBody::new(std::mem::take(buf), head_len..consumed)
+        };
+        let request = Request {
+            codec,
+            context,
+            body: &[],
+            lent: Some(&lent),
+        };
+        let result = shared.pool.exec_streamed(request, &mut sink).await;
+        match (lent.into_buffer(), chunked) {
+            (Some(returned), true) => *body = returned,
+            (Some(returned), false) => *buf = returned,
+            (None, _) => {
+                // The write that had it was abandoned (exec_ttl): so is the connection.
+                sink.close = true;
+            }
+        }
+        result
+    } else {
+        let request = Request {
+            codec,
+            context,
+            body: worker_body,
+            lent: None,
+        };
+        shared.pool.exec_streamed(request, &mut sink).await
+    };
     sink.finish(
         result,
         shared.config.internal_error_code,
         shared.config.pool.debug,
     )
     .await;
+    let method_text = buf
+        .get(head.method.clone())
+        .map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy);
     if shared.config.access_logs {
         tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %uri,
-            remote_address = %remote_addr, read_bytes = raw_body.len(), write_bytes = sink.written,
+            remote_address = %remote_addr, read_bytes = raw_len, write_bytes = sink.written,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "http access log");
     } else {
         tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %uri,
@@ -540,7 +573,9 @@ async fn relay(
             "http log");
     }
     let close = sink.close;
-    *moved_bytes = raw_body.len() + usize::try_from(sink.written).unwrap_or(usize::MAX);
-    buf.drain(..consumed);
+    *moved_bytes = raw_len + usize::try_from(sink.written).unwrap_or(usize::MAX);
+    if buf.len() >= consumed {
+        buf.drain(..consumed);
+    }
     !close
 }
