@@ -4,7 +4,7 @@
 use super::{ExecError, Pool, PoolShared, WorkerState};
 use crate::worker::relay::{self, RelayError, RelayIo};
 use ringrunner_protocol::payload::{data_header, WorkerMessage, PONG_FRAME, STREAM_STOP_FRAME};
-use ringrunner_protocol::{Flags, Frame, StreamFlags};
+use ringrunner_protocol::{Flags, StreamFlags};
 use std::cell::RefCell;
 use std::future::Future;
 use std::os::fd::AsFd;
@@ -392,15 +392,14 @@ async fn exchange<S: ReplySink>(
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(request.context);
     frame.extend_from_slice(request.body);
-    let (sent, mut frame) = relay.send(frame).await;
+    let (sent, frame) = relay.send(frame).await;
+    return_send_buffer(frame);
     sent?;
     if let Some(lent) = request.lent {
         send_lent(relay, lent).await?;
     }
     slot.execs.fetch_add(1, Ordering::Relaxed);
-    // `frame` now holds each reply frame's context and body in turn.
-    let result = receive_reply(relay, sink, &mut frame, stream_timeout).await;
-    return_send_buffer(frame);
+    let result = receive_reply(relay, sink, stream_timeout).await;
     relay.release_frame();
     result
 }
@@ -418,20 +417,25 @@ async fn send_lent(relay: &RelayIo, lent: &LentBody) -> Result<(), RelayError> {
     Ok(sent?)
 }
 
+/// A reply the worker sent that is not a valid reply.
+fn invalid_reply(reason: String) -> RelayError {
+    RelayError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
+}
+
+/// Reads the reply's frames and hands each data frame to `sink` straight from the relay's
+/// read buffer (no copy); see [`exchange`] for PINGs and STOP.
 async fn receive_reply<S: ReplySink>(
     relay: &mut RelayIo,
     sink: &mut S,
-    scratch: &mut Vec<u8>,
     stream_timeout: std::time::Duration,
 ) -> Result<Reply, RelayError> {
     let mut first = true;
     let mut draining_since: Option<tokio::time::Instant> = None;
     loop {
-        scratch.clear();
-        let received = relay.receive(|frame| read_step(frame, scratch, first));
-        let step = match draining_since {
-            None => received.await,
-            Some(since) => tokio::time::timeout_at(since + stream_timeout, received)
+        let next = relay.next_frame();
+        let frame = match draining_since {
+            None => next.await,
+            Some(since) => tokio::time::timeout_at(since + stream_timeout, next)
                 .await
                 .map_err(|_| {
                     RelayError::Io(std::io::Error::new(
@@ -439,86 +443,56 @@ async fn receive_reply<S: ReplySink>(
                         "worker did not end its stream after STOP within stream_timeout",
                     ))
                 })?,
-        }?
-        .map_err(|reason| {
-            RelayError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, reason))
-        })?;
-        let Step::Chunk {
-            codec,
-            context_len,
-            more,
-            pong,
-        } = step
-        else {
-            let Step::Done(reply) = step else {
-                unreachable!()
-            };
-            return Ok(reply);
-        };
-        if draining_since.is_none() {
-            let (context, body) = scratch.split_at(context_len);
-            let delivered = sink
-                .frame(ReplyFrame {
-                    codec,
-                    context,
-                    body,
-                    last: !more,
-                })
-                .await;
-            if !delivered && more {
-                draining_since = Some(tokio::time::Instant::now());
-                let mut frame = take_send_buffer();
-                frame.extend_from_slice(&STREAM_STOP_FRAME);
-                let (sent, frame) = relay.send(frame).await;
-                return_send_buffer(frame);
-                sent?;
-                continue;
+        }?;
+        let (more, pong, delivered) = match WorkerMessage::from_frame(&frame) {
+            Ok(WorkerMessage::Data(data)) => {
+                let more = data.is_streaming();
+                let delivered = if draining_since.is_none() {
+                    sink.frame(ReplyFrame {
+                        codec: data.codec,
+                        context: data.context,
+                        body: data.body,
+                        last: !more,
+                    })
+                    .await
+                } else {
+                    true
+                };
+                (more, data.wants_pong() && !first, delivered)
             }
+            Ok(WorkerMessage::Error(text)) => {
+                return Ok(Reply::SoftError(String::from_utf8_lossy(text).into_owned()))
+            }
+            Ok(WorkerMessage::StopRequest) => return Ok(Reply::StopRequest),
+            Ok(WorkerMessage::Control(_)) => {
+                return Err(invalid_reply(
+                    "unexpected control frame in a reply".to_owned(),
+                ))
+            }
+            Err(error) => return Err(invalid_reply(error.to_string())),
+        };
+        if !delivered && more && draining_since.is_none() {
+            draining_since = Some(tokio::time::Instant::now());
+            send_control(relay, &STREAM_STOP_FRAME).await?;
+            continue;
         }
         if !more {
             return Ok(Reply::Data);
         }
         if pong && draining_since.is_none() {
-            let mut frame = take_send_buffer();
-            frame.extend_from_slice(&PONG_FRAME);
-            let (sent, frame) = relay.send(frame).await;
-            return_send_buffer(frame);
-            sent?;
+            send_control(relay, &PONG_FRAME).await?;
         }
         first = false;
     }
 }
 
-/// Decodes one reply frame; a data frame's context and body are copied into `scratch`.
-fn read_step(frame: &Frame<'_>, scratch: &mut Vec<u8>, first: bool) -> Result<Step, String> {
-    match WorkerMessage::from_frame(frame) {
-        Ok(WorkerMessage::Data(data)) => {
-            scratch.extend_from_slice(data.context);
-            scratch.extend_from_slice(data.body);
-            Ok(Step::Chunk {
-                codec: data.codec,
-                context_len: data.context.len(),
-                more: data.is_streaming(),
-                pong: data.wants_pong() && !first,
-            })
-        }
-        Ok(WorkerMessage::Error(text)) => Ok(Step::Done(Reply::SoftError(
-            String::from_utf8_lossy(text).into_owned(),
-        ))),
-        Ok(WorkerMessage::StopRequest) => Ok(Step::Done(Reply::StopRequest)),
-        Ok(WorkerMessage::Control(_)) => Err("unexpected control frame in a reply".to_owned()),
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-enum Step {
-    Chunk {
-        codec: Flags,
-        context_len: usize,
-        more: bool,
-        pong: bool,
-    },
-    Done(Reply),
+/// Sends a small control frame (STOP, PONG) from this shard's reused buffers.
+async fn send_control(relay: &RelayIo, bytes: &[u8]) -> Result<(), RelayError> {
+    let mut frame = take_send_buffer();
+    frame.extend_from_slice(bytes);
+    let (sent, frame) = relay.send(frame).await;
+    return_send_buffer(frame);
+    Ok(sent?)
 }
 
 /// Gathers a whole reply, streamed or not, into one buffer: context of the first frame, then

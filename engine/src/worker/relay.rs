@@ -90,6 +90,34 @@ impl RelayIo {
         self.send_range(buf, 0..len).await
     }
 
+    /// Reads until one frame is complete and lends it: the caller reads it in place (no
+    /// copy) and may await with it, the relay being its own until the frame is dropped.
+    ///
+    /// # Errors
+    /// As [`RelayIo::receive`].
+    pub async fn next_frame(&mut self) -> Result<Frame<'_>, RelayError> {
+        while !self.decoder.has_frame()? {
+            self.read_more().await?;
+        }
+        Ok(self
+            .decoder
+            .next_frame()?
+            .expect("has_frame said a frame is buffered"))
+    }
+
+    /// One read into the decoder's buffer; `Closed` (or the decoder's error) at EOF.
+    async fn read_more(&mut self) -> Result<(), RelayError> {
+        let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
+        let filled = buf.len();
+        let (result, slice) = self.read.read_at(buf.slice(filled..), 0).await;
+        self.decoder.restore_read_buffer(slice.into_inner());
+        if result? == 0 {
+            self.decoder.finish()?;
+            return Err(RelayError::Closed);
+        }
+        Ok(())
+    }
+
     /// Reads until one frame is complete and gives it to `on_frame`.
     ///
     /// # Errors
@@ -99,19 +127,8 @@ impl RelayIo {
         &mut self,
         on_frame: impl FnOnce(&Frame<'_>) -> T,
     ) -> Result<T, RelayError> {
-        loop {
-            if let Some(frame) = self.decoder.next_frame()? {
-                return Ok(on_frame(&frame));
-            }
-            let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
-            let filled = buf.len();
-            let (result, slice) = self.read.read_at(buf.slice(filled..), 0).await;
-            self.decoder.restore_read_buffer(slice.into_inner());
-            if result? == 0 {
-                self.decoder.finish()?;
-                return Err(RelayError::Closed);
-            }
-        }
+        let frame = self.next_frame().await?;
+        Ok(on_frame(&frame))
     }
 
     /// Lets go of the last frame's bytes (and of a large frame's room): called when an

@@ -160,6 +160,31 @@ impl FrameDecoder {
     /// # Errors
     /// A [`FrameError`] for a bad header; the decoder then stays failed.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, FrameError> {
+        let Some((header_len, frame_len)) = self.locate_frame()? else {
+            return Ok(None);
+        };
+        let available = &self.buf[self.start..];
+        let header = FrameHeader::from_validated(&available[..header_len]);
+        debug_assert_eq!(header.frame_len(), frame_len);
+        self.returned_len = frame_len;
+        Ok(Some(Frame {
+            header,
+            payload: &available[header_len..frame_len],
+        }))
+    }
+
+    /// True when [`next_frame`](Self::next_frame) would return a frame now (what an async
+    /// reader checks before it borrows the frame).
+    ///
+    /// # Errors
+    /// As [`next_frame`](Self::next_frame).
+    pub fn has_frame(&mut self) -> Result<bool, FrameError> {
+        Ok(self.locate_frame()?.is_some())
+    }
+
+    /// Releases the frame returned last, checks the next header, and gives its (header,
+    /// frame) lengths once the whole frame is buffered.
+    fn locate_frame(&mut self) -> Result<Option<(usize, usize)>, FrameError> {
         self.release_returned();
         match &self.state {
             State::Framing => {}
@@ -194,14 +219,7 @@ impl FrameDecoder {
             }
             return Ok(None);
         }
-        let available = &self.buf[self.start..];
-        let header = FrameHeader::from_validated(&available[..header_len]);
-        debug_assert_eq!(header.frame_len(), frame_len);
-        self.returned_len = frame_len;
-        Ok(Some(Frame {
-            header,
-            payload: &available[header_len..frame_len],
-        }))
+        Ok(Some((header_len, frame_len)))
     }
 
     /// Tells the decoder the relay reached EOF.
