@@ -9,8 +9,9 @@
 use super::client_io::{linger_close, write_all_within};
 use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
 use super::request::{self, BodyClass, RequestScratch};
-use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
+use super::sink::{unix_seconds, HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::uploads;
+use super::wire::DateCache;
 use super::{wire, HttpShared};
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::pool::{LentBody, Request};
@@ -60,6 +61,7 @@ struct Connection {
     scratch: RequestScratch,
     /// Body and reply bytes of the request just served (to know when it was a large one).
     moved_bytes: usize,
+    date: DateCache,
 }
 
 impl Connection {
@@ -165,6 +167,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpS
         out: Vec::new(),
         scratch: RequestScratch::default(),
         moved_bytes: 0,
+        date: DateCache::default(),
     };
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
@@ -211,7 +214,7 @@ async fn read_request(
     let refused = |error: HeadError| {
         let (status, text) = error.status();
         tracing::warn!(target: "http", %peer, status, ?error, "bad request");
-        Refusal::Linger(wire::plain_response(1, status, text, true))
+        Refusal::Linger(wire::plain_response(1, status, text, true, unix_seconds()))
     };
     conn.head.validate(&conn.buf).map_err(refused)?;
     let body_kind = conn.head.body_kind(&conn.buf).map_err(refused)?;
@@ -254,7 +257,13 @@ async fn read_head(
                     Ok(()) => {}
                     Err(ReadEnd::TimedOut) if !idle => {
                         tracing::debug!(target: "http", %peer, "request head timed out");
-                        let reply = wire::plain_response(1, 408, "408 Request Timeout", true);
+                        let reply = wire::plain_response(
+                            1,
+                            408,
+                            "408 Request Timeout",
+                            true,
+                            unix_seconds(),
+                        );
                         return Err(Refusal::Close(reply));
                     }
                     Err(_) => return Err(Refusal::Silent),
@@ -263,7 +272,13 @@ async fn read_head(
             Err(error) => {
                 let (status, text) = error.status();
                 tracing::warn!(target: "http", %peer, status, ?error, "bad request");
-                return Err(Refusal::Linger(wire::plain_response(1, status, text, true)));
+                return Err(Refusal::Linger(wire::plain_response(
+                    1,
+                    status,
+                    text,
+                    true,
+                    unix_seconds(),
+                )));
             }
         }
     }
@@ -314,6 +329,7 @@ async fn read_body(
             413,
             "serve_http: http: request body too large\n",
             true,
+            unix_seconds(),
         ))
     };
     let timed_out = |received: usize| {
@@ -323,6 +339,7 @@ async fn read_body(
             408,
             "408 Request Timeout",
             true,
+            unix_seconds(),
         ))
     };
     let expects_continue = conn
@@ -385,6 +402,7 @@ async fn read_body(
                             400,
                             error.status().1,
                             true,
+                            unix_seconds(),
                         )));
                     }
                 }
@@ -449,6 +467,7 @@ async fn relay(
         out,
         scratch,
         moved_bytes,
+        date,
     } = conn;
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
@@ -460,8 +479,8 @@ async fn relay(
         stream,
         out,
         facts,
-        &shared.lifecycle,
-        shared.config.write_timeout,
+        (&shared.lifecycle, shared.config.write_timeout),
+        date,
     );
     // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
     // until this function returns, after the last response byte.

@@ -22,6 +22,7 @@ struct Reused {
     scratch: RequestScratch,
     context: Vec<u8>,
     out: Vec<u8>,
+    date: super::wire::DateCache,
 }
 
 fn serve(reused: &mut Reused, codec: ContextCodec, response_context: &[u8]) {
@@ -47,7 +48,12 @@ fn serve(reused: &mut Reused, codec: ContextCodec, response_context: &[u8]) {
         is_head: false,
         keep_alive: true,
     };
-    HttpSink::detached(&mut reused.out, facts).write_head(200, &response, b"Hello, world!\n", true);
+    HttpSink::detached(&mut reused.out, facts, &mut reused.date).write_head(
+        200,
+        &response,
+        b"Hello, world!\n",
+        true,
+    );
 }
 
 #[test]

@@ -10,7 +10,8 @@ mod hot_path_tests;
 pub mod request;
 mod sink;
 pub mod uploads;
-pub mod wire;
+/// The response bytes (`ringrunner_protocol::http1::response`).
+pub use ringrunner_protocol::http1::response as wire;
 
 use super::listener;
 use super::Lifecycle;

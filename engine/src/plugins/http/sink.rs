@@ -9,7 +9,7 @@
 //! stop its stream) and the connection is closed.
 
 use super::client_io::{write_all_within, WriteEnd};
-use super::wire::{self, LAST_CHUNK};
+use super::wire::{self, DateCache, LAST_CHUNK};
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
 use ringrunner_protocol::http::{decode_response, ResponseHead};
@@ -42,6 +42,8 @@ pub struct HttpSink<'a> {
     lifecycle: Option<&'a Lifecycle>,
     /// Bound on each write to the client.
     write_timeout: Duration,
+    /// The connection's Date header cache.
+    date: &'a mut DateCache,
     /// `out` holds a complete answer not yet written (see [`HttpSink::finish`]).
     pending: bool,
     head_sent: bool,
@@ -72,10 +74,10 @@ impl<'a> HttpSink<'a> {
         stream: &'a TcpStream,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
-        lifecycle: &'a Lifecycle,
-        write_timeout: Duration,
+        (lifecycle, write_timeout): (&'a Lifecycle, Duration),
+        date: &'a mut DateCache,
     ) -> Self {
-        let mut sink = Self::with_stream(Some(stream), out, facts);
+        let mut sink = Self::with_stream(Some(stream), out, facts, date);
         sink.lifecycle = Some(lifecycle);
         sink.write_timeout = write_timeout;
         sink
@@ -83,19 +85,25 @@ impl<'a> HttpSink<'a> {
 
     /// A sink that only fills `out` (tests of the response bytes).
     #[cfg(test)]
-    pub(super) fn detached(out: &'a mut Vec<u8>, facts: RequestFacts) -> Self {
-        Self::with_stream(None, out, facts)
+    pub(super) fn detached(
+        out: &'a mut Vec<u8>,
+        facts: RequestFacts,
+        date: &'a mut DateCache,
+    ) -> Self {
+        Self::with_stream(None, out, facts, date)
     }
 
     fn with_stream(
         stream: Option<&'a TcpStream>,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
+        date: &'a mut DateCache,
     ) -> Self {
         Self {
             stream,
             out,
             facts,
+            date,
             lifecycle: None,
             write_timeout: Duration::from_secs(60),
             pending: false,
@@ -173,7 +181,7 @@ impl<'a> HttpSink<'a> {
             wire::header(self.out, b"Content-Type", b"text/plain; charset=utf-8");
             wire::header(self.out, b"X-Content-Type-Options", b"nosniff");
         }
-        wire::date_header(self.out);
+        self.date.header(self.out, unix_seconds());
         wire::header(
             self.out,
             b"Content-Length",
@@ -278,7 +286,7 @@ impl<'a> HttpSink<'a> {
             );
         }
         if !has_date {
-            wire::date_header(self.out);
+            self.date.header(self.out, unix_seconds());
         }
         if last {
             if !bodiless {
@@ -382,6 +390,11 @@ impl ReplySink for HttpSink<'_> {
         }
         self.flush().await
     }
+}
+
+/// Now, in Unix seconds, for Date headers.
+pub(super) fn unix_seconds() -> u64 {
+    crate::clock::unix_now().as_secs()
 }
 
 /// Go's `html.EscapeString`.

@@ -1,6 +1,6 @@
-//! Bytes of HTTP/1.x responses: status lines, the Date header, content sniffing, chunks.
+//! Bytes of HTTP/1.x responses: status lines, headers, the Date header, content sniffing,
+//! chunks. The caller gives the time (this crate has no clock).
 
-use std::cell::RefCell;
 use std::io::Write;
 
 /// Go's `http.StatusText` for the codes a worker commonly sends; others get Go's
@@ -84,7 +84,7 @@ pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// [`header`] with the name in Go's canonical form (`x-id` → `X-Id`).
 pub fn canonical_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    ringrunner_protocol::http::push_canonical_header_name(name, out);
+    crate::http::push_canonical_header_name(name, out);
     push_value_line(out, value);
 }
 
@@ -99,26 +99,37 @@ fn push_value_line(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-thread_local! {
-    /// This shard's Date header value, rebuilt once a second.
-    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+/// The Date header's value, formatted at most once a second (a connection keeps one, so
+/// the hot path formats no date for most responses and allocates nothing once warm).
+#[derive(Debug, Default, Clone)]
+pub struct DateCache {
+    second: u64,
+    text: String,
 }
 
-/// Appends `Date: <IMF-fixdate>\r\n`.
-pub fn date_header(out: &mut Vec<u8>) {
-    let now = crate::clock::unix_now().as_secs();
-    DATE.with(|date| {
-        let mut date = date.borrow_mut();
-        if date.0 != now || date.1.is_empty() {
+impl DateCache {
+    /// Appends `Date: <IMF-fixdate>\r\n` for `unix_seconds`.
+    pub fn header(&mut self, out: &mut Vec<u8>, unix_seconds: u64) {
+        if self.second != unix_seconds || self.text.is_empty() {
             // Rebuilt in place: the String keeps its buffer from second to second.
-            date.0 = now;
-            date.1.clear();
-            write_imf_fixdate(&mut date.1, now);
+            self.second = unix_seconds;
+            self.text.clear();
+            write_imf_fixdate(&mut self.text, unix_seconds);
         }
         out.extend_from_slice(b"Date: ");
-        out.extend_from_slice(date.1.as_bytes());
+        out.extend_from_slice(self.text.as_bytes());
         out.extend_from_slice(b"\r\n");
-    });
+    }
+}
+
+/// Appends `Date: <IMF-fixdate>\r\n` formatted now (rare answers; the hot path uses a
+/// [`DateCache`]).
+pub fn date_header(out: &mut Vec<u8>, unix_seconds: u64) {
+    let mut text = String::new();
+    write_imf_fixdate(&mut text, unix_seconds);
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT` for Unix seconds.
@@ -135,7 +146,7 @@ fn write_imf_fixdate(out: &mut String, unix: u64) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let c = crate::clock::civil(unix);
+    let c = super::civil(unix);
     let _ = std::fmt::Write::write_fmt(
         out,
         format_args!(
@@ -221,16 +232,23 @@ pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
 /// The last chunk of a chunked body.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
-/// A complete short response that closes the connection (parse errors, 413).
+/// A complete short response that closes the connection (parse errors, 413), dated
+/// `unix_seconds`.
 #[must_use]
-pub fn plain_response(minor_version: u8, status: u16, body: &str, close: bool) -> Vec<u8> {
+pub fn plain_response(
+    minor_version: u8,
+    status: u16,
+    body: &str,
+    close: bool,
+    unix_seconds: u64,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
     status_line(&mut out, minor_version, status);
     header(&mut out, b"Content-Type", b"text/plain; charset=utf-8");
     if status >= 400 {
         header(&mut out, b"X-Content-Type-Options", b"nosniff");
     }
-    date_header(&mut out);
+    date_header(&mut out, unix_seconds);
     header(
         &mut out,
         b"Content-Length",
@@ -250,6 +268,14 @@ mod tests {
 
     #[test]
     fn dates_are_imf_fixdate() {
+        let mut cache = DateCache::default();
+        let mut out = Vec::new();
+        cache.header(&mut out, 784_111_777);
+        cache.header(&mut out, 784_111_778);
+        assert_eq!(
+            out,
+            b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\nDate: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
+        );
         assert_eq!(imf_fixdate(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(imf_fixdate(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(imf_fixdate(1_709_251_200), "Fri, 01 Mar 2024 00:00:00 GMT");
