@@ -79,6 +79,65 @@ pub fn worker_command(script: &str) -> String {
     )
 }
 
+/// `rr serve` in `dir` (which holds its `.rr.yaml`) with `args`, two shards, stdout and
+/// stderr piped: the caller reads them, or leaves them unread on purpose.
+///
+/// # Panics
+/// When the binary cannot be started.
+#[must_use]
+pub fn spawn_serve(dir: &Path, args: &[&str]) -> Child {
+    Command::new(rr_binary())
+        .arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env("RINGRUNNER_SHARDS", "2")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rr starts")
+}
+
+/// Waits for `child` to exit, up to `timeout`. The exit has no event a test can block on
+/// without reaping the child, so it is polled every 5 ms.
+pub fn wait_child_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// Waits until something accepts connections on `address`, up to `timeout`: for a server
+/// whose output the test does not read, the port answering is the event to wait on.
+pub fn wait_for_port(address: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(address).is_err() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+    true
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+///
+/// # Panics
+/// When no port can be bound.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// The collected output of a running server, with a wake-up for each new line.
 #[derive(Debug, Default)]
 struct Output {
@@ -113,16 +172,7 @@ impl RrServer {
     pub fn start_with(yaml: &str, args: &[&str]) -> Result<Self, (ExitStatus, String)> {
         let dir = scratch_dir();
         std::fs::write(dir.join(".rr.yaml"), yaml).expect("write config");
-        let mut child = Command::new(rr_binary())
-            .arg("serve")
-            .args(args)
-            .current_dir(&dir)
-            .env("RINGRUNNER_SHARDS", "2")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("rr starts");
+        let mut child = spawn_serve(&dir, args);
         let output = Arc::new(Output::default());
         for stream in [
             child
@@ -245,16 +295,7 @@ impl RrServer {
 
     /// Waits for the server to exit, up to `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::park_timeout(Duration::from_millis(5));
-        }
+        wait_child_exit(&mut self.child, timeout)
     }
 
     /// SIGTERM, then SIGKILL after 20 s; returns the exit status.

@@ -3,7 +3,10 @@
 //! request hostage, and each gets a defined answer.
 
 use php_client_tests::http_client::{get, request, Client};
-use php_client_tests::server::{http_config as config, scratch_dir, worker_command, RrServer};
+use php_client_tests::server::{
+    free_port, http_config as config, scratch_dir, spawn_serve, wait_child_exit, wait_for_port,
+    worker_command, RrServer,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -265,12 +268,7 @@ fn multi_megabyte_bodies_and_replies_cross_every_relay() {
 #[test]
 fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = scratch_dir();
     let yaml = config("", "").replacen(
         "  address: 127.0.0.1:0\n",
@@ -278,21 +276,13 @@ fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
         1,
     );
     std::fs::write(dir.join(".rr.yaml"), yaml).unwrap();
-    let mut child = Command::new(php_client_tests::server::rr_binary())
-        .arg("serve")
-        .current_dir(&dir)
-        .env("RINGRUNNER_SHARDS", "2")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // stdout and stderr are pipes this test does not read.
+    let mut child = spawn_serve(&dir, &[]);
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "rr never listened");
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
+    assert!(
+        wait_for_port(address, Duration::from_secs(30)),
+        "rr never listened"
+    );
     // Each request logs a line; 12,000 of them overflow the pipe and the queue (8,192 lines).
     let started = Instant::now();
     let clients: Vec<_> = (0..4)
@@ -323,16 +313,9 @@ fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
         rustix::process::Signal::TERM,
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rr did not exit after SIGTERM");
-        }
-        std::thread::park_timeout(Duration::from_millis(10));
+    let Some(status) = wait_child_exit(&mut child, Duration::from_secs(20)) else {
+        let _ = child.kill();
+        panic!("rr did not exit after SIGTERM");
     };
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(dir);

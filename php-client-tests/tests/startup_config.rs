@@ -3,17 +3,8 @@
 //! bundle's list-shaped `server.env` and a dotenv file, which must load as rr loads them.
 
 use php_client_tests::http_client::get;
-use php_client_tests::server::{http_config as config, scratch_dir, RrServer};
+use php_client_tests::server::{free_port, http_config as config, scratch_dir, RrServer};
 use std::time::{Duration, Instant};
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn a_second_server_on_the_same_address_is_refused_unless_it_asks_to_share() {
