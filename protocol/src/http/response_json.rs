@@ -303,65 +303,41 @@ pub(super) fn for_each_header(context: &[u8], f: &mut HeaderVisitor<'_>) {
             return scanner.value(1).map(drop);
         }
         scanner.members(|name, scanner| {
+            // Raw values on the stack; past its room, all of this header's go to the heap.
             let mut values: [&[u8]; DECODE_STACK_VALUES] = [b""; DECODE_STACK_VALUES];
+            let mut spilled: Vec<&[u8]> = Vec::new();
             let mut count = 0;
-            let mut fits = true;
+            let mut push = |value| {
+                if count < DECODE_STACK_VALUES {
+                    values[count] = value;
+                } else {
+                    if spilled.is_empty() {
+                        spilled.extend_from_slice(&values);
+                    }
+                    spilled.push(value);
+                }
+                count += 1;
+            };
             if scanner.peek() == Some(b'[') {
                 scanner.at += 1;
                 while scanner.peek() != Some(b']') {
-                    let value = scanner.value(1)?;
-                    match values.get_mut(count) {
-                        Some(slot) => *slot = value,
-                        None => fits = false,
-                    }
-                    count += 1;
+                    push(scanner.value(1)?);
                     if scanner.peek() == Some(b',') {
                         scanner.at += 1;
                     }
                 }
                 scanner.at += 1;
             } else {
-                values[0] = scanner.value(1)?;
-                count = 1;
+                push(scanner.value(1)?);
             }
-            if fits {
+            if spilled.is_empty() {
                 emit_on_stack(name, &values[..count], f);
             } else {
-                // More values than the stack holds: decode this header on the heap.
-                emit_on_heap(name, scanner_values(name, context), f);
+                emit_on_heap(name, spilled, f);
             }
             Ok(())
         })
     });
-}
-
-/// The raw values of header `name` collected into a Vec (the rare overflow path).
-fn scanner_values<'a>(name: &[u8], context: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut found = Vec::new();
-    let mut scanner = Scanner {
-        bytes: context,
-        at: 0,
-    };
-    let _ = scanner.members(|key, scanner| {
-        if key != b"headers" || scanner.peek() != Some(b'{') {
-            return scanner.value(1).map(drop);
-        }
-        scanner.members(|header, scanner| {
-            if header != name || scanner.peek() != Some(b'[') {
-                return scanner.value(1).map(drop);
-            }
-            scanner.at += 1;
-            while scanner.peek() != Some(b']') {
-                found.push(scanner.value(1)?);
-                if scanner.peek() == Some(b',') {
-                    scanner.at += 1;
-                }
-            }
-            scanner.at += 1;
-            Ok(())
-        })
-    });
-    found
 }
 
 /// A raw value's text: a string unescaped, anything else as written.

@@ -70,18 +70,14 @@ impl ChunkedDecoder {
             match self.state {
                 ChunkState::Done => return Ok(at),
                 ChunkState::Size => {
-                    let Some(line_end) = find_crlf(&input[at..]) else {
-                        return if input.len() - at > self.max_line_bytes {
-                            Err(ChunkError)
-                        } else {
-                            Ok(at)
-                        };
+                    let Some(line) = next_line(&input[at..], self.max_line_bytes)? else {
+                        return Ok(at);
                     };
-                    let line = &input[at..at + line_end];
-                    // A bare CR or LF in the line: another parser may split it elsewhere.
-                    if line.iter().any(|&b| b == b'\n' || b == b'\r') {
+                    // A bare CR in the line: another parser may split it elsewhere.
+                    if line.contains(&b'\r') {
                         return Err(ChunkError);
                     }
+                    let line_end = line.len();
                     let size_text = line
                         .split(|&b| b == b';')
                         .next()
@@ -127,16 +123,10 @@ impl ChunkedDecoder {
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    let Some(line_end) = find_crlf(&input[at..]) else {
-                        return if input.len() - at > self.max_trailer_bytes {
-                            Err(ChunkError)
-                        } else {
-                            Ok(at)
-                        };
+                    let Some(line) = next_line(&input[at..], self.max_trailer_bytes)? else {
+                        return Ok(at);
                     };
-                    if input[at..at + line_end].contains(&b'\n') {
-                        return Err(ChunkError);
-                    }
+                    let line_end = line.len();
                     at += line_end + 2;
                     if line_end == 0 {
                         self.state = ChunkState::Done;
@@ -145,6 +135,24 @@ impl ChunkedDecoder {
             }
         }
     }
+}
+
+/// The line at the start of `input`, without its CRLF; None while it is incomplete and
+/// within `max_bytes`. A bare LF inside it is malformed (another parser may end the line
+/// there).
+fn next_line(input: &[u8], max_bytes: usize) -> Result<Option<&[u8]>, ChunkError> {
+    let Some(end) = find_crlf(input) else {
+        return if input.len() > max_bytes {
+            Err(ChunkError)
+        } else {
+            Ok(None)
+        };
+    };
+    let line = &input[..end];
+    if line.contains(&b'\n') {
+        return Err(ChunkError);
+    }
+    Ok(Some(line))
 }
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
