@@ -1,4 +1,5 @@
-//! Calendar fields of a Unix time in UTC, for log timestamps and the HTTP Date header.
+//! The time, for log timestamps and HTTP Date headers (the calendar fields are the protocol
+//! crate's `civil`, pure).
 
 pub use ringrunner_protocol::http1::{civil, Civil};
 
@@ -10,21 +11,8 @@ pub fn unix_now() -> std::time::Duration {
         .unwrap_or_default()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn known_dates() {
-        let c = civil(784_111_777);
-        assert_eq!(
-            (c.year, c.month, c.day, c.hour, c.minute, c.second, c.weekday),
-            (1994, 11, 6, 8, 49, 37, 0)
-        );
-        let leap = civil(1_709_251_200);
-        assert_eq!(
-            (leap.year, leap.month, leap.day, leap.weekday),
-            (2024, 3, 1, 5)
-        );
-    }
+/// Whole seconds since the Unix epoch, now (HTTP Date headers).
+#[must_use]
+pub fn unix_seconds() -> u64 {
+    unix_now().as_secs()
 }

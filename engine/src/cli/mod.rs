@@ -121,7 +121,6 @@ fn enter_work_dir(cli: &Cli) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Loads `KEY=VALUE` lines into the environment, not overriding what is set.
 /// The variables of a dotenv file that the environment does not already set (spec
 /// config-cli-rpc §1.5: the environment wins). They are not written into this process's
 /// environment (that is unsound once threads run); config expansion reads them beside it,

@@ -256,32 +256,25 @@ impl Config {
         let Some(server) = self.server.as_mut() else {
             return;
         };
-        let below = |own: &mut Vec<(String, String)>| {
-            let mut merged: Vec<(String, String)> = vars
-                .iter()
-                .filter(|(key, _)| !own.iter().any(|(known, _)| known == key))
-                .cloned()
-                .collect();
-            merged.append(own);
-            *own = merged;
-        };
-        below(&mut server.env);
+        prepend_inherited(&mut server.env, vars);
         if let Some(on_init) = server.on_init.as_mut() {
-            let mut own: Vec<(String, String)> = on_init
-                .command
-                .env
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string_lossy().into_owned(),
-                        v.to_string_lossy().into_owned(),
-                    )
-                })
-                .collect();
-            below(&mut own);
-            on_init.command.env = own.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+            prepend_inherited(&mut on_init.command.env, vars);
         }
     }
+}
+
+/// Puts the `vars` that `own` does not set in front of it (later entries win).
+fn prepend_inherited<T: From<String> + PartialEq<str>>(
+    own: &mut Vec<(T, T)>,
+    vars: &[(String, String)],
+) {
+    let mut merged: Vec<(T, T)> = vars
+        .iter()
+        .filter(|(key, _)| !own.iter().any(|(known, _)| known == key.as_str()))
+        .map(|(key, value)| (key.clone().into(), value.clone().into()))
+        .collect();
+    merged.append(own);
+    *own = merged;
 }
 
 /// `include: [path, …]` (spec §1.7): after `-o`, each file's top-level keys replace the

@@ -116,7 +116,13 @@ async fn answer_one(stream: &TcpStream, shared: &StatusShared) {
                 }
             }
             _ => {
-                let reply = wire::plain_response(1, 400, "400 Bad Request", true, now_seconds());
+                let reply = wire::plain_response(
+                    1,
+                    400,
+                    "400 Bad Request",
+                    true,
+                    crate::clock::unix_seconds(),
+                );
                 let _ = stream.write_all(reply).await;
                 return;
             }
@@ -127,7 +133,7 @@ async fn answer_one(stream: &TcpStream, shared: &StatusShared) {
     let mut out = Vec::with_capacity(256);
     wire::status_line(&mut out, 1, status);
     wire::header(&mut out, b"Content-Type", b"text/plain; charset=utf-8");
-    wire::date_header(&mut out, now_seconds());
+    wire::date_header(&mut out, crate::clock::unix_seconds());
     wire::header(
         &mut out,
         b"Content-Length",
@@ -178,8 +184,4 @@ fn answer(shared: &StatusShared, target: &str) -> (u16, String) {
         ));
     }
     (status, format!("[{}]", reports.join(",")))
-}
-
-fn now_seconds() -> u64 {
-    crate::clock::unix_now().as_secs()
 }

@@ -140,12 +140,12 @@ impl RelayIo {
     /// Reads to EOF, for a worker that began with PHP's "Could not open input file" text.
     pub async fn drain_stray_output(&mut self) -> Option<FrameError> {
         while self.decoder.is_collecting_stray_output() {
-            let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
-            let filled = buf.len();
-            let (result, slice) = self.read.read_at(buf.slice(filled..), 0).await;
-            self.decoder.restore_read_buffer(slice.into_inner());
-            if !matches!(result, Ok(read) if read > 0) {
-                return self.decoder.finish().err();
+            match self.read_more().await {
+                Ok(()) => {}
+                // EOF: read_more has asked the decoder for its verdict.
+                Err(RelayError::Frame(error)) => return Some(error),
+                Err(RelayError::Closed) => return None,
+                Err(RelayError::Io(_)) => return self.decoder.finish().err(),
             }
         }
         None

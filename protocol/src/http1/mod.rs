@@ -81,3 +81,22 @@ pub fn civil(unix: u64) -> Civil {
         weekday: ((days + 4).rem_euclid(7)) as u32,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_dates() {
+        let c = civil(784_111_777);
+        assert_eq!(
+            (c.year, c.month, c.day, c.hour, c.minute, c.second, c.weekday),
+            (1994, 11, 6, 8, 49, 37, 0)
+        );
+        let leap = civil(1_709_251_200);
+        assert_eq!(
+            (leap.year, leap.month, leap.day, leap.weekday),
+            (2024, 3, 1, 5)
+        );
+    }
+}

@@ -9,10 +9,11 @@
 use super::client_io::{linger_close, write_all_within};
 use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
 use super::request::{self, BodyClass, RequestScratch};
-use super::sink::{unix_seconds, HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
+use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::uploads;
 use super::wire::DateCache;
 use super::{wire, HttpShared};
+use crate::clock::unix_seconds;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::pool::{LentBody, Request};
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};

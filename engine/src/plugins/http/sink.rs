@@ -10,6 +10,7 @@
 
 use super::client_io::{write_all_within, WriteEnd};
 use super::wire::{self, DateCache, LAST_CHUNK};
+use crate::clock::unix_seconds;
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
 use ringrunner_protocol::http::{decode_response, ResponseHead};
@@ -390,11 +391,6 @@ impl ReplySink for HttpSink<'_> {
         }
         self.flush().await
     }
-}
-
-/// Now, in Unix seconds, for Date headers.
-pub(super) fn unix_seconds() -> u64 {
-    crate::clock::unix_now().as_secs()
 }
 
 /// Go's `html.EscapeString`.
