@@ -94,6 +94,8 @@ impl LogQueue {
                         return false;
                     }
                     message = returned;
+                    // std's bounded sender has no send-with-timeout: while the queue is full
+                    // (the output is behind) the request is retried each millisecond.
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
