@@ -98,6 +98,20 @@ pub fn spawn_serve(dir: &Path, args: &[&str]) -> Child {
         .expect("rr starts")
 }
 
+/// Runs an `rr` client subcommand (`workers`, `reset`, `stop`) in `dir` to its end.
+///
+/// # Panics
+/// When the binary cannot be started.
+#[must_use]
+pub fn run_rr(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(rr_binary())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("rr runs")
+}
+
 /// Waits for `child` to exit, up to `timeout`. The exit has no event a test can block on
 /// without reaping the child, so it is polled every 5 ms.
 pub fn wait_child_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {

@@ -434,7 +434,7 @@ fn server_user_runs_workers_as_that_user() {
     let scripts = php_client_tests::server::scratch_dir();
     std::fs::create_dir_all(scripts.join("workers")).unwrap();
     let php = php_client_tests::php_dir();
-    for file in ["Goridge.php", "Http.php", "workers/http.php"] {
+    for file in ["Goridge.php", "Http.php", "Rpc.php", "workers/http.php"] {
         std::fs::copy(php.join(file), scripts.join(file)).unwrap();
     }
     let yaml = config("", "").replace(

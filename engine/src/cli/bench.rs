@@ -2,7 +2,9 @@
 //! pool and its real relay, no HTTP in between; prints throughput and latency percentiles
 //! with a progress bar. What a user runs to see what one worker round trip costs.
 
-use crate::config::Config;
+use crate::plugins::http::HttpSection;
+use crate::plugins::server::ServerPlugin;
+use crate::plugins::Configured;
 use crate::pool::{Pool, Request};
 use crate::runtime::Shards;
 use ringrunner_protocol::http::{ContextCodec, CookieJar, HeaderTable, RequestContext};
@@ -53,21 +55,18 @@ struct Outcome {
 ///
 /// # Errors
 /// No pool to drive, or a pool that cannot start.
-pub fn run(config: &Config, args: &BenchArgs, shards: &Arc<Shards>) -> Result<(), String> {
-    let server = config
-        .server
-        .as_ref()
-        .ok_or("rr bench needs the server section (server.command)")?;
-    let section = config
-        .http
-        .as_ref()
-        .map(|http| http.pool.clone())
-        .unwrap_or_default();
+pub fn run(config: &Configured, args: &BenchArgs, shards: &Arc<Shards>) -> Result<(), String> {
+    let server = &config
+        .get::<ServerPlugin>()
+        .ok_or("rr bench needs the server section (server.command)")?
+        .section;
+    let http = config.get::<HttpSection>();
+    let section = http.map(|http| http.pool.clone()).unwrap_or_default();
     let pool_config = section
         .pool_config("bench", server, None)
         .map_err(|error| format!("bench: {error}"))?;
     let workers = pool_config.num_workers;
-    let kind = args.payload.unwrap_or(if config.http.is_some() {
+    let kind = args.payload.unwrap_or(if http.is_some() {
         PayloadKind::Http
     } else {
         PayloadKind::Raw
@@ -83,10 +82,7 @@ pub fn run(config: &Config, args: &BenchArgs, shards: &Arc<Shards>) -> Result<()
         args.size,
         server.command.join(" ")
     );
-    let codec = config
-        .http
-        .as_ref()
-        .map_or(ContextCodec::Json, |http| http.context_codec);
+    let codec = http.map_or(ContextCodec::Json, |http| http.context_codec);
     let outcome = drive(&pool, shards, args, (kind, codec), concurrency);
     let destroying = pool.clone();
     shards.block_on(0, move || async move { destroying.destroy().await });

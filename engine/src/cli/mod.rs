@@ -1,18 +1,19 @@
 //! The `rr` command line (spec config-cli-rpc §2): global flags as rr's, `serve`, `stop`,
-//! `--version`, and our `bench`.
+//! `workers`, `reset`, `--version`, and our `bench`.
 
 mod bench;
+mod humanize;
+mod reset;
+mod rpc_client;
+mod serve;
+mod workers;
 
 use crate::config::Config;
-use crate::plugins::http::HttpPlugin;
-use crate::plugins::status::{Checked, StatusPlugin};
-use crate::plugins::{logs, Lifecycle};
-use crate::pool::Pool;
+use crate::plugins::{logs, Configured};
 use crate::runtime::Shards;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `rr`: a RoadRunner-compatible PHP application server.
 #[derive(Debug, Parser)]
@@ -65,6 +66,10 @@ pub enum Command {
     Serve,
     /// Stop the server whose pid is in `.pid`.
     Stop,
+    /// Show the workers of the running server's plugins (over RPC).
+    Workers(workers::WorkersArgs),
+    /// Replace the workers of the running server's plugins (over RPC).
+    Reset(reset::ResetArgs),
     /// Print the version.
     Version,
     /// Send synthetic payloads through the configured pool and print throughput and
@@ -80,15 +85,19 @@ pub fn main(cli: Cli) -> i32 {
         return 0;
     }
     let result = match cli.command {
-        Some(Command::Serve) => serve(&cli),
-        Some(Command::Stop) => stop(&cli),
+        Some(Command::Serve) => serve::serve(&cli),
+        Some(Command::Stop) => serve::stop(&cli),
+        Some(Command::Workers(ref args)) => workers::run(&cli, args),
+        Some(Command::Reset(ref args)) => reset::run(&cli, args),
         Some(Command::Bench(ref args)) => run_bench(&cli, args),
         Some(Command::Version) => {
             println!("{}", crate::version_line());
             Ok(())
         }
         None => {
-            eprintln!("usage: rr [flags] serve | stop | version | bench (rr --help)");
+            eprintln!(
+                "usage: rr [flags] serve | stop | workers | reset | version | bench (rr --help)"
+            );
             return 1;
         }
     };
@@ -155,8 +164,18 @@ fn shard_count() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-/// Changes directory, loads the dotenv file and the config, installs the logger.
-fn prepare(cli: &Cli) -> Result<(Config, logs::LogFlusher), String> {
+/// Which config a command reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigUse {
+    /// `serve`, `bench`: the whole config, `version` required.
+    Server,
+    /// `workers`, `reset`: only `rpc` matters; a missing `version` is taken as 3.
+    Client,
+}
+
+/// Changes directory, loads the dotenv file and the config file; gives the config and the
+/// dotenv file's variables.
+fn load_config(cli: &Cli, purpose: ConfigUse) -> Result<(Config, Vec<(String, String)>), String> {
     let config_path = enter_work_dir(cli)?;
     let dotenv = std::env::var_os("DOTENV_PATH")
         .map(PathBuf::from)
@@ -165,274 +184,63 @@ fn prepare(cli: &Cli) -> Result<(Config, logs::LogFlusher), String> {
         Some(dotenv) => load_dotenv(&dotenv)?,
         None => Vec::new(),
     };
-    let env = |name: &str| {
+    let text = std::fs::read_to_string(&config_path).map_err(|error| {
+        crate::config::LoadError::Read {
+            path: config_path.display().to_string(),
+            reason: crate::config::go_io_error(&error),
+        }
+        .to_string()
+    })?;
+    let env = dotenv_env(&dotenv_vars);
+    let config = match purpose {
+        ConfigUse::Server => Config::load(&text, &cli.overrides, &env),
+        ConfigUse::Client => Config::load_for_client(&text, &cli.overrides, &env),
+    }
+    .map_err(|e| e.to_string())?;
+    drop(env);
+    Ok((config, dotenv_vars))
+}
+
+/// The environment, then the dotenv file's variables.
+fn dotenv_env(dotenv_vars: &[(String, String)]) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name: &str| {
         std::env::var(name).ok().or_else(|| {
             dotenv_vars
                 .iter()
                 .find(|(key, _)| key == name)
                 .map(|(_, value)| value.clone())
         })
-    };
-    let mut config =
-        Config::load_file(&config_path, &cli.overrides, &env).map_err(|e| e.to_string())?;
-    config.inherit_env(&dotenv_vars);
-    let flusher = logs::install(&config.logs)?;
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
     }
-    Ok((config, flusher))
 }
 
-/// How long the exit waits for queued log lines to be written.
-const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
-
-/// Prints one of rr's plain stdout notices ("RoadRunner server started", "stop signal
-/// received") only if stdout can take it now: a full pipe nobody reads must not block the
-/// thread that handles signals. A pipe that polls writable has room for PIPE_BUF bytes,
-/// which a write this small never exceeds.
-fn print_notice(text: &str) {
-    use rustix::event::{poll, PollFd, PollFlags};
-    let stdout = std::io::stdout();
-    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
-    let zero = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    if matches!(poll(&mut fds, Some(&zero)), Ok(1)) && fds[0].revents().contains(PollFlags::OUT) {
-        let mut line = String::with_capacity(text.len() + 1);
-        line.push_str(text);
-        line.push('\n');
-        let _ = std::io::Write::write_all(&mut stdout.lock(), line.as_bytes());
+/// Loads the config, reads every plugin's section, installs the logger and logs the
+/// config's warnings.
+fn prepare(cli: &Cli) -> Result<(Configured, logs::LogFlusher), String> {
+    let (config, dotenv_vars) = load_config(cli, ConfigUse::Server)?;
+    let env = dotenv_env(&dotenv_vars);
+    let configured =
+        crate::plugins::configure(&config, &env, &dotenv_vars).map_err(|e| e.to_string())?;
+    let default_logs = logs::LogsSection::default();
+    let logs_section = configured
+        .get::<logs::LogsSection>()
+        .unwrap_or(&default_logs);
+    let flusher = logs::install(logs_section)?;
+    for warning in &configured.warnings {
+        tracing::warn!("{warning}");
     }
+    Ok((configured, flusher))
 }
 
 fn run_bench(cli: &Cli, args: &bench::BenchArgs) -> Result<(), String> {
-    let (config, flusher) = prepare(cli)?;
+    let (configured, flusher) = prepare(cli)?;
     let outcome = Shards::start(shard_count())
         .map_err(|e| e.to_string())
         .and_then(|shards| {
             let shards = Arc::new(shards);
-            let outcome = bench::run(&config, args, &shards);
+            let outcome = bench::run(&configured, args, &shards);
             shards.shutdown();
             outcome
         });
-    flusher.flush(LOG_FLUSH_AT_EXIT);
+    flusher.flush(serve::LOG_FLUSH_AT_EXIT);
     outcome
-}
-
-fn serve(cli: &Cli) -> Result<(), String> {
-    let (config, flusher) = prepare(cli)?;
-    let outcome = serve_config(cli, &config, &flusher);
-    // The log lines queued so far come out before the caller prints an error.
-    flusher.flush(LOG_FLUSH_AT_EXIT);
-    outcome
-}
-
-fn serve_config(cli: &Cli, config: &Config, flusher: &logs::LogFlusher) -> Result<(), String> {
-    if config.http.is_none() {
-        // A server that says "started" and serves nothing hides a typo (`htttp:`) until
-        // the first request fails; the warnings above name the sections not recognised.
-        return Err(
-            "serve: nothing to serve: the configuration has no http section (the one plugin \
-             that serves requests in this version)"
-                .into(),
-        );
-    }
-    if cli.debug {
-        tracing::warn!("-d (pprof server) is not supported by ringrunner; ignored");
-    }
-    if let Some(on_init) = config.server.as_ref().and_then(|s| s.on_init.as_ref()) {
-        crate::worker::on_init::run(on_init).map_err(|e| e.to_string())?;
-    }
-    let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
-    let lifecycle = Arc::new(Lifecycle::default());
-    let started = start_plugins(config, &shards, &lifecycle);
-    let (pools, _http, _status) = match started {
-        Ok(started) => started,
-        Err(error) => {
-            shards.shutdown();
-            return Err(error);
-        }
-    };
-    if cli.pid {
-        std::fs::write(".pid", std::process::id().to_string())
-            .map_err(|error| format!("write .pid: {error}"))?;
-    }
-    if !cli.silent {
-        print_notice(&format!(
-            "[INFO] RoadRunner server started; version: {}, buildtime: {}",
-            crate::VERSION,
-            option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown")
-        ));
-    }
-    let outcome = wait_and_stop(config, &shards, &lifecycle, &pools, flusher);
-    if cli.pid {
-        let _ = std::fs::remove_file(".pid");
-    }
-    outcome
-}
-
-type Started = (Vec<Pool>, Option<HttpPlugin>, Option<StatusPlugin>);
-
-fn start_plugins(
-    config: &Config,
-    shards: &Arc<Shards>,
-    lifecycle: &Arc<Lifecycle>,
-) -> Result<Started, String> {
-    let mut pools = Vec::new();
-    let mut checked = Vec::new();
-    let http = match &config.http {
-        Some(section) => {
-            let server = config
-                .server
-                .as_ref()
-                .ok_or("http plugin needs the server section (server.command)")?;
-            let pool_config = section
-                .pool
-                .pool_config("http", server, config.rpc_listen.as_deref())
-                .map_err(|error| format!("http_plugin_serve: {error}"))?;
-            let for_pool = Arc::clone(shards);
-            let pool = shards
-                .block_on(0, move || Pool::start(pool_config, for_pool))
-                .map_err(|error| format!("http_plugin_serve: {error}"))?;
-            pools.push(pool.clone());
-            checked.push(Checked {
-                name: "http".into(),
-                pool: pool.clone(),
-            });
-            let plugin = HttpPlugin::start(section.clone(), pool, shards, Arc::clone(lifecycle));
-            match plugin {
-                Ok(plugin) => Some(plugin),
-                Err(error) => {
-                    destroy_pools(shards, &pools);
-                    return Err(error);
-                }
-            }
-        }
-        None => None,
-    };
-    let status = match &config.status {
-        Some(section) => {
-            match StatusPlugin::start(section.clone(), checked, shards, Arc::clone(lifecycle)) {
-                Ok(plugin) => {
-                    tracing::info!(target: "status", address = %plugin.address(), "status server listening");
-                    Some(plugin)
-                }
-                Err(error) => {
-                    destroy_pools(shards, &pools);
-                    return Err(error);
-                }
-            }
-        }
-        None => None,
-    };
-    Ok((pools, http, status))
-}
-
-fn destroy_pools(shards: &Shards, pools: &[Pool]) {
-    for pool in pools {
-        let pool = pool.clone();
-        shards.block_on(0, move || async move { pool.destroy().await });
-    }
-}
-
-/// Waits for a stop signal, then stops gracefully within `grace_period`; a second signal
-/// forces the exit (workers are SIGKILLed first: they live in their own process groups).
-fn wait_and_stop(
-    config: &Config,
-    shards: &Arc<Shards>,
-    lifecycle: &Arc<Lifecycle>,
-    pools: &[Pool],
-    flusher: &logs::LogFlusher,
-) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let kinds = [
-            SignalKind::interrupt(),
-            SignalKind::terminate(),
-            SignalKind::quit(),
-            SignalKind::from_raw(rustix::process::Signal::ABORT.as_raw()),
-        ];
-        let mut signals = Vec::new();
-        for kind in kinds {
-            signals.push(signal(kind).map_err(|e| e.to_string())?);
-        }
-        next_signal(&mut signals).await;
-        let grace = config.grace_period;
-        print_notice(&format!(
-            "stop signal received, grace timeout is: {} seconds",
-            grace.as_secs()
-        ));
-        lifecycle.begin_stop();
-        let stop = async {
-            let _ = tokio::time::timeout(grace, lifecycle.drained()).await;
-            for pool in pools {
-                let pool = pool.clone();
-                let destroyed = shards.run_on(0, move || async move { pool.destroy().await });
-                let _ = destroyed.await;
-            }
-        };
-        let deadline = tokio::time::timeout(grace, stop);
-        tokio::select! {
-            finished = deadline => {
-                if finished.is_err() {
-                    for pool in pools {
-                        pool.kill_all();
-                    }
-                    shards.shutdown();
-                    return Err("stop: grace period exceeded, workers killed".to_owned());
-                }
-            }
-            () = next_signal(&mut signals) => {
-                print_notice("exit forced");
-                for pool in pools {
-                    pool.kill_all();
-                }
-                flusher.flush(Duration::from_millis(200));
-                std::process::exit(1);
-            }
-        }
-        shards.shutdown();
-        Ok(())
-    })
-}
-
-/// Resolves when any of `signals` arrives.
-async fn next_signal(signals: &mut [tokio::signal::unix::Signal]) {
-    std::future::poll_fn(|cx| {
-        for signal in signals.iter_mut() {
-            if signal.poll_recv(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await;
-}
-
-/// `rr stop`: SIGTERM to the pid in `.pid`; with `-f` a second one after a second.
-fn stop(cli: &Cli) -> Result<(), String> {
-    let _ = enter_work_dir(cli);
-    let text = std::fs::read_to_string(".pid").map_err(|_| {
-        "open .pid: no such file or directory, to create a .pid file, you must run RR with the following options: './rr serve -p'".to_owned()
-    })?;
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid pid in .pid: {text}"))?;
-    let pid = rustix::process::Pid::from_raw(pid).ok_or("invalid pid 0 in .pid")?;
-    if !cli.silent {
-        eprintln!("stopping process with PID: {pid:?}");
-    }
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-        .map_err(|error| format!("kill: {error}"))?;
-    if cli.force {
-        std::thread::sleep(Duration::from_secs(1));
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    Ok(())
 }

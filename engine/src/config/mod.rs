@@ -1,25 +1,18 @@
-//! `.rr.yaml` → typed sections with rr's defaults (spec config-cli-rpc §1, http §5,
-//! pool-server §2, §9): env expansion, `-o` overrides, the version check, weak typing, errors
-//! that name the key path and the line, and warnings for keys nothing reads.
+//! `.rr.yaml` as a document (spec config-cli-rpc §1): YAML with line numbers, env
+//! expansion, `-o` overrides, includes, the version check, and a typed reader whose errors
+//! name the key path and the line. Sections are the plugins' to read (`plugins::configure`);
+//! this module knows none of them, and warns about the keys they left unread.
 
 mod expand;
-mod logs_section;
-mod sections;
 pub mod values;
 pub mod yaml;
 
 pub use expand::expand;
-pub use logs_section::{FileLoggerOptions, LogChannel, LogsSection};
-pub use sections::{HttpSection, PoolSection, ServerSection, StatusSection, Uploads};
 pub use values::ConfigError;
 
 use std::path::Path;
-use std::time::Duration;
 use values::Reader;
 use yaml::{Node, Value};
-
-/// Top-level sections with a ringrunner plugin; their unknown keys are reported.
-const IMPLEMENTED_SECTIONS: [&str; 6] = ["server", "http", "status", "logs", "rpc", "endure"];
 
 /// Top-level sections RoadRunner knows (its plugins and the config's own keys): a section
 /// outside this list is most likely a typo.
@@ -91,24 +84,14 @@ pub enum LoadError {
     Value(#[from] ConfigError),
 }
 
-/// The loaded configuration.
+/// The loaded configuration: the document after expansion, overrides and includes.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `version` as written.
     pub version: String,
-    /// `server`, when present.
-    pub server: Option<ServerSection>,
-    /// `http`, when present.
-    pub http: Option<HttpSection>,
-    /// `status`, when present.
-    pub status: Option<StatusSection>,
-    /// `logs` (defaults when absent).
-    pub logs: LogsSection,
-    /// `rpc.listen`, when set.
-    pub rpc_listen: Option<String>,
-    /// `endure.grace_period` (30 s default): the shutdown deadline.
-    pub grace_period: Duration,
-    /// Things to log once the logger runs: unknown keys, unsupported options, the 2.7 notice.
+    /// The document.
+    pub root: Node,
+    /// Things to log once the logger runs (the 2.7 notice).
     pub warnings: Vec<String>,
 }
 
@@ -162,119 +145,88 @@ impl Config {
             warnings.push("please, update your configuration version from version: '2.7' to version: '3', see changes here: https://docs.roadrunner.dev/docs/general/compatibility#v3.0-configuration-and-rr-v2023.x.x".into());
         }
         apply_includes(&mut root, &version, env)?;
-        let reader = Reader::new(&root);
-        let rpc_listen = reader.string("rpc.listen")?;
-        let server = if reader.has("server") {
-            Some(ServerSection::read(&reader, env)?)
-        } else {
-            None
-        };
-        let http = if reader.has("http") {
-            Some(HttpSection::read(&reader, &mut warnings)?)
-        } else {
-            None
-        };
-        let status = if reader.has("status") {
-            Some(StatusSection::read(&reader)?)
-        } else {
-            None
-        };
-        let logs = LogsSection::read(&reader, &mut warnings)?;
-        let grace_period = reader
-            .duration("endure.grace_period")?
-            .filter(|d| !d.is_zero())
-            .unwrap_or(Duration::from_secs(30));
-        for key in [
-            "endure.print_graph",
-            "endure.log_level",
-            "endure.watchdog_sec",
-        ] {
-            let _ = reader.has(key);
-        }
-        for section in IMPLEMENTED_SECTIONS {
-            for (path, line) in reader.unknown_keys(section) {
-                let hint = reader
-                    .closest_known(&path)
-                    .map(|known| format!(" (did you mean {known}?)"))
-                    .unwrap_or_default();
-                warnings.push(format!(
-                    "unknown configuration key {path} (line {line}), ignored{hint}"
-                ));
-            }
-        }
-        if let Value::Map(entries) = &root.value {
-            for (key, node) in entries {
-                if RR_SECTIONS.contains(&key.as_str()) {
-                    continue;
-                }
-                let closest = RR_SECTIONS
-                    .iter()
-                    .map(|known| (values::edit_distance(key, known), *known))
-                    .min()
-                    .filter(|(distance, _)| *distance <= 2 && *distance * 2 < key.len());
-                let hint = closest
-                    .map(|(_, known)| format!(" (did you mean {known}?)"))
-                    .unwrap_or_default();
-                warnings.push(format!(
-                    "unknown section {key} (line {}), ignored{hint}",
-                    node.line
-                ));
-            }
-            let others: Vec<&str> = entries
-                .iter()
-                .map(|(key, _)| key.as_str())
-                .filter(|key| {
-                    !["version", "include"].contains(key)
-                        && !IMPLEMENTED_SECTIONS.contains(key)
-                        && RR_SECTIONS.contains(key)
-                })
-                .collect();
-            if !others.is_empty() {
-                warnings.push(format!(
-                    "sections without a ringrunner plugin yet, ignored: {}",
-                    others.join(", ")
-                ));
-            }
-        }
         Ok(Self {
             version,
-            server,
-            http,
-            status,
-            logs,
-            rpc_listen,
-            grace_period,
+            root,
             warnings,
         })
     }
-}
 
-impl Config {
-    /// Adds `vars` (a dotenv file's) to what the processes the server starts inherit: below
-    /// `server.env` and `server.on_init.env`, which win over them as over the environment.
-    pub fn inherit_env(&mut self, vars: &[(String, String)]) {
-        let Some(server) = self.server.as_mut() else {
-            return;
-        };
-        prepend_inherited(&mut server.env, vars);
-        if let Some(on_init) = server.on_init.as_mut() {
-            prepend_inherited(&mut on_init.command.env, vars);
+    /// A config for client subcommands (`rr workers`, `rr reset`): as [`Config::load`],
+    /// but a missing `version` is taken as `3` (rr's clients refuse it; Laravel Octane's
+    /// reload runs them against the empty `.rr.yaml` it touches).
+    ///
+    /// # Errors
+    /// As [`Config::load`], less the missing version.
+    pub fn load_for_client(
+        text: &str,
+        overrides: &[String],
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, LoadError> {
+        match Self::load(text, overrides, env) {
+            Err(LoadError::MissingVersion) => {
+                let mut overrides = overrides.to_vec();
+                overrides.push("version=3".into());
+                Self::load(text, &overrides, env)
+            }
+            other => other,
         }
     }
 }
 
-/// Puts the `vars` that `own` does not set in front of it (later entries win).
-fn prepend_inherited<T: From<String> + PartialEq<str>>(
-    own: &mut Vec<(T, T)>,
-    vars: &[(String, String)],
-) {
-    let mut merged: Vec<(T, T)> = vars
+/// Warnings for what no plugin read: unknown keys inside `owned` sections (with the likely
+/// meaning of a typo), top-level sections rr does not know, and rr's sections that have no
+/// ringrunner plugin yet.
+#[must_use]
+pub fn unread_warnings(reader: &Reader<'_>, root: &Node, owned: &[&str]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for section in owned {
+        for (path, line) in reader.unknown_keys(section) {
+            let hint = reader
+                .closest_known(&path)
+                .map(|known| format!(" (did you mean {known}?)"))
+                .unwrap_or_default();
+            warnings.push(format!(
+                "unknown configuration key {path} (line {line}), ignored{hint}"
+            ));
+        }
+    }
+    let Value::Map(entries) = &root.value else {
+        return warnings;
+    };
+    for (key, node) in entries {
+        if RR_SECTIONS.contains(&key.as_str()) {
+            continue;
+        }
+        let closest = RR_SECTIONS
+            .iter()
+            .map(|known| (values::edit_distance(key, known), *known))
+            .min()
+            .filter(|(distance, _)| *distance <= 2 && *distance * 2 < key.len());
+        let hint = closest
+            .map(|(_, known)| format!(" (did you mean {known}?)"))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "unknown section {key} (line {}), ignored{hint}",
+            node.line
+        ));
+    }
+    let others: Vec<&str> = entries
         .iter()
-        .filter(|(key, _)| !own.iter().any(|(known, _)| known == key.as_str()))
-        .map(|(key, value)| (key.clone().into(), value.clone().into()))
+        .map(|(key, _)| key.as_str())
+        .filter(|key| {
+            !["version", "include"].contains(key)
+                && !owned.contains(key)
+                && RR_SECTIONS.contains(key)
+        })
         .collect();
-    merged.append(own);
-    *own = merged;
+    if !others.is_empty() {
+        warnings.push(format!(
+            "sections without a ringrunner plugin yet, ignored: {}",
+            others.join(", ")
+        ));
+    }
+    warnings
 }
 
 /// `include: [path, …]` (spec §1.7): after `-o`, each file's top-level keys replace the
@@ -348,13 +300,11 @@ fn parse_override(argument: &str) -> Result<(String, String), LoadError> {
 }
 
 /// An I/O error as Go words it (`no such file or directory`).
-fn go_io_error(error: &std::io::Error) -> String {
+#[must_use]
+pub fn go_io_error(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => error.to_string(),
     }
 }
-
-#[cfg(test)]
-mod tests;

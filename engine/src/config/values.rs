@@ -43,6 +43,12 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The whole document.
+    #[must_use]
+    pub fn root(&self) -> &'a Node {
+        self.root
+    }
+
     /// The node at `path`, recorded as known; YAML `null` counts as absent.
     #[must_use]
     pub fn node(&self, path: &str) -> Option<&'a Node> {

@@ -49,6 +49,26 @@ impl Value {
 }
 
 impl Node {
+    /// The document as JSON (what `rpc.Config` returns), keys in document order.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match &self.value {
+            Value::Null => Json::Null,
+            Value::Bool(value) => Json::Bool(*value),
+            Value::Int(value) => Json::from(*value),
+            Value::Float(value) => Json::from(*value),
+            Value::Str(value) => Json::String(value.clone()),
+            Value::Seq(items) => Json::Array(items.iter().map(Self::to_json).collect()),
+            Value::Map(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(key, node)| (key.clone(), node.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The child at `key` of a mapping.
     #[must_use]
     pub fn get(&self, key: &str) -> Option<&Node> {

@@ -3,7 +3,7 @@
 //! all) in slots kept for them, and hand the request one; `idle_timeout` after the last
 //! extra spawn, retire every extra worker at once (gracefully; a busy one after its request).
 
-use super::{lifecycle, ExecError, PoolShared, Sweep, WorkerState};
+use super::{ExecError, PoolShared, Sweep, WorkerState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,7 +112,7 @@ pub(super) async fn allocate(shared: &Arc<PoolShared>) -> Result<u32, ExecError>
         dynamic
             .last_spawn_ns
             .store(shared.now_ns(), Ordering::Release);
-        if let Err(error) = start_extra(shared, index).await {
+        if let Err(error) = shared.start_slot(index).await {
             dynamic.extra.fetch_sub(1, Ordering::AcqRel);
             return Err(ExecError::Network(error.to_string()));
         }
@@ -124,33 +124,12 @@ pub(super) async fn allocate(shared: &Arc<PoolShared>) -> Result<u32, ExecError>
 
 /// An extra slot with no lifecycle task.
 fn free_extra_slot(shared: &PoolShared) -> Option<u32> {
-    (shared.base_workers..shared.slots.len())
+    (shared.base_workers..shared.dynamic_end)
         .find(|&index| {
             let slot = &shared.slots[index];
             !slot.wanted.load(Ordering::Acquire) && !slot.task_live.load(Ordering::Acquire)
         })
         .map(|index| u32::try_from(index).expect("at most 500 slots"))
-}
-
-/// Starts the lifecycle task of extra slot `index` and waits for its first worker.
-async fn start_extra(shared: &Arc<PoolShared>, index: u32) -> Result<(), super::SpawnError> {
-    let slot = shared.slot(index);
-    slot.wanted.store(true, Ordering::Release);
-    slot.set_state(WorkerState::Inactive);
-    shared.live_tasks.fetch_add(1, Ordering::AcqRel);
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let task_shared = Arc::clone(shared);
-    let started = shared.shards.spawn_on(index as usize, move || {
-        lifecycle::run_slot(task_shared, index, Some(sender))
-    });
-    if !started {
-        shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
-    }
-    let booted = receiver.await.unwrap_or(Err(super::SpawnError::Closed));
-    if booted.is_err() {
-        slot.wanted.store(false, Ordering::Release);
-    }
-    booted
 }
 
 /// Retires every extra worker `idle_timeout` after the last extra spawn, then ends; the next
@@ -191,15 +170,16 @@ async fn watch_idle(shared: Arc<PoolShared>) {
 /// Marks every extra slot unwanted: idle workers stop now, busy ones after their request;
 /// their lifecycle tasks then end instead of starting a replacement.
 fn retire_extras(shared: &PoolShared) {
-    for slot in &shared.slots[shared.base_workers..] {
+    for slot in &shared.slots[shared.base_workers..shared.dynamic_end] {
         if slot.wanted.swap(false, Ordering::AcqRel) {
             // A busy one retires when its request ends (give_back also checks `wanted`); a
             // slot backing off after a failed start sees `wanted` when its delay ends.
             slot.transition(WorkerState::Working, WorkerState::Invalid);
         }
     }
-    shared.sweep_idle(|_, slot| {
-        if slot.wanted.load(Ordering::Acquire) {
+    let extras = shared.base_workers..shared.dynamic_end;
+    shared.sweep_idle(|index, slot| {
+        if !extras.contains(&(index as usize)) || slot.wanted.load(Ordering::Acquire) {
             Sweep::Keep
         } else {
             Sweep::Retire(WorkerState::Invalid)

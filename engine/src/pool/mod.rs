@@ -7,6 +7,7 @@ mod error;
 mod exec;
 pub mod idle_stack;
 mod lifecycle;
+mod resize;
 mod slot;
 mod state;
 mod supervisor;
@@ -14,6 +15,7 @@ mod waiters;
 
 pub use error::{ExecError, SpawnError};
 pub use exec::{LentBody, ReplyFrame, ReplySink, Request, ResponseMeta};
+pub use resize::ResizeError;
 pub use state::WorkerState;
 
 use crate::runtime::Shards;
@@ -157,7 +159,7 @@ impl PoolConfig {
 }
 
 /// One worker as `informer.Workers` reports it (spec pool-server §12).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerInfo {
     /// Process id.
     pub pid: u32,
@@ -169,6 +171,9 @@ pub struct WorkerInfo {
     pub created_unix_ns: u64,
     /// RSS in bytes.
     pub memory_usage: u64,
+    /// CPU time used over the process's life, in percent of one core (gopsutil's figure,
+    /// which rr reports).
+    pub cpu_percent: f64,
 }
 
 static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
@@ -198,8 +203,10 @@ pub(crate) struct PoolShared {
     server_pid: u32,
     /// The listener workers connect to, for a `tcp://` or `unix://` relay.
     socket_relay: Option<SocketRelay>,
-    /// Slots `0..base_workers` always hold a worker; the rest are the dynamic allocator's.
+    /// Slots `0..base_workers` always hold a worker; `base_workers..dynamic_end` are the
+    /// dynamic allocator's; the rest take the workers added over RPC (`informer.AddWorker`).
     base_workers: usize,
+    dynamic_end: usize,
     /// The dynamic allocator, when configured.
     dynamic: Option<dynamic::DynamicState>,
 }
@@ -345,7 +352,9 @@ impl Pool {
             .filter(|_| !config.debug)
             .map(DynamicAllocator::clamped)
             .filter(|dynamic| dynamic.max_workers > 0);
-        let slot_count = workers + dynamic.map_or(0, |d| d.max_workers.min(MAX_WORKERS - workers));
+        let dynamic_end = workers + dynamic.map_or(0, |d| d.max_workers.min(MAX_WORKERS - workers));
+        // Room up to rr's limit for workers added at run time; an empty slot is a few atomics.
+        let slot_count = if config.debug { workers } else { MAX_WORKERS };
         let socket_relay = match &config.relay {
             RelayAddress::Pipes => None,
             address => Some(
@@ -374,6 +383,7 @@ impl Pool {
                 .collect(),
             idle: IdleStack::new(slot_count),
             base_workers: workers,
+            dynamic_end,
             dynamic: dynamic.map(dynamic::DynamicState::new),
             waiters: Waiters::default(),
             in_flight: AtomicUsize::new(0),
@@ -483,12 +493,20 @@ impl Pool {
                 let state = slot.state();
                 let running =
                     pid != 0 && !matches!(state, WorkerState::Stopped | WorkerState::Errored);
-                running.then(|| WorkerInfo {
-                    pid,
-                    state,
-                    num_execs: slot.execs.load(Ordering::Relaxed),
-                    created_unix_ns: slot.created_unix_ns.load(Ordering::Relaxed),
-                    memory_usage: crate::worker::process::rss_bytes(pid).unwrap_or(0),
+                running.then(|| {
+                    let created_unix_ns = slot.created_unix_ns.load(Ordering::Relaxed);
+                    let lived = unix_now_ns().saturating_sub(created_unix_ns) as f64 / 1e9;
+                    let cpu_percent = crate::worker::process::cpu_seconds(pid)
+                        .filter(|_| lived > 0.0)
+                        .map_or(0.0, |spent| spent / lived * 100.0);
+                    WorkerInfo {
+                        pid,
+                        state,
+                        num_execs: slot.execs.load(Ordering::Relaxed),
+                        created_unix_ns,
+                        memory_usage: crate::worker::process::rss_bytes(pid).unwrap_or(0),
+                        cpu_percent,
+                    }
                 })
             })
             .collect()

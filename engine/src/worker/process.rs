@@ -160,9 +160,30 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(resident_pages * rustix::param::page_size() as u64)
 }
 
+/// CPU time (user + system) `pid` has used, in seconds, from `/proc/PID/stat`.
+#[must_use]
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_of_this_process_are_read() {
+        let spent = cpu_seconds(std::process::id()).unwrap();
+        assert!((0.0..1e6).contains(&spent));
+        assert_eq!(cpu_seconds(0), None);
+    }
 
     #[test]
     fn command_line_splits_on_runs_of_spaces() {

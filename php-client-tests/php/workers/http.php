@@ -10,8 +10,10 @@
 //   /len              the body's length and crc32, as "LEN CRC"
 //   /env?name=X       the worker's environment variable X
 //   /hex?name=X       the first value of request header X, hex-encoded (bytes as received)
+//   /rpc              informer.Workers("http") asked of the server over RR_RPC
 declare(strict_types=1);
 require __DIR__ . '/../Http.php';
+require __DIR__ . '/../Rpc.php';
 
 use RingRunnerTest\HttpWorker;
 use RingRunnerTest\Frame;
@@ -83,6 +85,12 @@ while ($request = $http->waitRequest()) {
             break;
         case $path === '/env':
             $http->respond(200, (string) getenv((string) ($query['name'] ?? '')));
+            break;
+        case $path === '/rpc':
+            // An app calling the server back over RR_RPC, as Octane and the jobs/kv SDKs do.
+            $rpc = \RingRunnerTest\RpcClient::connect((string) getenv('RR_RPC'));
+            $reply = $rpc->call('informer.Workers', 'http');
+            $http->respond(200, json_encode($reply), ['Content-Type' => 'application/json']);
             break;
         case $path === '/pid':
             $http->respond(200, (string) getmypid());

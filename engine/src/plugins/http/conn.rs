@@ -583,14 +583,26 @@ async fn relay(
     let method_text = buf
         .get(head.method.clone())
         .map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy);
+    let target = buf
+        .get(head.target.clone())
+        .map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy);
+    // rr's fields and types (Laravel Octane parses them): `elapsed` in whole milliseconds,
+    // `start` in Unix nanoseconds, `URI` the request target, `remote_address` with its port.
+    let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let start = u64::try_from(
+        crate::clock::unix_now()
+            .saturating_sub(started.elapsed())
+            .as_nanos(),
+    )
+    .unwrap_or(0);
     if shared.config.access_logs {
-        tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %uri,
-            remote_address = %remote_addr, read_bytes = raw_len, write_bytes = sink.written,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "http access log");
+        tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %target,
+            URL = %target, remote_address = %peer, read_bytes = raw_len,
+            write_bytes = sink.written, start, elapsed, "http access log");
     } else {
-        tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %uri,
-            remote_address = %remote_addr, elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-            "http log");
+        tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %target,
+            URL = %target, remote_address = %peer, read_bytes = raw_len,
+            write_bytes = sink.written, start, elapsed, "http log");
     }
     let close = sink.close;
     *moved_bytes = raw_len + usize::try_from(sink.written).unwrap_or(usize::MAX);

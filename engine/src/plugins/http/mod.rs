@@ -2,6 +2,7 @@
 //! pool as rr sends them, replies written back as rr writes them.
 
 mod client_io;
+mod config;
 mod conn;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
 pub use ringrunner_protocol::http1 as head;
@@ -13,16 +14,71 @@ pub mod uploads;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
 
-use super::listener;
-use super::Lifecycle;
-use crate::config::HttpSection;
+pub use config::{HttpSection, Uploads, SUPPORTED_MIDDLEWARE};
+
+use super::server::ServerPlugin;
+use super::{listener, Lifecycle, Plugin, SectionContext, Service, StartContext};
+use crate::config::ConfigError;
 use crate::pool::Pool;
 use crate::runtime::Shards;
 use request::Subnet;
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use uploads::UploadPolicy;
+
+/// The registry's entry.
+pub const ENTRY: super::Entry = super::Entry {
+    section: "http",
+    configure,
+};
+
+fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, ConfigError> {
+    if !ctx.reader.has("http") {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(HttpSection::read(ctx.reader, ctx.warnings)?)))
+}
+
+impl Plugin for HttpSection {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        let server = ctx
+            .get::<ServerPlugin>()
+            .ok_or("http plugin needs the server section (server.command)")?;
+        let pool = server.start_pool("http", &self.pool, ctx)?;
+        match HttpPlugin::start(*self, pool.clone(), ctx.shards, Arc::clone(ctx.lifecycle)) {
+            Ok(plugin) => Ok(Arc::new(plugin)),
+            Err(error) => {
+                ctx.shards
+                    .block_on(0, move || async move { pool.destroy().await });
+                Err(error)
+            }
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Service for HttpPlugin {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn pool(&self) -> Option<&Pool> {
+        Some(&self.shared.pool)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// What every connection of the plugin shares.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 //! files in `uploads.dir`, described by the uploads tree. The files live exactly as long as
 //! the [`StoredForm`]: the connection drops it after the last response byte, on every path.
 
-use crate::config::Uploads;
+use super::Uploads;
 use ringrunner_protocol::http::{group_by_name, multipart, DataTree, FormError};
 use rustix::fs::{Mode, OFlags};
 use std::hash::{BuildHasher, Hasher};

@@ -1,11 +1,70 @@
-use super::*;
+//! Reading configs into plugins: rr's own sample, expansion, overrides, includes, types,
+//! warnings.
+
+use super::http::HttpSection;
+use super::logs::LogsSection;
+use super::server::{user_credentials, ServerPlugin, ServerSection};
+use super::status::StatusSection;
+use super::{configure, Configured};
+use crate::config::{Config, LoadError};
+use std::path::Path;
+use std::time::Duration;
 
 fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn load(text: &str) -> Result<Config, LoadError> {
-    Config::load(text, &[], &no_env)
+/// A config read into plugins, with the sections at hand.
+#[derive(Debug)]
+struct Loaded {
+    version: String,
+    configured: Configured,
+}
+
+impl Loaded {
+    fn http(&self) -> Option<HttpSection> {
+        self.configured.get::<HttpSection>().cloned()
+    }
+
+    fn server(&self) -> Option<ServerSection> {
+        self.configured
+            .get::<ServerPlugin>()
+            .map(|server| server.section.clone())
+    }
+
+    fn rpc_listen(&self) -> Option<String> {
+        self.configured
+            .get::<ServerPlugin>()
+            .and_then(|server| server.rpc_listen.clone())
+    }
+
+    fn status(&self) -> Option<StatusSection> {
+        self.configured.get::<StatusSection>().cloned()
+    }
+
+    fn logs(&self) -> LogsSection {
+        self.configured.get::<LogsSection>().cloned().unwrap()
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.configured.warnings
+    }
+}
+
+fn load_with(
+    text: &str,
+    overrides: &[String],
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Loaded, LoadError> {
+    let config = Config::load(text, overrides, env)?;
+    Ok(Loaded {
+        version: config.version.clone(),
+        configured: configure(&config, env, &[])?,
+    })
+}
+
+fn load(text: &str) -> Result<Loaded, LoadError> {
+    load_with(text, &[], &no_env)
 }
 
 #[test]
@@ -13,8 +72,8 @@ fn roadrunner_s_own_sample_config_loads() {
     let text = include_str!("../../tests/data/rr-v2025.1.15-sample.rr.yaml");
     let config = load(text).unwrap();
     assert_eq!(config.version, "3");
-    assert_eq!(config.rpc_listen.as_deref(), Some("tcp://127.0.0.1:6001"));
-    let server = config.server.unwrap();
+    assert_eq!(config.rpc_listen().as_deref(), Some("tcp://127.0.0.1:6001"));
+    let server = config.server().unwrap();
     assert_eq!(server.command, ["php", "psr-worker.php"]);
     assert!(server
         .env
@@ -23,7 +82,7 @@ fn roadrunner_s_own_sample_config_loads() {
         server.on_init.unwrap().exec_timeout,
         Duration::from_secs(20)
     );
-    let http = config.http.unwrap();
+    let http = config.http().unwrap();
     assert_eq!(http.address, "127.0.0.1:8080");
     assert_eq!(http.internal_error_code, 505);
     assert_eq!(http.max_request_size, 256 << 20);
@@ -32,12 +91,12 @@ fn roadrunner_s_own_sample_config_loads() {
     let supervisor = http.pool.supervisor.unwrap();
     assert_eq!(supervisor.max_worker_memory_mib, 128);
     assert_eq!(supervisor.idle_ttl, Duration::from_secs(10));
-    assert_eq!(config.status.unwrap().address, "127.0.0.1:2114");
-    assert_eq!(config.logs.root.mode, "development");
-    assert_eq!(config.logs.channels.len(), 3);
-    assert_eq!(config.grace_period, Duration::from_secs(30));
+    assert_eq!(config.status().unwrap().address, "127.0.0.1:2114");
+    assert_eq!(config.logs().root.mode, "development");
+    assert_eq!(config.logs().channels.len(), 3);
+    assert_eq!(config.configured.grace_period, Duration::from_secs(30));
     assert!(config
-        .warnings
+        .warnings()
         .iter()
         .any(|w| w.starts_with("sections without a ringrunner plugin yet") && w.contains("jobs")));
 }
@@ -57,7 +116,7 @@ fn version_is_checked_with_rr_s_texts() {
         .to_string()
         .ends_with("actual type is: float64"));
     let old = load("version: '2.7'\n").unwrap();
-    assert!(old.warnings[0].starts_with("please, update your configuration version"));
+    assert!(old.warnings()[0].starts_with("please, update your configuration version"));
     // -o can supply the version (it is checked after overrides).
     assert!(Config::load("rpc: {}\n", &["version=3".into()], &no_env).is_ok());
 }
@@ -66,7 +125,7 @@ fn version_is_checked_with_rr_s_texts() {
 fn env_expansion_and_overrides() {
     let env = |name: &str| (name == "PORT").then(|| "9000".to_owned());
     let text = "version: '3'\nhttp:\n  address: 127.0.0.1:${PORT}\n  pool:\n    num_workers: ${WORKERS:-3}\nserver:\n  command: php w.php\n";
-    let config = Config::load(
+    let config = load_with(
         text,
         &[
             "http.pool.max_jobs=7".into(),
@@ -75,11 +134,11 @@ fn env_expansion_and_overrides() {
         &env,
     )
     .unwrap();
-    let http = config.http.unwrap();
+    let http = config.http().unwrap();
     assert_eq!(http.address, "127.0.0.1:9000");
     assert_eq!(http.pool.num_workers, 3);
     assert_eq!(http.pool.max_jobs, 7);
-    assert_eq!(config.server.unwrap().command, ["php", "other.php"]);
+    assert_eq!(config.server().unwrap().command, ["php", "other.php"]);
     for (bad, text) in [
         ("novalue", "invalid flag `novalue`"),
         ("=x", "key should not be empty"),
@@ -116,18 +175,18 @@ fn wrong_types_name_the_key_and_the_line() {
 fn unknown_keys_warn_and_defaults_apply() {
     let text = "version: '3'\nhttp:\n  address: :8080\n  adress: x\n  pool:\n    num_worker: 2\n";
     let config = load(text).unwrap();
-    assert!(config.warnings.contains(
+    assert!(config.warnings().contains(
         &"unknown configuration key http.adress (line 4), ignored (did you mean http.address?)"
             .to_owned()
     ));
     assert!(config
-        .warnings
+        .warnings()
         .contains(&"unknown configuration key http.pool.num_worker (line 6), ignored (did you mean http.pool.num_workers?)".to_owned()));
-    let http = config.http.unwrap();
+    let http = config.http().unwrap();
     assert_eq!(http.max_request_size, 1000 << 20);
     assert_eq!(http.internal_error_code, 500);
     assert_eq!(http.pool.allocate_timeout, Duration::from_secs(60));
-    assert_eq!(config.logs, LogsSection::default());
+    assert_eq!(config.logs(), LogsSection::default());
 }
 
 #[test]
@@ -144,7 +203,7 @@ fn server_user_resolves_from_passwd() {
     let passwd =
         "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:34:www-data:/var/www:/usr/sbin/nologin\n";
     let as_root = rustix::process::geteuid().is_root();
-    match sections::user_credentials("www-data", passwd) {
+    match user_credentials("www-data", passwd) {
         Ok(ids) => assert_eq!(ids, (33, 34)),
         Err(error) => {
             assert!(!as_root, "{error}");
@@ -152,7 +211,7 @@ fn server_user_resolves_from_passwd() {
         }
     }
     assert_eq!(
-        sections::user_credentials("nobody-here", passwd).unwrap_err(),
+        user_credentials("nobody-here", passwd).unwrap_err(),
         "server.user: user: unknown user nobody-here"
     );
 }
@@ -175,8 +234,8 @@ fn includes_replace_top_level_sections_after_overrides() {
     );
     let env = |name: &str| (name == "HOST").then(|| "10.0.0.1".to_owned());
     let overrides = ["http.address=127.0.0.1:3".to_owned()];
-    let config = Config::load(&root, &overrides, &env).unwrap();
-    let http_section = config.http.unwrap();
+    let config = load_with(&root, &overrides, &env).unwrap();
+    let http_section = config.http().unwrap();
     assert_eq!(
         http_section.address, "10.0.0.1:9000",
         "the include wins over -o"
@@ -186,18 +245,18 @@ fn includes_replace_top_level_sections_after_overrides() {
         1000 * 1024 * 1024,
         "sections are replaced, not merged"
     );
-    assert_eq!(config.status.unwrap().address, "127.0.0.1:2");
+    assert_eq!(config.status().unwrap().address, "127.0.0.1:2");
     let both = root.replace(
         &format!("['{}']", http.display()),
         &format!("['{}', '{}']", http.display(), other_version.display()),
     );
-    let error = Config::load(&both, &[], &env).unwrap_err();
+    let error = load_with(&both, &[], &env).unwrap_err();
     assert_eq!(
         error.to_string(),
         "version in included file must be the same as in root"
     );
     let missing = root.replace(&http.display().to_string(), "/nonexistent/x.yaml");
-    let error = Config::load(&missing, &[], &env).unwrap_err();
+    let error = load_with(&missing, &[], &env).unwrap_err();
     assert_eq!(
         error.to_string(),
         "open /nonexistent/x.yaml: no such file or directory"
@@ -211,7 +270,8 @@ fn dynamic_allocator_is_read_with_rr_s_clamps() {
         "version: '3'\nserver:\n  command: php w.php\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    dynamic_allocator:\n      max_workers: 200\n      spawn_rate: 3\n      idle_timeout: 500ms\n",
     )
     .unwrap();
-    let pool = &config.http.unwrap().pool;
+    let http = config.http().unwrap();
+    let pool = &http.pool;
     assert_eq!(
         pool.dynamic,
         Some(crate::pool::DynamicAllocator {
@@ -224,11 +284,11 @@ fn dynamic_allocator_is_read_with_rr_s_clamps() {
         load("version: '3'\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    dynamic_allocator: {}\n")
             .unwrap();
     assert_eq!(
-        defaults.http.unwrap().pool.dynamic,
+        defaults.http().unwrap().pool.dynamic,
         Some(crate::pool::DynamicAllocator::default())
     );
     let none = load("version: '3'\nhttp:\n  address: 127.0.0.1:0\n  pool: {}\n").unwrap();
-    assert_eq!(none.http.unwrap().pool.dynamic, None);
+    assert_eq!(none.http().unwrap().pool.dynamic, None);
 }
 
 #[test]
@@ -236,26 +296,26 @@ fn a_misspelt_section_is_named_with_its_likely_meaning() {
     let text =
         "version: '3'\nhtttp:\n  address: :8080\njobs:\n  consume: []\nmy_app_settings: {}\n";
     let config = load(text).unwrap();
-    assert!(config.http.is_none());
+    assert!(config.http().is_none());
     assert!(
         config
-            .warnings
+            .warnings()
             .contains(&"unknown section htttp (line 2), ignored (did you mean http?)".to_owned()),
         "{:?}",
-        config.warnings
+        config.warnings()
     );
     assert!(config
-        .warnings
+        .warnings()
         .contains(&"unknown section my_app_settings (line 6), ignored".to_owned()));
     assert!(config
-        .warnings
+        .warnings()
         .contains(&"sections without a ringrunner plugin yet, ignored: jobs".to_owned()));
 }
 
 #[test]
 fn server_env_as_a_list_of_one_key_maps_loads_as_rr_loads_it() {
     let text = "version: '3'\nserver:\n  command: php w.php\n  env:\n    - APP_RUNTIME: Baldinof\\Runtime\n    - A: 1\n    - A: 2\n";
-    let server = load(text).unwrap().server.unwrap();
+    let server = load(text).unwrap().server().unwrap();
     assert_eq!(
         server.env,
         [

@@ -1,8 +1,12 @@
 //! The `logs` section (spec config-cli-rpc §5): the root logger, per-logger channels and
-//! rotated log files, with rr's defaults.
+//! rotated log files, with rr's defaults. The container installs the logger from it before
+//! any plugin starts (every plugin logs), so the plugin's own start has nothing left to do.
 
-use super::values::{ConfigError, Reader};
+use crate::config::values::{ConfigError, Reader};
+use crate::plugins::{Plugin, SectionContext, Service, StartContext};
+use std::any::Any;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One logger's options (spec config-cli-rpc §5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +77,7 @@ impl LogsSection {
         let root = Self::channel(reader, "logs", "development")?;
         let mut channels = Vec::new();
         if let Some(node) = reader.node("logs.channels") {
-            if let super::yaml::Value::Map(entries) = &node.value {
+            if let crate::config::yaml::Value::Map(entries) = &node.value {
                 for (name, _) in entries {
                     let channel = Self::channel(reader, &format!("logs.channels.{name}"), "")?;
                     channels.push((name.clone(), channel));
@@ -144,5 +148,37 @@ impl LogsSection {
                 .filter(|o| !o.is_empty())
                 .unwrap_or_else(|| vec!["stderr".into()]),
         })
+    }
+}
+
+/// The registry's entry: `logs` is always configured (rr's defaults when absent).
+pub const ENTRY: crate::plugins::Entry = crate::plugins::Entry {
+    section: "logs",
+    configure: |ctx: &mut SectionContext<'_>| {
+        Ok(Some(Box::new(LogsSection::read(ctx.reader, ctx.warnings)?)))
+    },
+};
+
+impl Plugin for LogsSection {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn start(self: Box<Self>, _ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        Ok(Arc::new(*self))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Service for LogsSection {
+    fn name(&self) -> &'static str {
+        "logs"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }

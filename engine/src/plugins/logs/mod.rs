@@ -6,9 +6,12 @@
 //! allocation), and handed to the log thread ([`LogQueue`]), which writes it: logging never
 //! waits on an output, so a shard never blocks on a full pipe.
 
-use super::log_file::RotatingFile;
-use super::log_writer::{DropReport, LogQueue, OutputMask, OUTPUTS_MAX};
-use crate::config::{LogChannel, LogsSection};
+mod config;
+mod file;
+pub mod writer;
+
+pub use config::{FileLoggerOptions, LogChannel, LogsSection, ENTRY};
+use file::RotatingFile;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -18,6 +21,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
+use writer::{DropReport, LogQueue, OutputMask, OUTPUTS_MAX};
 
 /// rr's line shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,7 +595,7 @@ mod tests {
             encoding: "console".into(),
             output: vec!["stdout".into()],
             line_ending: "\r\n".into(),
-            file: Some(crate::config::FileLoggerOptions {
+            file: Some(FileLoggerOptions {
                 log_output: path.clone(),
                 max_size: 1 << 20,
                 max_age_days: 1,

@@ -3,7 +3,7 @@
 //! `<stem>-<UTC 2006-01-02T15-04-05.000><ext>` beside it and a fresh one is opened; then
 //! backups past `max_backups` (oldest first) and older than `max_age` days are removed.
 
-use crate::config::FileLoggerOptions;
+use super::FileLoggerOptions;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

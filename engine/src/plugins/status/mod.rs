@@ -1,51 +1,76 @@
 //! The `status` plugin (spec http §7): `/health` and `/ready` on their own listener.
 
+mod config;
+
+pub use config::StatusSection;
+
 use super::http::head::Head;
 use super::http::wire;
-use super::{listener, Lifecycle};
-use crate::config::StatusSection;
+use super::rpc::{Reply, RpcService};
+use super::StartContext;
+use super::{listener, Directory, Lifecycle, LocalFuture, Plugin, SectionContext, Service};
+use crate::config::ConfigError;
 use crate::pool::{Pool, WorkerState};
-use crate::runtime::Shards;
+use std::any::Any;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
-/// A plugin the status endpoints can check.
-#[derive(Debug, Clone)]
-pub struct Checked {
-    /// Its name (`http`).
-    pub name: String,
-    /// Its pool.
-    pub pool: Pool,
+/// The registry's entry.
+pub const ENTRY: super::Entry = super::Entry {
+    section: "status",
+    configure,
+};
+
+fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, ConfigError> {
+    if !ctx.reader.has("status") {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(StatusSection::read(ctx.reader)?)))
 }
 
 #[derive(Debug)]
 struct StatusShared {
     config: StatusSection,
-    plugins: Vec<Checked>,
+    directory: Arc<Directory>,
     lifecycle: Arc<Lifecycle>,
+}
+
+impl StatusShared {
+    /// The plugins that run workers, as `(name, pool)`.
+    fn checked(&self) -> impl Iterator<Item = (&'static str, &Pool)> {
+        self.directory
+            .services()
+            .iter()
+            .filter_map(|service| service.pool().map(|pool| (service.name(), pool)))
+    }
 }
 
 /// The running plugin.
 #[derive(Debug)]
 pub struct StatusPlugin {
     address: SocketAddr,
+    shared: Arc<StatusShared>,
 }
 
 impl StatusPlugin {
+    /// The bound address.
+    #[must_use]
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Plugin for StatusSection {
+    fn name(&self) -> &'static str {
+        "status"
+    }
+
     /// Binds `status.address` (on shard 0) and serves.
-    ///
-    /// # Errors
-    /// An address that does not resolve or bind.
-    pub fn start(
-        config: StatusSection,
-        plugins: Vec<Checked>,
-        shards: &Shards,
-        lifecycle: Arc<Lifecycle>,
-    ) -> Result<Self, String> {
-        let address = listener::resolve(&config.address)
-            .map_err(|error| format!("status: address {}: {error}", config.address))?;
+    fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        let address = listener::resolve(&self.address)
+            .map_err(|error| format!("status: address {}: {error}", self.address))?;
         let socket = listener::bind_reuseport(address, 1, listener::Sharing::Exclusive)
             .map_err(|error| {
                 format!(
@@ -56,18 +81,78 @@ impl StatusPlugin {
             .remove(0);
         let address = socket.local_addr().map_err(|e| e.to_string())?;
         let shared = Arc::new(StatusShared {
-            config,
-            plugins,
-            lifecycle,
+            config: *self,
+            directory: Arc::clone(ctx.directory),
+            lifecycle: Arc::clone(ctx.lifecycle),
         });
-        shards.spawn_on(0, move || accept_loop(socket, shared));
-        Ok(Self { address })
+        let for_loop = Arc::clone(&shared);
+        ctx.shards
+            .spawn_on(0, move || accept_loop(socket, for_loop));
+        tracing::info!(target: "status", %address, "status server listening");
+        Ok(Arc::new(StatusPlugin { address, shared }))
     }
 
-    /// The bound address.
-    #[must_use]
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Service for StatusPlugin {
+    fn name(&self) -> &'static str {
+        "status"
+    }
+
+    fn rpc_services(&self) -> Vec<&dyn RpcService> {
+        vec![self]
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `status.Status` and `status.Ready`: a plugin's health or readiness as an HTTP code.
+impl RpcService for StatusPlugin {
+    fn service(&self) -> &'static str {
+        "status"
+    }
+
+    fn call<'a>(
+        &'a self,
+        method: &'a str,
+        arg: serde_json::Value,
+    ) -> Option<LocalFuture<'a, Result<Reply, String>>> {
+        let ready_check = match method {
+            "Status" => false,
+            "Ready" => true,
+            _ => return None,
+        };
+        let name = arg.as_str().unwrap_or_default();
+        let result = match self.shared.checked().find(|(plugin, _)| *plugin == name) {
+            Some((_, pool)) => {
+                let code = plugin_code(&self.shared, pool, ready_check);
+                Ok(Reply::Json(serde_json::json!({ "code": code })))
+            }
+            None => Err(format!("no such plugin: {name}")),
+        };
+        Some(Box::pin(std::future::ready(result)))
+    }
+}
+
+/// 200 when the pool has a worker to serve with (`/ready`: an idle one), else the
+/// configured unavailable code; during shutdown `/ready` is unavailable at once.
+fn plugin_code(shared: &StatusShared, pool: &Pool, ready_check: bool) -> u16 {
+    let unavailable = shared.config.unavailable_status_code;
+    if shared.lifecycle.is_stopping() {
+        return if ready_check { unavailable } else { 200 };
+    }
+    let healthy = pool.worker_states().into_iter().any(|state| {
+        state == WorkerState::Ready || (!ready_check && state == WorkerState::Working)
+    });
+    if healthy {
+        200
+    } else {
+        unavailable
     }
 }
 
@@ -164,23 +249,21 @@ fn answer(shared: &StatusShared, target: &str) -> (u16, String) {
         .collect();
     let mut status = 200;
     let mut reports = Vec::new();
-    for plugin in &shared.plugins {
-        if !requested.is_empty() && !requested.contains(&plugin.name.as_str()) {
+    for (name, pool) in shared.checked() {
+        if !requested.is_empty() && !requested.contains(&name) {
             continue;
         }
-        let healthy = plugin.pool.worker_states().into_iter().any(|state| {
-            state == WorkerState::Ready || (!ready_check && state == WorkerState::Working)
-        });
-        let (code, message) = if healthy {
-            (200, "")
+        let code = plugin_code(shared, pool, ready_check);
+        let message = if code == 200 {
+            ""
         } else {
             status = unavailable;
-            (unavailable, "internal server error, see logs")
+            "internal server error, see logs"
         };
         // Written by hand to keep rr's key order.
         reports.push(format!(
             "{{\"plugin_name\":{},\"error_message\":\"{message}\",\"status_code\":{code}}}",
-            serde_json::Value::from(plugin.name.as_str())
+            serde_json::Value::from(name)
         ));
     }
     (status, format!("[{}]", reports.join(",")))

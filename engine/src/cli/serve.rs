@@ -1,0 +1,177 @@
+//! `rr serve` (spec config-cli-rpc §2.3) and `rr stop` (§2.6): start the configured plugins,
+//! wait for a signal, stop them within the grace period.
+
+use super::{prepare, shard_count, Cli};
+use crate::plugins::{logs, Configured, Lifecycle, Running};
+use crate::runtime::Shards;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the exit waits for queued log lines to be written.
+pub(super) const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+
+/// Prints one of rr's plain stdout notices ("RoadRunner server started", "stop signal
+/// received") only if stdout can take it now: a full pipe nobody reads must not block the
+/// thread that handles signals. A pipe that polls writable has room for PIPE_BUF bytes,
+/// which a write this small never exceeds.
+pub(super) fn print_notice(text: &str) {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if matches!(poll(&mut fds, Some(&zero)), Ok(1)) && fds[0].revents().contains(PollFlags::OUT) {
+        let mut line = String::with_capacity(text.len() + 1);
+        line.push_str(text);
+        line.push('\n');
+        let _ = std::io::Write::write_all(&mut stdout.lock(), line.as_bytes());
+    }
+}
+
+/// `rr serve`.
+pub(super) fn serve(cli: &Cli) -> Result<(), String> {
+    let (configured, flusher) = prepare(cli)?;
+    let outcome = serve_configured(cli, configured, &flusher);
+    // The log lines queued so far come out before the caller prints an error.
+    flusher.flush(LOG_FLUSH_AT_EXIT);
+    outcome
+}
+
+fn serve_configured(
+    cli: &Cli,
+    configured: Configured,
+    flusher: &logs::LogFlusher,
+) -> Result<(), String> {
+    if !configured.has("http") {
+        // A server that says "started" and serves nothing hides a typo (`htttp:`) until
+        // the first request fails; the warnings above name the sections not recognised.
+        return Err(
+            "serve: nothing to serve: the configuration has no http section (the one plugin \
+             that serves requests in this version)"
+                .into(),
+        );
+    }
+    if cli.debug {
+        tracing::warn!("-d (pprof server) is not supported by ringrunner; ignored");
+    }
+    let grace = configured.grace_period;
+    let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
+    let lifecycle = Arc::new(Lifecycle::default());
+    let running = match Running::start(configured.plugins, &shards, &lifecycle) {
+        Ok(running) => running,
+        Err(error) => {
+            shards.shutdown();
+            return Err(error);
+        }
+    };
+    if cli.pid {
+        std::fs::write(".pid", std::process::id().to_string())
+            .map_err(|error| format!("write .pid: {error}"))?;
+    }
+    if !cli.silent {
+        print_notice(&format!(
+            "[INFO] RoadRunner server started; version: {}, buildtime: {}",
+            crate::VERSION,
+            option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown")
+        ));
+    }
+    let outcome = wait_and_stop(grace, &shards, &lifecycle, &running, flusher);
+    if cli.pid {
+        let _ = std::fs::remove_file(".pid");
+    }
+    outcome
+}
+
+/// Waits for a stop signal, then stops gracefully within `grace_period`; a second signal
+/// forces the exit (workers are SIGKILLed first: they live in their own process groups).
+fn wait_and_stop(
+    grace: Duration,
+    shards: &Arc<Shards>,
+    lifecycle: &Arc<Lifecycle>,
+    running: &Running,
+    flusher: &logs::LogFlusher,
+) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let kinds = [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::quit(),
+            SignalKind::from_raw(rustix::process::Signal::ABORT.as_raw()),
+        ];
+        let mut signals = Vec::new();
+        for kind in kinds {
+            signals.push(signal(kind).map_err(|e| e.to_string())?);
+        }
+        next_signal(&mut signals).await;
+        print_notice(&format!(
+            "stop signal received, grace timeout is: {} seconds",
+            grace.as_secs()
+        ));
+        lifecycle.begin_stop();
+        let stop = async {
+            let _ = tokio::time::timeout(grace, lifecycle.drained()).await;
+            running.stop(shards).await;
+        };
+        let deadline = tokio::time::timeout(grace, stop);
+        tokio::select! {
+            finished = deadline => {
+                if finished.is_err() {
+                    running.kill_all();
+                    shards.shutdown();
+                    return Err("stop: grace period exceeded, workers killed".to_owned());
+                }
+            }
+            () = next_signal(&mut signals) => {
+                print_notice("exit forced");
+                running.kill_all();
+                flusher.flush(Duration::from_millis(200));
+                std::process::exit(1);
+            }
+        }
+        shards.shutdown();
+        Ok(())
+    })
+}
+
+/// Resolves when any of `signals` arrives.
+async fn next_signal(signals: &mut [tokio::signal::unix::Signal]) {
+    std::future::poll_fn(|cx| {
+        for signal in signals.iter_mut() {
+            if signal.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await;
+}
+
+/// `rr stop`: SIGTERM to the pid in `.pid`; with `-f` a second one after a second.
+pub(super) fn stop(cli: &Cli) -> Result<(), String> {
+    let _ = super::enter_work_dir(cli);
+    let text = std::fs::read_to_string(".pid").map_err(|_| {
+        "open .pid: no such file or directory, to create a .pid file, you must run RR with the following options: './rr serve -p'".to_owned()
+    })?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid pid in .pid: {text}"))?;
+    let pid = rustix::process::Pid::from_raw(pid).ok_or("invalid pid 0 in .pid")?;
+    if !cli.silent {
+        eprintln!("stopping process with PID: {pid:?}");
+    }
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .map_err(|error| format!("kill: {error}"))?;
+    if cli.force {
+        std::thread::sleep(Duration::from_secs(1));
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    Ok(())
+}

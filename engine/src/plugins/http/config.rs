@@ -1,0 +1,177 @@
+//! The `http` section (spec http §5), read with rr's defaults.
+
+use super::super::server::PoolSection;
+use crate::config::values::{ConfigError, Reader};
+use ringrunner_protocol::http::ContextCodec;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `http.uploads`.
+#[derive(Debug, Clone, Default)]
+pub struct Uploads {
+    /// Where uploaded files go (default: the temp dir).
+    pub dir: PathBuf,
+    /// Extensions refused (`.php`).
+    pub forbid: Vec<String>,
+    /// When not empty, the only extensions accepted.
+    pub allow: Vec<String>,
+}
+
+/// `http` (spec http §5).
+#[derive(Debug, Clone)]
+pub struct HttpSection {
+    /// `host:port`.
+    pub address: String,
+    /// Body cap in bytes (`max_request_size` MiB; 0 → 1000 MiB).
+    pub max_request_size: u64,
+    /// Forms sent raw.
+    pub raw_body: bool,
+    /// Access log records.
+    pub access_logs: bool,
+    /// Status for worker errors (0 → 500).
+    pub internal_error_code: u16,
+    /// `uploads`.
+    pub uploads: Uploads,
+    /// `trusted_subnets` (CIDRs).
+    pub trusted_subnets: Vec<String>,
+    /// `middleware` names.
+    pub middleware: Vec<String>,
+    /// `context_codec` (ours): the request context's shape, `json` (default) or `protobuf`.
+    /// rr's `json_context: true|false` is read too when `context_codec` is absent.
+    pub context_codec: ContextCodec,
+    /// ringrunner's bound on reading a request head, and on an idle keep-alive connection
+    /// (rr: 5 min, fixed). Default 60 s. Also the longest wait for each read of a body.
+    pub read_header_timeout: Duration,
+    /// ringrunner's bound on each write to a client (nginx's `send_timeout`: the time between
+    /// two successive writes, not the whole response). Default 60 s.
+    pub write_timeout: Duration,
+    /// ringrunner's minimum body rate in bytes per second: a body may take
+    /// `read_header_timeout` plus one second per `body_min_rate` bytes received, in all
+    /// (Apache's `mod_reqtimeout` rule). Default 1024; 0 turns the overall bound off.
+    pub body_min_rate: u64,
+    /// ringrunner's switch to join another process's listeners on `address` (SO_REUSEPORT,
+    /// for a zero-downtime hand-over); by default an address in use is refused.
+    pub reuse_port: bool,
+    /// `http.pool`.
+    pub pool: PoolSection,
+}
+
+/// Middleware ringrunner runs; others are skipped with a warning, as rr skips unknown names.
+pub const SUPPORTED_MIDDLEWARE: [&str; 1] = ["proxy_ip_parser"];
+
+impl HttpSection {
+    /// Reads `http`.
+    ///
+    /// # Errors
+    /// A missing address, a value of the wrong type or form.
+    pub fn read(reader: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let address = reader.string("http.address")?.unwrap_or_default();
+        if address.is_empty() || !address.contains(':') {
+            return Err(ConfigError {
+                path: "http.address".into(),
+                line: reader.node("http.address").map_or(0, |n| n.line),
+                message: if address.is_empty() {
+                    "http.address is required (ssl, fcgi and http3 listeners are not supported)"
+                        .into()
+                } else {
+                    format!("malformed http server address: {address}")
+                },
+            });
+        }
+        let max_request_size = match reader.unsigned("http.max_request_size")?.unwrap_or(0) {
+            0 => 1000,
+            mib => mib,
+        };
+        let internal_error_code = reader.unsigned("http.internal_error_code")?.unwrap_or(0);
+        let internal_error_code = match u16::try_from(internal_error_code) {
+            Ok(0) => 500,
+            Ok(code) if (100..600).contains(&code) => code,
+            _ => {
+                return Err(ConfigError {
+                    path: "http.internal_error_code".into(),
+                    line: reader
+                        .node("http.internal_error_code")
+                        .map_or(0, |n| n.line),
+                    message: format!("not an HTTP status code: {internal_error_code}"),
+                })
+            }
+        };
+        let middleware = reader.strings("http.middleware")?.unwrap_or_default();
+        for name in &middleware {
+            if !SUPPORTED_MIDDLEWARE.contains(&name.as_str()) {
+                warnings.push(format!(
+                    "http.middleware: {name} is not supported by ringrunner yet, skipped"
+                ));
+            }
+        }
+        for option in ["ssl", "fcgi", "http2", "http3", "headers", "static", "gzip"] {
+            let path = format!("http.{option}");
+            if reader.has(&path) {
+                warnings.push(format!(
+                    "{path} is not supported by ringrunner yet, ignored"
+                ));
+            }
+        }
+        let uploads = Uploads {
+            dir: reader
+                .string("http.uploads.dir")?
+                .filter(|d| !d.is_empty())
+                .map_or_else(std::env::temp_dir, PathBuf::from),
+            forbid: reader.strings("http.uploads.forbid")?.unwrap_or_default(),
+            allow: reader.strings("http.uploads.allow")?.unwrap_or_default(),
+        };
+        Ok(Self {
+            address,
+            max_request_size: max_request_size.saturating_mul(1 << 20),
+            raw_body: reader.bool("http.raw_body")?.unwrap_or(false),
+            access_logs: reader.bool("http.access_logs")?.unwrap_or(false),
+            internal_error_code,
+            uploads,
+            trusted_subnets: reader.strings("http.trusted_subnets")?.unwrap_or_default(),
+            middleware,
+            context_codec: read_context_codec(reader)?,
+            read_header_timeout: reader
+                .duration("http.read_header_timeout")?
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(60)),
+            write_timeout: reader
+                .duration("http.write_timeout")?
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(60)),
+            body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
+            reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
+            pool: PoolSection::read(reader, "http.pool", warnings)?,
+        })
+    }
+}
+
+/// `http.context_codec` (`json` | `protobuf`), else the legacy `http.json_context` bool,
+/// else JSON: the shape PHP decodes fastest, and that every PHP package version reads.
+fn read_context_codec(reader: &Reader<'_>) -> Result<ContextCodec, ConfigError> {
+    let legacy = reader.bool("http.json_context")?.map(|json| {
+        if json {
+            ContextCodec::Json
+        } else {
+            ContextCodec::Proto
+        }
+    });
+    let Some(name) = reader.string("http.context_codec")? else {
+        return Ok(legacy.unwrap_or(ContextCodec::Json));
+    };
+    let error = |message: String| ConfigError {
+        path: "http.context_codec".into(),
+        line: reader.node("http.context_codec").map_or(0, |n| n.line),
+        message,
+    };
+    let codec = match name.to_ascii_lowercase().as_str() {
+        "json" => ContextCodec::Json,
+        "protobuf" | "proto" => ContextCodec::Proto,
+        other => return Err(error(format!("expected json or protobuf, got {other:?}"))),
+    };
+    if legacy.is_some_and(|legacy| legacy != codec) {
+        return Err(error(format!(
+            "{name} contradicts http.json_context; keep one of the two keys"
+        )));
+    }
+    Ok(codec)
+}

@@ -1,0 +1,132 @@
+//! The plugin registry: which plugins exist, in start order, and the reading of a config
+//! into configured plugins, with warnings for what no plugin read.
+
+use super::Plugin;
+use crate::config::values::{ConfigError, Reader};
+use crate::config::{Config, LoadError};
+use std::time::Duration;
+
+/// What a plugin's `configure` gives: the configured plugin, or `None` when the config does
+/// not ask for it.
+pub type ConfigureResult = Result<Option<Box<dyn Plugin>>, ConfigError>;
+
+/// A plugin's line in the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// The top-level section it owns.
+    pub section: &'static str,
+    /// Reads its section; `None` when the config does not ask for the plugin.
+    pub configure: fn(&mut SectionContext<'_>) -> ConfigureResult,
+}
+
+/// What a plugin's `configure` reads from.
+pub struct SectionContext<'a> {
+    /// The whole document; a plugin reads its own section (and, like rr's, may peek at
+    /// another's key, as `server` reads `rpc.listen`).
+    pub reader: &'a Reader<'a>,
+    /// Variables for `$VAR` expansion (the environment, then the dotenv file).
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// A dotenv file's variables, inherited by the processes the server starts.
+    pub inherited_env: &'a [(String, String)],
+    /// Things to log once the logger runs.
+    pub warnings: &'a mut Vec<String>,
+}
+
+impl std::fmt::Debug for SectionContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SectionContext")
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every plugin, in start order: the logger first, `server` before the plugins that run
+/// workers, `rpc` before them too (workers may call it while booting), `status` last.
+pub const REGISTRY: &[Entry] = &[
+    super::logs::ENTRY,
+    super::server::ENTRY,
+    super::rpc::ENTRY,
+    super::http::ENTRY,
+    super::status::ENTRY,
+];
+
+/// The sections the container itself reads.
+const CONTAINER_SECTIONS: [&str; 1] = ["endure"];
+
+/// The plugins a config asks for, ready to start.
+#[derive(Debug)]
+pub struct Configured {
+    /// In start order.
+    pub plugins: Vec<Box<dyn Plugin>>,
+    /// `endure.grace_period` (30 s default): the shutdown deadline.
+    pub grace_period: Duration,
+    /// The config's warnings, then the plugins': unknown keys, unsupported options.
+    pub warnings: Vec<String>,
+}
+
+impl Configured {
+    /// The configured plugin of type `T`.
+    #[must_use]
+    pub fn get<T: Plugin>(&self) -> Option<&T> {
+        self.plugins
+            .iter()
+            .find_map(|plugin| plugin.as_any().downcast_ref::<T>())
+    }
+
+    /// True when a plugin called `name` is configured.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
+        self.plugins.iter().any(|plugin| plugin.name() == name)
+    }
+}
+
+/// Reads every plugin's section from `config`.
+///
+/// # Errors
+/// The first section with a bad value, as `config_plugin_init: <key> (line N): …`.
+pub fn configure(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+    inherited_env: &[(String, String)],
+) -> Result<Configured, LoadError> {
+    let reader = Reader::new(&config.root);
+    let mut warnings = config.warnings.clone();
+    let mut plugins = Vec::new();
+    for entry in REGISTRY {
+        let mut ctx = SectionContext {
+            reader: &reader,
+            env,
+            inherited_env,
+            warnings: &mut warnings,
+        };
+        if let Some(plugin) = (entry.configure)(&mut ctx)? {
+            plugins.push(plugin);
+        }
+    }
+    let grace_period = reader
+        .duration("endure.grace_period")?
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(30));
+    for key in [
+        "endure.print_graph",
+        "endure.log_level",
+        "endure.watchdog_sec",
+    ] {
+        let _ = reader.has(key);
+    }
+    let owned: Vec<&str> = REGISTRY
+        .iter()
+        .map(|entry| entry.section)
+        .chain(CONTAINER_SECTIONS)
+        .collect();
+    warnings.extend(crate::config::unread_warnings(
+        &reader,
+        &config.root,
+        &owned,
+    ));
+    Ok(Configured {
+        plugins,
+        grace_period,
+        warnings,
+    })
+}

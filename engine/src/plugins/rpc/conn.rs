@@ -1,0 +1,226 @@
+//! RPC connections: accept, then per connection read goridge RPC frames, run each call and
+//! write its reply (spec relay-protocol §6). Calls on one connection run one after another,
+//! replies in request order (the PHP client has one call in flight a connection; Go's
+//! multiplexing client correlates by sequence number, which order does not upset).
+
+use super::{Listener, RpcShared};
+use ringrunner_protocol::frame::Flags;
+use ringrunner_protocol::rpc::{encode_rpc_reply, Codec, RpcCallError, RpcMessage};
+use ringrunner_protocol::FrameDecoder;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio_uring::net::{TcpStream, UnixStream};
+
+/// The largest RPC frame payload accepted (a frame announcing more closes the connection):
+/// room for big `kv` values, bounded so a 12-byte header cannot claim gigabytes.
+pub const MAX_RPC_PAYLOAD: u32 = 32 << 20;
+
+/// A frame that has begun must be whole within this long; an idle connection between
+/// frames may stay open (workers keep theirs for their whole life).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
+
+const READ_CHUNK: usize = 64 * 1024;
+
+enum RpcStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl RpcStream {
+    async fn read(&self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
+        match self {
+            Self::Tcp(stream) => stream.read(buf).await,
+            Self::Unix(stream) => stream.read(buf).await,
+        }
+    }
+
+    async fn write_all(&self, buf: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
+        match self {
+            Self::Tcp(stream) => stream.write_all(buf).await,
+            Self::Unix(stream) => stream.write_all(buf).await,
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Self::Tcp(stream) => stream.shutdown(std::net::Shutdown::Both),
+            Self::Unix(stream) => stream.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+fn accept(listener: &Listener) -> std::io::Result<RpcStream> {
+    // Accepted sockets are blocking (O_NONBLOCK is not inherited): io_uring wants no more.
+    Ok(match listener {
+        Listener::Tcp(listener) => {
+            let (stream, _) = listener.accept()?;
+            stream.set_nonblocking(false)?;
+            RpcStream::Tcp(TcpStream::from_std(stream))
+        }
+        Listener::Unix(listener, _) => {
+            let (stream, _) = listener.accept()?;
+            stream.set_nonblocking(false)?;
+            RpcStream::Unix(UnixStream::from_std(stream))
+        }
+    })
+}
+
+pub(super) async fn accept_loop(listener: Listener, shared: Arc<RpcShared>) {
+    // SAFETY: the AsyncFd takes the listener by value; its socket stays open until the
+    // AsyncFd drops it and `as_raw_fd` always returns that same descriptor, which is what
+    // registration requires.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
+    let listener = match registered.map_err(std::io::Error::from) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(target: "rpc", %error, "rpc listener cannot be polled");
+            return;
+        }
+    };
+    loop {
+        let stopping = shared.lifecycle.stop.notified();
+        if shared.lifecycle.is_stopping() {
+            return;
+        }
+        tokio::select! {
+            ready = listener.readable() => {
+                let Ok(mut ready) = ready else { return };
+                match accept(ready.get_inner()) {
+                    Ok(stream) => {
+                        tokio_uring::spawn(serve(stream, Arc::clone(&shared)));
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        ready.clear_ready();
+                    }
+                    Err(error) => {
+                        // EMFILE and friends: log, back off a little, go on.
+                        tracing::error!(target: "rpc", %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            () = stopping => return,
+        }
+    }
+}
+
+/// A request copied out of the decoder's buffer (the call awaits; the buffer moves on).
+struct Call {
+    seq: u32,
+    flags: Flags,
+    method: Vec<u8>,
+    body: Vec<u8>,
+}
+
+async fn serve(stream: RpcStream, shared: Arc<RpcShared>) {
+    let mut decoder = FrameDecoder::new(MAX_RPC_PAYLOAD);
+    let mut buf = vec![0; READ_CHUNK];
+    let mut out = Vec::new();
+    let mut frame_deadline = None;
+    loop {
+        loop {
+            let call = match decoder.next_frame() {
+                Ok(Some(frame)) => match RpcMessage::from_frame(&frame) {
+                    Ok(message) => Call {
+                        seq: message.seq,
+                        flags: message.flags,
+                        method: message.method.to_vec(),
+                        body: message.body.to_vec(),
+                    },
+                    Err(error) => {
+                        // rr closes without a reply (spec relay-protocol §6.5).
+                        tracing::debug!(target: "rpc", %error, "malformed rpc frame, connection closed");
+                        return stream.shutdown();
+                    }
+                },
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(target: "rpc", %error, "bad rpc frame, connection closed");
+                    return stream.shutdown();
+                }
+            };
+            frame_deadline = None;
+            out.clear();
+            answer(&shared, &call, &mut out).await;
+            let (written, returned) = stream.write_all(std::mem::take(&mut out)).await;
+            out = returned;
+            if written.is_err() {
+                return stream.shutdown();
+            }
+        }
+        if decoder.is_collecting_stray_output() {
+            tracing::debug!(target: "rpc", "not a goridge frame, connection closed");
+            return stream.shutdown();
+        }
+        if decoder.buffered_len() > 0 {
+            frame_deadline.get_or_insert_with(|| tokio::time::Instant::now() + FRAME_TIMEOUT);
+        }
+        let stopping = shared.lifecycle.stop.notified();
+        if shared.lifecycle.is_stopping() && frame_deadline.is_none() {
+            return stream.shutdown();
+        }
+        let read = stream.read(buf);
+        let (result, returned) = tokio::select! {
+            read = read => read,
+            () = stopping, if frame_deadline.is_none() => return stream.shutdown(),
+            () = sleep_until(frame_deadline) => {
+                tracing::debug!(target: "rpc", "rpc frame not completed in time, connection closed");
+                return stream.shutdown();
+            }
+        };
+        buf = returned;
+        match result {
+            Ok(0) | Err(_) => return stream.shutdown(),
+            Ok(read) => decoder.feed(&buf[..read]),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one call and appends its reply frame to `out`.
+async fn answer(shared: &RpcShared, call: &Call, out: &mut Vec<u8>) {
+    let message = RpcMessage {
+        seq: call.seq,
+        flags: call.flags,
+        method: &call.method,
+        body: &call.body,
+    };
+    let codec = message.codec();
+    let result = run(shared, &message, codec).await;
+    let encoded = match &result {
+        Ok(body) => encode_rpc_reply(&message, Ok(body), out),
+        Err(text) => encode_rpc_reply(&message, Err(text), out),
+    };
+    if let Err(error) = encoded {
+        // A reply past the frame limit: say so instead.
+        out.clear();
+        let text = format!("rpc: reply too large: {error}");
+        let _ = encode_rpc_reply(&message, Err(&text), out);
+    }
+}
+
+async fn run(
+    shared: &RpcShared,
+    message: &RpcMessage<'_>,
+    codec: Codec,
+) -> Result<Vec<u8>, String> {
+    let (service_name, method) = message.service_method().map_err(|e| e.to_string())?;
+    let full_name = || String::from_utf8_lossy(message.method).into_owned();
+    let service = shared
+        .find(service_name)
+        .ok_or_else(|| RpcCallError::NoService(full_name()).to_string())?;
+    let arg = super::services::decode_arg(codec, message.body)?;
+    let call = service
+        .call(method, arg)
+        .ok_or_else(|| RpcCallError::NoMethod(full_name()).to_string())?;
+    let reply = call.await?;
+    super::services::encode_reply(codec, reply)
+}

@@ -1,0 +1,283 @@
+//! The `rpc` plugin (spec config-cli-rpc §3, relay-protocol §6): goridge RPC on `rpc.listen`
+//! (`tcp://host:port` or `unix://path`) for `rr workers`, `rr reset` and PHP apps. Accepting
+//! and the connections run on shard 0; the control plane is not the hot path.
+
+mod conn;
+pub mod services;
+
+pub use services::{Reply, RpcService};
+
+use super::{Directory, Lifecycle, Plugin, SectionContext, Service, StartContext};
+use crate::config::ConfigError;
+use services::{Informer, Resetter, RpcInfo};
+use std::any::Any;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// rr's default when the section has no `listen`.
+pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:6001";
+
+/// The registry's entry.
+pub const ENTRY: super::Entry = super::Entry {
+    section: "rpc",
+    configure,
+};
+
+/// Where RPC listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RpcAddress {
+    /// `tcp://host:port`.
+    Tcp(String),
+    /// `unix://path`.
+    Unix(PathBuf),
+}
+
+impl RpcAddress {
+    /// Parses rr's DSN.
+    ///
+    /// # Errors
+    /// rr's text for anything but `tcp://…` and `unix://…`.
+    pub fn parse(dsn: &str) -> Result<Self, String> {
+        let invalid = || "invalid socket DSN (tcp://:6001, unix://file.sock)".to_owned();
+        let (scheme, address) = dsn.split_once("://").ok_or_else(invalid)?;
+        if address.is_empty() {
+            return Err(invalid());
+        }
+        match scheme {
+            "tcp" => Ok(Self::Tcp(address.to_owned())),
+            "unix" => Ok(Self::Unix(PathBuf::from(address))),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// The `rpc` section.
+#[derive(Debug, Clone)]
+pub struct RpcSection {
+    /// `rpc.listen`.
+    pub listen: RpcAddress,
+    /// The effective config as JSON, for `rpc.Config`.
+    pub config_json: Vec<u8>,
+}
+
+impl RpcSection {
+    /// Reads `rpc.listen` (rr's default when empty).
+    ///
+    /// # Errors
+    /// A DSN that is not `tcp://` or `unix://`.
+    pub fn read(reader: &crate::config::values::Reader<'_>) -> Result<Self, ConfigError> {
+        let listen = reader
+            .string("rpc.listen")?
+            .filter(|listen| !listen.is_empty())
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = RpcAddress::parse(&listen).map_err(|message| ConfigError {
+            path: "rpc.listen".into(),
+            line: reader.node("rpc.listen").map_or(0, |n| n.line),
+            message,
+        })?;
+        Ok(Self {
+            listen,
+            config_json: Vec::new(),
+        })
+    }
+}
+
+fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, ConfigError> {
+    if !ctx.reader.has("rpc") {
+        return Ok(None);
+    }
+    let mut section = RpcSection::read(ctx.reader)?;
+    section.config_json = ctx.reader.root().to_json().to_string().into_bytes();
+    Ok(Some(Box::new(section)))
+}
+
+/// A bound RPC listener.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, PathBuf),
+}
+
+impl std::os::fd::AsRawFd for Listener {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Tcp(listener) => listener.as_fd(),
+            Self::Unix(listener, _) => listener.as_fd(),
+        }
+    }
+}
+
+impl Listener {
+    fn bind(address: &RpcAddress) -> Result<(Self, String), String> {
+        match address {
+            RpcAddress::Tcp(host_port) => {
+                let resolved = super::listener::resolve(host_port)
+                    .map_err(|error| format!("rpc: address {host_port}: {error}"))?;
+                let listener = std::net::TcpListener::bind(resolved).map_err(|error| {
+                    format!(
+                        "listen tcp {resolved}: {}",
+                        super::listener::bind_error_text(&error)
+                    )
+                })?;
+                let bound = listener.local_addr().map_err(|e| e.to_string())?;
+                Ok((Self::Tcp(listener), format!("tcp://{bound}")))
+            }
+            RpcAddress::Unix(path) => {
+                remove_stale_socket(path);
+                let listener = std::os::unix::net::UnixListener::bind(path).map_err(|error| {
+                    format!(
+                        "listen unix {}: {}",
+                        path.display(),
+                        super::listener::bind_error_text(&error)
+                    )
+                })?;
+                Ok((
+                    Self::Unix(listener, path.clone()),
+                    format!("unix://{}", path.display()),
+                ))
+            }
+        }
+    }
+
+    fn set_nonblocking(&self) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(listener) => listener.set_nonblocking(true),
+            Self::Unix(listener, _) => listener.set_nonblocking(true),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A socket file nobody listens on (left by a server that was killed) is removed; one
+/// that answers is left, and the bind then fails with "address already in use".
+fn remove_stale_socket(path: &std::path::Path) {
+    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// What the connections share.
+pub(crate) struct RpcShared {
+    services: Vec<Box<dyn RpcService>>,
+    directory: Arc<Directory>,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl std::fmt::Debug for RpcShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcShared").finish_non_exhaustive()
+    }
+}
+
+impl RpcShared {
+    /// The service called `name`: a built-in one, else one a plugin exposes.
+    fn find(&self, name: &str) -> Option<&dyn RpcService> {
+        self.services
+            .iter()
+            .map(|service| &**service)
+            .find(|service| service.service() == name)
+            .or_else(|| {
+                self.directory
+                    .services()
+                    .iter()
+                    .flat_map(|plugin| plugin.rpc_services())
+                    .find(|service| service.service() == name)
+            })
+    }
+}
+
+/// The running plugin.
+#[derive(Debug)]
+pub struct RpcPlugin {
+    address: String,
+}
+
+impl RpcPlugin {
+    /// Where it listens (`tcp://127.0.0.1:6001`; the real port when configured with 0).
+    #[must_use]
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Plugin for RpcSection {
+    fn name(&self) -> &'static str {
+        "rpc"
+    }
+
+    fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        let (listener, address) = Listener::bind(&self.listen)?;
+        listener.set_nonblocking().map_err(|e| e.to_string())?;
+        let directory = Arc::clone(ctx.directory);
+        let shared = Arc::new(RpcShared {
+            services: vec![
+                Box::new(Informer {
+                    directory: Arc::clone(&directory),
+                }),
+                Box::new(Resetter {
+                    directory: Arc::clone(&directory),
+                }),
+                Box::new(RpcInfo {
+                    config_json: self.config_json,
+                }),
+            ],
+            directory,
+            lifecycle: Arc::clone(ctx.lifecycle),
+        });
+        ctx.shards
+            .spawn_on(0, move || conn::accept_loop(listener, shared));
+        tracing::info!(target: "rpc", %address, "rpc server listening");
+        Ok(Arc::new(RpcPlugin { address }))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Service for RpcPlugin {
+    fn name(&self) -> &'static str {
+        "rpc"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_is_rr_s() {
+        assert_eq!(
+            RpcAddress::parse("tcp://127.0.0.1:6001"),
+            Ok(RpcAddress::Tcp("127.0.0.1:6001".into()))
+        );
+        assert_eq!(
+            RpcAddress::parse("unix://rr.sock"),
+            Ok(RpcAddress::Unix("rr.sock".into()))
+        );
+        for bad in ["127.0.0.1:6001", "udp://x:1", "tcp://", ""] {
+            assert_eq!(
+                RpcAddress::parse(bad).unwrap_err(),
+                "invalid socket DSN (tcp://:6001, unix://file.sock)"
+            );
+        }
+    }
+}
