@@ -496,3 +496,83 @@ fn laravel_octane_s_command_lines_work_unchanged() {
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_demo_serves_and_rr_workers_reads_its_rpc_section() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/.rr.yaml");
+    let (http_port, status_port, rpc_port) = (free_port(), free_port(), free_port());
+    let env = [
+        ("RR_DEMO_ADDRESS", format!("127.0.0.1:{http_port}")),
+        ("RR_DEMO_STATUS", format!("127.0.0.1:{status_port}")),
+        ("RR_DEMO_RPC", format!("tcp://127.0.0.1:{rpc_port}")),
+    ];
+    let mut child = Command::new(php_client_tests::server::rr_binary())
+        .arg("serve")
+        .arg("-c")
+        .arg(&demo)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RINGRUNNER_SHARDS", "2")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
+    assert!(php_client_tests::server::wait_for_port(
+        address,
+        Duration::from_secs(30)
+    ));
+    let reply = get(address, "/?name=you");
+    assert_eq!(reply.status, 200);
+    assert!(reply.text().contains("you"), "{}", reply.text());
+    let workers = Command::new(php_client_tests::server::rr_binary())
+        .arg("workers")
+        .arg("-c")
+        .arg(&demo)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&workers.stdout);
+    assert!(workers.status.success(), "{stdout}");
+    assert!(stdout.starts_with("Workers of [http]:"), "{stdout}");
+    assert_eq!(stdout.matches("│ ready ").count(), 2, "{stdout}");
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = php_client_tests::server::wait_child_exit(&mut child, Duration::from_secs(30))
+        .expect("rr exits");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn rr_workers_interactive_redraws_until_interrupted() {
+    use std::io::Read;
+    let dsn = format!("tcp://127.0.0.1:{}", free_port());
+    let server = RrServer::start(&config_with_rpc(&dsn));
+    let mut child = Command::new(php_client_tests::server::rr_binary())
+        .args(["workers", "-i"])
+        .current_dir(&server.dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Two screens: cleared, then drawn again a second later.
+    let mut seen = Vec::new();
+    let mut chunk = [0; 4096];
+    let screens = |seen: &[u8]| String::from_utf8_lossy(seen).matches("└").count();
+    while screens(&seen) < 2 {
+        let read = stdout.read(&mut chunk).unwrap();
+        assert!(read > 0, "rr workers -i ended early");
+        seen.extend_from_slice(&chunk[..read]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert_eq!(
+        text.matches("\x1b[2J\x1b[1;1HWorkers of [http]:").count(),
+        2,
+        "{text}"
+    );
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = php_client_tests::server::wait_child_exit(&mut child, Duration::from_secs(10))
+        .expect("rr workers -i exits on SIGINT");
+    assert!(status.success(), "{status}");
+}
