@@ -576,3 +576,23 @@ fn rr_workers_interactive_redraws_until_interrupted() {
         .expect("rr workers -i exits on SIGINT");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn rr_stop_signals_the_pid_in_the_pid_file() {
+    let mut server = RrServer::start_with(&http_config("", ""), &["-p"]).unwrap();
+    let pid_file = server.dir.join(".pid");
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let output = run_rr(&server.dir, &["stop"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.ends_with(&format!(" stopping process with PID: {pid}\n")),
+        "{stderr}"
+    );
+    let status = server.wait_exit(Duration::from_secs(30)).expect("rr exits");
+    assert!(status.success(), "{status}");
+    assert!(!pid_file.exists(), "the .pid file goes with the server");
+    let output = run_rr(&server.dir, &["stop"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("open .pid: no such file"));
+}

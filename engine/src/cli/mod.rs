@@ -244,3 +244,13 @@ fn run_bench(cli: &Cli, args: &bench::BenchArgs) -> Result<(), String> {
     flusher.flush(serve::LOG_FLUSH_AT_EXIT);
     outcome
 }
+
+/// Go's standard log prefix, `2025/01/02 15:04:05` (UTC: the server keeps no timezone
+/// database).
+pub(crate) fn go_log_time() -> String {
+    let c = crate::clock::civil(crate::clock::unix_seconds());
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}

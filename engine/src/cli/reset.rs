@@ -38,26 +38,16 @@ pub(super) fn run(cli: &Cli, args: &ResetArgs) -> Result<(), String> {
             let config = &config;
             scope.spawn(move || {
                 if !silent {
-                    eprintln!("{} resetting plugin: [{name}] ", go_log_time());
+                    eprintln!("{} resetting plugin: [{name}] ", super::go_log_time());
                 }
                 let reset = RpcClient::connect(config).and_then(|mut client| {
                     client.call("resetter.Reset", &json!(name), RESET_TIMEOUT)
                 });
                 if !silent && reset.is_ok() {
-                    eprintln!("{} plugin reset: [{name}]", go_log_time());
+                    eprintln!("{} plugin reset: [{name}]", super::go_log_time());
                 }
             });
         }
     });
     Ok(())
-}
-
-/// Go's standard log prefix, `2025/01/02 15:04:05` (UTC: the server keeps no timezone
-/// database).
-fn go_log_time() -> String {
-    let c = crate::clock::civil(crate::clock::unix_seconds());
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
 }

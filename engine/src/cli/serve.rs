@@ -165,7 +165,11 @@ pub(super) fn stop(cli: &Cli) -> Result<(), String> {
         .map_err(|_| format!("invalid pid in .pid: {text}"))?;
     let pid = rustix::process::Pid::from_raw(pid).ok_or("invalid pid 0 in .pid")?;
     if !cli.silent {
-        eprintln!("stopping process with PID: {pid:?}");
+        eprintln!(
+            "{} stopping process with PID: {}",
+            super::go_log_time(),
+            pid.as_raw_nonzero()
+        );
     }
     rustix::process::kill_process(pid, rustix::process::Signal::TERM)
         .map_err(|error| format!("kill: {error}"))?;
