@@ -54,7 +54,7 @@ fn pool_exec(c: &mut Criterion) {
     config.num_workers = 1;
     let for_pool = Arc::clone(&shards);
     let pool = shards
-        .block_on(0, move || Pool::start(config, for_pool))
+        .block_on(0, move |_| Pool::start(config, for_pool))
         .expect("pool");
     let mut group = c.benchmark_group("round_trip_1KiB");
     group.throughput(Throughput::Elements(1));
@@ -62,7 +62,7 @@ fn pool_exec(c: &mut Criterion) {
         b.iter_custom(|iterations| {
             let pool = pool.clone();
             // The loop runs on the shard, as a plugin's request handling does.
-            shards.block_on(0, move || async move {
+            shards.block_on(0, move |shard| async move {
                 let body = vec![0x5a; MESSAGE_BYTES];
                 let mut response = Vec::with_capacity(MESSAGE_BYTES + 64);
                 let started = Instant::now();
@@ -73,7 +73,9 @@ fn pool_exec(c: &mut Criterion) {
                         body: &body,
                         lent: None,
                     };
-                    pool.exec(request, &mut response).await.expect("exec");
+                    pool.exec(&shard, request, &mut response)
+                        .await
+                        .expect("exec");
                 }
                 started.elapsed()
             })
@@ -81,7 +83,7 @@ fn pool_exec(c: &mut Criterion) {
     });
     group.finish();
     let for_destroy = pool.clone();
-    shards.block_on(0, move || async move { for_destroy.destroy().await });
+    shards.block_on(0, move |_| async move { for_destroy.destroy().await });
     shards.shutdown();
 }
 

@@ -1,27 +1,72 @@
 //! Shards: N threads, each a single-threaded io_uring loop (tokio-uring). Work reaches a
 //! shard as a message; tasks on a shard are `!Send` and never move. Wake-ups across shards go
-//! through tokio's sync primitives, which are runtime-agnostic.
+//! through tokio's sync primitives, which are runtime-agnostic. What belongs to one shard
+//! (its index, its relay handles, its frame buffers) is its [`ShardContext`], handed to every
+//! task started there: no thread-local state.
 
-use std::cell::Cell;
+use crate::worker::relay::{RelayCache, SendBuffers};
 use std::future::Future;
 use std::io;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
+/// What a task started on a shard gets: the shard's own state.
+#[derive(Debug)]
+pub struct ShardContext {
+    index: usize,
+    relays: RelayCache,
+    send_buffers: SendBuffers,
+}
+
+impl ShardContext {
+    /// A context for shard `index` (the shard loop makes one; tests and tools may too).
+    #[must_use]
+    pub fn new(index: usize) -> Self {
+        Self {
+            index,
+            relays: RelayCache::default(),
+            send_buffers: SendBuffers::default(),
+        }
+    }
+
+    /// This shard's index.
+    #[must_use]
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// This shard's handles to worker relays.
+    #[must_use]
+    pub fn relays(&self) -> &RelayCache {
+        &self.relays
+    }
+
+    /// This shard's reusable frame buffers.
+    #[must_use]
+    pub fn send_buffers(&self) -> &SendBuffers {
+        &self.send_buffers
+    }
+}
+
+/// A job for a shard: called there with the shard's context.
+type ShardFn = Box<dyn FnOnce(&Rc<ShardContext>) + Send>;
+
 enum ShardJob {
-    Run(Box<dyn FnOnce() + Send>),
+    Run(ShardFn),
     Stop,
 }
 
-thread_local! {
-    static CURRENT_SHARD: Cell<Option<usize>> = const { Cell::new(None) };
-}
+/// Shard threads are named `rr-shard-<index>`.
+const THREAD_PREFIX: &str = "rr-shard-";
 
-/// The shard the calling thread runs, if it is a shard thread.
-#[must_use]
-pub fn current_shard() -> Option<usize> {
-    CURRENT_SHARD.with(Cell::get)
+/// True on a shard thread (told by its name: the runtime keeps no thread-local state).
+fn on_shard_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.starts_with(THREAD_PREFIX))
 }
 
 /// The shard threads and the queues that feed them.
@@ -29,6 +74,7 @@ pub fn current_shard() -> Option<usize> {
 pub struct Shards {
     queues: Vec<mpsc::UnboundedSender<ShardJob>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    next_pool_id: AtomicU64,
 }
 
 /// Submission queue entries per shard ring.
@@ -46,9 +92,9 @@ impl Shards {
         for index in 0..count {
             let (sender, mut receiver) = mpsc::unbounded_channel::<ShardJob>();
             let thread = std::thread::Builder::new()
-                .name(format!("rr-shard-{index}"))
+                .name(format!("{THREAD_PREFIX}{index}"))
                 .spawn(move || {
-                    CURRENT_SHARD.with(|shard| shard.set(Some(index)));
+                    let context = Rc::new(ShardContext::new(index));
                     // COOP_TASKRUN: a completion does not interrupt this thread with an IPI;
                     // it is picked up at the next ring entry, which the loop makes every
                     // turn. SINGLE_ISSUER: only this thread submits. Kernels before 5.19 /
@@ -63,7 +109,7 @@ impl Shards {
                         .uring_builder(&ring)
                         .start(async move {
                             while let Some(ShardJob::Run(job)) = receiver.recv().await {
-                                job();
+                                job(&context);
                             }
                         });
                 })?;
@@ -73,6 +119,7 @@ impl Shards {
         Ok(Self {
             queues,
             threads: Mutex::new(threads),
+            next_pool_id: AtomicU64::new(1),
         })
     }
 
@@ -82,15 +129,20 @@ impl Shards {
         self.queues.len()
     }
 
-    /// Runs the future made by `make` as a task on shard `shard % count`. Returns false when
-    /// the shards are shut down.
+    /// A number no other pool on these shards has (keys of the shards' relay caches).
+    pub fn next_pool_id(&self) -> u64 {
+        self.next_pool_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs the future made by `make` (given the shard's context) as a task on shard
+    /// `shard % count`. Returns false when the shards are shut down.
     pub fn spawn_on<F, Fut>(&self, shard: usize, make: F) -> bool
     where
-        F: FnOnce() -> Fut + Send + 'static,
+        F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let job = ShardJob::Run(Box::new(move || {
-            tokio_uring::spawn(make());
+        let job = ShardJob::Run(Box::new(move |context: &Rc<ShardContext>| {
+            tokio_uring::spawn(make(Rc::clone(context)));
         }));
         self.queues[shard % self.queues.len()].send(job).is_ok()
     }
@@ -98,13 +150,13 @@ impl Shards {
     /// Runs the future made by `make` on shard `shard % count` and hands back its output.
     pub fn run_on<F, Fut, T>(&self, shard: usize, make: F) -> oneshot::Receiver<T>
     where
-        F: FnOnce() -> Fut + Send + 'static,
+        F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
         let (sender, receiver) = oneshot::channel();
-        self.spawn_on(shard, move || async move {
-            let _ = sender.send(make().await);
+        self.spawn_on(shard, move |context| async move {
+            let _ = sender.send(make(context).await);
         });
         receiver
     }
@@ -116,12 +168,12 @@ impl Shards {
     /// are shut down.
     pub fn block_on<F, Fut, T>(&self, shard: usize, make: F) -> T
     where
-        F: FnOnce() -> Fut + Send + 'static,
+        F: FnOnce(Rc<ShardContext>) -> Fut + Send + 'static,
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
         assert!(
-            current_shard().is_none(),
+            !on_shard_thread(),
             "block_on from a shard thread would stall its loop"
         );
         self.run_on(shard, make)
@@ -135,7 +187,7 @@ impl Shards {
         for queue in &self.queues {
             let _ = queue.send(ShardJob::Stop);
         }
-        if current_shard().is_some() {
+        if on_shard_thread() {
             return;
         }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));

@@ -71,7 +71,7 @@ impl PoolHarness {
     pub fn start(config: PoolConfig) -> Result<Self, ringrunner::pool::SpawnError> {
         let shards = Arc::new(Shards::start(2).expect("shards start"));
         let for_pool = Arc::clone(&shards);
-        let pool = shards.block_on(0, move || Pool::start(config, for_pool));
+        let pool = shards.block_on(0, move |_| Pool::start(config, for_pool));
         match pool {
             Ok(pool) => Ok(Self { shards, pool }),
             Err(error) => {
@@ -99,10 +99,11 @@ impl PoolHarness {
     ) -> oneshot::Receiver<Result<String, ExecError>> {
         let pool = self.pool.clone();
         let body = body.to_owned();
-        self.shards.run_on(shard, move || async move {
+        self.shards.run_on(shard, move |shard| async move {
             let mut response = Vec::new();
             let meta = pool
                 .exec(
+                    &shard,
                     Request {
                         codec: Flags::EMPTY,
                         context: b"",
@@ -156,7 +157,7 @@ impl Drop for PoolHarness {
     fn drop(&mut self) {
         let pool = self.pool.clone();
         self.shards
-            .block_on(0, move || async move { pool.destroy().await });
+            .block_on(0, move |_| async move { pool.destroy().await });
         self.shards.shutdown();
     }
 }

@@ -205,7 +205,7 @@ fn stream_cancelled_by_the_receiver_stops_the_worker_and_keeps_it() {
     let harness = PoolHarness::start(php_pool_config("behave.php", 1)).unwrap();
     let pid = harness.exec("pid").unwrap();
     let pool = harness.pool.clone();
-    let frames = harness.shards.block_on(0, move || async move {
+    let frames = harness.shards.block_on(0, move |shard| async move {
         let mut sink = HangUpAfter {
             keep: 2,
             frames: Vec::new(),
@@ -216,7 +216,7 @@ fn stream_cancelled_by_the_receiver_stops_the_worker_and_keeps_it() {
             body: b"stream:100000",
             lent: None,
         };
-        pool.exec_streamed(request, &mut sink)
+        pool.exec_streamed(&shard, request, &mut sink)
             .await
             .map(|()| sink.frames)
     });
@@ -259,7 +259,7 @@ fn reset_replaces_every_worker() {
     let pool = harness.pool.clone();
     harness
         .shards
-        .block_on(1, move || async move { pool.reset().await });
+        .block_on(1, move |_| async move { pool.reset().await });
     let after = harness.ready_pids();
     assert_eq!(after.len(), 3);
     assert!(
@@ -276,7 +276,7 @@ fn destroy_stops_every_process_and_refuses_new_work() {
     let pool = harness.pool.clone();
     harness
         .shards
-        .block_on(0, move || async move { pool.destroy().await });
+        .block_on(0, move |_| async move { pool.destroy().await });
     for pid in pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),

@@ -6,10 +6,11 @@ use crate::plugins::http::HttpSection;
 use crate::plugins::server::ServerPlugin;
 use crate::plugins::Configured;
 use crate::pool::{Pool, Request};
-use crate::runtime::Shards;
+use crate::runtime::{ShardContext, Shards};
 use ringrunner_protocol::http::{ContextCodec, CookieJar, HeaderTable, RequestContext};
 use ringrunner_protocol::Flags;
 use std::io::Write as _;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,7 +74,7 @@ pub fn run(config: &Configured, args: &BenchArgs, shards: &Arc<Shards>) -> Resul
     });
     let for_pool = Arc::clone(shards);
     let pool = shards
-        .block_on(0, move || Pool::start(pool_config, for_pool))
+        .block_on(0, move |_| Pool::start(pool_config, for_pool))
         .map_err(|error| format!("bench: {error}"))?;
     let concurrency = args.concurrency.unwrap_or(workers).max(1);
     println!(
@@ -85,7 +86,7 @@ pub fn run(config: &Configured, args: &BenchArgs, shards: &Arc<Shards>) -> Resul
     let codec = http.map_or(ContextCodec::Json, |http| http.context_codec);
     let outcome = drive(&pool, shards, args, (kind, codec), concurrency);
     let destroying = pool.clone();
-    shards.block_on(0, move || async move { destroying.destroy().await });
+    shards.block_on(0, move |_| async move { destroying.destroy().await });
     report(&outcome, args.requests);
     match (outcome.errors, outcome.first_error) {
         (0, _) => Ok(()),
@@ -110,8 +111,8 @@ fn drive(
         .map(|task| {
             let (pool, next, done) = (pool.clone(), Arc::clone(&next), Arc::clone(&done));
             let (requests, size) = (args.requests, args.size);
-            shards.run_on(task % shards.count(), move || {
-                client(pool, next, done, requests, size, (kind, codec))
+            shards.run_on(task % shards.count(), move |shard| {
+                client(shard, pool, next, done, requests, size, (kind, codec))
             })
         })
         .collect();
@@ -157,6 +158,7 @@ struct ClientOutcome {
 
 /// One in-flight slot: takes payload numbers until all are taken.
 async fn client(
+    shard: Rc<ShardContext>,
     pool: Pool,
     next: Arc<AtomicU64>,
     done: Arc<AtomicU64>,
@@ -195,7 +197,7 @@ async fn client(
             body: &body,
             lent: None,
         };
-        match pool.exec(request, &mut response).await {
+        match pool.exec(&shard, request, &mut response).await {
             Ok(_) => latencies.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX)),
             Err(error) => {
                 errors += 1;

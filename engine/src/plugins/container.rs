@@ -35,7 +35,7 @@ impl Running {
                 Err(error) => {
                     lifecycle.begin_stop();
                     for service in started.into_iter().rev() {
-                        shards.block_on(0, move || service.stop());
+                        shards.block_on(0, move |_| service.stop());
                     }
                     return Err(error);
                 }
@@ -63,7 +63,7 @@ impl Running {
     pub async fn stop(&self, shards: &Shards) {
         for service in self.services().iter().rev() {
             let service = Arc::clone(service);
-            let _ = shards.run_on(0, move || service.stop()).await;
+            let _ = shards.run_on(0, move |_| service.stop()).await;
         }
     }
 

@@ -80,14 +80,14 @@ impl DynamicState {
 }
 
 /// Scales up for a request that waited `allocate_timeout`; the worker index it may use.
-pub(super) async fn allocate(shared: &Arc<PoolShared>) -> Result<u32, ExecError> {
+pub(super) async fn allocate(shared: &Arc<PoolShared>, here: usize) -> Result<u32, ExecError> {
     let dynamic = shared.dynamic.as_ref().expect("called with an allocator");
     let _scaling = dynamic.lock.lock().await;
     let take_idle = || async {
         let deadline = tokio::time::Instant::now() + TAKE_IDLE_WAIT;
         match shared.idle.pop() {
             Some(index) => Ok(index),
-            None => shared.waiters.wait(&shared.idle, deadline).await,
+            None => shared.waiters.wait(&shared.idle, deadline, here).await,
         }
     };
     if dynamic.watching.swap(true, Ordering::AcqRel) {
@@ -96,7 +96,7 @@ pub(super) async fn allocate(shared: &Arc<PoolShared>) -> Result<u32, ExecError>
         }
     } else {
         let watcher = Arc::clone(shared);
-        shared.shards.spawn_on(0, move || watch_idle(watcher));
+        shared.shards.spawn_on(0, move |_| watch_idle(watcher));
     }
     if dynamic.extra() >= dynamic.config.max_workers {
         return Err(ExecError::DynamicLimit);

@@ -2,7 +2,8 @@
 //! reply, give the worker back (or retire it), all on the calling shard.
 
 use super::{ExecError, Pool, PoolShared, WorkerState};
-use crate::worker::relay::{self, RelayError, RelayIo};
+use crate::runtime::ShardContext;
+use crate::worker::relay::{RelayError, RelayIo, SendBuffers};
 use ringrunner_protocol::payload::{data_header, WorkerMessage, PONG_FRAME, STREAM_STOP_FRAME};
 use ringrunner_protocol::{Flags, StreamFlags};
 use std::cell::RefCell;
@@ -106,31 +107,6 @@ pub trait ReplySink {
 /// pool whose every worker asks to stop cannot loop forever.
 const MAX_STOP_REQUEST_RERUNS: usize = 64;
 
-thread_local! {
-    /// Reused frame buffers of this shard: the hot path allocates nothing in steady state.
-    static SEND_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn take_send_buffer() -> Vec<u8> {
-    SEND_BUFFERS
-        .with(|buffers| buffers.borrow_mut().pop())
-        .unwrap_or_default()
-}
-
-fn return_send_buffer(mut buffer: Vec<u8>) {
-    const KEEP_BYTES: usize = 1 << 20;
-    const KEEP_BUFFERS: usize = 64;
-    if buffer.capacity() <= KEEP_BYTES {
-        buffer.clear();
-        SEND_BUFFERS.with(|buffers| {
-            let mut buffers = buffers.borrow_mut();
-            if buffers.len() < KEEP_BUFFERS {
-                buffers.push(buffer);
-            }
-        });
-    }
-}
-
 /// The worker's answer, its bytes already in the caller's buffer.
 enum Reply {
     Data,
@@ -183,6 +159,7 @@ impl Pool {
     /// An [`ExecError`] whose text is RoadRunner's.
     pub async fn exec(
         &self,
+        shard: &ShardContext,
         request: Request<'_>,
         response: &mut Vec<u8>,
     ) -> Result<ResponseMeta, ExecError> {
@@ -191,7 +168,7 @@ impl Pool {
             response,
             meta: None,
         };
-        self.exec_streamed(request, &mut sink).await?;
+        self.exec_streamed(shard, request, &mut sink).await?;
         Ok(sink.meta.expect("a successful exec delivered a frame"))
     }
 
@@ -202,6 +179,7 @@ impl Pool {
     /// An [`ExecError`] whose text is RoadRunner's.
     pub async fn exec_streamed<S: ReplySink>(
         &self,
+        shard: &ShardContext,
         request: Request<'_>,
         sink: &mut S,
     ) -> Result<(), ExecError> {
@@ -219,8 +197,8 @@ impl Pool {
             return Err(ExecError::QueueFull);
         }
         for _ in 0..MAX_STOP_REQUEST_RERUNS {
-            let index = self.take().await?;
-            match exec_on(shared, index, request, sink).await? {
+            let index = self.take(shard.index()).await?;
+            match exec_on(shared, shard, index, request, sink).await? {
                 Reply::Data => return Ok(()),
                 Reply::SoftError(text) => {
                     tracing::warn!(pool = %shared.config.name, error = %text, "soft worker error");
@@ -233,7 +211,7 @@ impl Pool {
     }
 
     /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2).
-    async fn take(&self) -> Result<u32, ExecError> {
+    async fn take(&self, here: usize) -> Result<u32, ExecError> {
         let shared = self.shared();
         let deadline = tokio::time::Instant::now() + shared.config.allocate_timeout;
         if shared.config.debug {
@@ -242,7 +220,7 @@ impl Pool {
         loop {
             let index = match shared.idle.pop() {
                 Some(index) => index,
-                None => match shared.waiters.wait(&shared.idle, deadline).await {
+                None => match shared.waiters.wait(&shared.idle, deadline, here).await {
                     Ok(index) => index,
                     Err(super::waiters::WaitError::Closed) => return Err(ExecError::Stopped),
                     Err(super::waiters::WaitError::TimedOut) => {
@@ -251,7 +229,7 @@ impl Pool {
                         if shared.dynamic.is_none() {
                             return Err(ExecError::NoFreeWorkers);
                         }
-                        super::dynamic::allocate(shared).await?
+                        super::dynamic::allocate(shared, here).await?
                     }
                 },
             };
@@ -276,6 +254,7 @@ impl Drop for InFlight<'_> {
 
 async fn exec_on<S: ReplySink>(
     shared: &PoolShared,
+    shard: &ShardContext,
     index: u32,
     request: Request<'_>,
     sink: &mut S,
@@ -287,13 +266,14 @@ async fn exec_on<S: ReplySink>(
     };
     let slot = shared.slot(index);
     let generation = slot.generation.load(Ordering::Acquire);
-    let Some(mut relay) = relay_for(shared, index, generation) else {
+    let Some(mut relay) = relay_for(shared, shard, index, generation) else {
         guard.retire(WorkerState::Errored);
         return Err(ExecError::Network("worker relay is gone".into()));
     };
     slot.last_used_ns.store(shared.now_ns(), Ordering::Relaxed);
     let exchange = exchange(
         &mut relay,
+        shard.send_buffers(),
         request,
         sink,
         slot,
@@ -318,14 +298,14 @@ async fn exec_on<S: ReplySink>(
             Err(ExecError::Network(error.to_string()))
         }
         Ok(Ok(Reply::StopRequest)) => {
-            relay::put_cached(shared.id, index, generation, relay);
+            shard.relays().put(shared.id, index, generation, relay);
             guard.retire(WorkerState::Invalid);
             Ok(Reply::StopRequest)
         }
         Ok(Ok(reply)) => {
-            relay::put_cached(shared.id, index, generation, relay);
+            shard.relays().put(shared.id, index, generation, relay);
             guard.finish();
-            give_back(shared, index);
+            give_back(shared, index, shard.index());
             Ok(reply)
         }
     }
@@ -333,7 +313,7 @@ async fn exec_on<S: ReplySink>(
 
 /// After a complete reply: back to ready, or retired when `max_jobs` is reached or the
 /// supervisor flagged it meanwhile. The reply is delivered first either way (spec §4.4 fix).
-fn give_back(shared: &PoolShared, index: u32) {
+fn give_back(shared: &PoolShared, index: u32, here: usize) {
     let slot = shared.slot(index);
     // Debug mode: one request per worker.
     let max_jobs = if shared.config.debug {
@@ -349,25 +329,33 @@ fn give_back(shared: &PoolShared, index: u32) {
         slot.transition(WorkerState::Working, WorkerState::Invalid);
         slot.returned.notify_one();
     } else if slot.transition(WorkerState::Working, WorkerState::Ready) {
-        shared.release(index);
+        shared.release(index, Some(here));
     } else {
         slot.returned.notify_one();
     }
 }
 
-fn relay_for(shared: &PoolShared, index: u32, generation: u64) -> Option<RelayIo> {
-    relay::take_cached(shared.id, index, generation).or_else(|| {
-        let slot = shared.slot(index);
-        slot.with_process(|process| {
-            RelayIo::from_fds(
-                process.relay_write.as_fd(),
-                process.relay_read.as_fd(),
-                shared.config.max_payload_bytes,
-            )
-            .ok()
+fn relay_for(
+    shared: &PoolShared,
+    shard: &ShardContext,
+    index: u32,
+    generation: u64,
+) -> Option<RelayIo> {
+    shard
+        .relays()
+        .take(shared.id, index, generation)
+        .or_else(|| {
+            let slot = shared.slot(index);
+            slot.with_process(|process| {
+                RelayIo::from_fds(
+                    process.relay_write.as_fd(),
+                    process.relay_read.as_fd(),
+                    shared.config.max_payload_bytes,
+                )
+                .ok()
+            })
+            .flatten()
         })
-        .flatten()
-    })
 }
 
 /// Writes the request frame and reads the reply, handing each data frame to `sink`; answers
@@ -376,12 +364,13 @@ fn relay_for(shared: &PoolShared, index: u32, generation: u64) -> Option<RelayIo
 /// it still sends, for at most `stream_timeout`, so the worker goes back to the pool clean.
 async fn exchange<S: ReplySink>(
     relay: &mut RelayIo,
+    buffers: &SendBuffers,
     request: Request<'_>,
     sink: &mut S,
     slot: &super::slot::WorkerSlot,
     stream_timeout: std::time::Duration,
 ) -> Result<Reply, RelayError> {
-    let mut frame = take_send_buffer();
+    let mut frame = buffers.take();
     let header = data_header(
         request.codec,
         StreamFlags::EMPTY,
@@ -393,13 +382,13 @@ async fn exchange<S: ReplySink>(
     frame.extend_from_slice(request.context);
     frame.extend_from_slice(request.body);
     let (sent, frame) = relay.send(frame).await;
-    return_send_buffer(frame);
+    buffers.give_back(frame);
     sent?;
     if let Some(lent) = request.lent {
         send_lent(relay, lent).await?;
     }
     slot.execs.fetch_add(1, Ordering::Relaxed);
-    let result = receive_reply(relay, sink, stream_timeout).await;
+    let result = receive_reply(relay, buffers, sink, stream_timeout).await;
     relay.release_frame();
     result
 }
@@ -426,6 +415,7 @@ fn invalid_reply(reason: String) -> RelayError {
 /// read buffer (no copy); see [`exchange`] for PINGs and STOP.
 async fn receive_reply<S: ReplySink>(
     relay: &mut RelayIo,
+    buffers: &SendBuffers,
     sink: &mut S,
     stream_timeout: std::time::Duration,
 ) -> Result<Reply, RelayError> {
@@ -473,25 +463,29 @@ async fn receive_reply<S: ReplySink>(
         };
         if !delivered && more && draining_since.is_none() {
             draining_since = Some(tokio::time::Instant::now());
-            send_control(relay, &STREAM_STOP_FRAME).await?;
+            send_control(relay, buffers, &STREAM_STOP_FRAME).await?;
             continue;
         }
         if !more {
             return Ok(Reply::Data);
         }
         if pong && draining_since.is_none() {
-            send_control(relay, &PONG_FRAME).await?;
+            send_control(relay, buffers, &PONG_FRAME).await?;
         }
         first = false;
     }
 }
 
 /// Sends a small control frame (STOP, PONG) from this shard's reused buffers.
-async fn send_control(relay: &RelayIo, bytes: &[u8]) -> Result<(), RelayError> {
-    let mut frame = take_send_buffer();
+async fn send_control(
+    relay: &RelayIo,
+    buffers: &SendBuffers,
+    bytes: &[u8],
+) -> Result<(), RelayError> {
+    let mut frame = buffers.take();
     frame.extend_from_slice(bytes);
     let (sent, frame) = relay.send(frame).await;
-    return_send_buffer(frame);
+    buffers.give_back(frame);
     Ok(sent?)
 }
 

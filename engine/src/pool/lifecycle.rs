@@ -7,12 +7,14 @@ use super::{
     unix_now_ns, PoolShared, SpawnError, Sweep, WorkerState, RESPAWN_BACKOFF_MAX,
     RESPAWN_BACKOFF_MIN, STOP_GRACE,
 };
+use crate::runtime::ShardContext;
 use crate::worker::process::{self, SpawnedProcess, StdioRelay};
-use crate::worker::relay::{self, RelayIo};
+use crate::worker::relay::RelayIo;
 use ringrunner_protocol::payload::{encode_pid_request, encode_stop, parse_pid_reply};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
@@ -27,7 +29,12 @@ struct RunningWorker {
     generation: u64,
 }
 
-pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Option<BootReport>) {
+pub(super) async fn run_slot(
+    shared: Arc<PoolShared>,
+    index: u32,
+    mut boot: Option<BootReport>,
+    shard: Rc<ShardContext>,
+) {
     let slot = shared.slot(index);
     slot.task_live.store(true, Ordering::Release);
     let mut failures: u32 = 0;
@@ -40,7 +47,7 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
         if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared, index).await {
             break;
         }
-        match start_worker(&shared, index).await {
+        match start_worker(&shared, &shard, index).await {
             Ok(mut running) => {
                 if failures > 0 {
                     shared.failing_slots.fetch_sub(1, Ordering::Relaxed);
@@ -52,7 +59,7 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
                         let _ = boot.send(Ok(()));
                         // The boot check passed; requests get workers started for them.
                         slot.set_state(WorkerState::Invalid);
-                        let status = stop_worker(&shared, index, &mut running).await;
+                        let status = stop_worker(&shared, &shard, index, &mut running).await;
                         finish_worker(&shared, index, running.generation, status);
                         continue;
                     }
@@ -62,17 +69,17 @@ pub(super) async fn run_slot(shared: Arc<PoolShared>, index: u32, mut boot: Opti
                     if let Some(boot) = boot.take() {
                         let _ = boot.send(Ok(()));
                     }
-                    stop_worker(&shared, index, &mut running).await;
+                    stop_worker(&shared, &shard, index, &mut running).await;
                     break;
                 }
-                shared.release(index);
+                shared.release(index, Some(shard.index()));
                 // Reported only once the worker is in service: when the pool's start returns,
                 // every worker is ready (and the status plugin's /ready says so).
                 if let Some(boot) = boot.take() {
                     let _ = boot.send(Ok(()));
                 }
                 shared.worker_started.notify_waiters();
-                let status = serve_until_retired(&shared, index, &mut running).await;
+                let status = serve_until_retired(&shared, &shard, index, &mut running).await;
                 finish_worker(&shared, index, running.generation, status);
             }
             Err(error) => {
@@ -122,7 +129,11 @@ fn backoff(failures: u32) -> std::time::Duration {
 
 /// Spawns the process, starts its stderr reader and runs the pid handshake within
 /// `allocate_timeout` (spec relay-protocol §8.1).
-async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWorker, SpawnError> {
+async fn start_worker(
+    shared: &Arc<PoolShared>,
+    shard: &ShardContext,
+    index: u32,
+) -> Result<RunningWorker, SpawnError> {
     let slot = shared.slot(index);
     let config = &shared.config;
     let command = config.command.display();
@@ -256,7 +267,7 @@ async fn start_worker(shared: &Arc<PoolShared>, index: u32) -> Result<RunningWor
     slot.last_used_ns.store(0, Ordering::Relaxed);
     slot.spawned_at_ns.store(shared.now_ns(), Ordering::Relaxed);
     slot.created_unix_ns.store(unix_now_ns(), Ordering::Relaxed);
-    relay::put_cached(shared.id, index, generation, relay);
+    shard.relays().put(shared.id, index, generation, relay);
     tracing::debug!(pool = %config.name, pid, max_execs = config.max_jobs, "worker is allocated");
     Ok(RunningWorker {
         child,
@@ -354,6 +365,7 @@ async fn forward_stderr(
 /// Waits until the process exits by itself or its slot is handed back, then ends it.
 async fn serve_until_retired(
     shared: &Arc<PoolShared>,
+    shard: &ShardContext,
     index: u32,
     running: &mut RunningWorker,
 ) -> ExitStatus {
@@ -371,7 +383,7 @@ async fn serve_until_retired(
             slot.returned.notified().await;
             status
         }
-        () = slot.returned.notified() => stop_worker(shared, index, running).await,
+        () = slot.returned.notified() => stop_worker(shared, shard, index, running).await,
     }
 }
 
@@ -379,13 +391,15 @@ async fn serve_until_retired(
 /// errors (spec pool-server §6.3).
 async fn stop_worker(
     shared: &Arc<PoolShared>,
+    shard: &ShardContext,
     index: u32,
     running: &mut RunningWorker,
 ) -> ExitStatus {
     let slot = shared.slot(index);
     if slot.state().retires_gracefully() {
         slot.mark(WorkerState::Stopping);
-        let relay = relay::take_cached(shared.id, index, running.generation).or_else(|| {
+        let cached = shard.relays().take(shared.id, index, running.generation);
+        let relay = cached.or_else(|| {
             slot.with_process(|p| {
                 RelayIo::from_fds(p.relay_write.as_fd(), p.relay_read.as_fd(), 1024).ok()
             })
@@ -443,8 +457,8 @@ fn finish_worker(shared: &Arc<PoolShared>, index: u32, generation: u64, status: 
     tracing::debug!(pool = %shared.config.name, slot = index, %status, "worker stopped");
     for shard in 0..shared.shards.count() {
         let pool = shared.id;
-        shared.shards.spawn_on(shard, move || async move {
-            relay::forget_cached(pool, index, generation)
+        shared.shards.spawn_on(shard, move |context| async move {
+            context.relays().forget(pool, index, generation);
         });
     }
 }

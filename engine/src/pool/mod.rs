@@ -24,7 +24,7 @@ use crate::worker::socket_relay::{RelayAddress, SocketRelay};
 pub use dynamic::DynamicAllocator;
 use idle_stack::IdleStack;
 use slot::WorkerSlot;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Notify;
@@ -176,8 +176,6 @@ pub struct WorkerInfo {
     pub cpu_percent: f64,
 }
 
-static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
-
 /// State shared by every handle of one pool and by its tasks.
 #[derive(Debug)]
 pub(crate) struct PoolShared {
@@ -220,10 +218,11 @@ impl PoolShared {
         &self.slots[index as usize]
     }
 
-    /// Returns a ready worker to service: to a waiter, or onto the idle stack.
-    fn release(&self, index: u32) {
+    /// Returns a ready worker to service: to a waiter (one on shard `here` first, when a
+    /// shard releases it), or onto the idle stack.
+    fn release(&self, index: u32, here: Option<usize>) {
         debug_assert_eq!(self.slot(index).state(), WorkerState::Ready);
-        self.waiters.release(&self.idle, index);
+        self.waiters.release(&self.idle, index, here);
     }
 
     /// Takes idle workers off the stack for their lifecycle tasks: `pick` is asked about
@@ -255,7 +254,7 @@ impl PoolShared {
         );
         // Push back in reverse so the stack keeps its LIFO order.
         for index in kept.into_iter().rev() {
-            self.release(index);
+            self.release(index, None);
         }
     }
 }
@@ -373,7 +372,7 @@ impl Pool {
         }
         let shared = Arc::new(PoolShared {
             socket_relay,
-            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
+            id: shards.next_pool_id(),
             slots: (0..slot_count)
                 .map(|index| {
                     let slot = WorkerSlot::new();
@@ -403,8 +402,8 @@ impl Pool {
             let (sender, receiver) = tokio::sync::oneshot::channel();
             let task_shared = Arc::clone(&shared);
             let index = u32::try_from(index).expect("at most 500 slots");
-            let started = shared.shards.spawn_on(index as usize, move || {
-                lifecycle::run_slot(task_shared, index, Some(sender))
+            let started = shared.shards.spawn_on(index as usize, move |shard| {
+                lifecycle::run_slot(task_shared, index, Some(sender), shard)
             });
             if !started {
                 shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
@@ -431,7 +430,7 @@ impl Pool {
                     let shared = Arc::clone(&pool.shared);
                     pool.shared
                         .shards
-                        .spawn_on(0, move || supervisor::run(shared, supervisor));
+                        .spawn_on(0, move |_| supervisor::run(shared, supervisor));
                 }
                 tracing::debug!(pool = %pool.shared.config.name, workers, "pool started");
                 Ok(pool)

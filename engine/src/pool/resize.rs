@@ -27,8 +27,8 @@ impl PoolShared {
         self.live_tasks.fetch_add(1, Ordering::AcqRel);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let task_shared = Arc::clone(self);
-        let started = self.shards.spawn_on(index as usize, move || {
-            lifecycle::run_slot(task_shared, index, Some(sender))
+        let started = self.shards.spawn_on(index as usize, move |shard| {
+            lifecycle::run_slot(task_shared, index, Some(sender), shard)
         });
         if !started {
             self.live_tasks.fetch_sub(1, Ordering::AcqRel);

@@ -10,7 +10,6 @@
 //! long.
 
 use super::idle_stack::IdleStack;
-use crate::runtime::current_shard;
 #[cfg(ringrunner_loom)]
 use loom::sync::{
     atomic::{fence, AtomicBool, Ordering},
@@ -160,14 +159,20 @@ pub struct Waiters {
 }
 
 impl Waiters {
-    /// Waits for a worker until `deadline` (see [`Handoff`] for why none is lost).
-    pub async fn wait(&self, idle: &IdleStack, deadline: Instant) -> Result<u32, WaitError> {
+    /// Waits on shard `here` for a worker until `deadline` (see [`Handoff`] for why none is
+    /// lost).
+    pub async fn wait(
+        &self,
+        idle: &IdleStack,
+        deadline: Instant,
+        here: usize,
+    ) -> Result<u32, WaitError> {
         let mut receiver = None;
         let registration = self.handoff.register(idle, || {
             let (sender, new_receiver) = oneshot::channel();
             receiver = Some(new_receiver);
             Waiter {
-                shard: current_shard(),
+                shard: Some(here),
                 since: Instant::now(),
                 sender,
             }
@@ -189,15 +194,12 @@ impl Waiters {
         }
     }
 
-    /// Gives a released worker to the next live waiter, or pushes it on the idle stack.
-    pub fn release(&self, idle: &IdleStack, index: u32) {
-        self.handoff.release(idle, index, Self::send_to_next);
-    }
-
-    /// Sends `index` to the next live waiter (see the module notes); returns it when there is
-    /// none.
-    fn send_to_next(queue: &mut VecDeque<Waiter>, index: u32) -> Option<u32> {
-        Self::send_to_next_from(queue, index, current_shard(), Instant::now())
+    /// Gives a worker released on shard `here` (when a shard releases it) to the next live
+    /// waiter (see the module notes), or pushes it on the idle stack.
+    pub fn release(&self, idle: &IdleStack, index: u32, here: Option<usize>) {
+        self.handoff.release(idle, index, |queue, index| {
+            Self::send_to_next_from(queue, index, here, Instant::now())
+        });
     }
 
     fn send_to_next_from(

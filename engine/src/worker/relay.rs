@@ -165,41 +165,68 @@ fn file_from(fd: OwnedFd) -> File {
 /// Key of a cached relay: (pool id, slot index).
 type RelayKey = (u64, u32);
 
-thread_local! {
-    /// This shard's relay handles, with the worker generation they were made for.
-    static RELAYS: RefCell<HashMap<RelayKey, (u64, RelayIo)>> = RefCell::new(HashMap::new());
+/// One shard's relay handles, with the worker generation they were made for (held in the
+/// shard's context: tokio-uring handles belong to that shard's ring).
+#[derive(Debug, Default)]
+pub struct RelayCache {
+    relays: RefCell<HashMap<RelayKey, (u64, RelayIo)>>,
 }
 
-/// Takes this shard's handles for (pool, slot) at `generation`, if cached. The exec that
-/// owns the slot holds them while it runs and puts them back after.
-pub fn take_cached(pool: u64, slot: u32, generation: u64) -> Option<RelayIo> {
-    RELAYS.with(|relays| {
-        let mut relays = relays.borrow_mut();
+impl RelayCache {
+    /// Takes the handles for (pool, slot) at `generation`, if cached. The exec that owns the
+    /// slot holds them while it runs and puts them back after.
+    pub fn take(&self, pool: u64, slot: u32, generation: u64) -> Option<RelayIo> {
+        let mut relays = self.relays.borrow_mut();
         match relays.remove(&(pool, slot)) {
             Some((cached, relay)) if cached == generation => Some(relay),
             _ => None,
         }
-    })
-}
+    }
 
-/// Puts handles back in this shard's cache.
-pub fn put_cached(pool: u64, slot: u32, generation: u64, relay: RelayIo) {
-    RELAYS.with(|relays| {
-        relays
+    /// Puts handles back.
+    pub fn put(&self, pool: u64, slot: u32, generation: u64, relay: RelayIo) {
+        self.relays
             .borrow_mut()
-            .insert((pool, slot), (generation, relay))
-    });
-}
+            .insert((pool, slot), (generation, relay));
+    }
 
-/// Drops this shard's handles for (pool, slot) if they belong to `generation` or older.
-pub fn forget_cached(pool: u64, slot: u32, generation: u64) {
-    RELAYS.with(|relays| {
-        let mut relays = relays.borrow_mut();
+    /// Drops the handles for (pool, slot) if they belong to `generation` or older.
+    pub fn forget(&self, pool: u64, slot: u32, generation: u64) {
+        let mut relays = self.relays.borrow_mut();
         if relays
             .get(&(pool, slot))
             .is_some_and(|(cached, _)| *cached <= generation)
         {
             relays.remove(&(pool, slot));
         }
-    });
+    }
+}
+
+/// One shard's reusable frame buffers: the hot path allocates nothing in steady state.
+#[derive(Debug, Default)]
+pub struct SendBuffers {
+    buffers: RefCell<Vec<Vec<u8>>>,
+}
+
+impl SendBuffers {
+    /// Buffers up to this size are kept for reuse.
+    const KEEP_BYTES: usize = 1 << 20;
+    /// At most this many are kept.
+    const KEEP_BUFFERS: usize = 64;
+
+    /// An empty buffer, reused when one is kept.
+    pub fn take(&self) -> Vec<u8> {
+        self.buffers.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Keeps `buffer` for the next frame unless it grew large.
+    pub fn give_back(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() <= Self::KEEP_BYTES {
+            buffer.clear();
+            let mut buffers = self.buffers.borrow_mut();
+            if buffers.len() < Self::KEEP_BUFFERS {
+                buffers.push(buffer);
+            }
+        }
+    }
 }

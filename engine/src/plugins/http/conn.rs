@@ -16,8 +16,10 @@ use super::{wire, HttpShared};
 use crate::clock::unix_seconds;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::pool::{LentBody, Request};
+use crate::runtime::ShardContext;
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
@@ -63,6 +65,8 @@ struct Connection {
     /// Body and reply bytes of the request just served (to know when it was a large one).
     moved_bytes: usize,
     date: DateCache,
+    /// The shard the connection lives on (its relay handles and frame buffers).
+    shard: Rc<ShardContext>,
 }
 
 impl Connection {
@@ -156,7 +160,12 @@ impl Connection {
 }
 
 /// Serves one connection until it closes.
-pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpShared>) {
+pub(super) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<HttpShared>,
+    shard: Rc<ShardContext>,
+) {
     let _counted = shared.lifecycle.connection_opened();
     let _ = stream.set_nodelay(true);
     let mut conn = Connection {
@@ -169,6 +178,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<HttpS
         scratch: RequestScratch::default(),
         moved_bytes: 0,
         date: DateCache::default(),
+        shard,
     };
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
@@ -469,6 +479,7 @@ async fn relay(
         scratch,
         moved_bytes,
         date,
+        shard,
     } = conn;
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
@@ -555,7 +566,7 @@ async fn relay(
             body: &[],
             lent: Some(&lent),
         };
-        let result = shared.pool.exec_streamed(request, &mut sink).await;
+        let result = shared.pool.exec_streamed(shard, request, &mut sink).await;
         match (lent.into_buffer(), chunked) {
             (Some(returned), true) => *body = returned,
             (Some(returned), false) => *buf = returned,
@@ -572,7 +583,7 @@ async fn relay(
             body: worker_body,
             lent: None,
         };
-        shared.pool.exec_streamed(request, &mut sink).await
+        shared.pool.exec_streamed(shard, request, &mut sink).await
     };
     sink.finish(
         result,

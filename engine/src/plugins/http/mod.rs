@@ -20,10 +20,11 @@ use super::server::ServerPlugin;
 use super::{listener, Lifecycle, Plugin, SectionContext, Service, StartContext};
 use crate::config::ConfigError;
 use crate::pool::Pool;
-use crate::runtime::Shards;
+use crate::runtime::{ShardContext, Shards};
 use request::Subnet;
 use std::any::Any;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use uploads::UploadPolicy;
@@ -55,7 +56,7 @@ impl Plugin for HttpSection {
             Ok(plugin) => Ok(Arc::new(plugin)),
             Err(error) => {
                 ctx.shards
-                    .block_on(0, move || async move { pool.destroy().await });
+                    .block_on(0, move |_| async move { pool.destroy().await });
                 Err(error)
             }
         }
@@ -155,7 +156,7 @@ impl HttpPlugin {
         });
         for (shard, socket) in listeners.into_iter().enumerate() {
             let shared = Arc::clone(&shared);
-            shards.spawn_on(shard, move || accept_loop(socket, shared));
+            shards.spawn_on(shard, move |context| accept_loop(socket, shared, context));
         }
         tracing::info!(target: "http", %address, "http server listening");
         Ok(Self { shared, address })
@@ -174,7 +175,11 @@ impl HttpPlugin {
     }
 }
 
-async fn accept_loop(socket: std::net::TcpListener, shared: Arc<HttpShared>) {
+async fn accept_loop(
+    socket: std::net::TcpListener,
+    shared: Arc<HttpShared>,
+    shard: Rc<ShardContext>,
+) {
     let listener = tokio_uring::net::TcpListener::from_std(socket);
     loop {
         let stopping = shared.lifecycle.stop.notified();
@@ -184,7 +189,7 @@ async fn accept_loop(socket: std::net::TcpListener, shared: Arc<HttpShared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio_uring::spawn(conn::serve(stream, peer, Arc::clone(&shared)));
+                    tokio_uring::spawn(conn::serve(stream, peer, Arc::clone(&shared), Rc::clone(&shard)));
                 }
                 Err(error) => {
                     // EMFILE and friends: log, back off a little, go on; clients retry.

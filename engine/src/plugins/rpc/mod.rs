@@ -239,7 +239,7 @@ impl Plugin for RpcSection {
             lifecycle: Arc::clone(ctx.lifecycle),
         });
         ctx.shards
-            .spawn_on(0, move || conn::accept_loop(listener, shared));
+            .spawn_on(0, move |_| conn::accept_loop(listener, shared));
         tracing::info!(target: "rpc", %address, "rpc server listening");
         Ok(Arc::new(RpcPlugin { address }))
     }

@@ -181,7 +181,7 @@ impl ServerPlugin {
             .map_err(|error| format!("{name}_plugin_serve: {error}"))?;
         let shards = Arc::clone(ctx.shards);
         ctx.shards
-            .block_on(0, move || Pool::start(config, shards))
+            .block_on(0, move |_| Pool::start(config, shards))
             .map_err(|error| format!("{name}_plugin_serve: {error}"))
     }
 }

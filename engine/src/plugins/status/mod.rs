@@ -87,7 +87,7 @@ impl Plugin for StatusSection {
         });
         let for_loop = Arc::clone(&shared);
         ctx.shards
-            .spawn_on(0, move || accept_loop(socket, for_loop));
+            .spawn_on(0, move |_| accept_loop(socket, for_loop));
         tracing::info!(target: "status", %address, "status server listening");
         Ok(Arc::new(StatusPlugin { address, shared }))
     }
