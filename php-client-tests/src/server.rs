@@ -250,7 +250,9 @@ impl RrServer {
             .unwrap_or_else(|(status, output)| panic!("rr did not start ({status}):\n{output}"))
     }
 
-    fn listening_address(&self, message: &str) -> Option<SocketAddr> {
+    /// The `address` of the first log line containing `message` (a listener's).
+    #[must_use]
+    pub fn listening_address(&self, message: &str) -> Option<SocketAddr> {
         let lines = self.output.lines.lock().unwrap();
         let line = lines.iter().find(|l| l.contains(message))?;
         let json = &line[line.rfind('{')?..];

@@ -7,6 +7,22 @@ use crate::runtime::Shards;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The plugins that serve clients: a config needs one of them.
+const SERVING_PLUGINS: [&str; 2] = ["http", "tcp"];
+
+/// Raises the soft limit on open files to the hard one, as Go's runtime does for rr: a
+/// server holding thousands of connections must not fail at 1,024.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!(%error, "could not raise the open files limit");
+        }
+    }
+}
+
 /// How long the exit waits for queued log lines to be written.
 pub(super) const LOG_FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 
@@ -44,15 +60,16 @@ fn serve_configured(
     configured: Configured,
     flusher: &logs::LogFlusher,
 ) -> Result<(), String> {
-    if !configured.has("http") {
+    if !SERVING_PLUGINS.iter().any(|name| configured.has(name)) {
         // A server that says "started" and serves nothing hides a typo (`htttp:`) until
         // the first request fails; the warnings above name the sections not recognised.
-        return Err(
-            "serve: nothing to serve: the configuration has no http section (the one plugin \
-             that serves requests in this version)"
-                .into(),
-        );
+        return Err(format!(
+            "serve: nothing to serve: the configuration has none of the sections that serve \
+             requests ({})",
+            SERVING_PLUGINS.join(", ")
+        ));
     }
+    raise_open_file_limit();
     if cli.debug {
         tracing::warn!("-d (pprof server) is not supported by ringrunner; ignored");
     }

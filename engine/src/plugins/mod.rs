@@ -4,6 +4,7 @@
 //! a plugin is a folder here and one line in [`registry::REGISTRY`]. No global state: what a
 //! plugin needs from others reaches it through [`StartContext`].
 
+pub mod client_io;
 #[cfg(test)]
 mod config_tests;
 mod container;
@@ -14,6 +15,8 @@ mod registry;
 pub mod rpc;
 pub mod server;
 pub mod status;
+pub mod stream;
+pub mod tcp;
 
 pub use container::Running;
 pub use registry::{configure, Configured, Entry, SectionContext, REGISTRY};

@@ -47,6 +47,7 @@ pub const REGISTRY: &[Entry] = &[
     super::server::ENTRY,
     super::rpc::ENTRY,
     super::http::ENTRY,
+    super::tcp::ENTRY,
     super::status::ENTRY,
 ];
 

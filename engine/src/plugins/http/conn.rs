@@ -6,7 +6,6 @@
 //! read by the same, the whole body by `body_min_rate`, each write by `write_timeout`. An
 //! answer sent before the request was read to its end is followed by a lingering close.
 
-use super::client_io::{linger_close, write_all_within};
 use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
 use super::request::{self, BodyClass, RequestScratch};
 use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
@@ -15,6 +14,7 @@ use super::wire::DateCache;
 use super::{wire, HttpShared};
 use crate::clock::unix_seconds;
 use crate::memory::LARGE_REQUEST_BYTES;
+use crate::plugins::client_io::{linger_close, write_all_within};
 use crate::pool::{LentBody, Request};
 use crate::runtime::ShardContext;
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};

@@ -1,7 +1,6 @@
 //! The `http` plugin (spec http): HTTP/1.1 on every shard, requests relayed to the `http`
 //! pool as rr sends them, replies written back as rr writes them.
 
-mod client_io;
 mod config;
 mod conn;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
@@ -48,18 +47,11 @@ impl Plugin for HttpSection {
     }
 
     fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
-        let server = ctx
-            .get::<ServerPlugin>()
-            .ok_or("http plugin needs the server section (server.command)")?;
-        let pool = server.start_pool("http", &self.pool, ctx)?;
-        match HttpPlugin::start(*self, pool.clone(), ctx.shards, Arc::clone(ctx.lifecycle)) {
-            Ok(plugin) => Ok(Arc::new(plugin)),
-            Err(error) => {
-                ctx.shards
-                    .block_on(0, move |_| async move { pool.destroy().await });
-                Err(error)
-            }
-        }
+        let section = self.pool.clone();
+        ServerPlugin::run_with_pool("http", &section, ctx, |pool| {
+            let plugin = HttpPlugin::start(*self, pool, ctx.shards, Arc::clone(ctx.lifecycle))?;
+            Ok(Arc::new(plugin) as Arc<dyn Service>)
+        })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -180,24 +172,14 @@ async fn accept_loop(
     shared: Arc<HttpShared>,
     shard: Rc<ShardContext>,
 ) {
-    let listener = tokio_uring::net::TcpListener::from_std(socket);
-    loop {
-        let stopping = shared.lifecycle.stop.notified();
-        if shared.lifecycle.is_stopping() {
-            break;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio_uring::spawn(conn::serve(stream, peer, Arc::clone(&shared), Rc::clone(&shard)));
-                }
-                Err(error) => {
-                    // EMFILE and friends: log, back off a little, go on; clients retry.
-                    tracing::error!(target: "http", %error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            () = stopping => break,
-        }
-    }
+    let lifecycle = Arc::clone(&shared.lifecycle);
+    listener::accept_each(socket, &lifecycle, "http", |stream, peer| {
+        tokio_uring::spawn(conn::serve(
+            stream,
+            peer,
+            Arc::clone(&shared),
+            Rc::clone(&shard),
+        ));
+    })
+    .await;
 }

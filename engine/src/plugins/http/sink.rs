@@ -8,9 +8,9 @@
 //! `write_timeout`; a client that stalls past it is treated as gone (the worker is told to
 //! stop its stream) and the connection is closed.
 
-use super::client_io::{write_all_within, WriteEnd};
 use super::wire::{self, DateCache, LAST_CHUNK};
 use crate::clock::unix_seconds;
+use crate::plugins::client_io::{write_all_within, WriteEnd};
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
 use ringrunner_protocol::http::{decode_response, ResponseHead};

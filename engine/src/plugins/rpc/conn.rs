@@ -1,16 +1,14 @@
-//! RPC connections: accept, then per connection read goridge RPC frames, run each call and
-//! write its reply (spec relay-protocol §6). Calls on one connection run one after another,
+//! RPC connections: read goridge RPC frames, run each call and write its reply (spec relay-protocol §6). Calls on one connection run one after another,
 //! replies in request order (the PHP client has one call in flight a connection; Go's
 //! multiplexing client correlates by sequence number, which order does not upset).
 
-use super::{Listener, RpcShared};
+use super::super::stream::Stream;
+use super::RpcShared;
 use ringrunner_protocol::frame::Flags;
 use ringrunner_protocol::rpc::{encode_rpc_reply, Codec, RpcCallError, RpcMessage};
 use ringrunner_protocol::FrameDecoder;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
-use tokio_uring::net::{TcpStream, UnixStream};
 
 /// The largest RPC frame payload accepted (a frame announcing more closes the connection):
 /// room for big `kv` values, bounded so a 12-byte header cannot claim gigabytes.
@@ -22,90 +20,6 @@ pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 const READ_CHUNK: usize = 64 * 1024;
 
-enum RpcStream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl RpcStream {
-    async fn read(&self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
-        match self {
-            Self::Tcp(stream) => stream.read(buf).await,
-            Self::Unix(stream) => stream.read(buf).await,
-        }
-    }
-
-    async fn write_all(&self, buf: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
-        match self {
-            Self::Tcp(stream) => stream.write_all(buf).await,
-            Self::Unix(stream) => stream.write_all(buf).await,
-        }
-    }
-
-    fn shutdown(&self) {
-        let _ = match self {
-            Self::Tcp(stream) => stream.shutdown(std::net::Shutdown::Both),
-            Self::Unix(stream) => stream.shutdown(std::net::Shutdown::Both),
-        };
-    }
-}
-
-fn accept(listener: &Listener) -> std::io::Result<RpcStream> {
-    // Accepted sockets are blocking (O_NONBLOCK is not inherited): io_uring wants no more.
-    Ok(match listener {
-        Listener::Tcp(listener) => {
-            let (stream, _) = listener.accept()?;
-            stream.set_nonblocking(false)?;
-            RpcStream::Tcp(TcpStream::from_std(stream))
-        }
-        Listener::Unix(listener, _) => {
-            let (stream, _) = listener.accept()?;
-            stream.set_nonblocking(false)?;
-            RpcStream::Unix(UnixStream::from_std(stream))
-        }
-    })
-}
-
-pub(super) async fn accept_loop(listener: Listener, shared: Arc<RpcShared>) {
-    // SAFETY: the AsyncFd takes the listener by value; its socket stays open until the
-    // AsyncFd drops it and `as_raw_fd` always returns that same descriptor, which is what
-    // registration requires.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
-    let listener = match registered.map_err(std::io::Error::from) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(target: "rpc", %error, "rpc listener cannot be polled");
-            return;
-        }
-    };
-    loop {
-        let stopping = shared.lifecycle.stop.notified();
-        if shared.lifecycle.is_stopping() {
-            return;
-        }
-        tokio::select! {
-            ready = listener.readable() => {
-                let Ok(mut ready) = ready else { return };
-                match accept(ready.get_inner()) {
-                    Ok(stream) => {
-                        tokio_uring::spawn(serve(stream, Arc::clone(&shared)));
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        ready.clear_ready();
-                    }
-                    Err(error) => {
-                        // EMFILE and friends: log, back off a little, go on.
-                        tracing::error!(target: "rpc", %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-            }
-            () = stopping => return,
-        }
-    }
-}
-
 /// A request copied out of the decoder's buffer (the call awaits; the buffer moves on).
 struct Call {
     seq: u32,
@@ -114,7 +28,7 @@ struct Call {
     body: Vec<u8>,
 }
 
-async fn serve(stream: RpcStream, shared: Arc<RpcShared>) {
+pub(super) async fn serve(stream: Stream, shared: Arc<RpcShared>) {
     let mut decoder = FrameDecoder::new(MAX_RPC_PAYLOAD);
     let mut buf = vec![0; READ_CHUNK];
     let mut out = Vec::new();

@@ -7,11 +7,11 @@ pub mod services;
 
 pub use services::{Reply, RpcService};
 
+use super::stream::{self, Listener};
 use super::{Directory, Lifecycle, Plugin, SectionContext, Service, StartContext};
 use crate::config::ConfigError;
 use services::{Informer, Resetter, RpcInfo};
 use std::any::Any;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -92,84 +92,6 @@ fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, Co
     Ok(Some(Box::new(section)))
 }
 
-/// A bound RPC listener.
-#[derive(Debug)]
-pub(crate) enum Listener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener, PathBuf),
-}
-
-impl std::os::fd::AsRawFd for Listener {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.as_fd().as_raw_fd()
-    }
-}
-
-impl AsFd for Listener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Self::Tcp(listener) => listener.as_fd(),
-            Self::Unix(listener, _) => listener.as_fd(),
-        }
-    }
-}
-
-impl Listener {
-    fn bind(address: &RpcAddress) -> Result<(Self, String), String> {
-        match address {
-            RpcAddress::Tcp(host_port) => {
-                let resolved = super::listener::resolve(host_port)
-                    .map_err(|error| format!("rpc: address {host_port}: {error}"))?;
-                let listener = std::net::TcpListener::bind(resolved).map_err(|error| {
-                    format!(
-                        "listen tcp {resolved}: {}",
-                        super::listener::bind_error_text(&error)
-                    )
-                })?;
-                let bound = listener.local_addr().map_err(|e| e.to_string())?;
-                Ok((Self::Tcp(listener), format!("tcp://{bound}")))
-            }
-            RpcAddress::Unix(path) => {
-                remove_stale_socket(path);
-                let listener = std::os::unix::net::UnixListener::bind(path).map_err(|error| {
-                    format!(
-                        "listen unix {}: {}",
-                        path.display(),
-                        super::listener::bind_error_text(&error)
-                    )
-                })?;
-                Ok((
-                    Self::Unix(listener, path.clone()),
-                    format!("unix://{}", path.display()),
-                ))
-            }
-        }
-    }
-
-    fn set_nonblocking(&self) -> std::io::Result<()> {
-        match self {
-            Self::Tcp(listener) => listener.set_nonblocking(true),
-            Self::Unix(listener, _) => listener.set_nonblocking(true),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Self::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// A socket file nobody listens on (left by a server that was killed) is removed; one
-/// that answers is left, and the bind then fails with "address already in use".
-fn remove_stale_socket(path: &std::path::Path) {
-    if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 /// What the connections share.
 pub(crate) struct RpcShared {
     services: Vec<Box<dyn RpcService>>,
@@ -220,8 +142,17 @@ impl Plugin for RpcSection {
     }
 
     fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
-        let (listener, address) = Listener::bind(&self.listen)?;
-        listener.set_nonblocking().map_err(|e| e.to_string())?;
+        let (listener, address) = match &self.listen {
+            RpcAddress::Tcp(host_port) => {
+                let (listener, bound) =
+                    Listener::bind_tcp(host_port).map_err(|error| format!("rpc: {error}"))?;
+                (listener, format!("tcp://{bound}"))
+            }
+            RpcAddress::Unix(path) => (
+                Listener::bind_unix(path)?,
+                format!("unix://{}", path.display()),
+            ),
+        };
         let directory = Arc::clone(ctx.directory);
         let shared = Arc::new(RpcShared {
             services: vec![
@@ -238,8 +169,12 @@ impl Plugin for RpcSection {
             directory,
             lifecycle: Arc::clone(ctx.lifecycle),
         });
-        ctx.shards
-            .spawn_on(0, move |_| conn::accept_loop(listener, shared));
+        let lifecycle = Arc::clone(ctx.lifecycle);
+        ctx.shards.spawn_on(0, move |_| {
+            stream::accept_loop(listener, lifecycle, "rpc", move |stream, _| {
+                tokio_uring::spawn(conn::serve(stream, Arc::clone(&shared)));
+            })
+        });
         tracing::info!(target: "rpc", %address, "rpc server listening");
         Ok(Arc::new(RpcPlugin { address }))
     }

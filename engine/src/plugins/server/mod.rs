@@ -164,6 +164,28 @@ impl ServerPlugin {
         pool.pool_config(name, &self.section, self.rpc_listen.as_deref())
     }
 
+    /// Starts the pool of plugin `name` (whose section is `pool`), then `start` with it;
+    /// the pool is destroyed again when `start` fails. The `server` plugin must have
+    /// started before (`http plugin needs the server section` otherwise).
+    ///
+    /// # Errors
+    /// No `server` section, the pool's start error, or `start`'s.
+    pub fn run_with_pool<T>(
+        name: &str,
+        pool: &PoolSection,
+        ctx: &StartContext<'_>,
+        start: impl FnOnce(Pool) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let server = ctx
+            .get::<Self>()
+            .ok_or_else(|| format!("{name} plugin needs the server section (server.command)"))?;
+        let pool = server.start_pool(name, pool, ctx)?;
+        start(pool.clone()).inspect_err(|_| {
+            ctx.shards
+                .block_on(0, move |_| async move { pool.destroy().await });
+        })
+    }
+
     /// Starts the pool of plugin `name` on the shards and waits until every worker is ready
     /// (call it off the shards: it blocks on shard 0).
     ///

@@ -1,10 +1,30 @@
 //! Writes to and lingering closes of a client socket, each bounded in time: a client that
 //! stops reading, or keeps sending after its answer, cannot hold the connection (or
-//! anything else) for longer than the configured bounds.
+//! anything else) for longer than the configured bounds. Shared by the plugins that serve
+//! clients (http, tcp).
 
 use std::time::Duration;
-use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
+use tokio_uring::buf::{BoundedBuf, Slice};
+use tokio_uring::net::{TcpStream, UnixStream};
+use tokio_uring::UnsubmittedWrite;
+
+/// A socket a write can be submitted to: tokio-uring's TCP and unix streams.
+pub trait WriteStream {
+    /// Submits a write of `buf` (see [`TcpStream::write`]).
+    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>>;
+}
+
+impl WriteStream for TcpStream {
+    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>> {
+        self.write(buf)
+    }
+}
+
+impl WriteStream for UnixStream {
+    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>> {
+        self.write(buf)
+    }
+}
 
 /// Why a write to the client ended before all bytes were out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +41,13 @@ pub enum WriteEnd {
 /// short by the timeout: the ring still owns that buffer, and the caller closes the
 /// connection, which completes the write.
 pub async fn write_all_within(
-    stream: &TcpStream,
+    stream: &impl WriteStream,
     mut buf: Vec<u8>,
     stall: Duration,
 ) -> (Result<(), WriteEnd>, Option<Vec<u8>>) {
     let mut written = 0;
     while written < buf.len() {
-        let write = stream.write(buf.slice(written..)).submit();
+        let write = stream.write_slice(buf.slice(written..)).submit();
         let Ok((result, slice)) = tokio::time::timeout(stall, write).await else {
             return (Err(WriteEnd::Stalled), None);
         };

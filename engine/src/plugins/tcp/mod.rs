@@ -1,0 +1,247 @@
+//! The `tcp` plugin (spec tcp-jobs Part A): raw TCP (or unix socket) servers whose
+//! connections are handled by PHP workers, one event at a time: CONNECTED, DATA (the bytes
+//! up to a delimiter), CLOSE; the worker answers WRITE, WRITECLOSE, CONTINUE or CLOSE.
+//! `tcp.Close` over RPC closes a connection by its uuid.
+
+mod config;
+mod conn;
+
+pub use config::{TcpAddress, TcpSection, TcpServer};
+
+use super::rpc::{Reply, RpcService};
+use super::server::ServerPlugin;
+use super::stream::{self, Listener, Stream};
+use super::{listener, Lifecycle, LocalFuture, Plugin, SectionContext, Service, StartContext};
+use crate::config::ConfigError;
+use crate::pool::Pool;
+use crate::runtime::ShardContext;
+use std::any::Any;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::Notify;
+
+/// The registry's entry.
+pub const ENTRY: super::Entry = super::Entry {
+    section: "tcp",
+    configure,
+};
+
+fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, ConfigError> {
+    if !ctx.reader.has("tcp") {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(TcpSection::read(ctx.reader, ctx.warnings)?)))
+}
+
+/// What `tcp.Close` uses to close a connection on whatever shard it lives.
+#[derive(Debug, Default)]
+struct CloseSignal {
+    closed: AtomicBool,
+    wake: Notify,
+}
+
+impl CloseSignal {
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// What every connection of the plugin shares.
+#[derive(Debug)]
+struct TcpShared {
+    config: TcpSection,
+    pool: Pool,
+    lifecycle: Arc<Lifecycle>,
+    /// Open connections by uuid.
+    connections: Mutex<HashMap<String, Arc<CloseSignal>>>,
+}
+
+impl TcpShared {
+    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CloseSignal>>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The running plugin.
+#[derive(Debug)]
+pub struct TcpPlugin {
+    shared: Arc<TcpShared>,
+    /// Each server's name and bound address (`127.0.0.1:7000`, `unix://path`).
+    addresses: Vec<(String, String)>,
+}
+
+impl TcpPlugin {
+    /// Where each server listens (the real port when configured with 0).
+    #[must_use]
+    pub fn addresses(&self) -> &[(String, String)] {
+        &self.addresses
+    }
+}
+
+impl Plugin for TcpSection {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        let section = self.pool.clone();
+        ServerPlugin::run_with_pool("tcp", &section, ctx, |pool| {
+            let shared = Arc::new(TcpShared {
+                config: *self,
+                pool,
+                lifecycle: Arc::clone(ctx.lifecycle),
+                connections: Mutex::new(HashMap::new()),
+            });
+            let addresses = listen(&shared, ctx)?;
+            Ok(Arc::new(TcpPlugin { shared, addresses }) as Arc<dyn Service>)
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Binds every server (all of them, or none start) and starts accepting.
+fn listen(
+    shared: &Arc<TcpShared>,
+    ctx: &StartContext<'_>,
+) -> Result<Vec<(String, String)>, String> {
+    enum Bound {
+        Tcp(Vec<std::net::TcpListener>),
+        Unix(Listener),
+    }
+    let mut bound = Vec::new();
+    for (index, server) in shared.config.servers.iter().enumerate() {
+        let (listeners, address) = match &server.address {
+            TcpAddress::Tcp(host_port) => {
+                let address = listener::resolve(host_port)
+                    .map_err(|error| format!("tcp: address {host_port}: {error}"))?;
+                let sockets = listener::bind_reuseport(
+                    address,
+                    ctx.shards.count(),
+                    listener::Sharing::Exclusive,
+                )
+                .map_err(|error| {
+                    format!(
+                        "listen tcp {address}: {}",
+                        listener::bind_error_text(&error)
+                    )
+                })?;
+                let local = sockets[0].local_addr().map_err(|e| e.to_string())?;
+                (Bound::Tcp(sockets), local.to_string())
+            }
+            TcpAddress::Unix(path) => (
+                Bound::Unix(Listener::bind_unix(path)?),
+                format!("unix://{}", path.display()),
+            ),
+        };
+        bound.push((index, listeners, address));
+    }
+    let mut addresses = Vec::with_capacity(bound.len());
+    for (index, listeners, address) in bound {
+        let name = shared.config.servers[index].name.clone();
+        tracing::info!(target: "tcp", server = %name, %address, "tcp server listening");
+        addresses.push((name, address));
+        match listeners {
+            Bound::Tcp(sockets) => {
+                for (shard, socket) in sockets.into_iter().enumerate() {
+                    let shared = Arc::clone(shared);
+                    ctx.shards.spawn_on(shard, move |context| {
+                        accept_tcp(socket, index, shared, context)
+                    });
+                }
+            }
+            Bound::Unix(listener) => {
+                let shared = Arc::clone(shared);
+                ctx.shards.spawn_on(0, move |context| {
+                    let lifecycle = Arc::clone(&shared.lifecycle);
+                    stream::accept_loop(listener, lifecycle, "tcp", move |stream, peer| {
+                        let shared = Arc::clone(&shared);
+                        tokio_uring::spawn(conn::serve(
+                            stream,
+                            peer,
+                            index,
+                            shared,
+                            Rc::clone(&context),
+                        ));
+                    })
+                });
+            }
+        }
+    }
+    Ok(addresses)
+}
+
+async fn accept_tcp(
+    socket: std::net::TcpListener,
+    server: usize,
+    shared: Arc<TcpShared>,
+    context: Rc<ShardContext>,
+) {
+    // rr stops accepting for good after an accept error; accept_each backs off and goes on.
+    let lifecycle = Arc::clone(&shared.lifecycle);
+    listener::accept_each(socket, &lifecycle, "tcp", |stream, peer| {
+        let _ = stream.set_nodelay(true);
+        tokio_uring::spawn(conn::serve(
+            Stream::Tcp(stream),
+            Some(peer),
+            server,
+            Arc::clone(&shared),
+            Rc::clone(&context),
+        ));
+    })
+    .await;
+}
+
+impl Service for TcpPlugin {
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn pool(&self) -> Option<&Pool> {
+        Some(&self.shared.pool)
+    }
+
+    fn rpc_services(&self) -> Vec<&dyn RpcService> {
+        vec![self]
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// `tcp.Close(uuid)`: closes that connection (its CLOSE event follows); `true` whether or
+/// not it was open, as rr's.
+impl RpcService for TcpPlugin {
+    fn service(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn call<'a>(
+        &'a self,
+        method: &'a str,
+        arg: serde_json::Value,
+    ) -> Option<LocalFuture<'a, Result<Reply, String>>> {
+        if method != "Close" {
+            return None;
+        }
+        let uuid = arg.as_str().unwrap_or_default();
+        if let Some(signal) = self.shared.connections().get(uuid) {
+            signal.close();
+        }
+        Some(Box::pin(std::future::ready(Ok(Reply::Json(
+            serde_json::Value::Bool(true),
+        )))))
+    }
+}
