@@ -4,7 +4,8 @@
 //! data frames echoed with their codec and context). `native-echo-worker --ping-pong SIZE`
 //! instead copies SIZE-byte messages back unframed: the anchor a relay round trip is
 //! compared with. `native-echo-worker --http` answers every HTTP request with 200 and
-//! `Hello, world!`: the no-PHP ceiling of `rr serve`.
+//! `Hello, world!`: the no-PHP ceiling of `rr serve`. `native-echo-worker --tcp` answers
+//! every tcp plugin event with `WRITE` and the event's bytes: the ceiling of the tcp plugin.
 
 use ringrunner_protocol::payload::{
     encode_data_frame, encode_pid_reply, ControlMessage, ServerMessage,
@@ -20,6 +21,7 @@ fn main() {
             ping_pong(size)
         }
         Some("--http") => serve(Reply::Hello),
+        Some("--tcp") => serve(Reply::TcpWrite),
         _ => serve(Reply::Echo),
     };
     if let Err(error) = result {
@@ -45,6 +47,8 @@ enum Reply {
     Echo,
     /// An `http.v1.Response` with status 200 and a fixed body.
     Hello,
+    /// The tcp plugin's `WRITE` with the event's body (nothing for CONNECTED and CLOSE).
+    TcpWrite,
 }
 
 /// `http.v1.Response { status: 200 }`: field 1, varint 200 (0xC8 0x01).
@@ -80,6 +84,16 @@ fn serve(mode: Reply) -> std::io::Result<()> {
                     Default::default(),
                     HTTP_200_CONTEXT,
                     HELLO_BODY,
+                    &mut reply,
+                )
+                .map_err(std::io::Error::other)?;
+            }
+            ServerMessage::Data(data) if mode == Reply::TcpWrite => {
+                encode_data_frame(
+                    data.codec,
+                    Default::default(),
+                    b"WRITE",
+                    data.body,
                     &mut reply,
                 )
                 .map_err(std::io::Error::other)?;
