@@ -1,6 +1,7 @@
 //! The `http` section (spec http §5), read with rr's defaults.
 
 use super::super::server::PoolSection;
+use super::static_files::StaticConfig;
 use crate::config::values::{ConfigError, Reader};
 use ringrunner_protocol::http::ContextCodec;
 use std::path::PathBuf;
@@ -52,12 +53,14 @@ pub struct HttpSection {
     /// ringrunner's switch to join another process's listeners on `address` (SO_REUSEPORT,
     /// for a zero-downtime hand-over); by default an address in use is refused.
     pub reuse_port: bool,
+    /// `http.static`, when the section exists and `static` is in the middleware.
+    pub static_files: Option<StaticConfig>,
     /// `http.pool`.
     pub pool: PoolSection,
 }
 
 /// Middleware ringrunner runs; others are skipped with a warning, as rr skips unknown names.
-pub const SUPPORTED_MIDDLEWARE: [&str; 1] = ["proxy_ip_parser"];
+pub const SUPPORTED_MIDDLEWARE: [&str; 2] = ["proxy_ip_parser", "static"];
 
 impl HttpSection {
     /// Reads `http`.
@@ -104,7 +107,8 @@ impl HttpSection {
                 ));
             }
         }
-        for option in ["ssl", "fcgi", "http2", "http3", "headers", "static", "gzip"] {
+        let static_files = read_static(reader, &middleware, warnings)?;
+        for option in ["ssl", "fcgi", "http2", "http3", "headers", "gzip"] {
             let path = format!("http.{option}");
             if reader.has(&path) {
                 warnings.push(format!(
@@ -140,6 +144,7 @@ impl HttpSection {
                 .unwrap_or(Duration::from_secs(60)),
             body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
             reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
+            static_files,
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }
@@ -174,4 +179,66 @@ fn read_context_codec(reader: &Reader<'_>) -> Result<ContextCodec, ConfigError> 
         )));
     }
     Ok(codec)
+}
+
+/// `http.static` (spec http-extras §2.1): read and checked when the section exists (rr's
+/// errors for a missing or non-directory `dir`); served only when `static` is in the
+/// middleware list.
+fn read_static(
+    reader: &Reader<'_>,
+    middleware: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Option<StaticConfig>, ConfigError> {
+    if !reader.has("http.static") {
+        if middleware.iter().any(|name| name == "static") {
+            warnings.push(
+                "http.middleware: static has no http.static section, skipped (requested middleware does not exist)".into(),
+            );
+        }
+        return Ok(None);
+    }
+    let dir = reader.string("http.static.dir")?.unwrap_or_default();
+    let error = |message: String| ConfigError {
+        path: "http.static.dir".into(),
+        line: reader.node("http.static.dir").map_or(0, |n| n.line),
+        message,
+    };
+    match std::fs::metadata(&dir) {
+        Err(_) => {
+            return Err(error(format!(
+                "static_plugin_valid: root directory '{dir}' does not exists"
+            )))
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return Err(error(format!(
+                "static_plugin_valid: invalid root directory '{dir}'"
+            )))
+        }
+        Ok(_) => {}
+    }
+    let extensions = |key: &str| -> Result<Vec<String>, ConfigError> {
+        Ok(reader
+            .strings(key)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|ext| !ext.is_empty())
+            .collect())
+    };
+    let _ = reader.has("http.static.request");
+    let config = StaticConfig {
+        dir: PathBuf::from(dir),
+        forbid: extensions("http.static.forbid")?,
+        allow: extensions("http.static.allow")?,
+        calculate_etag: reader.bool("http.static.calculate_etag")?.unwrap_or(false),
+        weak: reader.bool("http.static.weak")?.unwrap_or(false),
+        response: reader.string_map("http.static.response")?,
+    };
+    if !middleware.iter().any(|name| name == "static") {
+        warnings.push(
+            "http.static is configured but static is not in http.middleware: no files are served"
+                .into(),
+        );
+        return Ok(None);
+    }
+    Ok(Some(config))
 }

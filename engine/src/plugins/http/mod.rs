@@ -9,6 +9,7 @@ pub use ringrunner_protocol::http1 as head;
 mod hot_path_tests;
 pub mod request;
 mod sink;
+pub mod static_files;
 pub mod uploads;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
@@ -88,6 +89,8 @@ pub struct HttpShared {
     pub uploads: UploadPolicy,
     /// Shutdown state.
     pub lifecycle: Arc<Lifecycle>,
+    /// The `static` middleware, when configured.
+    pub static_files: Option<static_files::StaticFiles>,
 }
 
 /// The running plugin.
@@ -138,7 +141,12 @@ impl HttpPlugin {
             tracing::warn!(target: "http", dir = %uploads.dir.display(),
                 "uploads.dir is not a directory: uploaded files will report error 6");
         }
+        let static_files = config.static_files.clone().map(|static_config| {
+            static_files::warn_about_php_sources(&static_config);
+            static_files::StaticFiles::new(static_config)
+        });
         let shared = Arc::new(HttpShared {
+            static_files,
             uploads,
             config,
             pool,

@@ -6,22 +6,24 @@
 //! read by the same, the whole body by `body_min_rate`, each write by `write_timeout`. An
 //! answer sent before the request was read to its end is followed by a lingering close.
 
-use super::head::{BodyKind, ChunkedDecoder, Head, HeadError};
+mod read;
+
+use super::head::{BodyKind, Head};
 use super::request::{self, BodyClass, RequestScratch};
 use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
+use super::static_files::{Outcome, StaticRequest};
 use super::uploads;
 use super::wire::DateCache;
-use super::{wire, HttpShared};
-use crate::clock::unix_seconds;
+use super::HttpShared;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
 use crate::pool::{LentBody, Request};
 use crate::runtime::ShardContext;
+use read::{read_request, ReadRequest};
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
@@ -182,7 +184,10 @@ pub(super) async fn serve(
     };
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
-            Ok(request) => relay(&mut conn, peer, &shared, request).await,
+            Ok(request) => match serve_static(&mut conn, &shared, &request).await {
+                Some(keep_open) => keep_open,
+                None => relay(&mut conn, peer, &shared, request).await,
+            },
             Err(refusal) => {
                 conn.refuse(refusal, &shared).await;
                 false
@@ -203,247 +208,30 @@ pub(super) async fn serve(
     }
 }
 
-/// A request read whole: the head in `buf`, the body in `buf` (Content-Length) or `body`
-/// (chunked).
-struct ReadRequest {
-    started: Instant,
-    body_kind: BodyKind,
-    /// Bytes of `buf` this request used (head and a Content-Length body).
-    consumed: usize,
-    /// The connection must close after the answer.
-    close_after: bool,
-}
-
-/// Reads the next request's head and body within their bounds.
-async fn read_request(
+/// Answers from the `static` middleware when it takes the request (None: the worker's).
+/// Its answers are not in the `http log` records, as rr's.
+async fn serve_static(
     conn: &mut Connection,
-    peer: SocketAddr,
     shared: &HttpShared,
-) -> Result<ReadRequest, Refusal> {
-    read_head(conn, peer, shared).await?;
-    let started = Instant::now();
-    let refused = |error: HeadError| {
-        let (status, text) = error.status();
-        tracing::warn!(target: "http", %peer, status, ?error, "bad request");
-        Refusal::Linger(wire::plain_response(1, status, text, true, unix_seconds()))
+    request: &ReadRequest,
+) -> Option<bool> {
+    let statics = shared.static_files.as_ref()?;
+    let keep_alive =
+        conn.head.keep_alive(&conn.buf) && !request.close_after && !shared.lifecycle.is_stopping();
+    let static_request = StaticRequest {
+        stream: &conn.stream,
+        buf: &conn.buf,
+        head: &conn.head,
+        keep_alive,
+        write_timeout: shared.config.write_timeout,
     };
-    conn.head.validate(&conn.buf).map_err(refused)?;
-    let body_kind = conn.head.body_kind(&conn.buf).map_err(refused)?;
-    let close_after = conn.head.has_length_and_coding(&conn.buf);
-    if close_after {
-        tracing::warn!(target: "http", %peer,
-            "request with both Content-Length and Transfer-Encoding: read as chunked, connection closed after the answer");
-    }
-    let consumed = read_body(conn, peer, shared, body_kind).await?;
-    Ok(ReadRequest {
-        started,
-        body_kind,
-        consumed,
-        close_after,
-    })
-}
-
-/// Reads until `buf` starts with a whole head, within `read_header_timeout` from its first
-/// byte (a slow client cannot hold the connection by trickling); an idle keep-alive
-/// connection gets the same time.
-async fn read_head(
-    conn: &mut Connection,
-    peer: SocketAddr,
-    shared: &HttpShared,
-) -> Result<(), Refusal> {
-    let timeout = shared.read_header_timeout;
-    let mut head_deadline = None;
-    loop {
-        match Head::parse(&conn.buf, &mut conn.head) {
-            Ok(Some(())) => return Ok(()),
-            Ok(None) => {
-                let idle = conn.buf.is_empty();
-                let now = Deadline::now();
-                let deadline = if idle {
-                    now + timeout
-                } else {
-                    *head_deadline.get_or_insert(now + timeout)
-                };
-                match conn.read_more(deadline, shared, idle).await {
-                    Ok(()) => {}
-                    Err(ReadEnd::TimedOut) if !idle => {
-                        tracing::debug!(target: "http", %peer, "request head timed out");
-                        let reply = wire::plain_response(
-                            1,
-                            408,
-                            "408 Request Timeout",
-                            true,
-                            unix_seconds(),
-                        );
-                        return Err(Refusal::Close(reply));
-                    }
-                    Err(_) => return Err(Refusal::Silent),
-                }
+    match statics.serve(&static_request, &mut conn.out).await {
+        Outcome::Pass => None,
+        Outcome::Answered { keep_open } => {
+            if conn.buf.len() >= request.consumed {
+                conn.buf.drain(..request.consumed);
             }
-            Err(error) => {
-                let (status, text) = error.status();
-                tracing::warn!(target: "http", %peer, status, ?error, "bad request");
-                return Err(Refusal::Linger(wire::plain_response(
-                    1,
-                    status,
-                    text,
-                    true,
-                    unix_seconds(),
-                )));
-            }
-        }
-    }
-}
-
-/// The bound on a whole body: each read within `read_header_timeout`, and the body in all
-/// within `read_header_timeout` plus one second per `body_min_rate` bytes received.
-struct BodyClock {
-    started: Deadline,
-    per_read: Duration,
-    min_rate: u64,
-}
-
-impl BodyClock {
-    fn new(shared: &HttpShared) -> Self {
-        Self {
-            started: Deadline::now(),
-            per_read: shared.read_header_timeout,
-            min_rate: shared.config.body_min_rate,
-        }
-    }
-
-    /// The deadline of the next read, `received` body bytes in.
-    fn next_deadline(&self, received: usize) -> Deadline {
-        let next_read = Deadline::now() + self.per_read;
-        if self.min_rate == 0 {
-            return next_read;
-        }
-        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
-        next_read.min(self.started + self.per_read + earned)
-    }
-}
-
-/// Reads the body `kind` announces; returns the bytes of `buf` the request used.
-async fn read_body(
-    conn: &mut Connection,
-    peer: SocketAddr,
-    shared: &HttpShared,
-    kind: BodyKind,
-) -> Result<usize, Refusal> {
-    let head_len = conn.head.len;
-    let minor_version = conn.head.minor_version;
-    let limit = shared.config.max_request_size;
-    let too_large = || {
-        tracing::warn!(target: "http", %peer, "request body too large");
-        Refusal::Linger(wire::plain_response(
-            minor_version,
-            413,
-            "serve_http: http: request body too large\n",
-            true,
-            unix_seconds(),
-        ))
-    };
-    let timed_out = |received: usize| {
-        tracing::warn!(target: "http", %peer, received, "request body timed out");
-        Refusal::Close(wire::plain_response(
-            minor_version,
-            408,
-            "408 Request Timeout",
-            true,
-            unix_seconds(),
-        ))
-    };
-    let expects_continue = conn
-        .head
-        .value(&conn.buf, "expect")
-        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
-        && minor_version == 1;
-    let mut continue_sent = false;
-    let clock = BodyClock::new(shared);
-    // The body: Content-Length bytes stay in `buf`; chunked bodies are decoded into `body`.
-    conn.body.clear();
-    match kind {
-        BodyKind::Empty => Ok(head_len),
-        BodyKind::Length(length) if length > limit => Err(too_large()),
-        BodyKind::Length(length) => {
-            let end = head_len + length as usize;
-            // Room for the whole body at once (it is within max_request_size): growing by
-            // doubling would hold up to twice the body while it arrives.
-            conn.buf.reserve_exact(end.saturating_sub(conn.buf.len()));
-            while conn.buf.len() < end {
-                if expects_continue && !continue_sent {
-                    continue_sent = true;
-                    if !conn
-                        .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
-                        .await
-                    {
-                        return Err(Refusal::Silent);
-                    }
-                }
-                let received = conn.buf.len() - head_len;
-                match conn
-                    .read_more(clock.next_deadline(received), shared, false)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(ReadEnd::TimedOut) => return Err(timed_out(received)),
-                    Err(_) => {
-                        tracing::debug!(target: "http", %peer, "client went away while sending the body");
-                        return Err(Refusal::Silent);
-                    }
-                }
-            }
-            Ok(end)
-        }
-        BodyKind::Chunked => {
-            let mut decoder = ChunkedDecoder::default();
-            let mut at = head_len;
-            let mut received = 0;
-            loop {
-                match decoder.decode(&conn.buf[at..], &mut conn.body) {
-                    Ok(used) => {
-                        at += used;
-                        received += used;
-                    }
-                    Err(_) => {
-                        let error = HeadError::BadRequest("malformed chunked encoding");
-                        tracing::warn!(target: "http", %peer, ?error, "bad request");
-                        return Err(Refusal::Linger(wire::plain_response(
-                            1,
-                            400,
-                            error.status().1,
-                            true,
-                            unix_seconds(),
-                        )));
-                    }
-                }
-                if conn.body.len() as u64 + decoder.announced_remaining() > limit {
-                    return Err(too_large());
-                }
-                if decoder.is_done() {
-                    return Ok(at);
-                }
-                // Keep `buf` from growing with decoded chunks: drop what is consumed.
-                conn.buf.drain(head_len..at);
-                at = head_len;
-                if expects_continue && !continue_sent {
-                    continue_sent = true;
-                    if !conn
-                        .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
-                        .await
-                    {
-                        return Err(Refusal::Silent);
-                    }
-                }
-                match conn
-                    .read_more(clock.next_deadline(received), shared, false)
-                    .await
-                {
-                    Ok(()) => {}
-                    Err(ReadEnd::TimedOut) => return Err(timed_out(received)),
-                    Err(_) => return Err(Refusal::Silent),
-                }
-            }
+            Some(keep_open)
         }
     }
 }

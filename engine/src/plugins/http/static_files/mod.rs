@@ -1,0 +1,499 @@
+//! The `static` middleware (spec http-extras §2): files under `http.static.dir` answered on
+//! the shard without a PHP hop, with rr's decision procedure and ETags and Go's
+//! `ServeContent` behaviour (conditional requests, byte ranges, HEAD). Files are opened,
+//! stat'ed and read through the shard's io_uring ring, in chunks of a reused buffer: a large
+//! file costs one chunk of memory, and one open file per request in flight.
+
+pub mod rules;
+
+use super::head::Head;
+use super::wire;
+use crate::plugins::client_io::{write_all_within, WriteEnd};
+use rules::{ByteRange, Conditions, Decision, MimeTypes, Precondition, RangeAsk};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_uring::fs::File;
+use tokio_uring::net::TcpStream;
+
+/// Bytes read from a file per chunk.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// `http.static`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StaticConfig {
+    /// `dir`: the root.
+    pub dir: PathBuf,
+    /// `forbid`: extensions never served (lower case, with the dot).
+    pub forbid: Vec<String>,
+    /// `allow`: when not empty, the only extensions served.
+    pub allow: Vec<String>,
+    /// `calculate_etag`.
+    pub calculate_etag: bool,
+    /// `weak`: the name-based ETag.
+    pub weak: bool,
+    /// `response`: headers set on every static answer.
+    pub response: Vec<(String, String)>,
+}
+
+/// The middleware, ready to serve.
+#[derive(Debug)]
+pub struct StaticFiles {
+    config: StaticConfig,
+    types: MimeTypes,
+}
+
+/// What the middleware did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a static file: relay it to the worker.
+    Pass,
+    /// Answered; `keep_open` says whether the connection goes on.
+    Answered {
+        /// The connection may serve the next request.
+        keep_open: bool,
+    },
+}
+
+/// What the answer needs to know of the file.
+#[derive(Debug, Clone, Copy)]
+struct FileFacts<'a> {
+    size: u64,
+    content_type: &'a str,
+    is_head: bool,
+}
+
+/// What one request needs of its connection.
+pub struct StaticRequest<'a> {
+    /// The connection.
+    pub stream: &'a TcpStream,
+    /// The read buffer holding the head.
+    pub buf: &'a [u8],
+    /// The parsed head.
+    pub head: &'a Head,
+    /// The connection may stay open after this answer.
+    pub keep_alive: bool,
+    /// Bound on each write to the client.
+    pub write_timeout: Duration,
+}
+
+impl std::fmt::Debug for StaticRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticRequest")
+            .field("keep_alive", &self.keep_alive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StaticFiles {
+    /// The middleware over `config`, with the system's MIME types (`/etc/mime.types`).
+    #[must_use]
+    pub fn new(config: StaticConfig) -> Self {
+        let types = std::fs::read_to_string("/etc/mime.types")
+            .map(|text| MimeTypes::from_mime_types(&text))
+            .unwrap_or_default();
+        Self { config, types }
+    }
+
+    /// Answers `request` when it names a static file; `scratch` is the connection's reused
+    /// buffer for headers and file chunks.
+    pub async fn serve(&self, request: &StaticRequest<'_>, scratch: &mut Vec<u8>) -> Outcome {
+        let target = &request.buf[request.head.target.clone()];
+        let Some(path) = rules::decoded_path(target) else {
+            return Outcome::Pass;
+        };
+        let relative = match rules::decide(&path, &self.config.forbid, &self.config.allow) {
+            Decision::Pass => return Outcome::Pass,
+            Decision::Forbidden => {
+                return self.answer(request, scratch, 403, &[], b"").await;
+            }
+            Decision::Try(relative) => relative,
+        };
+        let full = self.config.dir.join(&relative);
+        let Ok(file) = File::open(&full).await else {
+            tracing::debug!(target: "http", path = %full.display(), "no static file, passed on");
+            return Outcome::Pass;
+        };
+        let Ok(stat) = file.statx().await else {
+            let _ = file.close().await;
+            return Outcome::Pass;
+        };
+        // S_IFMT / S_IFDIR.
+        if u32::from(stat.stx_mode) & 0o170_000 == 0o040_000 {
+            tracing::warn!(target: "http", path = %full.display(), "path to dir provided, not serving dir");
+            let _ = file.close().await;
+            return Outcome::Pass;
+        }
+        let served = self
+            .serve_file(
+                request,
+                scratch,
+                &file,
+                &relative,
+                stat.stx_size,
+                stat.stx_mtime.tv_sec,
+            )
+            .await;
+        let _ = file.close().await;
+        served
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_file(
+        &self,
+        request: &StaticRequest<'_>,
+        scratch: &mut Vec<u8>,
+        file: &File,
+        relative: &std::path::Path,
+        size: u64,
+        mtime: i64,
+    ) -> Outcome {
+        let mtime = u64::try_from(mtime).unwrap_or(0);
+        let name = relative
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let etag = if !self.config.calculate_etag {
+            None
+        } else if self.config.weak {
+            Some(rules::weak_etag(&name))
+        } else {
+            match content_crc(file, size, scratch).await {
+                Some(crc) => rules::strong_etag(size, crc),
+                None => return Outcome::Pass,
+            }
+        };
+        let (head, buf) = (request.head, request.buf);
+        let text = |name: &'static str| {
+            head.value(buf, name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        };
+        let method = &buf[head.method.clone()];
+        let is_head = method == b"HEAD";
+        let get_or_head = is_head || method == b"GET";
+        let conditions = Conditions {
+            if_match: text("if-match"),
+            if_unmodified_since: text("if-unmodified-since"),
+            if_none_match: text("if-none-match"),
+            if_modified_since: text("if-modified-since"),
+        };
+        let last_modified = (mtime > 0).then(|| wire::imf_fixdate(mtime));
+        match rules::precondition(&conditions, etag.as_deref(), mtime, get_or_head) {
+            Precondition::Serve => {}
+            Precondition::NotModified => {
+                let mut headers: Vec<(&str, &str)> = Vec::new();
+                if let Some(etag) = &etag {
+                    headers.push(("Etag", etag));
+                } else if let Some(modified) = &last_modified {
+                    headers.push(("Last-Modified", modified));
+                }
+                return self.answer(request, scratch, 304, &headers, b"").await;
+            }
+            Precondition::Failed => return self.answer(request, scratch, 412, &[], b"").await,
+        }
+        let content_type = match self.types.by_name(&name) {
+            Some(known) => known.to_owned(),
+            None => {
+                scratch.clear();
+                scratch.reserve(512);
+                let (read, chunk) = file.read_at(std::mem::take(scratch), 0).await;
+                *scratch = chunk;
+                let read = read.unwrap_or(0).min(scratch.len()).min(512);
+                let sniffed = rules::sniff(&scratch[..read]);
+                sniffed.to_owned()
+            }
+        };
+        let if_range_ok = text("if-range").is_none_or(|validator| {
+            etag.as_deref() == Some(validator.trim())
+                || last_modified.as_deref() == Some(validator.trim())
+        });
+        let ranges = match text("range").filter(|_| if_range_ok) {
+            None => RangeAsk::Whole,
+            Some(header) => rules::parse_range(header, size),
+        };
+        let mut validators: Vec<(&str, &str)> = vec![("Accept-Ranges", "bytes")];
+        if let Some(modified) = &last_modified {
+            validators.push(("Last-Modified", modified));
+        }
+        if let Some(etag) = &etag {
+            validators.push(("Etag", etag));
+        }
+        let facts = FileFacts {
+            size,
+            content_type: &content_type,
+            is_head,
+        };
+        self.send(request, scratch, file, ranges, validators, &facts)
+            .await
+    }
+
+    /// Answers with the whole file, one range (206), several (206 multipart) or 416.
+    async fn send(
+        &self,
+        request: &StaticRequest<'_>,
+        scratch: &mut Vec<u8>,
+        file: &File,
+        ranges: RangeAsk,
+        mut headers: Vec<(&str, &str)>,
+        facts: &FileFacts<'_>,
+    ) -> Outcome {
+        let FileFacts {
+            size,
+            content_type,
+            is_head,
+        } = *facts;
+        let size_text = size.to_string();
+        match ranges {
+            RangeAsk::Unsatisfiable => {
+                let content_range = format!("bytes */{size}");
+                let headers = [
+                    ("Content-Range", content_range.as_str()),
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("X-Content-Type-Options", "nosniff"),
+                ];
+                self.answer(
+                    request,
+                    scratch,
+                    416,
+                    &headers,
+                    b"invalid range: failed to overlap\n",
+                )
+                .await
+            }
+            RangeAsk::Whole => {
+                headers.push(("Content-Type", content_type));
+                headers.push(("Content-Length", &size_text));
+                let whole = [ByteRange {
+                    start: 0,
+                    end: size.saturating_sub(1),
+                }];
+                let body = if is_head || size == 0 {
+                    &[][..]
+                } else {
+                    &whole[..]
+                };
+                self.stream_parts(request, scratch, 200, &headers, file, body, None)
+                    .await
+            }
+            RangeAsk::Partial(parts) if parts.len() == 1 => {
+                let part = parts[0];
+                let content_range = format!("bytes {}-{}/{size}", part.start, part.end);
+                let length = part.len().to_string();
+                headers.push(("Content-Type", content_type));
+                headers.push(("Content-Range", &content_range));
+                headers.push(("Content-Length", &length));
+                let body = if is_head { &[][..] } else { &parts[..] };
+                self.stream_parts(request, scratch, 206, &headers, file, body, None)
+                    .await
+            }
+            RangeAsk::Partial(parts) => {
+                let boundary = format!("{:016x}", crate::clock::unix_now().as_nanos() as u64);
+                let prefixes: Vec<String> = parts
+                    .iter()
+                    .enumerate()
+                    .map(|(index, part)| {
+                        format!(
+                            "{}--{boundary}\r\nContent-Range: bytes {}-{}/{size}\r\nContent-Type: {content_type}\r\n\r\n",
+                            if index == 0 { "" } else { "\r\n" },
+                            part.start,
+                            part.end
+                        )
+                    })
+                    .collect();
+                let closing = format!("\r\n--{boundary}--\r\n");
+                let length: u64 = prefixes.iter().map(|p| p.len() as u64).sum::<u64>()
+                    + parts.iter().map(ByteRange::len).sum::<u64>()
+                    + closing.len() as u64;
+                let kind = format!("multipart/byteranges; boundary={boundary}");
+                let length = length.to_string();
+                headers.push(("Content-Type", &kind));
+                headers.push(("Content-Length", &length));
+                let body = if is_head { &[][..] } else { &parts[..] };
+                let framing = (!is_head).then_some((prefixes.as_slice(), closing.as_str()));
+                self.stream_parts(request, scratch, 206, &headers, file, body, framing)
+                    .await
+            }
+        }
+    }
+
+    /// Writes a head (with the configured `response` headers) and a small body.
+    async fn answer(
+        &self,
+        request: &StaticRequest<'_>,
+        scratch: &mut Vec<u8>,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Outcome {
+        self.write_head(request, scratch, status, headers, Some(body.len()));
+        scratch.extend_from_slice(body);
+        let out = std::mem::take(scratch);
+        let written = write_all_within(request.stream, out, request.write_timeout).await;
+        finish(request, scratch, written)
+    }
+
+    fn write_head(
+        &self,
+        request: &StaticRequest<'_>,
+        out: &mut Vec<u8>,
+        status: u16,
+        headers: &[(&str, &str)],
+        content_length: Option<usize>,
+    ) {
+        out.clear();
+        wire::status_line(out, request.head.minor_version, status);
+        for (name, value) in headers {
+            wire::header(out, name.as_bytes(), value.as_bytes());
+        }
+        for (name, value) in &self.config.response {
+            wire::canonical_header(out, name.as_bytes(), value.as_bytes());
+        }
+        if let Some(length) = content_length {
+            wire::header(out, b"Content-Length", length.to_string().as_bytes());
+        }
+        wire::date_header(out, crate::clock::unix_seconds());
+        if !request.keep_alive {
+            wire::header(out, b"Connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes the head, then each range of `file` (with multipart framing when given), in
+    /// chunks of the reused buffer.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_parts(
+        &self,
+        request: &StaticRequest<'_>,
+        scratch: &mut Vec<u8>,
+        status: u16,
+        headers: &[(&str, &str)],
+        file: &File,
+        parts: &[ByteRange],
+        framing: Option<(&[String], &str)>,
+    ) -> Outcome {
+        self.write_head(request, scratch, status, headers, None);
+        for (index, part) in parts.iter().enumerate() {
+            if let Some((prefixes, _)) = framing {
+                scratch.extend_from_slice(prefixes[index].as_bytes());
+            }
+            let mut position = part.start;
+            while position <= part.end {
+                let want = usize::try_from(part.end - position + 1)
+                    .unwrap_or(usize::MAX)
+                    .min(CHUNK_BYTES);
+                // The chunk is read behind what is already buffered (the head, a prefix).
+                let filled = scratch.len();
+                scratch.reserve(want);
+                let (read, mut buf) = file
+                    .read_at(std::mem::take(scratch).slice_from(filled, want), position)
+                    .await
+                    .map_into_inner();
+                let Some(read) = read.ok().filter(|n| *n > 0) else {
+                    tracing::warn!(target: "http", "static file shrank or failed while being sent");
+                    return Outcome::Answered { keep_open: false };
+                };
+                buf.truncate(filled + read);
+                position += read as u64;
+                let (written, returned) =
+                    write_all_within(request.stream, buf, request.write_timeout).await;
+                if written.is_err() {
+                    return finish(request, scratch, (written, returned));
+                }
+                *scratch = returned.unwrap_or_default();
+                scratch.clear();
+            }
+        }
+        if let Some((_, closing)) = framing {
+            scratch.extend_from_slice(closing.as_bytes());
+        }
+        let written = write_all_within(
+            request.stream,
+            std::mem::take(scratch),
+            request.write_timeout,
+        )
+        .await;
+        finish(request, scratch, written)
+    }
+}
+
+/// Keeps the buffer and says whether the connection goes on after a write.
+fn finish(
+    request: &StaticRequest<'_>,
+    scratch: &mut Vec<u8>,
+    (written, returned): (Result<(), WriteEnd>, Option<Vec<u8>>),
+) -> Outcome {
+    if let Some(mut returned) = returned {
+        returned.clear();
+        *scratch = returned;
+    }
+    if let Err(WriteEnd::Stalled) = written {
+        tracing::warn!(target: "http", "client stopped reading a static file, connection closed");
+    }
+    Outcome::Answered {
+        keep_open: written.is_ok() && request.keep_alive,
+    }
+}
+
+/// rr's strong ETag checksum of the whole file, read in chunks.
+async fn content_crc(file: &File, size: u64, scratch: &mut Vec<u8>) -> Option<u32> {
+    let mut crc = 0;
+    let mut position = 0;
+    while position < size {
+        scratch.clear();
+        scratch.reserve(CHUNK_BYTES);
+        let (read, buf) = file.read_at(std::mem::take(scratch), position).await;
+        *scratch = buf;
+        let read = read.ok().filter(|n| *n > 0)?;
+        crc = rules::etag_crc(crc, &scratch[..read]);
+        position += read as u64;
+    }
+    scratch.clear();
+    Some(crc)
+}
+
+/// Extension helpers for reading into the spare room of a buffer.
+trait SliceFrom {
+    fn slice_from(self, from: usize, len: usize) -> tokio_uring::buf::Slice<Vec<u8>>;
+}
+
+impl SliceFrom for Vec<u8> {
+    fn slice_from(self, from: usize, len: usize) -> tokio_uring::buf::Slice<Vec<u8>> {
+        use tokio_uring::buf::BoundedBuf;
+        // The ring writes into bytes from..from+len, within the capacity (the caller
+        // reserved it); the length becomes from + the bytes read.
+        debug_assert!(self.len() == from && self.capacity() >= from + len);
+        self.slice(from..from + len)
+    }
+}
+
+/// `(result, slice)` into `(result, whole buffer)`.
+trait IntoInner {
+    fn map_into_inner(self) -> (std::io::Result<usize>, Vec<u8>);
+}
+
+impl IntoInner for (std::io::Result<usize>, tokio_uring::buf::Slice<Vec<u8>>) {
+    fn map_into_inner(self) -> (std::io::Result<usize>, Vec<u8>) {
+        (self.0, self.1.into_inner())
+    }
+}
+
+/// Warns at start when `dir` holds `.php` files that the config would serve as source
+/// (Octane's `public/index.php` with no `forbid` list).
+pub fn warn_about_php_sources(config: &StaticConfig) {
+    let forbidden = config.forbid.iter().any(|ext| ext == ".php")
+        || (!config.allow.is_empty() && !config.allow.iter().any(|ext| ext == ".php"));
+    if forbidden {
+        return;
+    }
+    let has_php = std::fs::read_dir(&config.dir).is_ok_and(|entries| {
+        entries.flatten().take(10_000).any(|entry| {
+            entry
+                .path()
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("php"))
+        })
+    });
+    if has_php {
+        tracing::warn!(target: "http", dir = %config.dir.display(),
+            "http.static serves .php files in its dir as source text: add \".php\" to http.static.forbid");
+    }
+}
