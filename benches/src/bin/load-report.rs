@@ -2,8 +2,10 @@
 //! and a latency plot (SVG).
 //!
 //! `load-report RESULTS.tsv OUT_DIR [key=value …]`: RESULTS.tsv has one line per wrk run,
-//! `scenario  server  round  req/s  p50_ms  p75_ms  p90_ms  p99_ms` (tab-separated); the
-//! `key=value` pairs (machine, rss, command …) are printed in the report as given.
+//! `scenario  server  round  req/s  p50_ms  p75_ms  p90_ms  p99_ms  server_us  php_us`
+//! (tab-separated; the last two, CPU µs per request of the server and of its PHP or native
+//! workers, may be missing in older files); the `key=value` pairs (machine, rss, command …)
+//! are printed in the report as given.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,6 +18,10 @@ struct Run {
     p50: f64,
     p90: f64,
     p99: f64,
+    /// Server CPU µs per request (NaN when not recorded).
+    server_us: f64,
+    /// PHP (or native worker) CPU µs per request (NaN when not recorded).
+    php_us: f64,
 }
 
 /// A scenario: ours against an anchor, the target ratio, and how the ratio reads.
@@ -32,7 +38,7 @@ struct Scenario {
     target: Option<f64>,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         key: "hello",
         anchor_key: "hello",
@@ -70,6 +76,15 @@ const SCENARIOS: [Scenario; 5] = [
         target: Some(1.5),
     },
     Scenario {
+        key: "psr7-protobuf",
+        anchor_key: "psr7",
+        title: "PSR-7 app, protobuf context decoded by Debian's pure-PHP google/protobuf (as RoadRunner's package without the C extension)",
+        ours: "ringrunner + PSR-7 worker, protobuf context",
+        anchor: "nginx + php-fpm, the same PSR-7 app",
+        by_latency: false,
+        target: None,
+    },
+    Scenario {
         key: "paced",
         anchor_key: "paced",
         title: "PHP hello at a fixed moderate rate (wrk -t2 -c8, 4 ms pause per connection)",
@@ -97,6 +112,19 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn medians(runs: &[Run]) -> (f64, f64, f64, f64) {
     let of = |pick: fn(&Run) -> f64| median(runs.iter().map(pick).collect());
     (of(|r| r.rps), of(|r| r.p50), of(|r| r.p90), of(|r| r.p99))
+}
+
+/// Medians of a server's CPU µs per request: (server, PHP or workers).
+fn cpu_medians(runs: &[Run]) -> (f64, f64) {
+    let of = |pick: fn(&Run) -> f64| {
+        median(
+            runs.iter()
+                .map(pick)
+                .filter(|value| !value.is_nan())
+                .collect(),
+        )
+    };
+    (of(|r| r.server_us), of(|r| r.php_us))
 }
 
 fn main() {
@@ -132,16 +160,18 @@ fn main() {
                 p50,
                 p90,
                 p99,
+                server_us: number(8).unwrap_or(f64::NAN),
+                php_us: number(9).unwrap_or(f64::NAN),
             });
     }
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| scenario | server | req/s | p50 ms | p90 ms | p99 ms | ratio to anchor | target |"
+        "| scenario | server | req/s | p50 ms | p90 ms | p99 ms | server CPU µs/req | PHP/worker CPU µs/req | ratio to anchor | target |"
     );
     let _ = writeln!(
         table,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     let mut bars: Vec<(String, f64, f64, f64)> = Vec::new();
     for scenario in &SCENARIOS {
@@ -180,15 +210,18 @@ fn main() {
         } else {
             format!("{ratio:.2}×")
         };
-        let target = scenario.target.map_or_else(
-            || "lower is better".to_owned(),
-            |target| {
+        let target = match scenario.target {
+            Some(target) => {
                 let verdict = if ratio >= target { "met" } else { "missed" };
                 format!("≥ {target}× ({verdict})")
-            },
-        );
+            }
+            None if scenario.by_latency => "lower is better".to_owned(),
+            None => "for the record".to_owned(),
+        };
+        let (server_us, php_us) = cpu_medians(&ours);
+        let (anchor_server_us, anchor_php_us) = cpu_medians(&anchor_runs);
         let cell = |value: f64, digits: usize| {
-            if value.is_nan() {
+            if value.is_nan() || (digits == 1 && value == 0.0) {
                 "–".to_owned()
             } else {
                 format!("{value:.digits$}")
@@ -196,24 +229,28 @@ fn main() {
         };
         let _ = writeln!(
             table,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             scenario.title,
             scenario.ours,
             cell(rps, 0),
             cell(p50, 2),
             cell(p90, 2),
             cell(p99, 2),
+            cell(server_us, 1),
+            cell(php_us, 1),
             ratio_text,
             target
         );
         let _ = writeln!(
             table,
-            "| | {} | {} | {} | {} | {} | 1.00× (anchor) | |",
+            "| | {} | {} | {} | {} | {} | {} | {} | 1.00× (anchor) | |",
             scenario.anchor,
             cell(anchor_rps, 0),
             cell(anchor_p50, 2),
             cell(anchor_p90, 2),
             cell(anchor_p99, 2),
+            cell(anchor_server_us, 1),
+            cell(anchor_php_us, 1),
         );
         let label = |server: &str| format!("{server} — {}", scenario.key);
         bars.push((label(scenario.ours), p50, p90, p99));
@@ -227,13 +264,13 @@ fn main() {
     }
     let _ = writeln!(report, "\nMedians of every round; ratios are medians of per-round ratios (ours and the anchor run back to back in each round).\n");
     report.push_str(&table);
-    report.push_str("\n![latency](latency.svg)\n\n## Every run\n\n| scenario | server | round | req/s | p50 ms | p90 ms | p99 ms |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+    report.push_str("\n![latency](latency.svg)\n\n## Every run\n\n| scenario | server | round | req/s | p50 ms | p90 ms | p99 ms | server µs/req | PHP µs/req |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for ((scenario, server), list) in &runs {
         for run in list {
             let _ = writeln!(
                 report,
-                "| {scenario} | {server} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-                run.round, run.rps, run.p50, run.p90, run.p99
+                "| {scenario} | {server} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                run.round, run.rps, run.p50, run.p90, run.p99, run.server_us, run.php_us
             );
         }
     }
