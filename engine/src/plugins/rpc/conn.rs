@@ -131,10 +131,102 @@ async fn run(
     let service = shared
         .find(service_name)
         .ok_or_else(|| RpcCallError::NoService(full_name()).to_string())?;
+    if codec == Codec::Proto {
+        if let Some(call) = service.call_proto(method, message.body) {
+            return call.await;
+        }
+    }
     let arg = super::services::decode_arg(codec, message.body)?;
     let call = service
         .call(method, arg)
         .ok_or_else(|| RpcCallError::NoMethod(full_name()).to_string())?;
     let reply = call.await?;
     super::services::encode_reply(codec, reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::services::{Reply, RpcService};
+    use super::super::RpcShared;
+    use super::*;
+    use crate::plugins::{Directory, Lifecycle, LocalFuture};
+
+    /// A service with one JSON method and one protobuf method (echoing the message).
+    struct Echo;
+
+    impl RpcService for Echo {
+        fn service(&self) -> &'static str {
+            "echo"
+        }
+
+        fn call<'a>(
+            &'a self,
+            method: &'a str,
+            arg: serde_json::Value,
+        ) -> Option<LocalFuture<'a, Result<Reply, String>>> {
+            (method == "Json").then(|| {
+                Box::pin(std::future::ready(Ok(Reply::Json(arg))))
+                    as LocalFuture<'a, Result<Reply, String>>
+            })
+        }
+
+        fn call_proto<'a>(
+            &'a self,
+            method: &'a str,
+            message: &'a [u8],
+        ) -> Option<LocalFuture<'a, Result<Vec<u8>, String>>> {
+            (method == "Proto").then(|| {
+                Box::pin(std::future::ready(Ok(message.to_vec())))
+                    as LocalFuture<'a, Result<Vec<u8>, String>>
+            })
+        }
+    }
+
+    fn call(
+        shared: &RpcShared,
+        flags: Flags,
+        method: &[u8],
+        body: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let message = RpcMessage {
+            seq: 1,
+            flags,
+            method,
+            body,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(run(shared, &message, message.codec()))
+    }
+
+    #[test]
+    fn protobuf_arguments_reach_the_services_that_take_them() {
+        let shared = RpcShared {
+            services: vec![Box::new(Echo)],
+            directory: Arc::new(Directory::default()),
+            lifecycle: Arc::new(Lifecycle::default()),
+        };
+        assert_eq!(
+            call(&shared, Flags::CODEC_PROTO, b"echo.Proto", b"\x0a\x02hi"),
+            Ok(b"\x0a\x02hi".to_vec())
+        );
+        assert_eq!(
+            call(&shared, Flags::CODEC_JSON, b"echo.Json", b"\"x\""),
+            Ok(b"\"x\"".to_vec())
+        );
+        let refused = call(&shared, Flags::CODEC_PROTO, b"echo.Json", b"\x0a\x00").unwrap_err();
+        assert!(
+            refused.contains("Proto codec is not supported"),
+            "{refused}"
+        );
+        assert_eq!(
+            call(&shared, Flags::CODEC_JSON, b"echo.Nope", b"1"),
+            Err("rpc: can't find method echo.Nope".into())
+        );
+        assert_eq!(
+            call(&shared, Flags::CODEC_JSON, b"none.Nope", b"1"),
+            Err("rpc: can't find service none.Nope".into())
+        );
+    }
 }

@@ -30,13 +30,25 @@ pub trait RpcService: Send + Sync {
         method: &'a str,
         arg: Value,
     ) -> Option<LocalFuture<'a, Result<Reply, String>>>;
+
+    /// Runs `method` with a protobuf argument (the message's bytes as sent) and gives the
+    /// reply message's bytes; `None` when the method takes no protobuf message (the
+    /// services of rr's PHP SDKs for jobs, kv and metrics call theirs this way).
+    fn call_proto<'a>(
+        &'a self,
+        _method: &'a str,
+        _message: &'a [u8],
+    ) -> Option<LocalFuture<'a, Result<Vec<u8>, String>>> {
+        None
+    }
 }
 
 /// Decodes a request's argument: JSON as JSON, raw bytes as a string, nothing as `null`.
+/// (Protobuf arguments go to [`RpcService::call_proto`] undecoded.)
 ///
 /// # Errors
-/// Malformed JSON; a codec ringrunner does not speak (gob, msgpack, protobuf for these
-/// methods, whose arguments are plain strings and booleans).
+/// Malformed JSON; a codec ringrunner does not speak (gob, msgpack) or protobuf for a
+/// method whose argument is a plain string or boolean.
 pub fn decode_arg(codec: Codec, body: &[u8]) -> Result<Value, String> {
     if body.is_empty() {
         return Ok(Value::Null);
