@@ -313,3 +313,35 @@ fn a_thousand_connections_at_once() {
     assert_eq!(uuids.len(), 1000);
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_server_on_a_unix_socket() {
+    let dir = scratch_dir();
+    let socket = dir.join("tcp.sock");
+    let yaml = format!(
+        "version: '3'\nserver:\n  command: \"{}\"\ntcp:\n  servers:\n    local:\n      addr: unix://{}\n  pool:\n    num_workers: 1\nlogs:\n  level: info\n",
+        worker_command("tcp.php"),
+        socket.display()
+    );
+    let mut rr = RrServer::start(&yaml);
+    assert!(rr.wait_for_line("tcp server listening", Duration::from_secs(10)));
+    let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).unwrap();
+    assert!(
+        greeting.starts_with("hello ") && greeting.ends_with(" local \r\n"),
+        "no remote address on a unix socket: {greeting:?}"
+    );
+    reader.get_mut().write_all(b"over unix\r\n").unwrap();
+    let mut echo = String::new();
+    reader.read_line(&mut echo).unwrap();
+    assert_eq!(echo, "echo:over unix\r\n");
+    drop(reader);
+    assert!(rr.stop().success());
+    assert!(!socket.exists(), "the socket file goes with the server");
+    let _ = std::fs::remove_dir_all(dir);
+}
