@@ -13,8 +13,11 @@ pub struct HeaderTable {
     names: Vec<u8>,
     /// Each group's name in `names`, in first-seen order.
     groups: Vec<Range<usize>>,
-    /// Each header line in arrival order: its group and its value's range in the source.
-    lines: Vec<(usize, Range<usize>)>,
+    /// Each header line in arrival order: its group, its value's range, and whether that
+    /// range is in `own` (a value the server added) rather than the source.
+    lines: Vec<(usize, Range<usize>, bool)>,
+    /// Values added by the server (`http.headers.request`), back to back.
+    own: Vec<u8>,
 }
 
 impl HeaderTable {
@@ -23,11 +26,27 @@ impl HeaderTable {
         self.names.clear();
         self.groups.clear();
         self.lines.clear();
+        self.own.clear();
     }
 
     /// Adds a header line: `name` as received, `value` the range of its value in the source
     /// buffer later given to [`HeaderTable::view`].
     pub fn push(&mut self, name: &[u8], value: Range<usize>) {
+        let group = self.group_of(name);
+        self.lines.push((group, value, false));
+    }
+
+    /// Adds a header line whose value the table keeps itself (a header the server adds to
+    /// the request, after those the client sent).
+    pub fn push_owned(&mut self, name: &[u8], value: &[u8]) {
+        let group = self.group_of(name);
+        let start = self.own.len();
+        self.own.extend_from_slice(value);
+        self.lines.push((group, start..self.own.len(), true));
+    }
+
+    /// The group of `name` (canonicalised), made when new.
+    fn group_of(&mut self, name: &[u8]) -> usize {
         let start = self.names.len();
         push_canonical_header_name(name, &mut self.names);
         let canonical = start..self.names.len();
@@ -35,7 +54,7 @@ impl HeaderTable {
             .groups
             .iter()
             .position(|group| self.names[group.clone()] == self.names[canonical.clone()]);
-        let group = match known {
+        match known {
             Some(group) => {
                 self.names.truncate(start);
                 group
@@ -44,8 +63,7 @@ impl HeaderTable {
                 self.groups.push(canonical);
                 self.groups.len() - 1
             }
-        };
-        self.lines.push((group, value));
+        }
     }
 
     /// The table over the buffer its value ranges point into.
@@ -75,8 +93,14 @@ impl<'a> Headers<'a> {
             let values = table
                 .lines
                 .iter()
-                .filter(move |(line_group, _)| *line_group == group)
-                .map(move |(_, range)| &source[range.clone()]);
+                .filter(move |(line_group, _, _)| *line_group == group)
+                .map(move |(_, range, owned)| {
+                    if *owned {
+                        &table.own[range.clone()]
+                    } else {
+                        &source[range.clone()]
+                    }
+                });
             (&table.names[name.clone()], values)
         })
     }
@@ -330,6 +354,28 @@ mod tests {
             table.push(name.as_bytes(), start..source.len());
         }
         (table, source)
+    }
+
+    #[test]
+    fn headers_the_server_adds_follow_the_client_s() {
+        let (mut table, source) = table(&[("x-a", b"1"), ("accept", b"*/*")]);
+        table.push_owned(b"X-A", b"added");
+        table.push_owned(b"x-new", b"n");
+        let view = table.view(&source);
+        let groups: Vec<(Vec<u8>, Vec<Vec<u8>>)> = view
+            .iter()
+            .map(|(name, values)| (name.to_vec(), values.map(<[u8]>::to_vec).collect()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                (b"X-A".to_vec(), vec![b"1".to_vec(), b"added".to_vec()]),
+                (b"Accept".to_vec(), vec![b"*/*".to_vec()]),
+                (b"X-New".to_vec(), vec![b"n".to_vec()]),
+            ]
+        );
+        table.clear();
+        assert_eq!(table.view(&source).iter().count(), 0);
     }
 
     fn jar(header: &[u8]) -> CookieJar {

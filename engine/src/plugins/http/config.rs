@@ -1,6 +1,7 @@
 //! The `http` section (spec http §5), read with rr's defaults.
 
 use super::super::server::PoolSection;
+use super::headers::HeadersConfig;
 use super::static_files::StaticConfig;
 use crate::config::values::{ConfigError, Reader};
 use ringrunner_protocol::http::ContextCodec;
@@ -55,12 +56,14 @@ pub struct HttpSection {
     pub reuse_port: bool,
     /// `http.static`, when the section exists and `static` is in the middleware.
     pub static_files: Option<StaticConfig>,
+    /// `http.headers`, when the section exists and `headers` is in the middleware.
+    pub headers: Option<HeadersConfig>,
     /// `http.pool`.
     pub pool: PoolSection,
 }
 
 /// Middleware ringrunner runs; others are skipped with a warning, as rr skips unknown names.
-pub const SUPPORTED_MIDDLEWARE: [&str; 2] = ["proxy_ip_parser", "static"];
+pub const SUPPORTED_MIDDLEWARE: [&str; 3] = ["proxy_ip_parser", "static", "headers"];
 
 impl HttpSection {
     /// Reads `http`.
@@ -108,7 +111,21 @@ impl HttpSection {
             }
         }
         let static_files = read_static(reader, &middleware, warnings)?;
-        for option in ["ssl", "fcgi", "http2", "http3", "headers", "gzip"] {
+        let headers = if reader.has("http.headers") {
+            let headers = HeadersConfig::read(reader)?;
+            if middleware.iter().any(|name| name == "headers") {
+                Some(headers)
+            } else {
+                warnings.push("http.headers is configured but headers is not in http.middleware: it does nothing".into());
+                None
+            }
+        } else {
+            if middleware.iter().any(|name| name == "headers") {
+                warnings.push("http.middleware: headers has no http.headers section, skipped (requested middleware does not exist)".into());
+            }
+            None
+        };
+        for option in ["ssl", "fcgi", "http2", "http3", "gzip"] {
             let path = format!("http.{option}");
             if reader.has(&path) {
                 warnings.push(format!(
@@ -145,6 +162,7 @@ impl HttpSection {
             body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
             reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
             static_files,
+            headers,
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }

@@ -57,6 +57,9 @@ pub struct HttpSink<'a> {
     pub status: u16,
     /// Bytes written, for the access log.
     pub written: u64,
+    /// Header lines the middleware adds to every answer (`headers`: its `response` and CORS
+    /// headers), written before the worker's.
+    middleware_head: &'a [u8],
 }
 
 impl std::fmt::Debug for HttpSink<'_> {
@@ -114,7 +117,13 @@ impl<'a> HttpSink<'a> {
             close: !facts.keep_alive,
             status: 0,
             written: 0,
+            middleware_head: &[],
         }
+    }
+
+    /// Header lines (each ending in CRLF) to put on the answer before the worker's headers.
+    pub fn set_middleware_head(&mut self, lines: &'a [u8]) {
+        self.middleware_head = lines;
     }
 
     /// Writes `out` to the client; false (and `close`) when the client is gone or stopped
@@ -175,6 +184,7 @@ impl<'a> HttpSink<'a> {
     pub fn send_plain(&mut self, status: u16, extra: &[(&[u8], &[u8])], body: &[u8]) {
         self.out.clear();
         wire::status_line(self.out, self.facts.minor_version, status);
+        self.out.extend_from_slice(self.middleware_head);
         for (name, value) in extra {
             wire::header(self.out, name, value);
         }
@@ -251,6 +261,7 @@ impl<'a> HttpSink<'a> {
         let facts = self.facts;
         self.out.clear();
         wire::status_line(self.out, facts.minor_version, status);
+        self.out.extend_from_slice(self.middleware_head);
         let mut has_type = false;
         let mut has_date = false;
         let mut worker_length = None;

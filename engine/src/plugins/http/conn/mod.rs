@@ -9,12 +9,13 @@
 mod read;
 
 use super::head::{BodyKind, Head};
+use super::headers::{Cors, HeadersConfig};
 use super::request::{self, BodyClass, RequestScratch};
 use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::static_files::{Outcome, StaticRequest};
 use super::uploads;
 use super::wire::DateCache;
-use super::HttpShared;
+use super::{wire, HttpShared};
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
 use crate::pool::{LentBody, Request};
@@ -69,6 +70,8 @@ struct Connection {
     date: DateCache,
     /// The shard the connection lives on (its relay handles and frame buffers).
     shard: Rc<ShardContext>,
+    /// Header lines the `headers` middleware puts on this request's answer.
+    chain_head: Vec<u8>,
 }
 
 impl Connection {
@@ -181,10 +184,11 @@ pub(super) async fn serve(
         moved_bytes: 0,
         date: DateCache::default(),
         shard,
+        chain_head: Vec::new(),
     };
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
-            Ok(request) => match serve_static(&mut conn, &shared, &request).await {
+            Ok(request) => match answer_in_chain(&mut conn, &shared, &request).await {
                 Some(keep_open) => keep_open,
                 None => relay(&mut conn, peer, &shared, request).await,
             },
@@ -208,32 +212,114 @@ pub(super) async fn serve(
     }
 }
 
-/// Answers from the `static` middleware when it takes the request (None: the worker's).
-/// Its answers are not in the `http log` records, as rr's.
-async fn serve_static(
+/// Runs the middleware that may answer before a worker does, outermost first (the last
+/// one listed wraps the others, as in rr's chain): `headers` answers a CORS preflight and
+/// puts its header lines on every answer it wraps (collected in `chain_head`); `static`
+/// answers with a file. None: the worker's turn. Their answers are not in the `http log`
+/// records, as rr's.
+async fn answer_in_chain(
     conn: &mut Connection,
     shared: &HttpShared,
     request: &ReadRequest,
 ) -> Option<bool> {
-    let statics = shared.static_files.as_ref()?;
+    conn.chain_head.clear();
+    let config = &shared.config;
+    if config.headers.is_none() && shared.static_files.is_none() {
+        return None;
+    }
     let keep_alive =
         conn.head.keep_alive(&conn.buf) && !request.close_after && !shared.lifecycle.is_stopping();
-    let static_request = StaticRequest {
-        stream: &conn.stream,
-        buf: &conn.buf,
-        head: &conn.head,
-        keep_alive,
-        write_timeout: shared.config.write_timeout,
-    };
-    match statics.serve(&static_request, &mut conn.out).await {
-        Outcome::Pass => None,
-        Outcome::Answered { keep_open } => {
+    let mut headers_done = false;
+    for name in config.middleware.iter().rev() {
+        let answered = match (name.as_str(), &config.headers, &shared.static_files) {
+            ("headers", Some(headers), _) if !headers_done => {
+                headers_done = true;
+                match wrap_with_headers(conn, headers) {
+                    Some(status) => Some(answer_preflight(conn, shared, status, keep_alive).await),
+                    None => None,
+                }
+            }
+            ("static", _, Some(statics)) => {
+                let static_request = StaticRequest {
+                    stream: &conn.stream,
+                    buf: &conn.buf,
+                    head: &conn.head,
+                    keep_alive,
+                    write_timeout: config.write_timeout,
+                    middleware_head: &conn.chain_head,
+                };
+                match statics.serve(&static_request, &mut conn.out).await {
+                    Outcome::Pass => None,
+                    Outcome::Answered { keep_open } => Some(keep_open),
+                }
+            }
+            _ => None,
+        };
+        if let Some(keep_open) = answered {
             if conn.buf.len() >= request.consumed {
                 conn.buf.drain(..request.consumed);
             }
-            Some(keep_open)
+            return Some(keep_open);
         }
     }
+    None
+}
+
+/// The `headers` middleware on this request: its `response` lines and CORS's into
+/// `chain_head`. Some(status) when the request is a CORS preflight, which it answers.
+fn wrap_with_headers(conn: &mut Connection, headers: &HeadersConfig) -> Option<u16> {
+    for (name, value) in &headers.response {
+        wire::canonical_header(&mut conn.chain_head, name.as_bytes(), value.as_bytes());
+    }
+    let cors = headers.cors.as_ref()?;
+    let (buf, head) = (&conn.buf, &conn.head);
+    let text = |name: &'static str| {
+        head.value(buf, name)
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+    };
+    let method = &buf[head.method.clone()];
+    let request_method = head.value(buf, "access-control-request-method");
+    if Cors::is_preflight(method, request_method) {
+        cors.preflight(
+            &text("origin"),
+            &text("access-control-request-method"),
+            &text("access-control-request-headers"),
+            &mut conn.chain_head,
+        );
+        return Some(cors.success_status);
+    }
+    cors.actual(
+        &text("origin"),
+        &String::from_utf8_lossy(method),
+        &mut conn.chain_head,
+    );
+    None
+}
+
+/// Writes a preflight's answer: its status, the middleware's header lines, no body.
+async fn answer_preflight(
+    conn: &mut Connection,
+    shared: &HttpShared,
+    status: u16,
+    keep_alive: bool,
+) -> bool {
+    let mut out = std::mem::take(&mut conn.out);
+    out.clear();
+    wire::status_line(&mut out, conn.head.minor_version, status);
+    out.extend_from_slice(&conn.chain_head);
+    out.extend_from_slice(b"Content-Length: 0\r\n");
+    conn.date.header(&mut out, crate::clock::unix_seconds());
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let (written, returned) =
+        write_all_within(&conn.stream, out, shared.config.write_timeout).await;
+    if let Some(returned) = returned {
+        conn.out = returned;
+    }
+    written.is_ok() && keep_alive
 }
 
 /// Runs a read request on the pool and answers it; false when the connection is done.
@@ -268,6 +354,7 @@ async fn relay(
         moved_bytes,
         date,
         shard,
+        chain_head,
     } = conn;
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
@@ -282,6 +369,7 @@ async fn relay(
         (&shared.lifecycle, shared.config.write_timeout),
         date,
     );
+    sink.set_middleware_head(chain_head);
     // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
     // until this function returns, after the last response byte.
     let mut parsed_body = Vec::new();
@@ -318,6 +406,13 @@ async fn relay(
     let lend = !parsed && !worker_body.is_empty() && worker_body.len() >= LEND_BODY_MIN_BYTES;
     let raw_len = raw_body.len();
     scratch.fill(head, buf, peer.ip(), &shared.trusted);
+    if let Some(headers) = &shared.config.headers {
+        for (name, value) in &headers.request {
+            scratch
+                .headers
+                .push_owned(name.as_bytes(), value.as_bytes());
+        }
+    }
     let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
     {
         let method_text = String::from_utf8_lossy(method);

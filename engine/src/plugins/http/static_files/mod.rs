@@ -74,6 +74,8 @@ pub struct StaticRequest<'a> {
     pub keep_alive: bool,
     /// Bound on each write to the client.
     pub write_timeout: Duration,
+    /// Header lines of the middleware outside this one (`headers` listed after `static`).
+    pub middleware_head: &'a [u8],
 }
 
 impl std::fmt::Debug for StaticRequest<'_> {
@@ -341,6 +343,7 @@ impl StaticFiles {
     ) {
         out.clear();
         wire::status_line(out, request.head.minor_version, status);
+        out.extend_from_slice(request.middleware_head);
         for (name, value) in headers {
             wire::header(out, name.as_bytes(), value.as_bytes());
         }
