@@ -409,6 +409,50 @@ pub fn sniff(head: &[u8]) -> &'static str {
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ranges_parse_without_panic_and_stay_inside_the_file(
+            header in "(bytes=)?[0-9, -]{0,60}",
+            size in 0u64..5_000,
+        ) {
+            if let RangeAsk::Partial(ranges) = parse_range(&header, size) {
+                prop_assert!(!ranges.is_empty() && ranges.len() <= MAX_RANGES);
+                let mut total = 0;
+                for range in ranges {
+                    prop_assert!(range.start <= range.end && range.end < size);
+                    total += range.len();
+                }
+                prop_assert!(total <= size);
+            }
+        }
+
+        #[test]
+        fn targets_decode_and_decide_without_panic(target in proptest::collection::vec(any::<u8>(), 0..120)) {
+            if let Some(path) = decoded_path(&target) {
+                if let Decision::Try(relative) = decide(&path, &[], &[]) {
+                    prop_assert!(relative.components().all(|c| matches!(c, std::path::Component::Normal(_))));
+                }
+            }
+        }
+
+        #[test]
+        fn http_dates_read_back_what_we_write(seconds in 0u64..4_102_444_800) {
+            let text = ringrunner_protocol::http1::response::imf_fixdate(seconds);
+            prop_assert_eq!(parse_http_date(&text), Some(seconds));
+        }
+
+        #[test]
+        fn any_date_text_parses_without_panic(text in ".{0,40}") {
+            let _ = parse_http_date(&text);
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
