@@ -154,3 +154,74 @@ fn an_origin_regex_replaces_the_list_and_a_bad_one_stops_the_start() {
     );
     assert_eq!(with_origin("https://evil.example"), None);
 }
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("a gzip body");
+    out
+}
+
+#[test]
+fn gzip_compresses_what_its_rules_take() {
+    let public = scratch_dir().join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    let css = "body { color: black; }\n".repeat(200);
+    std::fs::write(public.join("big.css"), &css).unwrap();
+    std::fs::write(public.join("small.css"), "a{}\n").unwrap();
+    let server = RrServer::start(&http_config(
+        &format!(
+            "  middleware: [\"static\", \"gzip\"]\n  static:\n    dir: {}\n",
+            public.display()
+        ),
+        "",
+    ));
+    let fetch = |path: &str, extra: &str| {
+        get(
+            &server,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"),
+        )
+    };
+    // A worker's answer (no Content-Length from PHP): compressed whatever its size.
+    let big = fetch("/big?kb=8", "Accept-Encoding: br, gzip\r\n");
+    assert_eq!(big.header("content-encoding"), Some("gzip"));
+    assert_eq!(big.headers_named("vary"), ["Accept-Encoding"]);
+    assert_eq!(gunzip(&big.body), vec![b'x'; 8 * 1024]);
+    assert_eq!(
+        big.header("content-length"),
+        Some(big.body.len().to_string().as_str())
+    );
+    let hello = fetch("/hello", "Accept-Encoding: gzip\r\n");
+    assert_eq!(gunzip(&hello.body), b"Hello from PHP\n");
+    // Not asked for, refused, or HEAD: as is, with Vary.
+    for extra in [
+        "",
+        "Accept-Encoding: gzip;q=0\r\n",
+        "Accept-Encoding: *\r\n",
+    ] {
+        let plain = fetch("/big?kb=8", extra);
+        assert_eq!(plain.header("content-encoding"), None, "{extra:?}");
+        assert_eq!(plain.body.len(), 8 * 1024);
+        assert_eq!(plain.headers_named("vary"), ["Accept-Encoding"]);
+    }
+    let head = get(
+        &server,
+        "HEAD /big?kb=8 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(head.header("content-encoding"), None);
+    // Static files inside gzip: from 1 KiB up, never a range.
+    let file = fetch("/big.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!(file.header("content-encoding"), Some("gzip"));
+    assert_eq!(file.header("accept-ranges"), None);
+    assert_eq!(gunzip(&file.body), css.as_bytes());
+    let small = fetch("/small.css", "Accept-Encoding: gzip\r\n");
+    assert_eq!(small.header("content-encoding"), None);
+    assert_eq!(small.text(), "a{}\n");
+    let range = fetch("/big.css", "Accept-Encoding: gzip\r\nRange: bytes=0-3\r\n");
+    assert_eq!(range.status, 206);
+    assert_eq!(range.header("content-encoding"), None);
+    assert_eq!(range.text(), "body");
+    let _ = std::fs::remove_dir_all(public.parent().unwrap());
+}

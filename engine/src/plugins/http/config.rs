@@ -58,12 +58,14 @@ pub struct HttpSection {
     pub static_files: Option<StaticConfig>,
     /// `http.headers`, when the section exists and `headers` is in the middleware.
     pub headers: Option<HeadersConfig>,
+    /// `gzip` is in the middleware (it has no section).
+    pub gzip: bool,
     /// `http.pool`.
     pub pool: PoolSection,
 }
 
 /// Middleware ringrunner runs; others are skipped with a warning, as rr skips unknown names.
-pub const SUPPORTED_MIDDLEWARE: [&str; 3] = ["proxy_ip_parser", "static", "headers"];
+pub const SUPPORTED_MIDDLEWARE: [&str; 4] = ["proxy_ip_parser", "static", "headers", "gzip"];
 
 impl HttpSection {
     /// Reads `http`.
@@ -111,6 +113,7 @@ impl HttpSection {
             }
         }
         let static_files = read_static(reader, &middleware, warnings)?;
+        let gzip = middleware.iter().any(|name| name == "gzip");
         let headers = if reader.has("http.headers") {
             let headers = HeadersConfig::read(reader)?;
             if middleware.iter().any(|name| name == "headers") {
@@ -125,7 +128,7 @@ impl HttpSection {
             }
             None
         };
-        for option in ["ssl", "fcgi", "http2", "http3", "gzip"] {
+        for option in ["ssl", "fcgi", "http2", "http3"] {
             let path = format!("http.{option}");
             if reader.has(&path) {
                 warnings.push(format!(
@@ -163,6 +166,7 @@ impl HttpSection {
             reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
             static_files,
             headers,
+            gzip,
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }

@@ -5,6 +5,7 @@ mod config;
 mod conn;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
 pub use ringrunner_protocol::http1 as head;
+pub mod gzip;
 pub mod headers;
 #[cfg(test)]
 mod hot_path_tests;

@@ -8,6 +8,7 @@
 //! `write_timeout`; a client that stalls past it is treated as gone (the worker is told to
 //! stop its stream) and the connection is closed.
 
+use super::gzip;
 use super::wire::{self, DateCache, LAST_CHUNK};
 use crate::clock::unix_seconds;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
@@ -60,6 +61,8 @@ pub struct HttpSink<'a> {
     /// Header lines the middleware adds to every answer (`headers`: its `response` and CORS
     /// headers), written before the worker's.
     middleware_head: &'a [u8],
+    /// `gzip` wraps the worker and the client accepts gzip (not HEAD).
+    compress: bool,
 }
 
 impl std::fmt::Debug for HttpSink<'_> {
@@ -118,7 +121,13 @@ impl<'a> HttpSink<'a> {
             status: 0,
             written: 0,
             middleware_head: &[],
+            compress: false,
         }
+    }
+
+    /// Lets a whole (single-frame) reply be sent gzip-compressed when gzip's rules allow.
+    pub fn set_compress(&mut self, compress: bool) {
+        self.compress = compress;
     }
 
     /// Header lines (each ending in CRLF) to put on the answer before the worker's headers.
@@ -265,9 +274,20 @@ impl<'a> HttpSink<'a> {
         let mut has_type = false;
         let mut has_date = false;
         let mut worker_length = None;
+        let bodiless = status == 204 || status == 304;
+        // Streamed replies go as they are (compressing them frame by frame is not built).
+        let compressed = (self.compress && last && !bodiless && !first_body.is_empty())
+            .then(|| gzip_body(head, first_body))
+            .flatten();
+        let (strip_opt_out, strip_ranges) = (self.compress, compressed.is_some());
         let (out, close) = (&mut *self.out, &mut self.close);
         head.for_each_header(|name, mut values| {
             let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+            if (strip_opt_out && is(b"no-gzip-compression"))
+                || (strip_ranges && is(b"accept-ranges"))
+            {
+                return;
+            }
             if is(b"content-length") {
                 // Honoured for HEAD only; the body we relay sets it otherwise.
                 worker_length = values
@@ -289,7 +309,6 @@ impl<'a> HttpSink<'a> {
                 wire::canonical_header(out, name, value);
             }
         });
-        let bodiless = status == 204 || status == 304;
         if !has_type && !first_body.is_empty() && !bodiless {
             wire::header(
                 self.out,
@@ -300,6 +319,10 @@ impl<'a> HttpSink<'a> {
         if !has_date {
             self.date.header(self.out, unix_seconds());
         }
+        if compressed.is_some() {
+            wire::header(self.out, b"Content-Encoding", b"gzip");
+        }
+        let first_body = compressed.as_deref().unwrap_or(first_body);
         if last {
             if !bodiless {
                 let length = match (facts.is_head, worker_length) {
@@ -402,6 +425,34 @@ impl ReplySink for HttpSink<'_> {
         }
         self.flush().await
     }
+}
+
+/// The body gzip-compressed when gzip's rules take the worker's answer: no
+/// `Content-Encoding`, `Content-Range` or `No-Gzip-Compression` from the worker, no
+/// `Content-Length` under 1 KiB, a type (the worker's, else sniffed) worth compressing.
+fn gzip_body(head: &ResponseHead<'_>, body: &[u8]) -> Option<Vec<u8>> {
+    let mut blocked = false;
+    let mut content_type = None;
+    let mut length = None;
+    head.for_each_header(|name, values| {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        if is(b"content-encoding") || is(b"content-range") || is(b"no-gzip-compression") {
+            blocked = true;
+        } else if is(b"content-type") {
+            content_type = values
+                .next()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+        } else if is(b"content-length") {
+            length = values
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        }
+    });
+    if blocked || length.is_some_and(|length| length < gzip::MIN_SIZE) {
+        return None;
+    }
+    let kind = content_type.unwrap_or_else(|| wire::sniff_content_type(body).to_owned());
+    gzip::type_compressible(&kind).then(|| gzip::compress(body))
 }
 
 /// Go's `html.EscapeString`.

@@ -72,6 +72,8 @@ struct Connection {
     shard: Rc<ShardContext>,
     /// Header lines the `headers` middleware puts on this request's answer.
     chain_head: Vec<u8>,
+    /// `gzip` wraps this request's answer and the client accepts gzip.
+    compress: bool,
 }
 
 impl Connection {
@@ -185,6 +187,7 @@ pub(super) async fn serve(
         date: DateCache::default(),
         shard,
         chain_head: Vec::new(),
+        compress: false,
     };
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
@@ -223,15 +226,25 @@ async fn answer_in_chain(
     request: &ReadRequest,
 ) -> Option<bool> {
     conn.chain_head.clear();
+    conn.compress = false;
     let config = &shared.config;
-    if config.headers.is_none() && shared.static_files.is_none() {
+    if config.headers.is_none() && shared.static_files.is_none() && !config.gzip {
         return None;
     }
     let keep_alive =
         conn.head.keep_alive(&conn.buf) && !request.close_after && !shared.lifecycle.is_stopping();
-    let mut headers_done = false;
+    let (mut headers_done, mut gzip_done) = (false, false);
     for name in config.middleware.iter().rev() {
         let answered = match (name.as_str(), &config.headers, &shared.static_files) {
+            ("gzip", _, _) if !gzip_done => {
+                // Every answer it wraps varies with Accept-Encoding, compressed or not.
+                gzip_done = true;
+                conn.chain_head
+                    .extend_from_slice(b"Vary: Accept-Encoding\r\n");
+                conn.compress = &conn.buf[conn.head.method.clone()] != b"HEAD"
+                    && super::gzip::accepts_gzip(conn.head.values(&conn.buf, "accept-encoding"));
+                None
+            }
             ("headers", Some(headers), _) if !headers_done => {
                 headers_done = true;
                 match wrap_with_headers(conn, headers) {
@@ -247,6 +260,7 @@ async fn answer_in_chain(
                     keep_alive,
                     write_timeout: config.write_timeout,
                     middleware_head: &conn.chain_head,
+                    compress: conn.compress,
                 };
                 match statics.serve(&static_request, &mut conn.out).await {
                     Outcome::Pass => None,
@@ -355,6 +369,7 @@ async fn relay(
         date,
         shard,
         chain_head,
+        compress,
     } = conn;
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
@@ -370,6 +385,7 @@ async fn relay(
         date,
     );
     sink.set_middleware_head(chain_head);
+    sink.set_compress(*compress);
     // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
     // until this function returns, after the last response byte.
     let mut parsed_body = Vec::new();

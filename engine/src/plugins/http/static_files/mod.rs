@@ -6,6 +6,7 @@
 
 pub mod rules;
 
+use super::gzip;
 use super::head::Head;
 use super::wire;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
@@ -76,6 +77,8 @@ pub struct StaticRequest<'a> {
     pub write_timeout: Duration,
     /// Header lines of the middleware outside this one (`headers` listed after `static`).
     pub middleware_head: &'a [u8],
+    /// `gzip` wraps this middleware and the client accepts gzip (not HEAD).
+    pub compress: bool,
 }
 
 impl std::fmt::Debug for StaticRequest<'_> {
@@ -261,6 +264,20 @@ impl StaticFiles {
                 )
                 .await
             }
+            RangeAsk::Whole
+                if request.compress
+                    && (gzip::MIN_SIZE..=gzip::STATIC_MAX).contains(&size)
+                    && gzip::type_compressible(content_type) =>
+            {
+                let Some(content) = read_whole(file, size).await else {
+                    return Outcome::Answered { keep_open: false };
+                };
+                let packed = gzip::compress(&content);
+                headers.retain(|(name, _)| *name != "Accept-Ranges");
+                headers.push(("Content-Type", content_type));
+                headers.push(("Content-Encoding", "gzip"));
+                self.answer(request, scratch, 200, &headers, &packed).await
+            }
             RangeAsk::Whole => {
                 headers.push(("Content-Type", content_type));
                 headers.push(("Content-Length", &size_text));
@@ -434,6 +451,23 @@ fn finish(
     Outcome::Answered {
         keep_open: written.is_ok() && request.keep_alive,
     }
+}
+
+/// The whole file (for compression), read through the ring.
+async fn read_whole(file: &File, size: u64) -> Option<Vec<u8>> {
+    let size = usize::try_from(size).ok()?;
+    let mut content = Vec::with_capacity(size);
+    while content.len() < size {
+        let filled = content.len();
+        let (read, buf) = file
+            .read_at(content.slice_from(filled, size - filled), filled as u64)
+            .await
+            .map_into_inner();
+        content = buf;
+        let read = read.ok().filter(|n| *n > 0)?;
+        content.truncate(filled + read);
+    }
+    Some(content)
 }
 
 /// rr's strong ETag checksum of the whole file, read in chunks.
