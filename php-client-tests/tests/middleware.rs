@@ -195,6 +195,17 @@ fn gzip_compresses_what_its_rules_take() {
     );
     let hello = fetch("/hello", "Accept-Encoding: gzip\r\n");
     assert_eq!(gunzip(&hello.body), b"Hello from PHP\n");
+    // A streamed reply: compressed frame by frame, one gzip stream over the chunks.
+    let plain_stream = fetch("/stream?n=5", "");
+    assert!(plain_stream.chunked);
+    let stream = fetch("/stream?n=5", "Accept-Encoding: gzip\r\n");
+    assert!(stream.chunked);
+    assert_eq!(stream.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&stream.body), plain_stream.body);
+    assert_eq!(
+        plain_stream.text(),
+        "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"
+    );
     // Not asked for, refused, or HEAD: as is, with Vary.
     for extra in [
         "",

@@ -63,6 +63,8 @@ pub struct HttpSink<'a> {
     middleware_head: &'a [u8],
     /// `gzip` wraps the worker and the client accepts gzip (not HEAD).
     compress: bool,
+    /// A streamed reply being gzip-compressed: each frame goes out sync-flushed.
+    gzip_stream: Option<flate2::write::GzEncoder<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for HttpSink<'_> {
@@ -122,6 +124,7 @@ impl<'a> HttpSink<'a> {
             written: 0,
             middleware_head: &[],
             compress: false,
+            gzip_stream: None,
         }
     }
 
@@ -275,11 +278,19 @@ impl<'a> HttpSink<'a> {
         let mut has_date = false;
         let mut worker_length = None;
         let bodiless = status == 204 || status == 304;
-        // Streamed replies go as they are (compressing them frame by frame is not built).
-        let compressed = (self.compress && last && !bodiless && !first_body.is_empty())
-            .then(|| gzip_body(head, first_body))
-            .flatten();
-        let (strip_opt_out, strip_ranges) = (self.compress, compressed.is_some());
+        // A whole reply is compressed at once; a streamed one frame by frame (sync flushes).
+        let gzip = self.compress
+            && !bodiless
+            && (!last || !first_body.is_empty())
+            && gzip_allowed(head, first_body);
+        let compressed = (gzip && last).then(|| gzip::compress(first_body));
+        if gzip && !last {
+            self.gzip_stream = Some(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::default(),
+            ));
+        }
+        let (strip_opt_out, strip_ranges) = (self.compress, gzip);
         let (out, close) = (&mut *self.out, &mut self.close);
         head.for_each_header(|name, mut values| {
             let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
@@ -319,7 +330,7 @@ impl<'a> HttpSink<'a> {
         if !has_date {
             self.date.header(self.out, unix_seconds());
         }
-        if compressed.is_some() {
+        if gzip {
             wire::header(self.out, b"Content-Encoding", b"gzip");
         }
         let first_body = compressed.as_deref().unwrap_or(first_body);
@@ -354,6 +365,24 @@ impl<'a> HttpSink<'a> {
             self.ended |= last;
             return;
         }
+        let packed;
+        let body = match self.gzip_stream.as_mut() {
+            None => body,
+            Some(encoder) => {
+                // Writing to a Vec cannot fail; the flush makes this frame decodable now.
+                let _ = encoder.write_all(body);
+                packed = if last {
+                    self.gzip_stream
+                        .take()
+                        .and_then(|encoder| encoder.finish().ok())
+                        .unwrap_or_default()
+                } else {
+                    let _ = encoder.flush();
+                    std::mem::take(encoder.get_mut())
+                };
+                &packed[..]
+            }
+        };
         if self.streaming && self.facts.minor_version == 1 {
             wire::chunk(self.out, body);
             if last {
@@ -427,10 +456,10 @@ impl ReplySink for HttpSink<'_> {
     }
 }
 
-/// The body gzip-compressed when gzip's rules take the worker's answer: no
-/// `Content-Encoding`, `Content-Range` or `No-Gzip-Compression` from the worker, no
-/// `Content-Length` under 1 KiB, a type (the worker's, else sniffed) worth compressing.
-fn gzip_body(head: &ResponseHead<'_>, body: &[u8]) -> Option<Vec<u8>> {
+/// Whether gzip's rules take the worker's answer: no `Content-Encoding`, `Content-Range` or
+/// `No-Gzip-Compression` from the worker, no `Content-Length` under 1 KiB, a type (the
+/// worker's, else sniffed from the first bytes) worth compressing.
+fn gzip_allowed(head: &ResponseHead<'_>, body: &[u8]) -> bool {
     let mut blocked = false;
     let mut content_type = None;
     let mut length = None;
@@ -449,10 +478,10 @@ fn gzip_body(head: &ResponseHead<'_>, body: &[u8]) -> Option<Vec<u8>> {
         }
     });
     if blocked || length.is_some_and(|length| length < gzip::MIN_SIZE) {
-        return None;
+        return false;
     }
     let kind = content_type.unwrap_or_else(|| wire::sniff_content_type(body).to_owned());
-    gzip::type_compressible(&kind).then(|| gzip::compress(body))
+    gzip::type_compressible(&kind)
 }
 
 /// Go's `html.EscapeString`.
