@@ -102,3 +102,24 @@ fn dotenv_values_expand_in_the_config_and_reach_the_worker_below_server_env() {
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_sigterm_while_the_plugins_start_is_a_clean_stop() {
+    use std::io::{BufRead, BufReader};
+    let dir = scratch_dir();
+    std::fs::write(dir.join(".rr.yaml"), config("", "")).unwrap();
+    let mut child = php_client_tests::server::spawn_serve(&dir, &[]);
+    // The http listener's log line comes before the status plugin starts and the banner.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let listening = lines.any(|line| line.is_ok_and(|l| l.contains("http server listening")));
+    assert!(listening);
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    // Keep draining stderr so the server never blocks on it.
+    std::thread::spawn(move || for _ in lines {});
+    let status = php_client_tests::server::wait_child_exit(&mut child, Duration::from_secs(30))
+        .expect("rr exits");
+    assert_eq!(status.code(), Some(0), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}

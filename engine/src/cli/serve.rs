@@ -74,6 +74,9 @@ fn serve_configured(
         tracing::warn!("-d (pprof server) is not supported by ringrunner; ignored");
     }
     let grace = configured.grace_period;
+    // Caught from before the plugins start: a SIGTERM while they start is handled once they
+    // have, instead of killing the process half-started with the default action.
+    let stop_signals = catch_stop_signals()?;
     let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
     let lifecycle = Arc::new(Lifecycle::default());
     let running = match Running::start(configured.plugins, &shards, &lifecycle) {
@@ -94,7 +97,7 @@ fn serve_configured(
             option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown")
         ));
     }
-    let outcome = wait_and_stop(grace, &shards, &lifecycle, &running, flusher);
+    let outcome = wait_and_stop(stop_signals, grace, &shards, &lifecycle, &running, flusher);
     if cli.pid {
         let _ = std::fs::remove_file(".pid");
     }
@@ -103,29 +106,48 @@ fn serve_configured(
 
 /// Waits for a stop signal, then stops gracefully within `grace_period`; a second signal
 /// forces the exit (workers are SIGKILLed first: they live in their own process groups).
+/// SIGINT, SIGTERM, SIGQUIT and SIGABRT, caught on a small runtime of the main thread.
+struct StopSignals {
+    runtime: tokio::runtime::Runtime,
+    signals: Vec<tokio::signal::unix::Signal>,
+}
+
+fn catch_stop_signals() -> Result<StopSignals, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::quit(),
+        SignalKind::from_raw(rustix::process::Signal::ABORT.as_raw()),
+    ];
+    let signals = {
+        let _entered = runtime.enter();
+        kinds
+            .into_iter()
+            .map(signal)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?
+    };
+    Ok(StopSignals { runtime, signals })
+}
+
 fn wait_and_stop(
+    stop_signals: StopSignals,
     grace: Duration,
     shards: &Arc<Shards>,
     lifecycle: &Arc<Lifecycle>,
     running: &Running,
     flusher: &logs::LogFlusher,
 ) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let StopSignals {
+        runtime,
+        mut signals,
+    } = stop_signals;
     runtime.block_on(async {
-        let kinds = [
-            SignalKind::interrupt(),
-            SignalKind::terminate(),
-            SignalKind::quit(),
-            SignalKind::from_raw(rustix::process::Signal::ABORT.as_raw()),
-        ];
-        let mut signals = Vec::new();
-        for kind in kinds {
-            signals.push(signal(kind).map_err(|e| e.to_string())?);
-        }
         next_signal(&mut signals).await;
         print_notice(&format!(
             "stop signal received, grace timeout is: {} seconds",
