@@ -184,13 +184,7 @@ fn load_config(cli: &Cli, purpose: ConfigUse) -> Result<(Config, Vec<(String, St
         Some(dotenv) => load_dotenv(&dotenv)?,
         None => Vec::new(),
     };
-    let text = std::fs::read_to_string(&config_path).map_err(|error| {
-        crate::config::LoadError::Read {
-            path: config_path.display().to_string(),
-            reason: crate::config::go_io_error(&error),
-        }
-        .to_string()
-    })?;
+    let text = crate::config::read_file(&config_path).map_err(|e| e.to_string())?;
     let env = dotenv_env(&dotenv_vars);
     let config = match purpose {
         ConfigUse::Server => Config::load(&text, &cli.overrides, &env),

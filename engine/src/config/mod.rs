@@ -105,11 +105,7 @@ impl Config {
         overrides: &[String],
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
-            path: path.display().to_string(),
-            reason: go_io_error(&error),
-        })?;
-        Self::load(&text, overrides, env)
+        Self::load(&read_file(path)?, overrides, env)
     }
 
     /// Loads a config from its text (steps 3–7 of spec §1.3). Included files are read
@@ -248,10 +244,7 @@ fn apply_includes(
         _ => return Ok(()),
     };
     for path in paths.iter().filter(|path| !path.is_empty()) {
-        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
-            path: path.clone(),
-            reason: go_io_error(&error),
-        })?;
+        let text = read_file(Path::new(path))?;
         let mut included = yaml::parse(&text)?;
         included.map_strings(&mut |value| expand(value, env));
         match included.get("version").map(|node| &node.value) {
@@ -299,9 +292,19 @@ fn parse_override(argument: &str) -> Result<(String, String), LoadError> {
     Ok((key.to_owned(), value))
 }
 
+/// A config file's text, or rr's `open <path>: <reason>` error.
+///
+/// # Errors
+/// [`LoadError::Read`] when the file cannot be read.
+pub fn read_file(path: &Path) -> Result<String, LoadError> {
+    std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+        path: path.display().to_string(),
+        reason: go_io_error(&error),
+    })
+}
+
 /// An I/O error as Go words it (`no such file or directory`).
-#[must_use]
-pub fn go_io_error(error: &std::io::Error) -> String {
+fn go_io_error(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),

@@ -52,18 +52,7 @@ pub fn decoded_path(target: &[u8]) -> Option<String> {
         }
         None => path,
     };
-    let mut out = Vec::with_capacity(path.len());
-    let mut bytes = path.iter();
-    while let Some(&byte) = bytes.next() {
-        if byte == b'%' {
-            let hex = [*bytes.next()?, *bytes.next()?];
-            let text = std::str::from_utf8(&hex).ok()?;
-            out.push(u8::from_str_radix(text, 16).ok()?);
-        } else {
-            out.push(byte);
-        }
-    }
-    String::from_utf8(out).ok()
+    ringrunner_protocol::http::percent_decode(path, false)
 }
 
 /// The CRC-32 table of rr's ETags: Go's `crc32.MakeTable(0x48D90782)`.
