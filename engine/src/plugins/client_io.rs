@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 use tokio_uring::buf::{BoundedBuf, Slice};
-use tokio_uring::net::{TcpStream, UnixStream};
+use tokio_uring::net::TcpStream;
 use tokio_uring::UnsubmittedWrite;
 
 /// A socket a write can be submitted to: tokio-uring's TCP and unix streams.
@@ -15,12 +15,6 @@ pub trait WriteStream {
 }
 
 impl WriteStream for TcpStream {
-    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>> {
-        self.write(buf)
-    }
-}
-
-impl WriteStream for UnixStream {
     fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>> {
         self.write(buf)
     }

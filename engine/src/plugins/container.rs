@@ -51,14 +51,6 @@ impl Running {
         self.directory.services()
     }
 
-    /// The running service of type `T`.
-    #[must_use]
-    pub fn get<T: Service>(&self) -> Option<&T> {
-        self.services()
-            .iter()
-            .find_map(|service| service.as_any().downcast_ref::<T>())
-    }
-
     /// Stops every service gracefully, in reverse start order, each on shard 0.
     pub async fn stop(&self, shards: &Shards) {
         for service in self.services().iter().rev() {

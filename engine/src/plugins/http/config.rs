@@ -58,13 +58,42 @@ pub struct HttpSection {
     pub static_files: Option<StaticConfig>,
     /// `http.headers`, when the section exists and `headers` is in the middleware.
     pub headers: Option<HeadersConfig>,
-    /// `gzip` is in the middleware (it has no section).
-    pub gzip: bool,
+    /// The middleware that runs on the shard before the worker, outermost first (the last
+    /// one listed wraps the others, as in rr's chain), each once and only when configured.
+    pub chain: Vec<Layer>,
     /// `http.pool`.
     pub pool: PoolSection,
 }
 
 /// Middleware ringrunner runs; others are skipped with a warning, as rr skips unknown names.
+/// A middleware of [`HttpSection::chain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// `headers`: request and response headers, CORS.
+    Headers,
+    /// `static`: files.
+    Static,
+    /// `gzip`: compression.
+    Gzip,
+}
+
+/// The configured layers of `middleware`, outermost (last listed) first, each once.
+fn chain(middleware: &[String], has_static: bool, has_headers: bool) -> Vec<Layer> {
+    let mut chain = Vec::new();
+    for name in middleware.iter().rev() {
+        let layer = match name.as_str() {
+            "headers" if has_headers => Layer::Headers,
+            "static" if has_static => Layer::Static,
+            "gzip" => Layer::Gzip,
+            _ => continue,
+        };
+        if !chain.contains(&layer) {
+            chain.push(layer);
+        }
+    }
+    chain
+}
+
 pub const SUPPORTED_MIDDLEWARE: [&str; 4] = ["proxy_ip_parser", "static", "headers", "gzip"];
 
 impl HttpSection {
@@ -113,7 +142,6 @@ impl HttpSection {
             }
         }
         let static_files = read_static(reader, &middleware, warnings)?;
-        let gzip = middleware.iter().any(|name| name == "gzip");
         let headers = if reader.has("http.headers") {
             let headers = HeadersConfig::read(reader)?;
             if middleware.iter().any(|name| name == "headers") {
@@ -128,6 +156,7 @@ impl HttpSection {
             }
             None
         };
+        let chain = chain(&middleware, static_files.is_some(), headers.is_some());
         for option in ["ssl", "fcgi", "http2", "http3"] {
             let path = format!("http.{option}");
             if reader.has(&path) {
@@ -164,9 +193,9 @@ impl HttpSection {
                 .unwrap_or(Duration::from_secs(60)),
             body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
             reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
+            chain,
             static_files,
             headers,
-            gzip,
             pool: PoolSection::read(reader, "http.pool", warnings)?,
         })
     }

@@ -16,7 +16,7 @@ pub mod uploads;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
 
-pub use config::{HttpSection, Uploads, SUPPORTED_MIDDLEWARE};
+pub use config::{HttpSection, Layer, Uploads, SUPPORTED_MIDDLEWARE};
 
 use super::server::ServerPlugin;
 use super::{listener, Lifecycle, Plugin, SectionContext, Service, StartContext};

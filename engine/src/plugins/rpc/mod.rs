@@ -122,19 +122,9 @@ impl RpcShared {
     }
 }
 
-/// The running plugin.
+/// The running plugin (its listener and connections are tasks on shard 0).
 #[derive(Debug)]
-pub struct RpcPlugin {
-    address: String,
-}
-
-impl RpcPlugin {
-    /// Where it listens (`tcp://127.0.0.1:6001`; the real port when configured with 0).
-    #[must_use]
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-}
+pub struct RpcPlugin;
 
 impl Plugin for RpcSection {
     fn name(&self) -> &'static str {
@@ -176,7 +166,7 @@ impl Plugin for RpcSection {
             })
         });
         tracing::info!(target: "rpc", %address, "rpc server listening");
-        Ok(Arc::new(RpcPlugin { address }))
+        Ok(Arc::new(RpcPlugin))
     }
 
     fn as_any(&self) -> &dyn Any {

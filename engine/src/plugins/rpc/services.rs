@@ -43,6 +43,12 @@ pub trait RpcService: Send + Sync {
     }
 }
 
+/// A reply known at once, as the future [`RpcService::call`] hands back.
+#[must_use]
+pub fn ready(result: Result<Reply, String>) -> LocalFuture<'static, Result<Reply, String>> {
+    Box::pin(std::future::ready(result))
+}
+
 /// Decodes a request's argument: JSON as JSON, raw bytes as a string, nothing as `null`.
 /// (Protobuf arguments go to [`RpcService::call_proto`] undecoded.)
 ///
@@ -117,7 +123,7 @@ fn pool_plugins(directory: &Directory) -> LocalFuture<'static, Result<Reply, Str
         .filter(|service| service.pool().is_some())
         .map(|service| service.name())
         .collect();
-    Box::pin(std::future::ready(Ok(Reply::Json(json!(names)))))
+    ready(Ok(Reply::Json(json!(names))))
 }
 
 /// The pool of plugin `name`.
@@ -152,12 +158,10 @@ impl RpcService for Informer {
                     .map(|pool| pool.workers())
                     .filter(|workers| !workers.is_empty())
                     .map(|workers| workers.iter().map(worker_json).collect::<Vec<_>>());
-                Box::pin(std::future::ready(Ok(Reply::Json(
-                    json!({ "workers": workers }),
-                ))))
+                ready(Ok(Reply::Json(json!({ "workers": workers }))))
             }
             // No jobs plugin yet: rr answers null for every plugin that is not one.
-            "Jobs" => Box::pin(std::future::ready(Ok(Reply::Json(Value::Null)))),
+            "Jobs" => ready(Ok(Reply::Json(Value::Null))),
             "AddWorker" | "RemoveWorker" => {
                 let name = plugin_name(&arg).to_owned();
                 let pool = pool_of(directory, &name);
@@ -253,7 +257,7 @@ impl RpcService for RpcInfo {
             "Config" => Reply::Bytes(self.config_json.clone()),
             _ => return None,
         };
-        Some(Box::pin(std::future::ready(Ok(reply))))
+        Some(ready(Ok(reply)))
     }
 }
 

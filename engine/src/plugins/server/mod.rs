@@ -8,7 +8,7 @@ pub use pool_section::{user_credentials, PoolSection};
 
 use super::{Plugin, SectionContext, Service, StartContext};
 use crate::config::values::{ConfigError, Reader};
-use crate::pool::{Pool, PoolConfig};
+use crate::pool::Pool;
 use crate::worker::on_init::OnInit;
 use crate::worker::process::WorkerCommand;
 use std::any::Any;
@@ -156,20 +156,14 @@ pub struct ServerPlugin {
 }
 
 impl ServerPlugin {
-    /// The engine's pool config for plugin `name` from its `pool` section.
+    /// Starts the pool of plugin `name` (whose section is `pool`) and waits until every
+    /// worker is ready, then runs `start` with it; the pool is destroyed again when `start`
+    /// fails. The `server` plugin must have started before. Call it off the shards: it blocks
+    /// on shard 0.
     ///
     /// # Errors
-    /// `command should not be empty`, an unknown user, a bad relay.
-    pub fn pool_config(&self, name: &str, pool: &PoolSection) -> Result<PoolConfig, String> {
-        pool.pool_config(name, &self.section, self.rpc_listen.as_deref())
-    }
-
-    /// Starts the pool of plugin `name` (whose section is `pool`), then `start` with it;
-    /// the pool is destroyed again when `start` fails. The `server` plugin must have
-    /// started before (`http plugin needs the server section` otherwise).
-    ///
-    /// # Errors
-    /// No `server` section, the pool's start error, or `start`'s.
+    /// No `server` section, the pool config's error or the first worker's boot failure
+    /// (prefixed as rr prefixes them: `http_plugin_serve: …`), or `start`'s.
     pub fn run_with_pool<T>(
         name: &str,
         pool: &PoolSection,
@@ -179,32 +173,18 @@ impl ServerPlugin {
         let server = ctx
             .get::<Self>()
             .ok_or_else(|| format!("{name} plugin needs the server section (server.command)"))?;
-        let pool = server.start_pool(name, pool, ctx)?;
+        let config = pool
+            .pool_config(name, &server.section, server.rpc_listen.as_deref())
+            .map_err(|error| format!("{name}_plugin_serve: {error}"))?;
+        let shards = Arc::clone(ctx.shards);
+        let pool = ctx
+            .shards
+            .block_on(0, move |_| Pool::start(config, shards))
+            .map_err(|error| format!("{name}_plugin_serve: {error}"))?;
         start(pool.clone()).inspect_err(|_| {
             ctx.shards
                 .block_on(0, move |_| async move { pool.destroy().await });
         })
-    }
-
-    /// Starts the pool of plugin `name` on the shards and waits until every worker is ready
-    /// (call it off the shards: it blocks on shard 0).
-    ///
-    /// # Errors
-    /// The config's error or the first worker's boot failure, prefixed as rr prefixes them
-    /// (`http_plugin_serve: …`).
-    pub fn start_pool(
-        &self,
-        name: &str,
-        pool: &PoolSection,
-        ctx: &StartContext<'_>,
-    ) -> Result<Pool, String> {
-        let config = self
-            .pool_config(name, pool)
-            .map_err(|error| format!("{name}_plugin_serve: {error}"))?;
-        let shards = Arc::clone(ctx.shards);
-        ctx.shards
-            .block_on(0, move |_| Pool::start(config, shards))
-            .map_err(|error| format!("{name}_plugin_serve: {error}"))
     }
 }
 

@@ -12,7 +12,6 @@ use super::{listener, Directory, Lifecycle, LocalFuture, Plugin, SectionContext,
 use crate::config::ConfigError;
 use crate::pool::{Pool, WorkerState};
 use std::any::Any;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
@@ -50,16 +49,7 @@ impl StatusShared {
 /// The running plugin.
 #[derive(Debug)]
 pub struct StatusPlugin {
-    address: SocketAddr,
     shared: Arc<StatusShared>,
-}
-
-impl StatusPlugin {
-    /// The bound address.
-    #[must_use]
-    pub fn address(&self) -> SocketAddr {
-        self.address
-    }
 }
 
 impl Plugin for StatusSection {
@@ -89,7 +79,7 @@ impl Plugin for StatusSection {
         ctx.shards
             .spawn_on(0, move |_| accept_loop(socket, for_loop));
         tracing::info!(target: "status", %address, "status server listening");
-        Ok(Arc::new(StatusPlugin { address, shared }))
+        Ok(Arc::new(StatusPlugin { shared }))
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -135,7 +125,7 @@ impl RpcService for StatusPlugin {
             }
             None => Err(format!("no such plugin: {name}")),
         };
-        Some(Box::pin(std::future::ready(result)))
+        Some(super::rpc::services::ready(result))
     }
 }
 

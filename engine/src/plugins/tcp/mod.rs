@@ -75,16 +75,6 @@ impl TcpShared {
 #[derive(Debug)]
 pub struct TcpPlugin {
     shared: Arc<TcpShared>,
-    /// Each server's name and bound address (`127.0.0.1:7000`, `unix://path`).
-    addresses: Vec<(String, String)>,
-}
-
-impl TcpPlugin {
-    /// Where each server listens (the real port when configured with 0).
-    #[must_use]
-    pub fn addresses(&self) -> &[(String, String)] {
-        &self.addresses
-    }
 }
 
 impl Plugin for TcpSection {
@@ -101,8 +91,8 @@ impl Plugin for TcpSection {
                 lifecycle: Arc::clone(ctx.lifecycle),
                 connections: Mutex::new(HashMap::new()),
             });
-            let addresses = listen(&shared, ctx)?;
-            Ok(Arc::new(TcpPlugin { shared, addresses }) as Arc<dyn Service>)
+            listen(&shared, ctx)?;
+            Ok(Arc::new(TcpPlugin { shared }) as Arc<dyn Service>)
         })
     }
 
@@ -111,11 +101,9 @@ impl Plugin for TcpSection {
     }
 }
 
-/// Binds every server (all of them, or none start) and starts accepting.
-fn listen(
-    shared: &Arc<TcpShared>,
-    ctx: &StartContext<'_>,
-) -> Result<Vec<(String, String)>, String> {
+/// Binds every server (all of them, or none start) and starts accepting; each bound address
+/// (the real port when configured with 0) is logged.
+fn listen(shared: &Arc<TcpShared>, ctx: &StartContext<'_>) -> Result<(), String> {
     enum Bound {
         Tcp(Vec<std::net::TcpListener>),
         Unix(Listener),
@@ -147,11 +135,9 @@ fn listen(
         };
         bound.push((index, listeners, address));
     }
-    let mut addresses = Vec::with_capacity(bound.len());
     for (index, listeners, address) in bound {
-        let name = shared.config.servers[index].name.clone();
+        let name = &shared.config.servers[index].name;
         tracing::info!(target: "tcp", server = %name, %address, "tcp server listening");
-        addresses.push((name, address));
         match listeners {
             Bound::Tcp(sockets) => {
                 for (shard, socket) in sockets.into_iter().enumerate() {
@@ -179,7 +165,7 @@ fn listen(
             }
         }
     }
-    Ok(addresses)
+    Ok(())
 }
 
 async fn accept_tcp(
@@ -240,8 +226,8 @@ impl RpcService for TcpPlugin {
         if let Some(signal) = self.shared.connections().get(uuid) {
             signal.close();
         }
-        Some(Box::pin(std::future::ready(Ok(Reply::Json(
+        Some(super::rpc::services::ready(Ok(Reply::Json(
             serde_json::Value::Bool(true),
-        )))))
+        ))))
     }
 }

@@ -15,7 +15,7 @@ use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
 use super::static_files::{Outcome, StaticRequest};
 use super::uploads;
 use super::wire::DateCache;
-use super::{wire, HttpShared};
+use super::{wire, HttpShared, Layer};
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
 use crate::pool::{LentBody, Request};
@@ -228,31 +228,26 @@ async fn answer_in_chain(
     conn.chain_head.clear();
     conn.compress = false;
     let config = &shared.config;
-    if config.headers.is_none() && shared.static_files.is_none() && !config.gzip {
+    if config.chain.is_empty() {
         return None;
     }
     let keep_alive =
         conn.head.keep_alive(&conn.buf) && !request.close_after && !shared.lifecycle.is_stopping();
-    let (mut headers_done, mut gzip_done) = (false, false);
-    for name in config.middleware.iter().rev() {
-        let answered = match (name.as_str(), &config.headers, &shared.static_files) {
-            ("gzip", _, _) if !gzip_done => {
+    for layer in &config.chain {
+        let answered = match (layer, &config.headers, &shared.static_files) {
+            (Layer::Gzip, _, _) => {
                 // Every answer it wraps varies with Accept-Encoding, compressed or not.
-                gzip_done = true;
                 conn.chain_head
                     .extend_from_slice(b"Vary: Accept-Encoding\r\n");
                 conn.compress = &conn.buf[conn.head.method.clone()] != b"HEAD"
                     && super::gzip::accepts_gzip(conn.head.values(&conn.buf, "accept-encoding"));
                 None
             }
-            ("headers", Some(headers), _) if !headers_done => {
-                headers_done = true;
-                match wrap_with_headers(conn, headers) {
-                    Some(status) => Some(answer_preflight(conn, shared, status, keep_alive).await),
-                    None => None,
-                }
-            }
-            ("static", _, Some(statics)) => {
+            (Layer::Headers, Some(headers), _) => match wrap_with_headers(conn, headers) {
+                Some(status) => Some(answer_preflight(conn, shared, status, keep_alive).await),
+                None => None,
+            },
+            (Layer::Static, _, Some(statics)) => {
                 let static_request = StaticRequest {
                     stream: &conn.stream,
                     buf: &conn.buf,

@@ -199,12 +199,9 @@ impl StaticFiles {
             Some(known) => known.to_owned(),
             None => {
                 scratch.clear();
-                scratch.reserve(512);
-                let (read, chunk) = file.read_at(std::mem::take(scratch), 0).await;
-                *scratch = chunk;
-                let read = read.unwrap_or(0).min(scratch.len()).min(512);
-                let sniffed = rules::sniff(&scratch[..read]);
-                sniffed.to_owned()
+                let (_, head) = read_behind(file, std::mem::take(scratch), 512, 0).await;
+                *scratch = head;
+                rules::sniff(scratch).to_owned()
             }
         };
         let if_range_ok = text("if-range").is_none_or(|validator| {
@@ -401,17 +398,11 @@ impl StaticFiles {
                     .unwrap_or(usize::MAX)
                     .min(CHUNK_BYTES);
                 // The chunk is read behind what is already buffered (the head, a prefix).
-                let filled = scratch.len();
-                scratch.reserve(want);
-                let (read, mut buf) = file
-                    .read_at(std::mem::take(scratch).slice_from(filled, want), position)
-                    .await
-                    .map_into_inner();
-                let Some(read) = read.ok().filter(|n| *n > 0) else {
+                let (read, buf) = read_behind(file, std::mem::take(scratch), want, position).await;
+                let Some(read) = read else {
                     tracing::warn!(target: "http", "static file shrank or failed while being sent");
                     return Outcome::Answered { keep_open: false };
                 };
-                buf.truncate(filled + read);
                 position += read as u64;
                 let (written, returned) =
                     write_all_within(request.stream, buf, request.write_timeout).await;
@@ -458,14 +449,10 @@ async fn read_whole(file: &File, size: u64) -> Option<Vec<u8>> {
     let size = usize::try_from(size).ok()?;
     let mut content = Vec::with_capacity(size);
     while content.len() < size {
-        let filled = content.len();
-        let (read, buf) = file
-            .read_at(content.slice_from(filled, size - filled), filled as u64)
-            .await
-            .map_into_inner();
+        let want = size - content.len();
+        let (read, buf) = read_behind(file, content, want, (size - want) as u64).await;
         content = buf;
-        let read = read.ok().filter(|n| *n > 0)?;
-        content.truncate(filled + read);
+        read?;
     }
     Some(content)
 }
@@ -476,41 +463,34 @@ async fn content_crc(file: &File, size: u64, scratch: &mut Vec<u8>) -> Option<u3
     let mut position = 0;
     while position < size {
         scratch.clear();
-        scratch.reserve(CHUNK_BYTES);
-        let (read, buf) = file.read_at(std::mem::take(scratch), position).await;
+        let (read, buf) = read_behind(file, std::mem::take(scratch), CHUNK_BYTES, position).await;
         *scratch = buf;
-        let read = read.ok().filter(|n| *n > 0)?;
-        crc = rules::etag_crc(crc, &scratch[..read]);
+        let read = read?;
+        crc = rules::etag_crc(crc, scratch);
         position += read as u64;
     }
     scratch.clear();
     Some(crc)
 }
 
-/// Extension helpers for reading into the spare room of a buffer.
-trait SliceFrom {
-    fn slice_from(self, from: usize, len: usize) -> tokio_uring::buf::Slice<Vec<u8>>;
-}
-
-impl SliceFrom for Vec<u8> {
-    fn slice_from(self, from: usize, len: usize) -> tokio_uring::buf::Slice<Vec<u8>> {
-        use tokio_uring::buf::BoundedBuf;
-        // The ring writes into bytes from..from+len, within the capacity (the caller
-        // reserved it); the length becomes from + the bytes read.
-        debug_assert!(self.len() == from && self.capacity() >= from + len);
-        self.slice(from..from + len)
-    }
-}
-
-/// `(result, slice)` into `(result, whole buffer)`.
-trait IntoInner {
-    fn map_into_inner(self) -> (std::io::Result<usize>, Vec<u8>);
-}
-
-impl IntoInner for (std::io::Result<usize>, tokio_uring::buf::Slice<Vec<u8>>) {
-    fn map_into_inner(self) -> (std::io::Result<usize>, Vec<u8>) {
-        (self.0, self.1.into_inner())
-    }
+/// Reads up to `want` bytes of `file` at `position` into `buf`, behind the bytes it already
+/// holds: the count (None at EOF or on an error) and the buffer, its length grown by it.
+async fn read_behind(
+    file: &File,
+    mut buf: Vec<u8>,
+    want: usize,
+    position: u64,
+) -> (Option<usize>, Vec<u8>) {
+    use tokio_uring::buf::BoundedBuf;
+    let filled = buf.len();
+    buf.reserve(want);
+    let (read, slice) = file
+        .read_at(buf.slice(filled..filled + want), position)
+        .await;
+    let mut buf = slice.into_inner();
+    let read = read.ok().filter(|n| *n > 0);
+    buf.truncate(filled + read.unwrap_or(0));
+    (read, buf)
 }
 
 /// Warns at start when `dir` holds `.php` files that the config would serve as source
