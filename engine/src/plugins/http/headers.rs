@@ -31,7 +31,8 @@ pub struct Cors {
     headers: Option<Vec<String>>,
     exposed: Option<String>,
     credentials: bool,
-    max_age: u64,
+    /// `Access-Control-Max-Age`'s value, when `max_age` > 0 (formatted once).
+    max_age: Option<String>,
     /// `options_success_status` (rr's default 200).
     pub success_status: u16,
 }
@@ -126,7 +127,10 @@ impl HeadersConfig {
                 credentials: reader
                     .bool("http.headers.cors.allow_credentials")?
                     .unwrap_or(false),
-                max_age: reader.unsigned("http.headers.cors.max_age")?.unwrap_or(0),
+                max_age: reader
+                    .unsigned("http.headers.cors.max_age")?
+                    .filter(|seconds| *seconds > 0)
+                    .map(|seconds| seconds.to_string()),
                 success_status: reader
                     .unsigned("http.headers.cors.options_success_status")?
                     .and_then(|status| u16::try_from(status).ok())
@@ -248,8 +252,8 @@ impl Cors {
         if self.credentials {
             line("Access-Control-Allow-Credentials", "true");
         }
-        if self.max_age > 0 {
-            line("Access-Control-Max-Age", &self.max_age.to_string());
+        if let Some(max_age) = &self.max_age {
+            line("Access-Control-Max-Age", max_age);
         }
     }
 
