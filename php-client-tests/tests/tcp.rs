@@ -151,9 +151,12 @@ fn a_line_server_echoes_and_php_sees_every_event_once() {
     peer.send(b"ping\r\n");
     assert_eq!(peer.line(), "echo:ping\r\n");
     // A message and its delimiter split over several reads, the delimiter itself included.
+    // The pause shapes the input (each piece its own segment, so the server likely reads
+    // them apart); it synchronises nothing: the echo below is the event waited on, and it
+    // holds however the pieces arrive.
     for piece in [&b"hel"[..], b"lo\r", b"\n"] {
         peer.send(piece);
-        std::thread::sleep(Duration::from_millis(30)); // separate TCP segments, not a sync
+        std::thread::sleep(Duration::from_millis(30));
     }
     assert_eq!(peer.line(), "echo:hello\r\n");
     peer.send(b"silent\r\n");
