@@ -3,6 +3,7 @@
 //! budget: the round trip within 1.5x of the ping-pong).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ringrunner::aio::Backend;
 use ringrunner::pool::{Pool, PoolConfig, Request};
 use ringrunner::runtime::Shards;
 use ringrunner::worker::process::WorkerCommand;
@@ -43,7 +44,8 @@ fn pipe_ping_pong(c: &mut Criterion) {
 }
 
 fn pool_exec(c: &mut Criterion) {
-    let shards = Arc::new(Shards::start(1).expect("shards"));
+    let shards =
+        Arc::new(Shards::start(1, Backend::from_env().expect("RINGRUNNER_IO")).expect("shards"));
     let mut config = PoolConfig::new(
         "bench",
         WorkerCommand {

@@ -1,9 +1,12 @@
-//! Shards: N threads, each a single-threaded io_uring loop (tokio-uring). Work reaches a
-//! shard as a message; tasks on a shard are `!Send` and never move. Wake-ups across shards go
-//! through tokio's sync primitives, which are runtime-agnostic. What belongs to one shard
-//! (its index, its relay handles, its frame buffers) is its [`ShardContext`], handed to every
-//! task started there: no thread-local state.
+//! Shards: N threads, each a single-threaded loop: tokio's current-thread runtime and
+//! `LocalSet`, driving an io_uring ring (tokio-uring) or tokio's epoll reactor (see
+//! [`crate::aio`]). Work reaches a shard as a message; tasks on a shard are `!Send` and never
+//! move. Wake-ups across shards go through tokio's sync primitives, which are
+//! runtime-agnostic. What belongs to one shard (its index, its I/O backend, its relay
+//! handles, its frame buffers) is its [`ShardContext`], handed to every task started there:
+//! no thread-local state.
 
+use crate::aio::Backend;
 use crate::worker::relay::{RelayCache, SendBuffers};
 use std::future::Future;
 use std::io;
@@ -17,16 +20,18 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug)]
 pub struct ShardContext {
     index: usize,
+    backend: Backend,
     relays: RelayCache,
     send_buffers: SendBuffers,
 }
 
 impl ShardContext {
-    /// A context for shard `index` (the shard loop makes one; tests and tools may too).
+    /// A context for shard `index` doing its I/O on `backend` (the shard loop makes one).
     #[must_use]
-    pub fn new(index: usize) -> Self {
+    pub fn new(index: usize, backend: Backend) -> Self {
         Self {
             index,
+            backend,
             relays: RelayCache::default(),
             send_buffers: SendBuffers::default(),
         }
@@ -36,6 +41,12 @@ impl ShardContext {
     #[must_use]
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// How this shard does its I/O.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// This shard's handles to worker relays.
@@ -81,46 +92,55 @@ pub struct Shards {
 const RING_ENTRIES: u32 = 1024;
 
 impl Shards {
-    /// Starts `count` shard threads (at least one).
+    /// Starts `count` shard threads (at least one) on `backend`, and waits until each has
+    /// its loop.
     ///
     /// # Errors
-    /// When a thread cannot be started.
-    pub fn start(count: usize) -> io::Result<Self> {
+    /// When a thread cannot be started or its loop cannot be set up (the ring refused:
+    /// memory lock limit, a seccomp profile); the shards already started are stopped.
+    pub fn start(count: usize, backend: Backend) -> io::Result<Self> {
         let count = count.max(1);
         let mut queues = Vec::with_capacity(count);
         let mut threads = Vec::with_capacity(count);
+        let (started_sender, started) = std::sync::mpsc::channel();
         for index in 0..count {
-            let (sender, mut receiver) = mpsc::unbounded_channel::<ShardJob>();
-            let thread = std::thread::Builder::new()
+            let (sender, receiver) = mpsc::unbounded_channel::<ShardJob>();
+            let started_sender = started_sender.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("{THREAD_PREFIX}{index}"))
-                .spawn(move || {
-                    let context = Rc::new(ShardContext::new(index));
-                    // COOP_TASKRUN: a completion does not interrupt this thread with an IPI;
-                    // it is picked up at the next ring entry, which the loop makes every
-                    // turn. SINGLE_ISSUER: only this thread submits. Kernels before 5.19 /
-                    // 6.0 refuse them: then a plain ring (probed on a tiny one).
-                    let mut ring = tokio_uring::uring_builder();
-                    ring.setup_coop_taskrun().setup_single_issuer();
-                    if ring.build(8).is_err() {
-                        ring = tokio_uring::uring_builder();
-                    }
-                    tokio_uring::builder()
-                        .entries(RING_ENTRIES)
-                        .uring_builder(&ring)
-                        .start(async move {
-                            while let Some(ShardJob::Run(job)) = receiver.recv().await {
-                                job(&context);
-                            }
-                        });
-                })?;
+                .spawn(move || run_shard(index, backend, receiver, &started_sender));
             queues.push(sender);
-            threads.push(thread);
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(error) => {
+                    Self::from_parts(queues, threads).shutdown();
+                    return Err(error);
+                }
+            }
         }
-        Ok(Self {
+        drop(started_sender);
+        let shards = Self::from_parts(queues, threads);
+        for _ in 0..count {
+            let outcome = started
+                .recv()
+                .unwrap_or_else(|_| Err(io::Error::other("a shard thread ended at start")));
+            if let Err(error) = outcome {
+                shards.shutdown();
+                return Err(error);
+            }
+        }
+        Ok(shards)
+    }
+
+    fn from_parts(
+        queues: Vec<mpsc::UnboundedSender<ShardJob>>,
+        threads: Vec<JoinHandle<()>>,
+    ) -> Self {
+        Self {
             queues,
             threads: Mutex::new(threads),
             next_pool_id: AtomicU64::new(1),
-        })
+        }
     }
 
     /// Number of shards.
@@ -142,7 +162,7 @@ impl Shards {
         Fut: Future<Output = ()> + 'static,
     {
         let job = ShardJob::Run(Box::new(move |context: &Rc<ShardContext>| {
-            tokio_uring::spawn(make(Rc::clone(context)));
+            tokio::task::spawn_local(make(Rc::clone(context)));
         }));
         self.queues[shard % self.queues.len()].send(job).is_ok()
     }
@@ -193,6 +213,60 @@ impl Shards {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for thread in threads {
             let _ = thread.join();
+        }
+    }
+}
+
+/// A shard thread: sets up its loop on `backend`, says so on `started`, then runs the jobs
+/// it is sent until told to stop.
+fn run_shard(
+    index: usize,
+    backend: Backend,
+    mut jobs: mpsc::UnboundedReceiver<ShardJob>,
+    started: &std::sync::mpsc::Sender<io::Result<()>>,
+) {
+    let context = Rc::new(ShardContext::new(index, backend));
+    let run_jobs = async move {
+        while let Some(ShardJob::Run(job)) = jobs.recv().await {
+            job(&context);
+        }
+    };
+    let failed = |what: &str, error: io::Error| {
+        let text = format!("shard {index}: {what} setup: {error}");
+        let _ = started.send(Err(io::Error::new(error.kind(), text)));
+    };
+    match backend {
+        Backend::Uring => {
+            // COOP_TASKRUN: a completion does not interrupt this thread with an IPI; it is
+            // picked up at the next ring entry, which the loop makes every turn.
+            // SINGLE_ISSUER: only this thread submits. Kernels before 5.19 / 6.0 refuse
+            // them: then a plain ring (probed on a tiny one).
+            let mut ring = tokio_uring::uring_builder();
+            ring.setup_coop_taskrun().setup_single_issuer();
+            if ring.build(8).is_err() {
+                ring = tokio_uring::uring_builder();
+            }
+            let mut builder = tokio_uring::builder();
+            builder.entries(RING_ENTRIES).uring_builder(&ring);
+            match tokio_uring::Runtime::new(&builder) {
+                Ok(runtime) => {
+                    let _ = started.send(Ok(()));
+                    runtime.block_on(run_jobs);
+                }
+                Err(error) => failed("io_uring", error),
+            }
+        }
+        Backend::Epoll => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match runtime {
+                Ok(runtime) => {
+                    let _ = started.send(Ok(()));
+                    tokio::task::LocalSet::new().block_on(&runtime, run_jobs);
+                }
+                Err(error) => failed("epoll", error),
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Test harness: shards plus a pool of real PHP workers, driven from the test thread.
 
+use ringrunner::aio::Backend;
 use ringrunner::pool::{ExecError, Pool, PoolConfig, Request};
 use ringrunner::runtime::Shards;
 use ringrunner::worker::process::WorkerCommand;
@@ -69,7 +70,9 @@ impl PoolHarness {
     /// # Errors
     /// The pool's boot error.
     pub fn start(config: PoolConfig) -> Result<Self, ringrunner::pool::SpawnError> {
-        let shards = Arc::new(Shards::start(2).expect("shards start"));
+        let shards = Arc::new(
+            Shards::start(2, Backend::from_env().expect("RINGRUNNER_IO")).expect("shards start"),
+        );
         let for_pool = Arc::clone(&shards);
         let pool = shards.block_on(0, move |_| Pool::start(config, for_pool));
         match pool {

@@ -79,6 +79,16 @@ pub fn worker_command(script: &str) -> String {
     )
 }
 
+/// How `rr serve` is started beyond its arguments: a command in front of it (which runs it
+/// with its arguments) and extra environment.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// A launcher such as `deny-io-uring`, given the rr binary and its arguments.
+    pub wrapper: Option<PathBuf>,
+    /// Variables set for the server (and so for its workers).
+    pub env: Vec<(String, String)>,
+}
+
 /// `rr serve` in `dir` (which holds its `.rr.yaml`) with `args`, two shards, stdout and
 /// stderr piped: the caller reads them, or leaves them unread on purpose.
 ///
@@ -86,11 +96,29 @@ pub fn worker_command(script: &str) -> String {
 /// When the binary cannot be started.
 #[must_use]
 pub fn spawn_serve(dir: &Path, args: &[&str]) -> Child {
-    Command::new(rr_binary())
+    spawn_serve_launched(dir, args, &Launch::default())
+}
+
+/// [`spawn_serve`], launched as `launch` says.
+///
+/// # Panics
+/// When the binary cannot be started.
+#[must_use]
+pub fn spawn_serve_launched(dir: &Path, args: &[&str], launch: &Launch) -> Child {
+    let mut command = match &launch.wrapper {
+        Some(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.arg(rr_binary());
+            command
+        }
+        None => Command::new(rr_binary()),
+    };
+    command
         .arg("serve")
         .args(args)
         .current_dir(dir)
         .env("RINGRUNNER_SHARDS", "2")
+        .envs(launch.env.iter().map(|(key, value)| (key, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -184,9 +212,21 @@ impl RrServer {
     /// # Errors
     /// The exit status and output when the server exits instead of starting.
     pub fn start_with(yaml: &str, args: &[&str]) -> Result<Self, (ExitStatus, String)> {
+        Self::start_launched(yaml, args, &Launch::default())
+    }
+
+    /// [`RrServer::start_with`], launched as `launch` says.
+    ///
+    /// # Errors
+    /// The exit status and output when the server exits instead of starting.
+    pub fn start_launched(
+        yaml: &str,
+        args: &[&str],
+        launch: &Launch,
+    ) -> Result<Self, (ExitStatus, String)> {
         let dir = scratch_dir();
         std::fs::write(dir.join(".rr.yaml"), yaml).expect("write config");
-        let mut child = spawn_serve(&dir, args);
+        let mut child = spawn_serve_launched(&dir, args, launch);
         let output = Arc::new(Output::default());
         for stream in [
             child

@@ -38,7 +38,7 @@ struct Scenario {
     target: Option<f64>,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         key: "hello",
         anchor_key: "hello",
@@ -85,6 +85,33 @@ const SCENARIOS: [Scenario; 6] = [
         target: None,
     },
     Scenario {
+        key: "hello-epoll",
+        anchor_key: "hello",
+        title: "PHP hello on the epoll backend (RINGRUNNER_IO=epoll)",
+        ours: "ringrunner on epoll + PHP hello worker",
+        anchor: "nginx + php-fpm (static pool)",
+        by_latency: false,
+        target: Some(1.5),
+    },
+    Scenario {
+        key: "ceiling-epoll",
+        anchor_key: "ceiling",
+        title: "No-worker ceiling on the epoll backend",
+        ours: "ringrunner on epoll + native echo worker",
+        anchor: "nginx return 200",
+        by_latency: false,
+        target: None,
+    },
+    Scenario {
+        key: "psr7-epoll",
+        anchor_key: "psr7",
+        title: "PSR-7 app on the epoll backend",
+        ours: "ringrunner on epoll + PSR-7 worker",
+        anchor: "nginx + php-fpm, the same PSR-7 app",
+        by_latency: false,
+        target: None,
+    },
+    Scenario {
         key: "paced",
         anchor_key: "paced",
         title: "PHP hello at a fixed moderate rate (wrk -t2 -c8, 4 ms pause per connection)",
@@ -125,6 +152,51 @@ fn cpu_medians(runs: &[Run]) -> (f64, f64) {
         )
     };
     (of(|r| r.server_us), of(|r| r.php_us))
+}
+
+/// The epoll backend against the io_uring one: each `X-epoll` scenario's req/s over `X`'s
+/// in the same round (median), target ≥ 0.8×, with both servers' CPU per request.
+fn backend_table(runs: &BTreeMap<(String, String), Vec<Run>>) -> String {
+    let mut table = String::from(
+        "\n## epoll backend against io_uring\n\n| scenario | req/s io_uring | req/s epoll | epoll / io_uring | target | server CPU µs/req io_uring | server CPU µs/req epoll |\n| --- | ---: | ---: | ---: | --- | ---: | ---: |\n",
+    );
+    let ours = |key: &str| {
+        runs.get(&(key.to_owned(), "ours".to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut rows = 0;
+    for scenario in SCENARIOS.iter().filter(|s| s.key.ends_with("-epoll")) {
+        let epoll = ours(scenario.key);
+        let uring = ours(scenario.key.trim_end_matches("-epoll"));
+        if epoll.is_empty() || uring.is_empty() {
+            continue;
+        }
+        let ratio = median(
+            epoll
+                .iter()
+                .filter_map(|run| {
+                    let paired = uring.iter().find(|u| u.round == run.round)?;
+                    Some(run.rps / paired.rps)
+                })
+                .collect(),
+        );
+        let verdict = if ratio >= 0.8 { "met" } else { "missed" };
+        let _ = writeln!(
+            table,
+            "| {} | {:.0} | {:.0} | {ratio:.2}× | ≥ 0.8× ({verdict}) | {:.1} | {:.1} |",
+            scenario.key.trim_end_matches("-epoll"),
+            medians(&uring).0,
+            medians(&epoll).0,
+            cpu_medians(&uring).0,
+            cpu_medians(&epoll).0,
+        );
+        rows += 1;
+    }
+    if rows == 0 {
+        return String::new();
+    }
+    table
 }
 
 fn main() {
@@ -264,6 +336,7 @@ fn main() {
     }
     let _ = writeln!(report, "\nMedians of every round; ratios are medians of per-round ratios (ours and the anchor run back to back in each round).\n");
     report.push_str(&table);
+    report.push_str(&backend_table(&runs));
     report.push_str("\n![latency](latency.svg)\n\n## Every run\n\n| scenario | server | round | req/s | p50 ms | p90 ms | p99 ms | server µs/req | PHP µs/req |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for ((scenario, server), list) in &runs {
         for run in list {

@@ -156,6 +156,15 @@ fn load_dotenv(path: &Path) -> Result<Vec<(String, String)>, String> {
     Ok(vars)
 }
 
+/// Starts the shards: `RINGRUNNER_SHARDS` of them (one per CPU by default), on the I/O
+/// backend `RINGRUNNER_IO` asks for (io_uring where it works by default).
+pub(crate) fn start_shards() -> Result<Shards, String> {
+    let backend = crate::aio::Backend::from_env()?;
+    let count = shard_count();
+    tracing::debug!(backend = backend.name(), shards = count, "starting shards");
+    Shards::start(count, backend).map_err(|error| error.to_string())
+}
+
 fn shard_count() -> usize {
     std::env::var("RINGRUNNER_SHARDS")
         .ok()
@@ -227,14 +236,12 @@ fn prepare(cli: &Cli) -> Result<(Configured, logs::LogFlusher), String> {
 
 fn run_bench(cli: &Cli, args: &bench::BenchArgs) -> Result<(), String> {
     let (configured, flusher) = prepare(cli)?;
-    let outcome = Shards::start(shard_count())
-        .map_err(|e| e.to_string())
-        .and_then(|shards| {
-            let shards = Arc::new(shards);
-            let outcome = bench::run(&configured, args, &shards);
-            shards.shutdown();
-            outcome
-        });
+    let outcome = start_shards().and_then(|shards| {
+        let shards = Arc::new(shards);
+        let outcome = bench::run(&configured, args, &shards);
+        shards.shutdown();
+        outcome
+    });
     flusher.flush(serve::LOG_FLUSH_AT_EXIT);
     outcome
 }

@@ -1,7 +1,7 @@
 //! `rr serve` (spec config-cli-rpc §2.3) and `rr stop` (§2.6): start the configured plugins,
 //! wait for a signal, stop them within the grace period.
 
-use super::{prepare, shard_count, Cli};
+use super::{prepare, Cli};
 use crate::plugins::{logs, Configured, Lifecycle, Running};
 use crate::runtime::Shards;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ fn serve_configured(
     // Caught from before the plugins start: a SIGTERM while they start is handled once they
     // have, instead of killing the process half-started with the default action.
     let stop_signals = catch_stop_signals()?;
-    let shards = Arc::new(Shards::start(shard_count()).map_err(|e| e.to_string())?);
+    let shards = Arc::new(super::start_shards()?);
     let lifecycle = Arc::new(Lifecycle::default());
     let running = match Running::start(configured.plugins, &shards, &lifecycle) {
         Ok(running) => running,

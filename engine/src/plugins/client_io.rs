@@ -3,22 +3,9 @@
 //! anything else) for longer than the configured bounds. Shared by the plugins that serve
 //! clients (http, tcp).
 
+use crate::aio::Stream;
 use std::time::Duration;
-use tokio_uring::buf::{BoundedBuf, Slice};
-use tokio_uring::net::TcpStream;
-use tokio_uring::UnsubmittedWrite;
-
-/// A socket a write can be submitted to: tokio-uring's TCP and unix streams.
-pub trait WriteStream {
-    /// Submits a write of `buf` (see [`TcpStream::write`]).
-    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>>;
-}
-
-impl WriteStream for TcpStream {
-    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>> {
-        self.write(buf)
-    }
-}
+use tokio_uring::buf::BoundedBuf;
 
 /// Why a write to the client ended before all bytes were out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +19,16 @@ pub enum WriteEnd {
 /// Writes all of `buf`, each write completing within `stall` (nginx's `send_timeout` rule:
 /// the time between two successive writes is bounded, not the whole response, so a slow
 /// but reading client still gets a large reply). Hands `buf` back unless a write was cut
-/// short by the timeout: the ring still owns that buffer, and the caller closes the
-/// connection, which completes the write.
+/// short by the timeout: on io_uring the ring still owns that buffer, and the caller closes
+/// the connection, which completes the write.
 pub async fn write_all_within(
-    stream: &impl WriteStream,
+    stream: &Stream,
     mut buf: Vec<u8>,
     stall: Duration,
 ) -> (Result<(), WriteEnd>, Option<Vec<u8>>) {
     let mut written = 0;
     while written < buf.len() {
-        let write = stream.write_slice(buf.slice(written..)).submit();
+        let write = stream.write(buf.slice(written..));
         let Ok((result, slice)) = tokio::time::timeout(stall, write).await else {
             return (Err(WriteEnd::Stalled), None);
         };
@@ -68,7 +55,7 @@ const LINGER_BYTES_MAX: usize = 16 << 20;
 /// the write side, so the client sees the answer's end, then reads and discards what it
 /// still sends for a bounded time and size. Closing at once would make the kernel answer
 /// the unread bytes with a reset, and the client often loses the answer with it.
-pub async fn linger_close(stream: &TcpStream, mut scratch: Vec<u8>) {
+pub async fn linger_close(stream: &Stream, mut scratch: Vec<u8>) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let deadline = tokio::time::Instant::now() + LINGER_TOTAL;
     let mut discarded = 0;

@@ -92,34 +92,6 @@ fn socket_for(address: SocketAddr) -> std::io::Result<OwnedFd> {
     )?)
 }
 
-/// Accepts on one shard's socket of a listener until shutdown begins, handing each stream
-/// and its peer to `on_accept`. An accept error (EMFILE and friends) is logged with the
-/// plugin's `name` and retried after a short back-off: clients retry meanwhile.
-pub async fn accept_each(
-    socket: TcpListener,
-    lifecycle: &super::Lifecycle,
-    name: &'static str,
-    mut on_accept: impl FnMut(tokio_uring::net::TcpStream, SocketAddr),
-) {
-    let listener = tokio_uring::net::TcpListener::from_std(socket);
-    loop {
-        let stopping = lifecycle.stop.notified();
-        if lifecycle.is_stopping() {
-            break;
-        }
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => on_accept(stream, peer),
-                Err(error) => {
-                    tracing::error!(%error, plugin = name, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                }
-            },
-            () = stopping => break,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

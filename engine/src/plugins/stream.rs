@@ -1,17 +1,16 @@
-//! A listener on `tcp://` or `unix://` served from one shard, and the streams it accepts:
-//! what the control plane (rpc) and a tcp server on a unix socket share. Accepting waits on
-//! the shard's reactor; the accepted streams do their I/O on the shard's ring.
+//! Listeners on `tcp://` or `unix://` and the loop that accepts on them: what every plugin
+//! that takes connections shares (http and tcp on one socket per shard, rpc and status on
+//! one shard). Accepting waits for readiness on the shard's reactor under both I/O
+//! backends; each accepted connection becomes an [`aio::Stream`] on the shard's backend.
 
-use super::client_io::WriteStream;
 use super::Lifecycle;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use crate::aio::{self, Backend};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
-use tokio_uring::buf::Slice;
-use tokio_uring::net::{TcpStream, UnixStream};
-use tokio_uring::UnsubmittedWrite;
 
 /// A bound listener.
 #[derive(Debug)]
@@ -73,19 +72,14 @@ impl Listener {
         Ok(Self::Unix(listener, path.to_owned()))
     }
 
-    fn accept(&self) -> std::io::Result<(Stream, Option<std::net::SocketAddr>)> {
-        // Accepted sockets are blocking (O_NONBLOCK is not inherited): io_uring wants no more.
+    /// One `accept`: the connection (blocking, as `accept4` makes it) and a TCP peer.
+    fn accept(&self) -> std::io::Result<(OwnedFd, Option<SocketAddr>)> {
         Ok(match self {
             Self::Tcp(listener) => {
                 let (stream, peer) = listener.accept()?;
-                stream.set_nonblocking(false)?;
-                (Stream::Tcp(TcpStream::from_std(stream)), Some(peer))
+                (stream.into(), Some(peer))
             }
-            Self::Unix(listener, _) => {
-                let (stream, _) = listener.accept()?;
-                stream.set_nonblocking(false)?;
-                (Stream::Unix(UnixStream::from_std(stream)), None)
-            }
+            Self::Unix(listener, _) => (listener.accept()?.0.into(), None),
         })
     }
 
@@ -105,77 +99,55 @@ impl Drop for Listener {
     }
 }
 
-/// An accepted connection.
-pub enum Stream {
-    /// TCP.
-    Tcp(TcpStream),
-    /// A unix socket.
-    Unix(UnixStream),
+/// A listener registered with a shard's reactor, handing out streams on its backend.
+#[derive(Debug)]
+pub struct Accepting {
+    listener: AsyncFd<Listener>,
+    backend: Backend,
 }
 
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Tcp(_) => "Stream::Tcp",
-            Self::Unix(_) => "Stream::Unix",
-        })
-    }
-}
-
-impl Stream {
-    /// Reads into `buf` from its start (up to its capacity); gives the count and `buf`.
-    pub async fn read(&self, buf: Vec<u8>) -> (std::io::Result<usize>, Vec<u8>) {
-        match self {
-            Self::Tcp(stream) => stream.read(buf).await,
-            Self::Unix(stream) => stream.read(buf).await,
-        }
+impl Accepting {
+    /// Registers `listener` with this shard's reactor. Must run on a shard.
+    ///
+    /// # Errors
+    /// When the socket cannot be made non-blocking or registered.
+    pub fn new(listener: Listener, backend: Backend) -> std::io::Result<Self> {
+        listener.set_nonblocking()?;
+        // SAFETY: the AsyncFd takes the listener by value; its socket stays open until the
+        // AsyncFd drops it and `as_raw_fd` always returns that same descriptor, which is
+        // what registration requires.
+        let listener =
+            unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+                .map_err(std::io::Error::from)?;
+        Ok(Self { listener, backend })
     }
 
-    /// Writes all of `buf`.
-    pub async fn write_all(&self, buf: Vec<u8>) -> (std::io::Result<()>, Vec<u8>) {
-        match self {
-            Self::Tcp(stream) => stream.write_all(buf).await,
-            Self::Unix(stream) => stream.write_all(buf).await,
-        }
-    }
-
-    /// Shuts both directions (also completes a read a timeout abandoned).
-    pub fn shutdown(&self) {
-        let _ = match self {
-            Self::Tcp(stream) => stream.shutdown(std::net::Shutdown::Both),
-            Self::Unix(stream) => stream.shutdown(std::net::Shutdown::Both),
-        };
-    }
-}
-
-impl WriteStream for Stream {
-    fn write_slice(&self, buf: Slice<Vec<u8>>) -> UnsubmittedWrite<Slice<Vec<u8>>> {
-        match self {
-            Self::Tcp(stream) => stream.write(buf),
-            Self::Unix(stream) => stream.write(buf),
+    /// The next connection, on the shard's backend, and a TCP peer's address.
+    ///
+    /// # Errors
+    /// As `accept(2)` (EMFILE and friends), or the backend refusing the socket.
+    pub async fn accept(&self) -> std::io::Result<(aio::Stream, Option<SocketAddr>)> {
+        loop {
+            let mut ready = self.listener.readable().await?;
+            if let Ok(accepted) = ready.try_io(|listener| listener.get_ref().accept()) {
+                let (fd, peer) = accepted?;
+                return Ok((aio::Stream::new(fd, self.backend)?, peer));
+            }
         }
     }
 }
 
 /// Accepts on `listener` until shutdown begins, handing each stream (and a TCP peer's
 /// address) to `on_accept`. Runs as a task on one shard; `name` (the plugin) is logged with
-/// an accept error.
+/// an accept error, after which the loop backs off a little and goes on (clients retry).
 pub async fn accept_loop(
     listener: Listener,
+    backend: Backend,
     lifecycle: Arc<Lifecycle>,
     name: &'static str,
-    mut on_accept: impl FnMut(Stream, Option<std::net::SocketAddr>),
+    mut on_accept: impl FnMut(aio::Stream, Option<SocketAddr>),
 ) {
-    if let Err(error) = listener.set_nonblocking() {
-        tracing::error!(%error, plugin = name, "listener cannot be polled");
-        return;
-    }
-    // SAFETY: the AsyncFd takes the listener by value; its socket stays open until the
-    // AsyncFd drops it and `as_raw_fd` always returns that same descriptor, which is what
-    // registration requires.
-    let registered =
-        unsafe { AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) };
-    let listener = match registered.map_err(std::io::Error::from) {
+    let listener = match Accepting::new(listener, backend) {
         Ok(listener) => listener,
         Err(error) => {
             tracing::error!(%error, plugin = name, "listener cannot be polled");
@@ -188,20 +160,13 @@ pub async fn accept_loop(
             return;
         }
         tokio::select! {
-            ready = listener.readable() => {
-                let Ok(mut ready) = ready else { return };
-                match ready.get_inner().accept() {
-                    Ok((stream, peer)) => on_accept(stream, peer),
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        ready.clear_ready();
-                    }
-                    Err(error) => {
-                        // EMFILE and friends: log, back off a little, go on.
-                        tracing::error!(%error, plugin = name, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => on_accept(stream, peer),
+                Err(error) => {
+                    tracing::error!(%error, plugin = name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-            }
+            },
             () = stopping => return,
         }
     }

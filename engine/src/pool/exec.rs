@@ -351,6 +351,7 @@ fn relay_for(
                     process.relay_write.as_fd(),
                     process.relay_read.as_fd(),
                     shared.config.max_payload_bytes,
+                    shard.backend(),
                 )
                 .ok()
             })

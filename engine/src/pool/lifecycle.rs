@@ -7,6 +7,7 @@ use super::{
     unix_now_ns, PoolShared, SpawnError, Sweep, WorkerState, RESPAWN_BACKOFF_MAX,
     RESPAWN_BACKOFF_MIN, STOP_GRACE,
 };
+use crate::aio::{Backend, Stream};
 use crate::runtime::ShardContext;
 use crate::worker::process::{self, SpawnedProcess, StdioRelay};
 use crate::worker::relay::RelayIo;
@@ -160,11 +161,12 @@ async fn start_worker(
     let exit = watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
         .map_err(|e| start_error(&command, &e))?;
     let (stderr_closed, mut stderr_eof) = oneshot::channel();
-    tokio_uring::spawn(forward_stderr(
+    tokio::task::spawn_local(forward_stderr(
         Arc::clone(shared),
         index,
         pid,
         stderr,
+        shard.backend(),
         stderr_closed,
     ));
     let (relay_write, relay_read) = match &shared.socket_relay {
@@ -217,6 +219,7 @@ async fn start_worker(
         relay_write.as_fd(),
         relay_read.as_fd(),
         config.max_payload_bytes,
+        shard.backend(),
     )
     .map_err(|e| start_error(&command, &e))?;
     slot.install(SlotProcess {
@@ -341,13 +344,20 @@ async fn forward_stderr(
     index: u32,
     pid: u32,
     stderr: OwnedFd,
+    backend: Backend,
     closed: oneshot::Sender<()>,
 ) {
-    let file = tokio_uring::fs::File::from_std(std::fs::File::from(stderr));
+    let pipe = match Stream::new(stderr, backend) {
+        Ok(pipe) => pipe,
+        Err(error) => {
+            tracing::error!(target: "server", pid, %error, "worker stderr cannot be read");
+            return;
+        }
+    };
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         buf.clear();
-        let (result, returned) = file.read_at(buf, 0).await;
+        let (result, returned) = pipe.read(buf).await;
         buf = returned;
         match result {
             Ok(0) | Err(_) => break,
@@ -401,7 +411,8 @@ async fn stop_worker(
         let cached = shard.relays().take(shared.id, index, running.generation);
         let relay = cached.or_else(|| {
             slot.with_process(|p| {
-                RelayIo::from_fds(p.relay_write.as_fd(), p.relay_read.as_fd(), 1024).ok()
+                let (write, read) = (p.relay_write.as_fd(), p.relay_read.as_fd());
+                RelayIo::from_fds(write, read, 1024, shard.backend()).ok()
             })
             .flatten()
         });

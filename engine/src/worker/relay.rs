@@ -1,17 +1,18 @@
-//! Frame I/O on a worker's relay, on the calling shard's ring.
+//! Frame I/O on a worker's relay, on the calling shard's I/O backend.
 //!
-//! A pool is shared by every shard but tokio-uring handles belong to one ring, so each shard
+//! A pool is shared by every shard but I/O handles belong to one shard (its ring or its
+//! reactor), so each shard
 //! keeps its own handles to a worker's relay: `dup`s of the descriptors the slot owns, made
 //! the first time the shard uses that worker and cached by (pool, slot, generation). The hot
 //! path is a cache lookup; the cost of a `dup` is paid once per worker per shard.
 
+use crate::aio::{Backend, Stream};
 use ringrunner_protocol::{Frame, FrameDecoder, FrameError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use tokio_uring::buf::BoundedBuf;
-use tokio_uring::fs::File;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -33,24 +34,26 @@ pub enum RelayError {
 /// One shard's handles to one worker's relay.
 #[derive(Debug)]
 pub struct RelayIo {
-    write: File,
-    read: File,
+    write: Stream,
+    read: Stream,
     decoder: FrameDecoder,
 }
 
 impl RelayIo {
-    /// Handles on this shard for the given descriptors (duplicated: the caller keeps its own).
+    /// Handles on this shard (doing I/O on `backend`) for the given descriptors (duplicated:
+    /// the caller keeps its own).
     ///
     /// # Errors
-    /// When `dup` fails (descriptor limit).
+    /// When `dup` fails (descriptor limit) or epoll refuses the descriptor.
     pub fn from_fds(
         write: BorrowedFd<'_>,
         read: BorrowedFd<'_>,
         max_payload_bytes: u32,
+        backend: Backend,
     ) -> io::Result<Self> {
         Ok(Self {
-            write: file_from(write.try_clone_to_owned()?),
-            read: file_from(read.try_clone_to_owned()?),
+            write: Stream::new(write.try_clone_to_owned()?, backend)?,
+            read: Stream::new(read.try_clone_to_owned()?, backend)?,
             decoder: FrameDecoder::new(max_payload_bytes),
         })
     }
@@ -61,33 +64,13 @@ impl RelayIo {
         buf: Vec<u8>,
         range: std::ops::Range<usize>,
     ) -> (io::Result<()>, Vec<u8>) {
-        let mut buf = buf;
-        let mut written = range.start;
-        while written < range.end {
-            let (result, slice) = self
-                .write
-                .write_at(buf.slice(written..range.end), 0)
-                .submit()
-                .await;
-            buf = slice.into_inner();
-            match result {
-                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
-                Ok(n) => written += n,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => return (Err(error), buf),
-            }
-        }
-        (Ok(()), buf)
+        self.write.write_range(buf, range).await
     }
 
-    /// Writes all of `buf`; hands the buffer back for reuse.
-    ///
-    /// A socket takes a large frame in several short writes. Every write goes at offset 0:
-    /// pipes and sockets have no position, and io_uring refuses any other offset on them with
-    /// ESPIPE (which `write_all_at` would pass after the first short write).
+    /// Writes all of `buf` (a socket takes a large frame in several short writes); hands
+    /// the buffer back for reuse.
     pub async fn send(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let len = buf.len();
-        self.send_range(buf, 0..len).await
+        self.write.write_all(buf).await
     }
 
     /// Reads until one frame is complete and lends it: the caller reads it in place (no
@@ -109,7 +92,7 @@ impl RelayIo {
     async fn read_more(&mut self) -> Result<(), RelayError> {
         let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
         let filled = buf.len();
-        let (result, slice) = self.read.read_at(buf.slice(filled..), 0).await;
+        let (result, slice) = self.read.read(buf.slice(filled..)).await;
         self.decoder.restore_read_buffer(slice.into_inner());
         if result? == 0 {
             self.decoder.finish()?;
@@ -158,15 +141,11 @@ impl RelayIo {
     }
 }
 
-fn file_from(fd: OwnedFd) -> File {
-    File::from_std(std::fs::File::from(fd))
-}
-
 /// Key of a cached relay: (pool id, slot index).
 type RelayKey = (u64, u32);
 
 /// One shard's relay handles, with the worker generation they were made for (held in the
-/// shard's context: tokio-uring handles belong to that shard's ring).
+/// shard's context: I/O handles belong to that shard's ring or reactor).
 #[derive(Debug, Default)]
 pub struct RelayCache {
     relays: RefCell<HashMap<RelayKey, (u64, RelayIo)>>,

@@ -19,6 +19,7 @@ pub use ringrunner_protocol::http1::response as wire;
 pub use config::{HttpSection, Layer, Uploads, SUPPORTED_MIDDLEWARE};
 
 use super::server::ServerPlugin;
+use super::stream::{self, Listener};
 use super::{listener, Lifecycle, Plugin, SectionContext, Service, StartContext};
 use crate::config::ConfigError;
 use crate::pool::Pool;
@@ -183,13 +184,22 @@ async fn accept_loop(
     shard: Rc<ShardContext>,
 ) {
     let lifecycle = Arc::clone(&shared.lifecycle);
-    listener::accept_each(socket, &lifecycle, "http", |stream, peer| {
-        tokio_uring::spawn(conn::serve(
-            stream,
-            peer,
-            Arc::clone(&shared),
-            Rc::clone(&shard),
-        ));
-    })
+    let listener = Listener::Tcp(socket);
+    stream::accept_loop(
+        listener,
+        shard.backend(),
+        lifecycle,
+        "http",
+        |stream, peer| {
+            // A TCP listener always names the peer.
+            let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            tokio::task::spawn_local(conn::serve(
+                stream,
+                peer,
+                Arc::clone(&shared),
+                Rc::clone(&shard),
+            ));
+        },
+    )
     .await;
 }

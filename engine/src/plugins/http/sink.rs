@@ -10,6 +10,7 @@
 
 use super::gzip;
 use super::wire::{self, DateCache, LAST_CHUNK};
+use crate::aio::Stream;
 use crate::clock::unix_seconds;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
 use crate::plugins::Lifecycle;
@@ -17,7 +18,6 @@ use crate::pool::{ExecError, ReplyFrame, ReplySink};
 use ringrunner_protocol::http::{decode_response, ResponseHead};
 use std::io::Write as _;
 use std::time::Duration;
-use tokio_uring::net::TcpStream;
 
 /// A response buffer kept for the next request holds at most this much; a larger one (after
 /// a big reply) is given back to the allocator.
@@ -37,7 +37,7 @@ pub struct RequestFacts {
 /// The response side of one request.
 pub struct HttpSink<'a> {
     /// None only in tests that look at the bytes without a socket.
-    stream: Option<&'a TcpStream>,
+    stream: Option<&'a Stream>,
     out: &'a mut Vec<u8>,
     facts: RequestFacts,
     /// Shutdown state: once stopping, every answer says `Connection: close`.
@@ -80,7 +80,7 @@ impl<'a> HttpSink<'a> {
     /// A sink writing to `stream` through the reused buffer `out`, each write bounded by
     /// `write_timeout`.
     pub fn new(
-        stream: &'a TcpStream,
+        stream: &'a Stream,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
         (lifecycle, write_timeout): (&'a Lifecycle, Duration),
@@ -103,7 +103,7 @@ impl<'a> HttpSink<'a> {
     }
 
     fn with_stream(
-        stream: Option<&'a TcpStream>,
+        stream: Option<&'a Stream>,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
         date: &'a mut DateCache,

@@ -4,6 +4,7 @@
 //! the [`StoredForm`]: the connection drops it after the last response byte, on every path.
 
 use super::Uploads;
+use crate::aio::{Backend, File};
 use ringrunner_protocol::http::{group_by_name, multipart, DataTree, FormError};
 use rustix::fs::{Mode, OFlags};
 use std::hash::{BuildHasher, Hasher};
@@ -73,9 +74,9 @@ pub struct StoredForm {
     files: TempFiles,
 }
 
-/// Parses a multipart body and stores its files. The files are written through the
-/// shard's ring in chunks of at most [`WRITE_CHUNK_BYTES`] (a large upload never stalls the
-/// shard in a blocking write, and costs at most one chunk of extra memory).
+/// Parses a multipart body and stores its files, written on the shard's I/O `backend` in
+/// chunks of at most [`WRITE_CHUNK_BYTES`] (on io_uring a large upload never stalls the
+/// shard in a blocking write; a chunk is the most extra memory it costs).
 ///
 /// # Errors
 /// A malformed body or a tree conflict: the request is answered 400 and no file is left.
@@ -83,6 +84,7 @@ pub async fn store_multipart(
     body: &[u8],
     content_type: &[u8],
     policy: &UploadPolicy,
+    backend: Backend,
 ) -> Result<StoredForm, String> {
     let boundary = multipart::boundary(content_type)
         .ok_or_else(|| multipart::MultipartError::NoBoundary.to_string())?;
@@ -95,8 +97,15 @@ pub async fn store_multipart(
         match &part.filename {
             None => fields.push((part.name, String::from_utf8_lossy(part.data).into_owned())),
             Some(filename) => {
-                let described =
-                    store_file(&part, filename, policy, &mut form.files, &mut chunk).await;
+                let described = store_file(
+                    &part,
+                    filename,
+                    policy,
+                    &mut form.files,
+                    &mut chunk,
+                    backend,
+                )
+                .await;
                 files.push((part.name, described));
             }
         }
@@ -127,6 +136,7 @@ async fn store_file(
     policy: &UploadPolicy,
     files: &mut TempFiles,
     chunk: &mut Vec<u8>,
+    backend: Backend,
 ) -> serde_json::Value {
     let describe = |error: u8, size: usize, tmp_name: &str| {
         serde_json::json!({
@@ -157,7 +167,7 @@ async fn store_file(
         None => Ok(()),
     };
     let stored = match owned {
-        Ok(()) => write_through_ring(file, part.data, chunk).await,
+        Ok(()) => write_in_chunks(File::from_std(file, backend), part.data, chunk).await,
         Err(error) => Err(error),
     };
     match stored {
@@ -170,13 +180,8 @@ async fn store_file(
     }
 }
 
-/// Writes `data` to `file` with io_uring, a chunk at a time through the reused `chunk`.
-async fn write_through_ring(
-    file: std::fs::File,
-    data: &[u8],
-    chunk: &mut Vec<u8>,
-) -> std::io::Result<()> {
-    let file = tokio_uring::fs::File::from_std(file);
+/// Writes `data` to `file`, a chunk at a time through the reused `chunk`.
+async fn write_in_chunks(file: File, data: &[u8], chunk: &mut Vec<u8>) -> std::io::Result<()> {
     let mut offset = 0;
     let mut result = Ok(());
     while offset < data.len() {
@@ -247,13 +252,23 @@ mod tests {
         }
     }
 
-    /// [`store_multipart`] on a ring of its own.
+    /// [`store_multipart`] on a ring of its own, and again on epoll (both must agree).
     fn store(
         body: &[u8],
         content_type: &[u8],
         policy: &UploadPolicy,
     ) -> Result<StoredForm, String> {
-        tokio_uring::start(store_multipart(body, content_type, policy))
+        let on_epoll = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store_multipart(body, content_type, policy, Backend::Epoll));
+        let on_ring =
+            tokio_uring::start(store_multipart(body, content_type, policy, Backend::Uring));
+        assert_eq!(
+            on_epoll.as_ref().map(|form| &form.body),
+            on_ring.as_ref().map(|form| &form.body)
+        );
+        on_ring
     }
 
     #[test]

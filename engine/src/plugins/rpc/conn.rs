@@ -2,8 +2,8 @@
 //! replies in request order (the PHP client has one call in flight a connection; Go's
 //! multiplexing client correlates by sequence number, which order does not upset).
 
-use super::super::stream::Stream;
 use super::RpcShared;
+use crate::aio::Stream;
 use ringrunner_protocol::frame::Flags;
 use ringrunner_protocol::rpc::{encode_rpc_reply, Codec, RpcCallError, RpcMessage};
 use ringrunner_protocol::FrameDecoder;
@@ -46,13 +46,13 @@ pub(super) async fn serve(stream: Stream, shared: Arc<RpcShared>) {
                     Err(error) => {
                         // rr closes without a reply (spec relay-protocol §6.5).
                         tracing::debug!(target: "rpc", %error, "malformed rpc frame, connection closed");
-                        return stream.shutdown();
+                        return stream.shut_down();
                     }
                 },
                 Ok(None) => break,
                 Err(error) => {
                     tracing::debug!(target: "rpc", %error, "bad rpc frame, connection closed");
-                    return stream.shutdown();
+                    return stream.shut_down();
                 }
             };
             frame_deadline = None;
@@ -61,32 +61,32 @@ pub(super) async fn serve(stream: Stream, shared: Arc<RpcShared>) {
             let (written, returned) = stream.write_all(std::mem::take(&mut out)).await;
             out = returned;
             if written.is_err() {
-                return stream.shutdown();
+                return stream.shut_down();
             }
         }
         if decoder.is_collecting_stray_output() {
             tracing::debug!(target: "rpc", "not a goridge frame, connection closed");
-            return stream.shutdown();
+            return stream.shut_down();
         }
         if decoder.buffered_len() > 0 {
             frame_deadline.get_or_insert_with(|| tokio::time::Instant::now() + FRAME_TIMEOUT);
         }
         let stopping = shared.lifecycle.stop.notified();
         if shared.lifecycle.is_stopping() && frame_deadline.is_none() {
-            return stream.shutdown();
+            return stream.shut_down();
         }
         let read = stream.read(buf);
         let (result, returned) = tokio::select! {
             read = read => read,
-            () = stopping, if frame_deadline.is_none() => return stream.shutdown(),
+            () = stopping, if frame_deadline.is_none() => return stream.shut_down(),
             () = sleep_until(frame_deadline) => {
                 tracing::debug!(target: "rpc", "rpc frame not completed in time, connection closed");
-                return stream.shutdown();
+                return stream.shut_down();
             }
         };
         buf = returned;
         match result {
-            Ok(0) | Err(_) => return stream.shutdown(),
+            Ok(0) | Err(_) => return stream.shut_down(),
             Ok(read) => decoder.feed(&buf[..read]),
         }
     }

@@ -160,10 +160,16 @@ impl Plugin for RpcSection {
             lifecycle: Arc::clone(ctx.lifecycle),
         });
         let lifecycle = Arc::clone(ctx.lifecycle);
-        ctx.shards.spawn_on(0, move |_| {
-            stream::accept_loop(listener, lifecycle, "rpc", move |stream, _| {
-                tokio_uring::spawn(conn::serve(stream, Arc::clone(&shared)));
-            })
+        ctx.shards.spawn_on(0, move |shard| {
+            stream::accept_loop(
+                listener,
+                shard.backend(),
+                lifecycle,
+                "rpc",
+                move |stream, _| {
+                    tokio::task::spawn_local(conn::serve(stream, Arc::clone(&shared)));
+                },
+            )
         });
         tracing::info!(target: "rpc", %address, "rpc server listening");
         Ok(Arc::new(RpcPlugin))

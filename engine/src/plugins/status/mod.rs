@@ -7,14 +7,15 @@ pub use config::StatusSection;
 use super::http::head::Head;
 use super::http::wire;
 use super::rpc::{Reply, RpcService};
+use super::stream::{Accepting, Listener};
 use super::StartContext;
 use super::{listener, Directory, Lifecycle, LocalFuture, Plugin, SectionContext, Service};
+use crate::aio::{Backend, Stream};
 use crate::config::ConfigError;
 use crate::pool::{Pool, WorkerState};
 use std::any::Any;
 use std::sync::Arc;
 use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
 /// The registry's entry.
 pub const ENTRY: super::Entry = super::Entry {
@@ -76,8 +77,9 @@ impl Plugin for StatusSection {
             lifecycle: Arc::clone(ctx.lifecycle),
         });
         let for_loop = Arc::clone(&shared);
-        ctx.shards
-            .spawn_on(0, move |_| accept_loop(socket, for_loop));
+        ctx.shards.spawn_on(0, move |shard| {
+            accept_loop(socket, shard.backend(), for_loop)
+        });
         tracing::info!(target: "status", %address, "status server listening");
         Ok(Arc::new(StatusPlugin { shared }))
     }
@@ -146,14 +148,20 @@ fn plugin_code(shared: &StatusShared, pool: &Pool, ready_check: bool) -> u16 {
     }
 }
 
-async fn accept_loop(socket: std::net::TcpListener, shared: Arc<StatusShared>) {
-    let listener = tokio_uring::net::TcpListener::from_std(socket);
+async fn accept_loop(socket: std::net::TcpListener, backend: Backend, shared: Arc<StatusShared>) {
+    let listener = match Accepting::new(Listener::Tcp(socket), backend) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(target: "status", %error, "listener cannot be polled");
+            return;
+        }
+    };
     loop {
         // The status listener answers during shutdown (that is what `/ready` is for); it
         // ends with its shard.
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio_uring::spawn(serve(stream, Arc::clone(&shared)));
+                tokio::task::spawn_local(serve(stream, Arc::clone(&shared)));
             }
             Err(error) => {
                 tracing::error!(target: "status", %error, "accept failed");
@@ -163,13 +171,13 @@ async fn accept_loop(socket: std::net::TcpListener, shared: Arc<StatusShared>) {
     }
 }
 
-async fn serve(stream: TcpStream, shared: Arc<StatusShared>) {
+async fn serve(stream: Stream, shared: Arc<StatusShared>) {
     answer_one(&stream, &shared).await;
     // Completes a read cancelled by the timeout, which holds the socket open otherwise.
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-async fn answer_one(stream: &TcpStream, shared: &StatusShared) {
+async fn answer_one(stream: &Stream, shared: &StatusShared) {
     let mut buf = Vec::with_capacity(4096);
     let mut head = Head::default();
     let deadline = tokio::time::Instant::now() + shared.config.check_timeout;

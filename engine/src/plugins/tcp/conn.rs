@@ -6,8 +6,8 @@
 //! reading our writes for `write_timeout` close the connection.
 
 use super::{CloseSignal, TcpServer, TcpShared};
+use crate::aio::Stream;
 use crate::plugins::client_io::write_all_within;
-use crate::plugins::stream::Stream;
 use crate::pool::Request;
 use crate::runtime::ShardContext;
 use ringrunner_protocol::Flags;
@@ -153,7 +153,7 @@ pub(super) async fn serve(
         Next::Read => read_messages(&stream, config, &signal, &mut exchange).await,
         close => close,
     };
-    stream.shutdown();
+    stream.shut_down();
     if next == (Next::Close { close_event: true }) {
         // Its reply is read and dropped; at shutdown the pool may be gone (ignored).
         let _ = exchange.event(&stream, "CLOSE", b"").await;

@@ -10,7 +10,7 @@ pub use config::{TcpAddress, TcpSection, TcpServer};
 
 use super::rpc::{Reply, RpcService};
 use super::server::ServerPlugin;
-use super::stream::{self, Listener, Stream};
+use super::stream::{self, Listener};
 use super::{listener, Lifecycle, LocalFuture, Plugin, SectionContext, Service, StartContext};
 use crate::config::ConfigError;
 use crate::pool::Pool;
@@ -151,9 +151,10 @@ fn listen(shared: &Arc<TcpShared>, ctx: &StartContext<'_>) -> Result<(), String>
                 let shared = Arc::clone(shared);
                 ctx.shards.spawn_on(0, move |context| {
                     let lifecycle = Arc::clone(&shared.lifecycle);
-                    stream::accept_loop(listener, lifecycle, "tcp", move |stream, peer| {
+                    let backend = context.backend();
+                    stream::accept_loop(listener, backend, lifecycle, "tcp", move |stream, peer| {
                         let shared = Arc::clone(&shared);
-                        tokio_uring::spawn(conn::serve(
+                        tokio::task::spawn_local(conn::serve(
                             stream,
                             peer,
                             index,
@@ -174,18 +175,25 @@ async fn accept_tcp(
     shared: Arc<TcpShared>,
     context: Rc<ShardContext>,
 ) {
-    // rr stops accepting for good after an accept error; accept_each backs off and goes on.
+    // rr stops accepting for good after an accept error; accept_loop backs off and goes on.
     let lifecycle = Arc::clone(&shared.lifecycle);
-    listener::accept_each(socket, &lifecycle, "tcp", |stream, peer| {
-        let _ = stream.set_nodelay(true);
-        tokio_uring::spawn(conn::serve(
-            Stream::Tcp(stream),
-            Some(peer),
-            server,
-            Arc::clone(&shared),
-            Rc::clone(&context),
-        ));
-    })
+    let listener = Listener::Tcp(socket);
+    stream::accept_loop(
+        listener,
+        context.backend(),
+        lifecycle,
+        "tcp",
+        |stream, peer| {
+            let _ = stream.set_nodelay(true);
+            tokio::task::spawn_local(conn::serve(
+                stream,
+                peer,
+                server,
+                Arc::clone(&shared),
+                Rc::clone(&context),
+            ));
+        },
+    )
     .await;
 }
 

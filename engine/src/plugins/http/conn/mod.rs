@@ -16,6 +16,7 @@ use super::static_files::{Outcome, StaticRequest};
 use super::uploads;
 use super::wire::DateCache;
 use super::{wire, HttpShared, Layer};
+use crate::aio::Stream;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
 use crate::pool::{LentBody, Request};
@@ -27,7 +28,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tokio::time::Instant as Deadline;
 use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
 /// A raw body from this size on is lent to the worker write instead of copied into the
 /// frame (below it, one write of a small copy is cheaper than two writes).
@@ -58,7 +58,7 @@ enum Refusal {
 
 /// A connection's reused buffers.
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     head: Head,
     body: Vec<u8>,
@@ -168,7 +168,7 @@ impl Connection {
 
 /// Serves one connection until it closes.
 pub(super) async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     shared: Arc<HttpShared>,
     shard: Rc<ShardContext>,
@@ -391,7 +391,7 @@ async fn relay(
             .map_err(|e| e.to_string()),
         BodyClass::Multipart if !shared.config.raw_body => {
             let content_type = head.value(buf, "content-type").unwrap_or_default();
-            uploads::store_multipart(raw_body, content_type, &shared.uploads)
+            uploads::store_multipart(raw_body, content_type, &shared.uploads, shard.backend())
                 .await
                 .map(|form| stored_form = Some(form))
         }

@@ -9,12 +9,12 @@ pub mod rules;
 use super::gzip;
 use super::head::Head;
 use super::wire;
+use crate::aio::File;
+use crate::aio::Stream;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
 use rules::{ByteRange, Conditions, Decision, MimeTypes, Precondition, RangeAsk};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio_uring::fs::File;
-use tokio_uring::net::TcpStream;
 
 /// Bytes read from a file per chunk.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -66,7 +66,7 @@ struct FileFacts<'a> {
 /// What one request needs of its connection.
 pub struct StaticRequest<'a> {
     /// The connection.
-    pub stream: &'a TcpStream,
+    pub stream: &'a Stream,
     /// The read buffer holding the head.
     pub buf: &'a [u8],
     /// The parsed head.
@@ -114,16 +114,15 @@ impl StaticFiles {
             Decision::Try(relative) => relative,
         };
         let full = self.config.dir.join(&relative);
-        let Ok(file) = File::open(&full).await else {
+        let Ok(file) = File::open(&full, request.stream.backend()).await else {
             tracing::debug!(target: "http", path = %full.display(), "no static file, passed on");
             return Outcome::Pass;
         };
-        let Ok(stat) = file.statx().await else {
+        let Ok(facts) = file.facts().await else {
             let _ = file.close().await;
             return Outcome::Pass;
         };
-        // S_IFMT / S_IFDIR.
-        if u32::from(stat.stx_mode) & 0o170_000 == 0o040_000 {
+        if facts.is_dir {
             tracing::warn!(target: "http", path = %full.display(), "path to dir provided, not serving dir");
             let _ = file.close().await;
             return Outcome::Pass;
@@ -134,8 +133,8 @@ impl StaticFiles {
                 scratch,
                 &file,
                 &relative,
-                stat.stx_size,
-                stat.stx_mtime.tv_sec,
+                facts.size,
+                facts.modified_unix,
             )
             .await;
         let _ = file.close().await;
