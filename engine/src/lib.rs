@@ -9,6 +9,7 @@ pub mod memory;
 pub mod plugins;
 pub mod pool;
 pub mod runtime;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod test_alloc;
 pub mod worker;

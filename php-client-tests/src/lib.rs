@@ -163,4 +163,5 @@ pub fn self_check(rounds: usize) -> Result<SelfCheckReport, String> {
 
 pub mod harness;
 pub mod http_client;
+pub mod rpc_call;
 pub mod server;

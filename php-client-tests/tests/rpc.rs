@@ -3,6 +3,7 @@
 //! cell, `rr reset` under load, and bad input that must not hurt the server.
 
 use php_client_tests::http_client::{get, Client};
+use php_client_tests::rpc_call::php_call;
 use php_client_tests::server::{free_port, http_config, run_rr, RrServer};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -14,29 +15,6 @@ use std::time::{Duration, Instant};
 /// `http_config` plus an `rpc` section listening on `listen`.
 fn config_with_rpc(listen: &str) -> String {
     format!("{}rpc:\n  listen: {listen}\n", http_config("", ""))
-}
-
-/// Runs `rpc_call.php DSN METHOD ARG [raw]`: Ok(reply JSON or raw text) or Err(error text).
-fn php_call(dsn: &str, method: &str, arg: &Value, raw: bool) -> Result<String, String> {
-    let mut command = Command::new(php_client_tests::php_binary());
-    command
-        .arg(php_client_tests::php_dir().join("rpc_call.php"))
-        .args([dsn, method, &arg.to_string()]);
-    if raw {
-        command.arg("raw");
-    }
-    let output = command.output().expect("php runs");
-    let stdout = String::from_utf8_lossy(&output.stdout)
-        .trim_end()
-        .to_owned();
-    match stdout.strip_prefix("ERROR: ") {
-        Some(error) => Err(error.to_owned()),
-        None if output.status.success() => Ok(stdout),
-        None => panic!(
-            "{method} failed: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
 }
 
 fn call_json(dsn: &str, method: &str, arg: Value) -> Value {

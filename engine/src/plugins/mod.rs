@@ -11,6 +11,8 @@ mod container;
 pub mod http;
 pub mod listener;
 pub mod logs;
+pub mod metrics;
+mod plain_http;
 mod registry;
 pub mod rpc;
 pub mod server;
@@ -59,6 +61,9 @@ pub trait Service: Any + Debug + Send + Sync {
     fn pool(&self) -> Option<&Pool> {
         None
     }
+
+    /// Adds what it exports to a metrics scrape (nothing by default).
+    fn collect(&self, _families: &mut Vec<metrics::exposition::Family>) {}
 
     /// The RPC services it exposes beside the built-in ones.
     fn rpc_services(&self) -> Vec<&dyn rpc::RpcService> {

@@ -49,6 +49,7 @@ pub const REGISTRY: &[Entry] = &[
     super::http::ENTRY,
     super::tcp::ENTRY,
     super::status::ENTRY,
+    super::metrics::ENTRY,
 ];
 
 /// The sections the container itself reads.

@@ -197,8 +197,13 @@ impl Pool {
             return Err(ExecError::QueueFull);
         }
         for _ in 0..MAX_STOP_REQUEST_RERUNS {
+            let asked = std::time::Instant::now();
             let index = self.take(shard.index()).await?;
-            match exec_on(shared, shard, index, request, sink).await? {
+            let taken = std::time::Instant::now();
+            shared.wait_seconds.observe(shard.index(), taken - asked);
+            let reply = exec_on(shared, shard, index, request, sink).await;
+            shared.exec_seconds.observe(shard.index(), taken.elapsed());
+            match reply? {
                 Reply::Data => return Ok(()),
                 Reply::SoftError(text) => {
                     tracing::warn!(pool = %shared.config.name, error = %text, "soft worker error");

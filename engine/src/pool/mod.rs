@@ -19,6 +19,7 @@ pub use resize::ResizeError;
 pub use state::WorkerState;
 
 use crate::runtime::Shards;
+use crate::stats::{ShardedHistogram, SHORT_SECONDS};
 use crate::worker::process::WorkerCommand;
 use crate::worker::socket_relay::{RelayAddress, SocketRelay};
 pub use dynamic::DynamicAllocator;
@@ -186,6 +187,9 @@ pub(crate) struct PoolShared {
     idle: IdleStack,
     waiters: Waiters,
     /// Requests inside exec (waiting or running), for `max_queue_size`.
+    /// Time requests waited for a worker, and workers took (per shard; scraped by metrics).
+    wait_seconds: ShardedHistogram,
+    exec_seconds: ShardedHistogram,
     in_flight: AtomicUsize,
     closed: AtomicBool,
     /// Slots whose worker currently fails to boot.
@@ -385,6 +389,8 @@ impl Pool {
             dynamic_end,
             dynamic: dynamic.map(dynamic::DynamicState::new),
             waiters: Waiters::default(),
+            wait_seconds: ShardedHistogram::new(SHORT_SECONDS, shards.count()),
+            exec_seconds: ShardedHistogram::new(SHORT_SECONDS, shards.count()),
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             failing_slots: AtomicUsize::new(0),
@@ -480,8 +486,20 @@ impl Pool {
             .collect()
     }
 
+    /// How long requests waited for a free worker.
+    #[must_use]
+    pub fn wait_seconds(&self) -> &ShardedHistogram {
+        &self.shared.wait_seconds
+    }
+
+    /// How long workers took for requests (request sent to the reply's end).
+    #[must_use]
+    pub fn exec_seconds(&self) -> &ShardedHistogram {
+        &self.shared.exec_seconds
+    }
+
     /// The workers, as `informer.Workers` lists them; slots without a process are skipped.
-    /// Reads each worker's `/proc/PID/statm`: call it off the shards.
+    /// Reads each worker's `/proc/PID/statm` (a page-cache read per worker).
     #[must_use]
     pub fn workers(&self) -> Vec<WorkerInfo> {
         self.shared

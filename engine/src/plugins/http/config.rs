@@ -94,7 +94,13 @@ fn chain(middleware: &[String], has_static: bool, has_headers: bool) -> Vec<Laye
     chain
 }
 
-pub const SUPPORTED_MIDDLEWARE: [&str; 4] = ["proxy_ip_parser", "static", "headers", "gzip"];
+pub const SUPPORTED_MIDDLEWARE: [&str; 5] = [
+    "proxy_ip_parser",
+    "static",
+    "headers",
+    "gzip",
+    "http_metrics",
+];
 
 impl HttpSection {
     /// Reads `http`.

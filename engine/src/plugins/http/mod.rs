@@ -9,6 +9,7 @@ pub mod gzip;
 pub mod headers;
 #[cfg(test)]
 mod hot_path_tests;
+pub mod metrics;
 pub mod request;
 mod sink;
 pub mod static_files;
@@ -72,6 +73,13 @@ impl Service for HttpPlugin {
         Some(&self.shared.pool)
     }
 
+    fn collect(&self, families: &mut Vec<crate::plugins::metrics::exposition::Family>) {
+        metrics::collect_pool(&metrics::HTTP_POOL_HELP, &self.shared.pool, families);
+        if let Some(http_metrics) = &self.shared.metrics {
+            http_metrics.collect(families);
+        }
+    }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -94,6 +102,8 @@ pub struct HttpShared {
     pub lifecycle: Arc<Lifecycle>,
     /// The `static` middleware, when configured.
     pub static_files: Option<static_files::StaticFiles>,
+    /// The `http_metrics` middleware's counters, when it is listed.
+    pub metrics: Option<metrics::HttpMetrics>,
 }
 
 /// The running plugin.
@@ -148,7 +158,13 @@ impl HttpPlugin {
             static_files::warn_about_php_sources(&static_config);
             static_files::StaticFiles::new(static_config)
         });
+        let metrics = config
+            .middleware
+            .iter()
+            .any(|name| name == "http_metrics")
+            .then(|| metrics::HttpMetrics::new(shards.count()));
         let shared = Arc::new(HttpShared {
+            metrics,
             static_files,
             uploads,
             config,

@@ -4,8 +4,7 @@ mod config;
 
 pub use config::StatusSection;
 
-use super::http::head::Head;
-use super::http::wire;
+use super::plain_http::{self, PlainAnswer};
 use super::rpc::{Reply, RpcService};
 use super::stream::{Accepting, Listener};
 use super::StartContext;
@@ -15,7 +14,6 @@ use crate::config::ConfigError;
 use crate::pool::{Pool, WorkerState};
 use std::any::Any;
 use std::sync::Arc;
-use tokio_uring::buf::BoundedBuf;
 
 /// The registry's entry.
 pub const ENTRY: super::Entry = super::Entry {
@@ -172,60 +170,18 @@ async fn accept_loop(socket: std::net::TcpListener, backend: Backend, shared: Ar
 }
 
 async fn serve(stream: Stream, shared: Arc<StatusShared>) {
-    answer_one(&stream, &shared).await;
-    // Completes a read cancelled by the timeout, which holds the socket open otherwise.
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-}
-
-async fn answer_one(stream: &Stream, shared: &StatusShared) {
-    let mut buf = Vec::with_capacity(4096);
-    let mut head = Head::default();
     let deadline = tokio::time::Instant::now() + shared.config.check_timeout;
-    loop {
-        match Head::parse(&buf, &mut head) {
-            Ok(Some(())) => break,
-            Ok(None) if buf.len() < 64 * 1024 => {
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(4096);
-                }
-                let filled = buf.len();
-                let read = stream.read(buf.slice(filled..));
-                let Ok((result, slice)) = tokio::time::timeout_at(deadline, read).await else {
-                    return;
-                };
-                buf = slice.into_inner();
-                if !matches!(result, Ok(n) if n > 0) {
-                    return;
-                }
-            }
-            _ => {
-                let reply = wire::plain_response(
-                    1,
-                    400,
-                    "400 Bad Request",
-                    true,
-                    crate::clock::unix_seconds(),
-                );
-                let _ = stream.write_all(reply).await;
-                return;
-            }
+    plain_http::answer_once(stream, deadline, |head, buf| {
+        let target = String::from_utf8_lossy(&buf[head.target.clone()]);
+        let (status, body) = answer(&shared, &target);
+        PlainAnswer {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            headers: Vec::new(),
+            body: body.into_bytes(),
         }
-    }
-    let target = String::from_utf8_lossy(&buf[head.target.clone()]).into_owned();
-    let (status, body) = answer(shared, &target);
-    let mut out = Vec::with_capacity(256);
-    wire::status_line(&mut out, 1, status);
-    wire::header(&mut out, b"Content-Type", b"text/plain; charset=utf-8");
-    wire::date_header(&mut out, crate::clock::unix_seconds());
-    wire::header(
-        &mut out,
-        b"Content-Length",
-        body.len().to_string().as_bytes(),
-    );
-    wire::header(&mut out, b"Connection", b"close");
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    let _ = stream.write_all(out).await;
+    })
+    .await;
 }
 
 /// Status and body for a request target (`/health?plugin=http`).

@@ -19,7 +19,7 @@ use super::{wire, HttpShared, Layer};
 use crate::aio::Stream;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
-use crate::pool::{LentBody, Request};
+use crate::pool::{ExecError, LentBody, Request};
 use crate::runtime::ShardContext;
 use read::{read_request, ReadRequest};
 use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
@@ -366,6 +366,9 @@ async fn relay(
         chain_head,
         compress,
     } = conn;
+    if let Some(metrics) = &shared.metrics {
+        metrics.begin(shard.index());
+    }
     let raw_body: &[u8] = match body_kind {
         BodyKind::Chunked => body,
         _ => &buf[head_len..consumed],
@@ -402,6 +405,9 @@ async fn relay(
         let text = format!("serve_http: {error}\n");
         sink.send_plain(400, &[], text.as_bytes());
         sink.flush_pending().await;
+        if let Some(metrics) = &shared.metrics {
+            metrics.end(shard.index(), 400, started.elapsed(), false);
+        }
         let close = sink.close;
         buf.drain(..consumed);
         return !close;
@@ -479,12 +485,16 @@ async fn relay(
         };
         shared.pool.exec_streamed(shard, request, &mut sink).await
     };
+    let no_workers = matches!(result, Err(ExecError::NoFreeWorkers));
     sink.finish(
         result,
         shared.config.internal_error_code,
         shared.config.pool.debug,
     )
     .await;
+    if let Some(metrics) = &shared.metrics {
+        metrics.end(shard.index(), sink.status, started.elapsed(), no_workers);
+    }
     let method_text = buf
         .get(head.method.clone())
         .map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy);
