@@ -9,6 +9,7 @@ pub mod client_io;
 mod config_tests;
 mod container;
 pub mod http;
+pub mod kv;
 pub mod listener;
 pub mod logs;
 pub mod metrics;

@@ -50,6 +50,7 @@ pub const REGISTRY: &[Entry] = &[
     super::tcp::ENTRY,
     super::status::ENTRY,
     super::metrics::ENTRY,
+    super::kv::ENTRY,
 ];
 
 /// The sections the container itself reads.
