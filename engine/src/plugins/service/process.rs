@@ -1,0 +1,300 @@
+//! Starting a service's process and finding processes again: the spawn (rr's rules: argv
+//! split on spaces, rr's environment plus `env`, its own process group, or a new session for
+//! PID-file daemons), pidfds for our own children, PID files and the liveness of processes we
+//! did not start (with a guard against PID reuse).
+
+use super::config::ServiceSpec;
+use rustix::process::{Pid, Signal};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A process we started.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The child (reaped through it).
+    pub child: Child,
+    /// Its pid.
+    pub pid: u32,
+    /// Readable when it exits; signals go through it (no PID-reuse race).
+    pub pidfd: OwnedFd,
+    /// Its stdout and stderr when they go to the rr log (none with `log_file`).
+    pub output: Option<(OwnedFd, OwnedFd)>,
+    /// The command as run: resolved program path and arguments (what rr reports).
+    pub command: String,
+}
+
+/// Starts one process of `spec`.
+///
+/// # Errors
+/// An empty command, a program that cannot be started, a working directory or log file
+/// that cannot be used, credentials that cannot be taken.
+pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
+    let argv: Vec<&str> = spec.command.split(' ').filter(|part| !part.is_empty()).collect();
+    let Some((program, args)) = argv.split_first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "command should not be empty"));
+    };
+    let mut builder = Command::new(program);
+    builder
+        .args(args)
+        .envs(spec.env.iter().map(|(key, value)| (key, value)))
+        .stdin(Stdio::null());
+    if let Some(dir) = &spec.working_dir {
+        builder.current_dir(dir);
+    }
+    if let Some((uid, gid)) = spec.credentials {
+        builder.uid(uid).gid(gid);
+    }
+    let piped = match &spec.log_file {
+        Some(path) => {
+            let file = open_log(path)?;
+            builder.stdout(file.try_clone()?).stderr(file);
+            false
+        }
+        None => {
+            builder.stdout(Stdio::piped()).stderr(Stdio::piped());
+            true
+        }
+    };
+    if spec.pid_file.is_some() {
+        // A daemon gets a session of its own: detached from rr's terminal, and the leader of
+        // its process group.
+        // SAFETY: runs in the forked child before exec; setsid is one async-signal-safe
+        // system call and the closure allocates nothing.
+        unsafe {
+            builder.pre_exec(|| rustix::process::setsid().map(drop).map_err(io::Error::from));
+        }
+    } else {
+        // Terminal signals aimed at rr do not reach services (rr's setpgid).
+        builder.process_group(0);
+    }
+    let mut child = builder.spawn()?;
+    let pid = child.id();
+    let pidfd = match Pid::from_raw(i32::try_from(pid).unwrap_or(0))
+        .ok_or_else(|| io::Error::other("pid 0"))
+        .and_then(|pid| Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?))
+    {
+        Ok(fd) => fd,
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error);
+        }
+    };
+    let output = if piped {
+        let stdout = child.stdout.take().map(OwnedFd::from);
+        let stderr = child.stderr.take().map(OwnedFd::from);
+        stdout.zip(stderr)
+    } else {
+        None
+    };
+    let resolved = resolve_program(program);
+    let command = std::iter::once(resolved.as_str()).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+    Ok(Spawned { child, pid, pidfd, output, command })
+}
+
+/// Opens `path` for appending (mode 0640, parent folders made 0755).
+fn open_log(path: &Path) -> io::Result<std::fs::File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+    }
+    std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+}
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
+/// The program as Go's exec resolves it through PATH (for the reported command).
+fn resolve_program(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_owned();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|candidate| candidate.is_file())
+        })
+        .map_or_else(|| program.to_owned(), |path| path.display().to_string())
+}
+
+/// Sends `signal` through our child's pidfd; false when it has exited already.
+pub fn signal_child(pidfd: &OwnedFd, signal: Signal) -> bool {
+    rustix::process::pidfd_send_signal(pidfd, signal).is_ok()
+}
+
+/// How a signal to a process we did not start went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Delivered.
+    Delivered,
+    /// No such process.
+    Gone,
+    /// Not ours to signal.
+    Denied,
+}
+
+/// Sends `signal` to `pid`, or to its process group when `group`.
+pub fn signal_pid(pid: u32, signal: Signal, group: bool) -> Sent {
+    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Sent::Gone;
+    };
+    let sent = if group {
+        rustix::process::kill_process_group(target, signal)
+    } else {
+        rustix::process::kill_process(target, signal)
+    };
+    match sent {
+        Ok(()) => Sent::Delivered,
+        Err(rustix::io::Errno::PERM) => Sent::Denied,
+        Err(_) => Sent::Gone,
+    }
+}
+
+/// Whether `pid` (a process we did not start) is alive: it exists (even if another user's)
+/// and is not a zombie.
+#[must_use]
+pub fn alive(pid: u32) -> bool {
+    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return false;
+    };
+    match rustix::process::test_kill_process(target) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => stat_state(pid).is_some_and(|state| state != 'Z'),
+        Err(_) => false,
+    }
+}
+
+/// What a PID file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidFile {
+    /// There is none.
+    Missing,
+    /// It names this live process.
+    Live(u32),
+    /// It exists but names no live process (or garbage, or a recycled pid).
+    Stale,
+    /// It cannot be read (permissions).
+    Unreadable(String),
+}
+
+/// Reads `path`: the first line, a decimal pid in 2..=4194304 that is not rr's own, alive,
+/// and started no later than 2 s after the file was written (a later process got a recycled
+/// pid).
+#[must_use]
+pub fn read_pid_file(path: &Path) -> PidFile {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return PidFile::Missing,
+        Err(error) => return PidFile::Unreadable(format!("cannot read pid file {}: {error}", path.display())),
+    };
+    let Some(pid) = text.lines().next().and_then(|line| line.trim().parse::<u32>().ok()) else {
+        tracing::warn!(target: "service", path = %path.display(), "invalid pid file");
+        return PidFile::Stale;
+    };
+    if !(2..=4_194_304).contains(&pid) || pid == std::process::id() || !alive(pid) {
+        return PidFile::Stale;
+    }
+    if started_after_file(pid, path) {
+        return PidFile::Stale;
+    }
+    PidFile::Live(pid)
+}
+
+/// True when `pid` started more than 2 s after `path` was last written.
+fn started_after_file(pid: u32, path: &Path) -> bool {
+    let Some(written) = std::fs::metadata(path).ok().and_then(|m| m.modified().ok()) else {
+        return false;
+    };
+    let Some(started) = start_time(pid) else {
+        return false;
+    };
+    started > written + std::time::Duration::from_secs(2)
+}
+
+/// When `pid` started (boot time + field 22 of /proc/PID/stat).
+fn start_time(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot) + std::time::Duration::from_millis(ticks * 1000 / hz))
+}
+
+/// The state letter of `pid` (`R`, `S`, `Z` …).
+fn stat_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+}
+
+/// Removes a PID file if it still names `pid` (never one a new instance wrote), or any
+/// content when `pid` is None; a failure is a warning.
+pub fn remove_pid_file(path: &Path, pid: Option<u32>) {
+    if let Some(pid) = pid {
+        let names = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.lines().next().and_then(|line| line.trim().parse::<u32>().ok()));
+        if names != Some(pid) {
+            return;
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!(target: "service", path = %path.display(), %error, "cannot remove pid file"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("rr-service-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("x.pid")
+    }
+
+    #[test]
+    fn pid_files_are_read_strictly() {
+        let path = scratch("read");
+        assert_eq!(read_pid_file(&path), PidFile::Missing);
+        for garbage in ["", "abc\n", "-5\n", "1\n", "99999999\n"] {
+            std::fs::write(&path, garbage).unwrap();
+            assert_eq!(read_pid_file(&path), PidFile::Stale, "{garbage:?}");
+        }
+        std::fs::write(&path, format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(read_pid_file(&path), PidFile::Stale, "rr's own pid");
+        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(&path, format!("{}\nsecond line\n", sleeper.id())).unwrap();
+        assert_eq!(read_pid_file(&path), PidFile::Live(sleeper.id()));
+        remove_pid_file(&path, Some(sleeper.id() + 1));
+        assert!(path.exists(), "a file naming another pid stays");
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        assert_eq!(read_pid_file(&path), PidFile::Stale);
+        remove_pid_file(&path, None);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_pid_file_older_than_its_process_is_stale() {
+        let path = scratch("reuse");
+        std::fs::write(&path, "1234\n").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(&path, format!("{}\n", sleeper.id())).unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        assert_eq!(read_pid_file(&path), PidFile::Stale);
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
+}
