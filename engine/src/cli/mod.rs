@@ -6,6 +6,7 @@ mod humanize;
 mod reset;
 mod rpc_client;
 mod serve;
+mod service;
 mod workers;
 
 use crate::config::Config;
@@ -75,6 +76,9 @@ pub enum Command {
     /// Send synthetic payloads through the configured pool and print throughput and
     /// latency (ringrunner's own; rr has no such verb).
     Bench(bench::BenchArgs),
+    /// List, inspect, start, stop and restart the `service` plugin's services over RPC
+    /// (ringrunner's own; exit status 3 from `status` when a process is not running).
+    Service(service::ServiceArgs),
 }
 
 /// Runs the command line; returns the exit status.
@@ -90,13 +94,17 @@ pub fn main(cli: Cli) -> i32 {
         Some(Command::Workers(ref args)) => workers::run(&cli, args),
         Some(Command::Reset(ref args)) => reset::run(&cli, args),
         Some(Command::Bench(ref args)) => run_bench(&cli, args),
+        Some(Command::Service(ref args)) => match service::run(&cli, args) {
+            Ok(status) => return status,
+            Err(error) => Err(error),
+        },
         Some(Command::Version) => {
             println!("{}", crate::version_line());
             Ok(())
         }
         None => {
             eprintln!(
-                "usage: rr [flags] serve | stop | workers | reset | version | bench (rr --help)"
+                "usage: rr [flags] serve | stop | workers | reset | version | bench | service (rr --help)"
             );
             return 1;
         }

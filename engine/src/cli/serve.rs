@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The plugins that serve clients: a config needs one of them.
-const SERVING_PLUGINS: [&str; 2] = ["http", "tcp"];
+const SERVING_PLUGINS: [&str; 3] = ["http", "tcp", "service"];
 
 /// Raises the soft limit on open files to the hard one, as Go's runtime does for rr: a
 /// server holding thousands of connections must not fail at 1,024.

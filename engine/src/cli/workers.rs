@@ -67,7 +67,9 @@ fn render(client: &mut RpcClient, plugins: &[String], colour: bool) -> Result<St
     };
     let mut out = String::new();
     for name in &names {
+        let services = name == "service";
         let rows = match client.call("informer.Workers", &json!(name), CALL_TIMEOUT) {
+            Ok(reply) if services => service_rows(&reply),
             Ok(reply) => worker_rows(&reply, colour),
             Err(error) => vec![failed_row(name, &error)],
         };
@@ -80,10 +82,12 @@ fn render(client: &mut RpcClient, plugins: &[String], colour: bool) -> Result<St
             name.clone()
         };
         let _ = writeln!(out, "Workers of [{title}]:");
-        out.push_str(&table(
-            &["PID", "STATUS", "EXECS", "MEMORY", "CPU %", "CREATED"],
-            &rows,
-        ));
+        let header: &[&str] = if services {
+            &["PID", "MEMORY", "CPU %", "COMMAND"]
+        } else {
+            &["PID", "STATUS", "EXECS", "MEMORY", "CPU %", "CREATED"]
+        };
+        out.push_str(&table(header, &rows));
     }
     for name in &names {
         let Ok(Value::Array(jobs)) = client.call("informer.Jobs", &json!(name), CALL_TIMEOUT)
@@ -131,6 +135,32 @@ fn worker_rows(reply: &Value, colour: bool) -> Vec<Row> {
                 ),
                 (
                     ago(now_ns.saturating_sub(number("created")) / 1_000_000_000),
+                    None,
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// The `service` plugin's processes: rr's `PID | MEMORY | CPU % | COMMAND`.
+fn service_rows(reply: &Value) -> Vec<Row> {
+    let Some(workers) = reply.get("workers").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut workers: Vec<&Value> = workers.iter().collect();
+    workers.sort_by_key(|worker| worker["pid"].as_u64().unwrap_or(0));
+    workers
+        .into_iter()
+        .map(|worker| {
+            vec![
+                (worker["pid"].as_u64().unwrap_or(0).to_string(), None),
+                (si_bytes(worker["memoryUsage"].as_u64().unwrap_or(0)), None),
+                (
+                    format!("{:.2}", worker["CPUPercent"].as_f64().unwrap_or(0.0)),
+                    None,
+                ),
+                (
+                    worker["command"].as_str().unwrap_or_default().to_owned(),
                     None,
                 ),
             ]

@@ -61,8 +61,8 @@ impl Running {
 
     /// SIGKILLs every worker of every pool now (a forced exit).
     pub fn kill_all(&self) {
-        for pool in self.services().iter().filter_map(|service| service.pool()) {
-            pool.kill_all();
+        for service in self.services() {
+            service.kill();
         }
     }
 }

@@ -17,6 +17,7 @@ mod plain_http;
 mod registry;
 pub mod rpc;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod stream;
 pub mod tcp;
@@ -61,6 +62,25 @@ pub trait Service: Any + Debug + Send + Sync {
     /// checked by the status plugin, killed at a forced exit.
     fn pool(&self) -> Option<&Pool> {
         None
+    }
+
+    /// Its processes as `informer.Workers` lists them: its pool's workers by default; None
+    /// for a plugin without processes.
+    fn workers(&self) -> Option<Vec<crate::pool::WorkerInfo>> {
+        self.pool().map(Pool::workers)
+    }
+
+    /// A reset (`resetter.Reset`) for a plugin whose processes are not a pool (a pool's
+    /// plugin is reset by replacing its workers).
+    fn reset(&self) -> Option<LocalFuture<'_, ()>> {
+        None
+    }
+
+    /// Kills its processes at a forced exit (its pool's by default).
+    fn kill(&self) {
+        if let Some(pool) = self.pool() {
+            pool.kill_all();
+        }
     }
 
     /// Adds what it exports to a metrics scrape (nothing by default).

@@ -51,6 +51,7 @@ pub const REGISTRY: &[Entry] = &[
     super::status::ENTRY,
     super::metrics::ENTRY,
     super::kv::ENTRY,
+    super::service::ENTRY,
 ];
 
 /// The sections the container itself reads.

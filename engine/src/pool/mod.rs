@@ -175,6 +175,8 @@ pub struct WorkerInfo {
     /// CPU time used over the process's life, in percent of one core (gopsutil's figure,
     /// which rr reports).
     pub cpu_percent: f64,
+    /// The command line (services; empty for pool workers, as rr reports them).
+    pub command: String,
 }
 
 /// State shared by every handle of one pool and by its tasks.
@@ -523,6 +525,7 @@ impl Pool {
                         created_unix_ns,
                         memory_usage: crate::worker::process::rss_bytes(pid).unwrap_or(0),
                         cpu_percent,
+                        command: String::new(),
                     }
                 })
             })

@@ -114,13 +114,13 @@ fn plugin_name(arg: &Value) -> &str {
     arg.as_str().unwrap_or_default()
 }
 
-/// The names of the plugins that run workers (what `informer.List` and `resetter.List`
+/// The names of the plugins that run processes (what `informer.List` and `resetter.List`
 /// answer), as a ready reply.
 fn pool_plugins(directory: &Directory) -> LocalFuture<'static, Result<Reply, String>> {
     let names: Vec<&str> = directory
         .services()
         .iter()
-        .filter(|service| service.pool().is_some())
+        .filter(|service| service.pool().is_some() || service.name() == "service")
         .map(|service| service.name())
         .collect();
     ready(Ok(Reply::Json(json!(names))))
@@ -154,8 +154,9 @@ impl RpcService for Informer {
         Some(match method {
             "List" => pool_plugins(directory),
             "Workers" => {
-                let workers = pool_of(directory, plugin_name(&arg))
-                    .map(|pool| pool.workers())
+                let workers = directory
+                    .find(plugin_name(&arg))
+                    .and_then(|service| service.workers())
                     .filter(|workers| !workers.is_empty())
                     .map(|workers| workers.iter().map(worker_json).collect::<Vec<_>>());
                 ready(Ok(Reply::Json(json!({ "workers": workers }))))
@@ -193,7 +194,7 @@ fn worker_json(worker: &crate::pool::WorkerInfo) -> Value {
         "created": worker.created_unix_ns,
         "memoryUsage": worker.memory_usage,
         "CPUPercent": worker.cpu_percent,
-        "command": "",
+        "command": worker.command,
         "statusStr": worker.state.name(),
     })
 }
@@ -221,12 +222,17 @@ impl RpcService for Resetter {
             "Reset" => {
                 let name = plugin_name(&arg).to_owned();
                 let pool = pool_of(directory, &name);
+                let service = directory.find(&name);
                 Box::pin(async move {
-                    let pool = pool.ok_or_else(|| {
+                    let no_such = || {
                         format!("resetter_rpc_reset: resetter_plugin_reset_by_name: no such plugin: {name}")
-                    })?;
+                    };
                     tracing::info!(target: "resetter", plugin = %name, "resetting plugin");
-                    pool.reset().await;
+                    match (pool, service.as_ref().and_then(|service| service.reset())) {
+                        (Some(pool), _) => pool.reset().await,
+                        (None, Some(reset)) => reset.await,
+                        (None, None) => return Err(no_such()),
+                    }
                     Ok(Reply::Json(Value::Bool(true)))
                 })
             }

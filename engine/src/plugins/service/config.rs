@@ -114,40 +114,91 @@ impl ServiceSpec {
         };
         let command = reader.string(&key("command"))?.unwrap_or_default();
         if command.trim().is_empty() {
-            return Err(error("command", format!("service {name}: command is required")));
+            return Err(error(
+                "command",
+                format!("service {name}: command is required"),
+            ));
         }
         let mut spec = Self::new(name, &command);
-        spec.process_num = signed(reader, &key("process_num"))?.filter(|n| *n > 0).map_or(1, |n| usize::try_from(n).unwrap_or(1));
-        spec.exec_timeout = reader.duration(&key("exec_timeout"))?.filter(|d| !d.is_zero());
+        spec.process_num = signed(reader, &key("process_num"))?
+            .filter(|n| *n > 0)
+            .map_or(1, |n| usize::try_from(n).unwrap_or(1));
+        spec.exec_timeout = reader
+            .duration(&key("exec_timeout"))?
+            .filter(|d| !d.is_zero());
         let remain = reader.bool(&key("remain_after_exit"))?.unwrap_or(false);
         spec.restart = match reader.string(&key("restart"))?.as_deref() {
-            None => if remain { Restart::Always } else { Restart::No },
+            None => {
+                if remain {
+                    Restart::Always
+                } else {
+                    Restart::No
+                }
+            }
             Some("no") => Restart::No,
             Some("always") => Restart::Always,
             Some("on-failure") => Restart::OnFailure,
-            Some(other) => return Err(error("restart", format!("service {name}: restart must be no, always or on-failure, not {other:?}"))),
+            Some(other) => {
+                return Err(error(
+                    "restart",
+                    format!(
+                        "service {name}: restart must be no, always or on-failure, not {other:?}"
+                    ),
+                ))
+            }
         };
-        spec.restart_sec = reader.unsigned(&key("restart_sec"))?.filter(|s| *s > 0).unwrap_or(30);
+        spec.restart_sec = reader
+            .unsigned(&key("restart_sec"))?
+            .filter(|s| *s > 0)
+            .unwrap_or(30);
         spec.restart_max_sec = reader.unsigned(&key("restart_max_sec"))?.unwrap_or(0);
-        spec.timeout_stop = Duration::from_secs(reader.unsigned(&key("timeout_stop_sec"))?.filter(|s| *s > 0).unwrap_or(5));
+        spec.timeout_stop = Duration::from_secs(
+            reader
+                .unsigned(&key("timeout_stop_sec"))?
+                .filter(|s| *s > 0)
+                .unwrap_or(5),
+        );
         spec.name_in_log = reader.bool(&key("service_name_in_log"))?.unwrap_or(false);
         spec.env = reader
             .string_map(&key("env"))?
             .into_iter()
-            .map(|(k, v)| (k.to_uppercase(), crate::config::expand::expand(&v, &|var: &str| Some(lookup(var).unwrap_or_default()))))
+            .map(|(k, v)| {
+                (
+                    k.to_uppercase(),
+                    crate::config::expand(&v, &|var: &str| Some(lookup(var).unwrap_or_default())),
+                )
+            })
             .collect();
         let user = reader.string(&key("user"))?.filter(|u| !u.is_empty());
         let group = reader.string(&key("group"))?.filter(|g| !g.is_empty());
         if let Some(user) = &user {
             let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-            let (uid, mut gid) = crate::plugins::server::user_credentials(user, &passwd)
-                .map_err(|message| error("user", format!("service {name}: {}", message.replace("server.user: running workers", "user: running the service"))))?;
+            let (uid, mut gid) =
+                crate::plugins::server::user_credentials(user, &passwd).map_err(|message| {
+                    error(
+                        "user",
+                        format!(
+                            "service {name}: {}",
+                            message.replace(
+                                "server.user: running workers",
+                                "user: running the service"
+                            )
+                        ),
+                    )
+                })?;
             if let Some(group) = &group {
-                gid = group_id(group).ok_or_else(|| error("group", format!("service {name}: unknown group {group:?}")))?;
+                gid = group_id(group).ok_or_else(|| {
+                    error("group", format!("service {name}: unknown group {group:?}"))
+                })?;
             }
             spec.credentials = Some((uid, gid));
         }
-        let path = |k: &str| -> Result<Option<PathBuf>, ConfigError> { Ok(reader.string(&key(k))?.filter(|p| !p.is_empty()).map(PathBuf::from)) };
+        let path = |k: &str| -> Result<Option<PathBuf>, ConfigError> {
+            Ok(reader
+                .string(&key(k))?
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from))
+        };
         spec.working_dir = path("working_dir")?;
         let in_dir = |p: PathBuf| match (&spec.working_dir, p.is_relative()) {
             (Some(dir), true) => dir.join(p),
@@ -156,21 +207,52 @@ impl ServiceSpec {
         spec.pid_file = path("pid_file")?.map(in_dir);
         spec.log_file = path("log_file")?.map(in_dir);
         if spec.pid_file.is_some() && spec.process_num > 1 {
-            return Err(error("pid_file", format!("service {name}: pid_file requires process_num: 1")));
+            return Err(error(
+                "pid_file",
+                format!("service {name}: pid_file requires process_num: 1"),
+            ));
         }
         if let Some(signal) = reader.string(&key("stop_signal"))? {
-            spec.stop_signal = parse_signal(&signal).ok_or_else(|| error("stop_signal", format!("service {name}: invalid stop_signal: {signal}")))?;
+            spec.stop_signal = parse_signal(&signal).ok_or_else(|| {
+                error(
+                    "stop_signal",
+                    format!("service {name}: invalid stop_signal: {signal}"),
+                )
+            })?;
         }
         spec.kill_group = match reader.string(&key("kill_mode"))?.as_deref() {
             None | Some("process") => false,
             Some("group") => true,
-            Some(other) => return Err(error("kill_mode", format!("service {name}: kill_mode must be process or group, not {other:?}"))),
+            Some(other) => {
+                return Err(error(
+                    "kill_mode",
+                    format!("service {name}: kill_mode must be process or group, not {other:?}"),
+                ))
+            }
         };
-        let default_start = if spec.pid_file.is_some() { Duration::from_millis(200) } else { Duration::ZERO };
-        spec.start_secs = reader.duration(&key("start_secs"))?.unwrap_or(default_start);
-        spec.start_limit_burst = u32::try_from(reader.unsigned(&key("start_limit_burst"))?.unwrap_or(0)).unwrap_or(u32::MAX);
-        spec.start_limit_interval = Duration::from_secs(reader.unsigned(&key("start_limit_interval_sec"))?.filter(|s| *s > 0).unwrap_or(10));
-        spec.pid_file_timeout = Duration::from_secs(reader.unsigned(&key("pid_file_timeout_sec"))?.filter(|s| *s > 0).unwrap_or(5));
+        let default_start = if spec.pid_file.is_some() {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        };
+        spec.start_secs = reader
+            .duration(&key("start_secs"))?
+            .unwrap_or(default_start);
+        spec.start_limit_burst =
+            u32::try_from(reader.unsigned(&key("start_limit_burst"))?.unwrap_or(0))
+                .unwrap_or(u32::MAX);
+        spec.start_limit_interval = Duration::from_secs(
+            reader
+                .unsigned(&key("start_limit_interval_sec"))?
+                .filter(|s| *s > 0)
+                .unwrap_or(10),
+        );
+        spec.pid_file_timeout = Duration::from_secs(
+            reader
+                .unsigned(&key("pid_file_timeout_sec"))?
+                .filter(|s| *s > 0)
+                .unwrap_or(5),
+        );
         spec.priority = signed(reader, &key("priority"))?.unwrap_or(0);
         Ok(spec)
     }
@@ -214,9 +296,15 @@ pub fn parse_signal(text: &str) -> Option<Signal> {
     let upper = text.trim().to_uppercase();
     let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Ok(number) = bare.parse::<i32>() {
-        return NAMED.iter().map(|(_, signal)| *signal).find(|signal| signal.as_raw() == number);
+        return NAMED
+            .iter()
+            .map(|(_, signal)| *signal)
+            .find(|signal| signal.as_raw() == number);
     }
-    NAMED.iter().find(|(name, _)| *name == bare).map(|(_, signal)| *signal)
+    NAMED
+        .iter()
+        .find(|(name, _)| *name == bare)
+        .map(|(_, signal)| *signal)
 }
 
 /// A group name or number from /etc/group.
@@ -224,10 +312,13 @@ fn group_id(group: &str) -> Option<u32> {
     if let Ok(gid) = group.parse() {
         return Some(gid);
     }
-    std::fs::read_to_string("/etc/group").ok()?.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        (fields.next()? == group).then(|| fields.nth(1)?.parse().ok())?
-    })
+    std::fs::read_to_string("/etc/group")
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next()? == group).then(|| fields.nth(1)?.parse().ok())?
+        })
 }
 
 #[cfg(test)]

@@ -32,9 +32,16 @@ pub struct Spawned {
 /// An empty command, a program that cannot be started, a working directory or log file
 /// that cannot be used, credentials that cannot be taken.
 pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
-    let argv: Vec<&str> = spec.command.split(' ').filter(|part| !part.is_empty()).collect();
+    let argv: Vec<&str> = spec
+        .command
+        .split(' ')
+        .filter(|part| !part.is_empty())
+        .collect();
     let Some((program, args)) = argv.split_first() else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "command should not be empty"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "command should not be empty",
+        ));
     };
     let mut builder = Command::new(program);
     builder
@@ -74,8 +81,12 @@ pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
     let pid = child.id();
     let pidfd = match Pid::from_raw(i32::try_from(pid).unwrap_or(0))
         .ok_or_else(|| io::Error::other("pid 0"))
-        .and_then(|pid| Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?))
-    {
+        .and_then(|pid| {
+            Ok(rustix::process::pidfd_open(
+                pid,
+                rustix::process::PidfdFlags::empty(),
+            )?)
+        }) {
         Ok(fd) => fd,
         Err(error) => {
             let _ = child.kill();
@@ -91,16 +102,32 @@ pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
         None
     };
     let resolved = resolve_program(program);
-    let command = std::iter::once(resolved.as_str()).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
-    Ok(Spawned { child, pid, pidfd, output, command })
+    let command = std::iter::once(resolved.as_str())
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Spawned {
+        child,
+        pid,
+        pidfd,
+        output,
+        command,
+    })
 }
 
 /// Opens `path` for appending (mode 0640, parent folders made 0755).
 fn open_log(path: &Path) -> io::Result<std::fs::File> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new().recursive(true).mode(0o755).create(parent)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
     }
-    std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -186,9 +213,15 @@ pub fn read_pid_file(path: &Path) -> PidFile {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return PidFile::Missing,
-        Err(error) => return PidFile::Unreadable(format!("cannot read pid file {}: {error}", path.display())),
+        Err(error) => {
+            return PidFile::Unreadable(format!("cannot read pid file {}: {error}", path.display()))
+        }
     };
-    let Some(pid) = text.lines().next().and_then(|line| line.trim().parse::<u32>().ok()) else {
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse::<u32>().ok())
+    else {
         tracing::warn!(target: "service", path = %path.display(), "invalid pid file");
         return PidFile::Stale;
     };
@@ -225,22 +258,32 @@ fn start_time(pid: u32) -> Option<std::time::SystemTime> {
         .parse()
         .ok()?;
     let hz = rustix::param::clock_ticks_per_second();
-    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot) + std::time::Duration::from_millis(ticks * 1000 / hz))
+    Some(
+        std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(boot)
+            + std::time::Duration::from_millis(ticks * 1000 / hz),
+    )
 }
 
 /// The state letter of `pid` (`R`, `S`, `Z` …).
 fn stat_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().next()?.chars().next()
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 /// Removes a PID file if it still names `pid` (never one a new instance wrote), or any
 /// content when `pid` is None; a failure is a warning.
 pub fn remove_pid_file(path: &Path, pid: Option<u32>) {
     if let Some(pid) = pid {
-        let names = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.lines().next().and_then(|line| line.trim().parse::<u32>().ok()));
+        let names = std::fs::read_to_string(path).ok().and_then(|text| {
+            text.lines()
+                .next()
+                .and_then(|line| line.trim().parse::<u32>().ok())
+        });
         if names != Some(pid) {
             return;
         }
@@ -248,7 +291,9 @@ pub fn remove_pid_file(path: &Path, pid: Option<u32>) {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => tracing::warn!(target: "service", path = %path.display(), %error, "cannot remove pid file"),
+        Err(error) => {
+            tracing::warn!(target: "service", path = %path.display(), %error, "cannot remove pid file")
+        }
     }
 }
 
@@ -289,10 +334,20 @@ mod tests {
         let path = scratch("reuse");
         std::fs::write(&path, "1234\n").unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
         std::fs::write(&path, format!("{}\n", sleeper.id())).unwrap();
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(old).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         assert_eq!(read_pid_file(&path), PidFile::Stale);
         let _ = sleeper.kill();
         let _ = sleeper.wait();

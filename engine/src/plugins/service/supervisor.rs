@@ -1,0 +1,604 @@
+//! One process of a service, supervised by a task on a shard: spawn (or adopt a daemon found
+//! by its PID file), forward its output, watch its exit (pidfd) or, for a daemon that is not
+//! our child, its liveness; stop it with its signal and escalate to SIGKILL; restart it by
+//! the policy, with backoff and a start limit, every delay cancellable by a stop.
+
+use super::config::{Restart, ServiceSpec};
+use super::output::{self, Tail};
+use super::process::{self, PidFile, Spawned};
+use super::stop::{kill_child, stop_child, stop_daemon};
+use crate::aio::Backend;
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{oneshot, Notify};
+
+/// How often a daemon that is not our child is checked (its pid alive, its PID file).
+const DAEMON_CHECK: Duration = Duration::from_millis(500);
+/// How long a process gets to die after SIGKILL.
+pub(super) const AFTER_KILL: Duration = Duration::from_millis(1500);
+
+/// Where a process is in its life (spec service §10.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Spawned, inside `start_secs`.
+    Starting,
+    /// Up.
+    Running,
+    /// Exited, waiting to restart.
+    Backoff,
+    /// Exited, no restart.
+    Exited,
+    /// Stop signal sent.
+    Stopping,
+    /// Stopped on request.
+    Stopped,
+    /// Start limit reached, or it cannot be started again.
+    Fatal,
+    /// State unknown (signal refused, survived SIGKILL).
+    Error,
+}
+
+impl Phase {
+    /// The state's name (`rr service status`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Backoff => "backoff",
+            Self::Exited => "exited",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Fatal => "fatal",
+            Self::Error => "error",
+        }
+    }
+
+    /// Running as rr counts it (its state can be read).
+    #[must_use]
+    pub fn is_up(self) -> bool {
+        matches!(self, Self::Starting | Self::Running | Self::Stopping)
+    }
+}
+
+/// What is known of one process, for status queries.
+#[derive(Debug, Clone)]
+pub struct Info {
+    /// Phase.
+    pub phase: Phase,
+    /// The current pid (0 before the first start).
+    pub pid: u32,
+    /// The command as run.
+    pub command: String,
+    /// When the current run began.
+    pub since: Option<Instant>,
+    /// Automatic restarts so far.
+    pub restarts: u32,
+    /// How the last run ended (`exit status 1`, `signal: killed`).
+    pub last_exit: Option<String>,
+    /// Why it is not running, for the non-running phases.
+    pub message: String,
+}
+
+/// One supervised process: its state and the handles to stop it.
+#[derive(Debug)]
+pub struct ProcessRecord {
+    info: Mutex<Info>,
+    stop_requested: AtomicBool,
+    stop: Notify,
+    finished: AtomicBool,
+    done: Notify,
+}
+
+impl ProcessRecord {
+    /// A record for a process not started yet.
+    #[must_use]
+    pub fn new(command: &str) -> Arc<Self> {
+        Arc::new(Self {
+            info: Mutex::new(Info {
+                phase: Phase::Starting,
+                pid: 0,
+                command: command.to_owned(),
+                since: None,
+                restarts: 0,
+                last_exit: None,
+                message: String::new(),
+            }),
+            stop_requested: AtomicBool::new(false),
+            stop: Notify::new(),
+            finished: AtomicBool::new(false),
+            done: Notify::new(),
+        })
+    }
+
+    /// A copy of what is known.
+    #[must_use]
+    pub fn info(&self) -> Info {
+        self.info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn update(&self, change: impl FnOnce(&mut Info)) {
+        change(&mut self.info.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Asks the supervising task to stop the process (for good).
+    pub fn request_stop(&self) {
+        self.stop_requested.store(true, Ordering::Release);
+        self.stop.notify_one();
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    /// Waits until a stop is requested (at once when one was).
+    async fn stop_wanted(&self) {
+        loop {
+            let notified = self.stop.notified();
+            if self.stop_requested() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the supervising task has ended (its process stopped or exited for good).
+    pub async fn finished(&self) {
+        loop {
+            let notified = self.done.notified();
+            if self.finished.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+        self.done.notify_waiters();
+    }
+}
+
+/// How one run ended.
+pub(super) enum RunEnd {
+    /// Stopped on request.
+    Stopped,
+    /// It exited; `failed`: not a clean exit (for `on-failure`).
+    Exited { status: String, failed: bool },
+    /// It could not be started (or died at once in PID-file mode).
+    StartFailed(String),
+    /// A stop could not be completed (signal refused, survived SIGKILL).
+    Broken(String),
+}
+
+/// Supervises `record` until it is stopped or exits for good. `first` hears how the first
+/// start went (a start error there is the caller's, not a restart's).
+pub async fn supervise(
+    spec: Arc<ServiceSpec>,
+    record: Arc<ProcessRecord>,
+    first: Option<oneshot::Sender<Result<(), String>>>,
+    backend: Backend,
+) {
+    let mut first = first;
+    let mut quick_runs = 0u32;
+    let mut starts: VecDeque<Instant> = VecDeque::new();
+    loop {
+        if record.stop_requested() {
+            record.update(|info| info.phase = Phase::Stopped);
+            break;
+        }
+        if spec.start_limit_burst > 0 {
+            let now = Instant::now();
+            starts.retain(|at| now.duration_since(*at) < spec.start_limit_interval);
+            if starts.len() >= spec.start_limit_burst as usize {
+                tracing::error!(target: "service", name = %spec.name, burst = spec.start_limit_burst,
+                    interval = spec.start_limit_interval.as_secs(), "start limit reached");
+                record.update(|info| {
+                    info.phase = Phase::Fatal;
+                    info.message = "start limit reached".into();
+                });
+                break;
+            }
+            starts.push_back(now);
+        }
+        let began = Instant::now();
+        let end = run_once(&spec, &record, &mut first, backend).await;
+        let (status, failed) = match end {
+            RunEnd::Stopped => {
+                record.update(|info| info.phase = Phase::Stopped);
+                break;
+            }
+            RunEnd::Broken(reason) => {
+                record.update(|info| {
+                    info.phase = Phase::Error;
+                    info.message = reason;
+                });
+                break;
+            }
+            RunEnd::StartFailed(reason) => {
+                if let Some(first) = first.take() {
+                    record.update(|info| {
+                        info.phase = Phase::Fatal;
+                        info.message.clone_from(&reason);
+                    });
+                    let _ = first.send(Err(reason));
+                    break;
+                }
+                tracing::error!(target: "service", name = %spec.name, error = %reason, "process start error");
+                if spec.pid_file.is_none() {
+                    // rr: a respawn that fails leaves the record dead.
+                    record.update(|info| {
+                        info.phase = Phase::Fatal;
+                        info.message = reason;
+                    });
+                    break;
+                }
+                (reason, true)
+            }
+            RunEnd::Exited { status, failed } => (status, failed),
+        };
+        let restart = match spec.restart {
+            Restart::No => false,
+            Restart::Always => true,
+            Restart::OnFailure => failed,
+        };
+        record.update(|info| info.last_exit = Some(status.clone()));
+        if !restart || record.stop_requested() {
+            record.update(|info| {
+                info.phase = if record.stop_requested() {
+                    Phase::Stopped
+                } else {
+                    Phase::Exited
+                };
+                info.message = format!("exited: {status}");
+            });
+            break;
+        }
+        let quick = !spec.start_secs.is_zero() && began.elapsed() < spec.start_secs;
+        quick_runs = if quick { quick_runs + 1 } else { 0 };
+        let delay = restart_delay(&spec, quick_runs);
+        record.update(|info| {
+            info.phase = Phase::Backoff;
+            info.message = format!("restarting in {}s ({status})", delay.as_secs_f64().ceil());
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = record.stop_wanted() => {
+                record.update(|info| info.phase = Phase::Stopped);
+                break;
+            }
+        }
+        record.update(|info| info.restarts += 1);
+    }
+    if let Some(first) = first.take() {
+        let _ = first.send(Ok(()));
+    }
+    record.finish();
+}
+
+/// rr's fixed delay, or with `restart_max_sec` above it, `restart_sec × 2^(n−1)` for the
+/// n-th quick run in a row, capped (spec service §10.2).
+fn restart_delay(spec: &ServiceSpec, quick_runs: u32) -> Duration {
+    let base = spec.restart_sec;
+    if spec.restart_max_sec <= base || quick_runs == 0 {
+        return Duration::from_secs(base);
+    }
+    let grown = base.saturating_mul(1u64 << (quick_runs - 1).min(32));
+    Duration::from_secs(grown.min(spec.restart_max_sec))
+}
+
+/// One run: adopt or spawn, then watch until it ends.
+async fn run_once(
+    spec: &ServiceSpec,
+    record: &Arc<ProcessRecord>,
+    first: &mut Option<oneshot::Sender<Result<(), String>>>,
+    backend: Backend,
+) -> RunEnd {
+    let started = |record: &ProcessRecord,
+                   first: &mut Option<oneshot::Sender<Result<(), String>>>,
+                   pid: u32| {
+        record.update(|info| {
+            info.phase = Phase::Running;
+            info.pid = pid;
+            info.message.clear();
+        });
+        if let Some(first) = first.take() {
+            let _ = first.send(Ok(()));
+        }
+    };
+    if let Some(pid_file) = &spec.pid_file {
+        match process::read_pid_file(pid_file) {
+            PidFile::Live(pid) => {
+                tracing::info!(target: "service", name = %spec.name, pid, "adopted running daemon");
+                record.update(|info| info.since = Some(Instant::now()));
+                started(record, first, pid);
+                return watch_daemon(spec, record, pid).await;
+            }
+            PidFile::Stale => {
+                process::remove_pid_file(pid_file, None);
+                tracing::info!(target: "service", name = %spec.name, path = %pid_file.display(), "removed stale pid file");
+            }
+            PidFile::Unreadable(reason) => {
+                return RunEnd::StartFailed(format!("service {}: {reason}", spec.name))
+            }
+            PidFile::Missing => {}
+        }
+        if let Some(parent) = pid_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Err(error) = std::fs::create_dir_all(parent) {
+                return RunEnd::StartFailed(format!(
+                    "service {}: pid file folder {}: {error}",
+                    spec.name,
+                    parent.display()
+                ));
+            }
+        }
+    }
+    let Spawned {
+        mut child,
+        pid,
+        pidfd,
+        output: pipes,
+        command,
+    } = match process::spawn(spec) {
+        Ok(spawned) => spawned,
+        Err(error) => {
+            return RunEnd::StartFailed(format!("service {}: {}: {error}", spec.name, spec.command))
+        }
+    };
+    tracing::info!(target: "service", name = %spec.name, command = %command, pid, "service was started");
+    record.update(|info| {
+        info.phase = Phase::Starting;
+        info.pid = pid;
+        info.command.clone_from(&command);
+        info.since = Some(Instant::now());
+    });
+    let tail = Tail::default();
+    if let Some((stdout, stderr)) = pipes {
+        output::forward(stdout, stderr, &spec.name, pid, &tail, backend);
+    }
+    // SAFETY: the AsyncFd takes the pidfd by value and closes it only when dropped, so the
+    // registered descriptor stays the one `as_raw_fd` returns.
+    let exit =
+        match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
+            Ok(exit) => exit,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return RunEnd::StartFailed(format!(
+                    "service {}: cannot watch its exit: {}",
+                    spec.name,
+                    std::io::Error::from(error)
+                ));
+            }
+        };
+    if let Some(pid_file) = &spec.pid_file {
+        // The instant-exit check: a daemon that dies within start_secs failed to start; one
+        // that exits 0 has forked, and its PID file names the daemon.
+        let checked = tokio::time::timeout(spec.start_secs, reap(&mut child, &exit)).await;
+        match checked {
+            Err(_) => {}
+            Ok(Some(status)) if status.success() => {
+                let deadline = Instant::now() + spec.pid_file_timeout;
+                loop {
+                    if let PidFile::Live(daemon) = process::read_pid_file(pid_file) {
+                        started(record, first, daemon);
+                        return watch_daemon(spec, record, daemon).await;
+                    }
+                    if Instant::now() >= deadline {
+                        return RunEnd::StartFailed(format!(
+                            "service {}: its launcher exited and no live pid appeared in {} within {}s{}",
+                            spec.name,
+                            pid_file.display(),
+                            spec.pid_file_timeout.as_secs(),
+                            last_output(spec, &tail)
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            Ok(status) => {
+                let status = status.map_or_else(|| "unknown exit".into(), go_exit_text);
+                process::remove_pid_file(pid_file, None);
+                tracing::error!(target: "service", name = %spec.name, status = %status, "service failed to start");
+                return RunEnd::StartFailed(format!(
+                    "service {}: exited at once ({status}){}",
+                    spec.name,
+                    last_output(spec, &tail)
+                ));
+            }
+        }
+    }
+    started(record, first, pid);
+    watch_child(spec, record, &mut child, &exit, pid).await
+}
+
+/// The output's last lines for a start error (from the log file or the kept tail).
+fn last_output(spec: &ServiceSpec, tail: &Tail) -> String {
+    let lines = match &spec.log_file {
+        Some(path) => output::file_tail(path),
+        None => tail.lines(),
+    };
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; last output:\n{lines}")
+    }
+}
+
+/// Watches our own child until it exits, its run times out, or a stop is asked for.
+async fn watch_child(
+    spec: &ServiceSpec,
+    record: &ProcessRecord,
+    child: &mut std::process::Child,
+    exit: &AsyncFd<OwnedFd>,
+    pid: u32,
+) -> RunEnd {
+    let deadline = spec
+        .exec_timeout
+        .map(|timeout| tokio::time::Instant::now() + timeout);
+    let mut timed_out = false;
+    loop {
+        let run_out = async {
+            match deadline {
+                Some(deadline) if !timed_out => tokio::time::sleep_until(deadline).await,
+                _ => std::future::pending().await,
+            }
+        };
+        let daemon_check = async {
+            match &spec.pid_file {
+                Some(_) => tokio::time::sleep(DAEMON_CHECK).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            status = reap(child, exit) => {
+                let Some(status) = status else {
+                    return RunEnd::Exited { status: "unknown exit".into(), failed: true };
+                };
+                let text = go_exit_text(status);
+                if !status.success() {
+                    tracing::error!(target: "service", name = %spec.name, error = %text, "wait");
+                }
+                if let Some(pid_file) = &spec.pid_file {
+                    process::remove_pid_file(pid_file, Some(pid));
+                }
+                return RunEnd::Exited { failed: !status.success() || timed_out, status: text };
+            }
+            () = run_out => {
+                timed_out = true;
+                tracing::warn!(target: "service", name = %spec.name, pid, "exec_timeout reached, killing");
+                kill_child(spec, exit, pid);
+            }
+            () = daemon_check => {
+                if let Some(PidFile::Live(daemon)) = spec.pid_file.as_deref().map(process::read_pid_file) {
+                    if daemon != pid {
+                        // The child re-forked its daemon: follow the PID file.
+                        note_pid_change(spec, record, daemon);
+                    }
+                }
+            }
+            () = record.stop_wanted() => {
+                return stop_child(spec, record, child, exit, pid).await;
+            }
+        }
+    }
+}
+
+fn note_pid_change(spec: &ServiceSpec, record: &ProcessRecord, new: u32) {
+    let old = record.info().pid;
+    if old != new {
+        tracing::info!(target: "service", name = %spec.name, old, new, "pid changed");
+        record.update(|info| info.pid = new);
+    }
+}
+
+/// Watches a daemon that is not our child (adopted, or forked by its launcher) by polling.
+async fn watch_daemon(spec: &ServiceSpec, record: &ProcessRecord, pid: u32) -> RunEnd {
+    let mut pid = pid;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(DAEMON_CHECK) => {
+                match spec.pid_file.as_deref().map(process::read_pid_file) {
+                    Some(PidFile::Live(current)) => {
+                        if current != pid {
+                            note_pid_change(spec, record, current);
+                            pid = current;
+                        }
+                    }
+                    _ if process::alive(pid) => {}
+                    _ => {
+                        if let Some(pid_file) = &spec.pid_file {
+                            process::remove_pid_file(pid_file, Some(pid));
+                        }
+                        tracing::error!(target: "service", name = %spec.name, pid, "daemon is gone");
+                        return RunEnd::Exited { status: "daemon is gone".into(), failed: true };
+                    }
+                }
+            }
+            () = record.stop_wanted() => return stop_daemon(spec, record, pid).await,
+        }
+    }
+}
+
+/// Waits for our child's exit and reaps it.
+pub(super) async fn reap(
+    child: &mut std::process::Child,
+    exit: &AsyncFd<OwnedFd>,
+) -> Option<std::process::ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => match exit.readable().await {
+                Ok(mut ready) => ready.clear_ready(),
+                Err(_) => return None,
+            },
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Go's `ExitError` text: `exit status 1`, `signal: killed`.
+#[must_use]
+pub fn go_exit_text(status: std::process::ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    let name = match status.signal() {
+        Some(1) => "hangup",
+        Some(2) => "interrupt",
+        Some(3) => "quit",
+        Some(6) => "aborted",
+        Some(9) => "killed",
+        Some(11) => "segmentation fault",
+        Some(13) => "broken pipe",
+        Some(15) => "terminated",
+        Some(other) => return format!("signal: {other}"),
+        None => return "unknown exit".into(),
+    };
+    format!("signal: {name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_loop_backs_off_to_the_cap() {
+        let mut spec = ServiceSpec::new("x", "false");
+        spec.restart_sec = 1;
+        spec.restart_max_sec = 60;
+        let delays: Vec<u64> = (1..=9).map(|n| restart_delay(&spec, n).as_secs()).collect();
+        assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(
+            restart_delay(&spec, 0).as_secs(),
+            1,
+            "a healthy run resets the delay"
+        );
+        spec.restart_max_sec = 0;
+        assert_eq!(restart_delay(&spec, 5).as_secs(), 1, "rr's fixed delay");
+    }
+
+    #[test]
+    fn exits_are_worded_as_go_words_them() {
+        assert_eq!(
+            go_exit_text(std::process::ExitStatus::from_raw(1 << 8)),
+            "exit status 1"
+        );
+        assert_eq!(
+            go_exit_text(std::process::ExitStatus::from_raw(9)),
+            "signal: killed"
+        );
+        assert_eq!(
+            go_exit_text(std::process::ExitStatus::from_raw(2)),
+            "signal: interrupt"
+        );
+    }
+}
