@@ -9,53 +9,7 @@ declare(strict_types=1);
 namespace RingRunnerTest;
 
 require_once __DIR__ . '/Rpc.php';
-
-final class Protobuf
-{
-    public static function varint(int $value): string
-    {
-        $out = '';
-        while ($value > 0x7f) {
-            $out .= chr(($value & 0x7f) | 0x80);
-            $value >>= 7;
-        }
-        return $out . chr($value);
-    }
-
-    /** A length-delimited field (strings, bytes, messages). */
-    public static function field(int $number, string $bytes): string
-    {
-        return self::varint(($number << 3) | 2) . self::varint(strlen($bytes)) . $bytes;
-    }
-
-    /** The length-delimited fields of a message, as [number, bytes] pairs. */
-    public static function fields(string $message): array
-    {
-        $fields = [];
-        $at = 0;
-        $length = strlen($message);
-        $read = function () use ($message, &$at): int {
-            $value = 0;
-            $shift = 0;
-            do {
-                $byte = ord($message[$at++]);
-                $value |= ($byte & 0x7f) << $shift;
-                $shift += 7;
-            } while ($byte & 0x80);
-            return $value;
-        };
-        while ($at < $length) {
-            $key = $read();
-            if (($key & 7) !== 2) {
-                throw new \RuntimeException('unexpected wire type ' . ($key & 7));
-            }
-            $size = $read();
-            $fields[] = [$key >> 3, substr($message, $at, $size)];
-            $at += $size;
-        }
-        return $fields;
-    }
-}
+require_once __DIR__ . '/Protobuf.php';
 
 final class KvStorage
 {
