@@ -64,6 +64,12 @@ pub trait Service: Any + Debug + Send + Sync {
         None
     }
 
+    /// Whether it runs processes (listed by `informer.List` and `resetter.List`): a pool by
+    /// default.
+    fn has_workers(&self) -> bool {
+        self.pool().is_some()
+    }
+
     /// Its processes as `informer.Workers` lists them: its pool's workers by default; None
     /// for a plugin without processes.
     fn workers(&self) -> Option<Vec<crate::pool::WorkerInfo>> {

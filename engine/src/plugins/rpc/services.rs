@@ -120,7 +120,7 @@ fn pool_plugins(directory: &Directory) -> LocalFuture<'static, Result<Reply, Str
     let names: Vec<&str> = directory
         .services()
         .iter()
-        .filter(|service| service.pool().is_some() || service.name() == "service")
+        .filter(|service| service.has_workers())
         .map(|service| service.name())
         .collect();
     ready(Ok(Reply::Json(json!(names))))

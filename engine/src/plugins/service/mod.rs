@@ -227,6 +227,10 @@ impl Service for ServicePlugin {
         "service"
     }
 
+    fn has_workers(&self) -> bool {
+        true
+    }
+
     fn workers(&self) -> Option<Vec<WorkerInfo>> {
         let services = self.lock();
         Some(

@@ -401,7 +401,8 @@ async fn run_once(
                             last_output(spec, &tail)
                         ));
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // A daemon writes its PID file a few ms after its launcher exits.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
             Ok(status) => {
