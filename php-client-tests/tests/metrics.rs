@@ -43,6 +43,22 @@ fn scrape(address: SocketAddr) -> String {
     reply.text()
 }
 
+/// Scrapes until `condition` holds (within 5 s).
+fn scrape_until(address: SocketAddr, condition: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = scrape(address);
+        if condition(&text) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scrape never showed it:\n{text}"
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(5));
+    }
+}
+
 /// The value of the sample line `series` (name and labels exactly as written).
 fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -58,7 +74,14 @@ fn a_scrape_after_known_traffic_has_rrs_series_with_its_counts() {
     for _ in 0..2 {
         assert_eq!(get(server.http(), "/status/404").status, 404);
     }
-    let text = scrape(metrics);
+    // A request's counters move as its last bytes go out: the client may see the answer a
+    // moment before the scrape sees the count.
+    let text = scrape_until(metrics, |text| {
+        value(text, "rr_http_request_total{status=\"404\"}") == Some(2.0)
+            && value(text, "rr_http_request_total{status=\"200\"}") == Some(5.0)
+            && value(text, "ringrunner_pool_exec_seconds_count{pool=\"http\"}") == Some(7.0)
+            && value(text, "rr_http_requests_queue") == Some(0.0)
+    });
     assert_eq!(
         value(&text, "rr_http_request_total{status=\"200\"}"),
         Some(5.0),

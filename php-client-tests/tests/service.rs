@@ -617,3 +617,37 @@ fn bad_options_are_errors_naming_the_service_and_the_key() {
         assert!(!output.contains("panicked"), "{output}");
     }
 }
+
+#[test]
+fn exec_timeout_kills_a_run_and_kill_mode_group_reaches_a_wrappers_children() {
+    let dir = scratch_dir();
+    // A wrapper that does not exec: its child would survive a signal to the wrapper alone.
+    std::fs::write(
+        dir.join("wrapper.sh"),
+        format!("sleep 300 &\necho $! > {}/child.pid\nwait\n", dir.display()),
+    )
+    .unwrap();
+    let d = dir.display();
+    let (yaml, dsn) = config(&format!(
+        "  short:\n    command: \"sleep 30\"\n    exec_timeout: 1s\n  wrapped:\n    command: \"sh {d}/wrapper.sh\"\n    kill_mode: group\n    stop_signal: SIGTERM\n"
+    ));
+    let mut server = RrServer::start(&yaml);
+    wait_until(
+        Duration::from_secs(5),
+        "exec_timeout to end the run",
+        || describe(&dsn, "short")[0]["state"] == json!("exited"),
+    );
+    assert_eq!(
+        describe(&dsn, "short")[0]["last_exit"],
+        json!("signal: killed")
+    );
+    wait_until(Duration::from_secs(5), "the wrapper's child", || {
+        read_pid(&dir.join("child.pid")).is_some()
+    });
+    let child = read_pid(&dir.join("child.pid")).unwrap();
+    assert!(alive(child));
+    assert_eq!(server.stop().code(), Some(0));
+    wait_until(Duration::from_secs(5), "the group's members to die", || {
+        !alive(child)
+    });
+}
