@@ -3,6 +3,7 @@
 
 mod bench;
 mod humanize;
+mod jobs;
 mod reset;
 mod rpc_client;
 mod serve;
@@ -76,6 +77,8 @@ pub enum Command {
     /// Send synthetic payloads through the configured pool and print throughput and
     /// latency (ringrunner's own; rr has no such verb).
     Bench(bench::BenchArgs),
+    /// List, pause, resume or destroy the jobs plugin's pipelines (over RPC).
+    Jobs(jobs::JobsArgs),
     /// List, inspect, start, stop and restart the `service` plugin's services over RPC
     /// (ringrunner's own; exit status 3 from `status` when a process is not running).
     Service(service::ServiceArgs),
@@ -94,6 +97,7 @@ pub fn main(cli: Cli) -> i32 {
         Some(Command::Workers(ref args)) => workers::run(&cli, args),
         Some(Command::Reset(ref args)) => reset::run(&cli, args),
         Some(Command::Bench(ref args)) => run_bench(&cli, args),
+        Some(Command::Jobs(ref args)) => jobs::run(&cli, args),
         Some(Command::Service(ref args)) => match service::run(&cli, args) {
             Ok(status) => return status,
             Err(error) => Err(error),
@@ -104,7 +108,7 @@ pub fn main(cli: Cli) -> i32 {
         }
         None => {
             eprintln!(
-                "usage: rr [flags] serve | stop | workers | reset | version | bench | service (rr --help)"
+                "usage: rr [flags] serve | stop | workers | reset | jobs | version | bench | service (rr --help)"
             );
             return 1;
         }

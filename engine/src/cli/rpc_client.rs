@@ -89,17 +89,38 @@ impl RpcClient {
     /// # Errors
     /// The server's error text, a broken connection, or the timeout.
     pub fn call(&mut self, method: &str, arg: &Value, timeout: Duration) -> Result<Value, String> {
-        self.seq = self.seq.wrapping_add(1);
         let body = serde_json::to_vec(arg).map_err(|error| error.to_string())?;
+        let reply = self.call_bytes(method, Flags::CODEC_JSON, &body, timeout)?;
+        if reply.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&reply).map_err(|error| format!("{method}: bad reply: {error}"))
+    }
+
+    /// Calls `method` with a protobuf message; gives the reply message's bytes.
+    ///
+    /// # Errors
+    /// As [`RpcClient::call`].
+    pub fn call_proto(
+        &mut self,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        self.call_bytes(method, Flags::CODEC_PROTO, message, timeout)
+    }
+
+    fn call_bytes(
+        &mut self,
+        method: &str,
+        codec: Flags,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>, String> {
+        self.seq = self.seq.wrapping_add(1);
         let mut request = Vec::new();
-        encode_rpc_frame(
-            self.seq,
-            Flags::CODEC_JSON,
-            method.as_bytes(),
-            &body,
-            &mut request,
-        )
-        .map_err(|error| error.to_string())?;
+        encode_rpc_frame(self.seq, codec, method.as_bytes(), body, &mut request)
+            .map_err(|error| error.to_string())?;
         self.stream
             .set_read_timeout(timeout)
             .map_err(|error| error.to_string())?;
@@ -117,11 +138,7 @@ impl RpcClient {
                 if reply.is_error() {
                     return Err(String::from_utf8_lossy(reply.body).into_owned());
                 }
-                if reply.body.is_empty() {
-                    return Ok(Value::Null);
-                }
-                return serde_json::from_slice(reply.body)
-                    .map_err(|error| format!("{method}: bad reply: {error}"));
+                return Ok(reply.body.to_vec());
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => return Err(format!("{method}: connection closed by the server")),

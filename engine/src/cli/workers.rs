@@ -225,7 +225,7 @@ fn job_rows(jobs: &[Value]) -> Vec<Row> {
 }
 
 /// A left-aligned table in light box-drawing lines.
-fn table(header: &[&str], rows: &[Row]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Row]) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|column| {
             rows.iter()

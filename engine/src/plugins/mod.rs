@@ -9,6 +9,7 @@ pub mod client_io;
 mod config_tests;
 mod container;
 pub mod http;
+pub mod jobs;
 pub mod kv;
 pub mod listener;
 pub mod logs;
@@ -87,6 +88,11 @@ pub trait Service: Any + Debug + Send + Sync {
         if let Some(pool) = self.pool() {
             pool.kill_all();
         }
+    }
+
+    /// Its pipelines as `informer.Jobs` lists them (the jobs plugin's); None for others.
+    fn jobs(&self) -> Option<serde_json::Value> {
+        None
     }
 
     /// Adds what it exports to a metrics scrape (nothing by default).

@@ -48,6 +48,7 @@ pub const REGISTRY: &[Entry] = &[
     super::rpc::ENTRY,
     super::http::ENTRY,
     super::tcp::ENTRY,
+    super::jobs::ENTRY,
     super::status::ENTRY,
     super::metrics::ENTRY,
     super::kv::ENTRY,

@@ -114,6 +114,16 @@ pub const HTTP_POOL_HELP: PoolHelp = PoolHelp {
     invalid: "HTTP workers currently in invalid,killing,destroyed,errored,inactive states",
 };
 
+/// The jobs plugin's.
+pub const JOBS_POOL_HELP: PoolHelp = PoolHelp {
+    prefix: "rr_jobs",
+    total: "Total number of workers used by the plugin",
+    memory: "Memory usage by workers.",
+    ready: "Workers currently in ready state",
+    working: "Workers currently in working state",
+    invalid: "Workers currently in invalid,killing,destroyed,errored,inactive states",
+};
+
 /// A pool's gauges as rr computes them at scrape (spec metrics §5.1), and ringrunner's pool
 /// histograms: the time a request waited for a free worker and the time a worker took.
 pub fn collect_pool(help: &PoolHelp, pool: &Pool, families: &mut Vec<Family>) {

@@ -161,8 +161,13 @@ impl RpcService for Informer {
                     .map(|workers| workers.iter().map(worker_json).collect::<Vec<_>>());
                 ready(Ok(Reply::Json(json!({ "workers": workers }))))
             }
-            // No jobs plugin yet: rr answers null for every plugin that is not one.
-            "Jobs" => ready(Ok(Reply::Json(Value::Null))),
+            // rr answers null for every plugin that is not a jobs plugin.
+            "Jobs" => ready(Ok(Reply::Json(
+                directory
+                    .find(plugin_name(&arg))
+                    .and_then(|service| service.jobs())
+                    .unwrap_or(Value::Null),
+            ))),
             "AddWorker" | "RemoveWorker" => {
                 let name = plugin_name(&arg).to_owned();
                 let pool = pool_of(directory, &name);

@@ -1,0 +1,291 @@
+//! The `jobs` plugin (spec tcp-jobs Part B) with the `memory` driver: pipelines from the
+//! config and declared over RPC, a shared priority queue, pollers that run jobs on the jobs
+//! pool (`RR_MODE=jobs`) and apply the worker's ack, nack or requeue, the RPC service
+//! `jobs` (`jobs.v1` protobuf), the informer's jobs table and `rr jobs`.
+
+mod pipeline;
+mod poller;
+pub mod proto;
+mod queue;
+mod rpc;
+
+use super::server::{PoolSection, ServerPlugin};
+use super::{Lifecycle, LocalFuture, Plugin, SectionContext, Service, StartContext};
+use crate::config::values::Reader;
+use crate::config::yaml::Value;
+use crate::config::ConfigError;
+use crate::pool::Pool;
+use pipeline::Pipeline;
+use queue::SharedQueue;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The registry's entry.
+pub const ENTRY: super::Entry = super::Entry {
+    section: "jobs",
+    configure,
+};
+
+fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, ConfigError> {
+    if !ctx.reader.has("jobs") {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(JobsSection::read(ctx.reader, ctx.warnings)?)))
+}
+
+/// A pipeline as configured or declared.
+#[derive(Debug, Clone)]
+struct PipelineSpec {
+    name: String,
+    priority: i64,
+    prefetch: u64,
+}
+
+/// `jobs`.
+#[derive(Debug)]
+pub struct JobsSection {
+    pool: PoolSection,
+    pipeline_size: usize,
+    consume: Vec<String>,
+    pipelines: Vec<PipelineSpec>,
+    /// Configured pipelines whose driver is missing or not ours: listed, pushes fail.
+    unregistered: BTreeMap<String, String>,
+}
+
+impl JobsSection {
+    /// Reads `jobs`.
+    ///
+    /// # Errors
+    /// A memory pipeline without `config`, a value of the wrong type.
+    pub fn read(reader: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
+        let pool = PoolSection::read(reader, "jobs.pool", warnings)?;
+        let _ = reader.has("jobs.num_pollers");
+        let _ = reader.has("jobs.timeout");
+        let _ = reader.has("jobs.options.parallelism");
+        let pipeline_size = reader
+            .unsigned("jobs.pipeline_size")?
+            .filter(|n| *n > 0)
+            .unwrap_or(1_000_000);
+        let consume = reader.strings("jobs.consume")?.unwrap_or_default();
+        let names: Vec<(String, usize)> =
+            match reader.node("jobs.pipelines").map(|node| &node.value) {
+                Some(Value::Map(entries)) => entries
+                    .iter()
+                    .map(|(name, node)| (name.clone(), node.line))
+                    .collect(),
+                _ => Vec::new(),
+            };
+        let mut pipelines = Vec::new();
+        let mut unregistered = BTreeMap::new();
+        for (name, line) in names {
+            let key = |k: &str| format!("jobs.pipelines.{name}.{k}");
+            let driver = reader.string(&key("driver"))?.unwrap_or_default();
+            if driver != "memory" {
+                warnings.push(format!("jobs.pipelines.{name}: driver {driver:?} is not supported by ringrunner yet (memory is); pushes to it fail"));
+                let _ = reader.has(&key("config"));
+                unregistered.insert(name, driver);
+                continue;
+            }
+            if !reader.has(&key("config")) {
+                return Err(ConfigError {
+                    path: key("config"),
+                    line,
+                    message: format!(
+                        "config not found by provided key: jobs.pipelines.{name}.config"
+                    ),
+                });
+            }
+            let priority = reader
+                .unsigned(&key("config.priority"))?
+                .or(reader.unsigned(&key("priority"))?)
+                .unwrap_or(10);
+            let prefetch = reader.unsigned(&key("config.prefetch"))?.unwrap_or(100_000);
+            pipelines.push(PipelineSpec {
+                name,
+                priority: i64::try_from(priority).unwrap_or(i64::MAX),
+                prefetch,
+            });
+        }
+        Ok(Self {
+            pool,
+            pipeline_size: usize::try_from(pipeline_size).unwrap_or(usize::MAX),
+            consume,
+            pipelines,
+            unregistered,
+        })
+    }
+}
+
+/// rr's jobs counters (`rr_jobs_*`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Jobs the workers acknowledged.
+    pub jobs_ok: AtomicU64,
+    /// Jobs that failed (worker error, nack, protocol error).
+    pub jobs_err: AtomicU64,
+    /// Pushes accepted.
+    pub push_ok: AtomicU64,
+    /// Pushes refused.
+    pub push_err: AtomicU64,
+}
+
+/// What the RPC service, the pollers and the plugin share.
+#[derive(Debug)]
+pub struct JobsShared {
+    pool: Pool,
+    queue: Arc<SharedQueue>,
+    pipelines: Mutex<BTreeMap<String, Arc<Pipeline>>>,
+    unregistered: Mutex<BTreeMap<String, String>>,
+    consume: Vec<String>,
+    stopping: AtomicBool,
+    stop: Notify,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    counters: Counters,
+    lifecycle: Arc<Lifecycle>,
+}
+
+impl JobsShared {
+    fn pipelines(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Pipeline>>> {
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The running plugin.
+#[derive(Debug)]
+pub struct JobsPlugin {
+    shared: Arc<JobsShared>,
+}
+
+impl Plugin for JobsSection {
+    fn name(&self) -> &'static str {
+        "jobs"
+    }
+
+    /// Creates the pipelines (consuming those in `consume`), the pool, then the pollers.
+    fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        let section = self.pool.clone();
+        ServerPlugin::run_with_pool("jobs", &section, ctx, |pool| {
+            let pollers = pool.config().num_workers + 2;
+            let shared = Arc::new(JobsShared {
+                pool,
+                queue: Arc::new(SharedQueue::new(self.pipeline_size)),
+                pipelines: Mutex::new(BTreeMap::new()),
+                unregistered: Mutex::new(self.unregistered),
+                consume: self.consume,
+                stopping: AtomicBool::new(false),
+                stop: Notify::new(),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                counters: Counters::default(),
+                lifecycle: Arc::clone(ctx.lifecycle),
+            });
+            for spec in self.pipelines {
+                let pipeline = Pipeline::new(&spec.name, spec.priority, spec.prefetch);
+                if shared.consume.contains(&spec.name) {
+                    pipeline.run(&shared.queue, "listener already in the active state")?;
+                }
+                shared.pipelines().insert(spec.name, pipeline);
+            }
+            for index in 0..pollers {
+                let shared = Arc::clone(&shared);
+                ctx.shards
+                    .spawn_on(index, move |shard| poller::poll(shared, shard));
+            }
+            Ok(Arc::new(JobsPlugin { shared }) as Arc<dyn Service>)
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Service for JobsPlugin {
+    fn name(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn pool(&self) -> Option<&Pool> {
+        Some(&self.shared.pool)
+    }
+
+    fn jobs(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::Array(
+            rpc::stats(&self.shared)
+                .iter()
+                .map(rpc::stat_json)
+                .collect(),
+        ))
+    }
+
+    /// Stops the pollers (each finishes the job in hand), the pipelines (what they still
+    /// hold is lost: memory is not persistent), then the pool.
+    fn stop(self: Arc<Self>) -> LocalFuture<'static, ()> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            shared.stopping.store(true, Ordering::Release);
+            shared.stop.notify_waiters();
+            while shared.in_flight.load(Ordering::Acquire) > 0 {
+                let idle = shared.idle.notified();
+                if shared.in_flight.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), idle).await;
+            }
+            for pipeline in shared.pipelines().values() {
+                pipeline.stop(&shared.queue);
+            }
+            shared.pool.destroy().await;
+        })
+    }
+
+    fn collect(&self, families: &mut Vec<super::metrics::exposition::Family>) {
+        use super::metrics::exposition::{Family, Kind};
+        super::http::metrics::collect_pool(
+            &super::http::metrics::JOBS_POOL_HELP,
+            &self.shared.pool,
+            families,
+        );
+        let counters = &self.shared.counters;
+        for (name, help, counter) in [
+            (
+                "rr_jobs_jobs_ok",
+                "Number of successfully processed jobs",
+                &counters.jobs_ok,
+            ),
+            (
+                "rr_jobs_jobs_err",
+                "Number of jobs error while processing in the worker",
+                &counters.jobs_err,
+            ),
+            ("rr_jobs_push_ok", "Number of job push", &counters.push_ok),
+            (
+                "rr_jobs_push_err",
+                "Number of jobs push which was failed",
+                &counters.push_err,
+            ),
+        ] {
+            families.push(Family::single(
+                name,
+                help,
+                Kind::Counter,
+                counter.load(Ordering::Relaxed) as f64,
+            ));
+        }
+    }
+
+    fn rpc_services(&self) -> Vec<&dyn super::rpc::RpcService> {
+        vec![self]
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

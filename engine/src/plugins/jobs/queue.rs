@@ -1,0 +1,119 @@
+//! The priority queue every pipeline feeds and the pollers take from: the smallest priority
+//! first, and among equal priorities the job queued first (rr's heap has no such order).
+
+use super::pipeline::Job;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::{Mutex, PoisonError};
+use tokio::sync::Notify;
+
+struct Queued {
+    priority: i64,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.priority, self.seq) == (other.priority, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.priority, self.seq).cmp(&(other.priority, other.seq))
+    }
+}
+
+#[derive(Default)]
+struct Heap {
+    jobs: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+}
+
+/// The shared queue, bounded by `pipeline_size`.
+pub struct SharedQueue {
+    heap: Mutex<Heap>,
+    capacity: usize,
+    ready: Notify,
+}
+
+impl std::fmt::Debug for SharedQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedQueue")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedQueue {
+    /// A queue of at most `capacity` jobs.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            heap: Mutex::new(Heap::default()),
+            capacity: capacity.max(1),
+            ready: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Heap> {
+        self.heap.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Jobs waiting.
+    pub(super) fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// True when it holds nothing.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True while it has room.
+    #[must_use]
+    pub fn has_room(&self) -> bool {
+        self.len() < self.capacity
+    }
+
+    /// Queues `job` (the caller checked the room) and wakes a poller.
+    pub fn insert(&self, job: Job) {
+        let mut heap = self.lock();
+        heap.seq += 1;
+        let seq = heap.seq;
+        heap.jobs.push(Reverse(Queued {
+            priority: job.priority,
+            seq,
+            job,
+        }));
+        drop(heap);
+        self.ready.notify_one();
+    }
+
+    /// The next job, waiting for one.
+    pub async fn take(&self) -> Job {
+        loop {
+            let notified = self.ready.notified();
+            if let Some(Reverse(queued)) = self.lock().jobs.pop() {
+                return queued.job;
+            }
+            notified.await;
+        }
+    }
+
+    /// Removes the jobs of `pipeline` (a destroyed pipeline's).
+    pub fn remove_pipeline(&self, pipeline: &str) -> usize {
+        let mut heap = self.lock();
+        let before = heap.jobs.len();
+        heap.jobs
+            .retain(|Reverse(queued)| queued.job.pipeline.name != pipeline);
+        before - heap.jobs.len()
+    }
+}

@@ -1,0 +1,254 @@
+//! The RPC service `jobs` (spec tcp-jobs B.7): `Push`, `PushBatch`, `Pause`, `Resume`,
+//! `List`, `Declare`, `Destroy`, `Stat`, with the `jobs.v1` protobuf messages rr's PHP
+//! client and `rr jobs` send, and rr's error texts.
+
+use super::pipeline::{Job, Pipeline};
+use super::proto;
+use super::{JobsPlugin, JobsShared};
+use crate::plugins::rpc::{Reply, RpcService};
+use crate::plugins::LocalFuture;
+use prost::Message;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl RpcService for JobsPlugin {
+    fn service(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn call<'a>(
+        &'a self,
+        method: &'a str,
+        _arg: serde_json::Value,
+    ) -> Option<LocalFuture<'a, Result<Reply, String>>> {
+        const METHODS: [&str; 8] = [
+            "Push",
+            "PushBatch",
+            "Pause",
+            "Resume",
+            "List",
+            "Declare",
+            "Destroy",
+            "Stat",
+        ];
+        METHODS.contains(&method).then(|| {
+            crate::plugins::rpc::services::ready(Err(format!(
+                "jobs.{method} takes the jobs.v1 protobuf messages (as spiral/roadrunner-jobs and rr jobs send them)"
+            )))
+        })
+    }
+
+    fn call_proto<'a>(
+        &'a self,
+        method: &'a str,
+        message: &'a [u8],
+    ) -> Option<LocalFuture<'a, Result<Vec<u8>, String>>> {
+        let shared = &self.shared;
+        let result = match method {
+            "Push" => decode::<proto::PushRequest>(message).and_then(|request| {
+                let job = request.job.ok_or_else(|| "job is required".to_owned())?;
+                push(shared, job).map(|()| empty())
+            }),
+            "PushBatch" => decode::<proto::PushBatchRequest>(message).and_then(|request| {
+                request
+                    .jobs
+                    .into_iter()
+                    .try_for_each(|job| push(shared, job))
+                    .map(|()| empty())
+            }),
+            "Pause" => decode::<proto::Pipelines>(message).and_then(|request| {
+                for name in &request.pipelines {
+                    find(shared, name)?.pause()?;
+                }
+                Ok(empty())
+            }),
+            "Resume" => decode::<proto::Pipelines>(message).and_then(|request| {
+                for name in &request.pipelines {
+                    find(shared, name)?.run(
+                        &shared.queue,
+                        "memory listener is already in the active state",
+                    )?;
+                }
+                Ok(empty())
+            }),
+            "List" => {
+                let mut names: Vec<String> = shared.pipelines().keys().cloned().collect();
+                names.extend(
+                    shared
+                        .unregistered
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .keys()
+                        .cloned(),
+                );
+                Ok(proto::Pipelines { pipelines: names }.encode_to_vec())
+            }
+            "Declare" => decode::<proto::DeclareRequest>(message)
+                .and_then(|request| declare(shared, &request.pipeline).map(|()| empty())),
+            "Destroy" => decode::<proto::Pipelines>(message).and_then(|request| {
+                let mut destroyed = Vec::new();
+                for name in &request.pipelines {
+                    let pipeline = find(shared, name)?;
+                    pipeline.stop(&shared.queue);
+                    shared.pipelines().remove(name);
+                    destroyed.push(name.clone());
+                }
+                Ok(proto::Pipelines {
+                    pipelines: destroyed,
+                }
+                .encode_to_vec())
+            }),
+            "Stat" => Ok(proto::Stats {
+                stats: stats(shared),
+            }
+            .encode_to_vec()),
+            _ => return None,
+        };
+        Some(Box::pin(std::future::ready(result)))
+    }
+}
+
+fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, String> {
+    M::decode(bytes).map_err(|error| error.to_string())
+}
+
+fn empty() -> Vec<u8> {
+    proto::Empty {}.encode_to_vec()
+}
+
+fn find(shared: &JobsShared, name: &str) -> Result<Arc<Pipeline>, String> {
+    shared
+        .pipelines()
+        .get(name)
+        .cloned()
+        .ok_or_else(|| format!("no such pipeline, requested: {name}"))
+}
+
+/// `jobs.Push` of one job: rr's checks, then the pipeline.
+fn push(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
+    let pushed = push_checked(shared, job);
+    let counter = if pushed.is_ok() {
+        &shared.counters.push_ok
+    } else {
+        &shared.counters.push_err
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    pushed
+}
+
+fn push_checked(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
+    if job.id.is_empty() {
+        return Err("empty ID field not allowed".into());
+    }
+    if shared.stopping.load(Ordering::Acquire) || shared.lifecycle.is_stopping() {
+        return Err("the jobs plugin is stopping".into());
+    }
+    let options = job.options.unwrap_or_default();
+    let pipeline = match shared.pipelines().get(&options.pipeline).cloned() {
+        Some(pipeline) => pipeline,
+        None => {
+            let unregistered = shared
+                .unregistered
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Err(match unregistered.get(&options.pipeline) {
+                Some(driver) => {
+                    format!("consumer not registered for the requested driver: {driver}")
+                }
+                None => format!("no such pipeline, requested: {}", options.pipeline),
+            });
+        }
+    };
+    let headers = job
+        .headers
+        .into_iter()
+        .map(|(key, value)| (key, value.value))
+        .collect();
+    let job = Job {
+        id: job.id,
+        name: job.job,
+        payload: job.payload,
+        headers,
+        priority: options.priority,
+        delay: u64::try_from(options.delay).unwrap_or(0),
+        pipeline: Arc::clone(&pipeline),
+    };
+    pipeline.push(job, &shared.queue)
+}
+
+/// `jobs.Declare` from rr's string map (spec tcp-jobs B.7.3).
+fn declare(
+    shared: &JobsShared,
+    map: &std::collections::HashMap<String, String>,
+) -> Result<(), String> {
+    let name = map
+        .get("name")
+        .or_else(|| map.get("queue"))
+        .cloned()
+        .unwrap_or_default();
+    let driver = map.get("driver").cloned().unwrap_or_default();
+    if driver.is_empty() {
+        return Err(format!(
+            "no associated driver with the pipeline, pipeline name: {name}"
+        ));
+    }
+    if driver != "memory" {
+        return Err(format!(
+            "can't find driver constructor for the pipeline: {driver}"
+        ));
+    }
+    if shared.pipelines().contains_key(&name) {
+        return Err(format!(
+            "pipeline already exists, name: {name}, driver: {driver}"
+        ));
+    }
+    let priority = match map.get("priority") {
+        None => 10,
+        Some(text) => text.parse().unwrap_or_else(|_| {
+            tracing::warn!(target: "jobs", pipeline = %name, priority = %text, "priority is not a number, 0 is used");
+            0
+        }),
+    };
+    let prefetch = match map.get("prefetch") {
+        None => 100_000,
+        Some(text) => text
+            .parse()
+            .map_err(|_| format!("prefetch: {text:?} is not a number"))?,
+    };
+    let pipeline = Pipeline::new(&name, priority, prefetch);
+    if shared.consume.contains(&name) {
+        pipeline.run(&shared.queue, "listener already in the active state")?;
+    }
+    shared.pipelines().insert(name, pipeline);
+    Ok(())
+}
+
+/// One `Stat` per pipeline.
+pub(super) fn stats(shared: &JobsShared) -> Vec<proto::Stat> {
+    shared
+        .pipelines()
+        .values()
+        .map(|pipeline| {
+            let stat = pipeline.stat();
+            proto::Stat {
+                pipeline: pipeline.name.clone(),
+                driver: "memory".into(),
+                queue: pipeline.name.clone(),
+                active: i64::try_from(stat.active).unwrap_or(i64::MAX),
+                delayed: i64::try_from(stat.delayed).unwrap_or(i64::MAX),
+                reserved: 0,
+                ready: stat.ready,
+                priority: u64::try_from(pipeline.priority).unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+/// A `Stat` as `informer.Jobs` lists it.
+pub(super) fn stat_json(stat: &proto::Stat) -> serde_json::Value {
+    serde_json::json!({
+        "pipeline": stat.pipeline, "driver": stat.driver, "queue": stat.queue,
+        "active": stat.active, "delayed": stat.delayed, "reserved": stat.reserved,
+        "ready": stat.ready, "priority": stat.priority,
+    })
+}

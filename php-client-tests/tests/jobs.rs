@@ -1,0 +1,314 @@
+//! The `jobs` plugin with the memory driver through the real binary: jobs pushed from PHP
+//! over RPC (jobs.v1 protobuf) and consumed by real PHP workers speaking the reply protocol:
+//! consumed once, nack with redelivery, requeue with headers, delays honoured, priorities,
+//! pause and resume, declare and destroy, 10,000 jobs through 4 consumers exactly once, bad
+//! input, `rr jobs` and the informer's jobs table.
+
+use php_client_tests::server::{free_port, run_rr, scratch_dir, worker_command, RrServer};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Jobs {
+    server: RrServer,
+    dsn: String,
+    log: PathBuf,
+}
+
+fn start(workers: usize, pipelines: &str, consume: &str) -> Jobs {
+    let log = scratch_dir().join("jobs.log");
+    let dsn = format!("tcp://127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "version: \"3\"\nrpc:\n  listen: {dsn}\nserver:\n  command: \"{}\"\n  env:\n    - JOBS_LOG: {}\njobs:\n  pool:\n    num_workers: {workers}\n  consume: [{consume}]\n  pipelines:\n{pipelines}logs:\n  level: info\n",
+        worker_command("jobs.php"),
+        log.display()
+    );
+    Jobs {
+        server: RrServer::start(&yaml),
+        dsn,
+        log,
+    }
+}
+
+fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
+    let output = Command::new(php_client_tests::php_binary())
+        .arg(php_client_tests::php_dir().join("jobs_call.php"))
+        .arg(&jobs.dsn)
+        .args(args)
+        .output()
+        .expect("php runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match stdout.strip_prefix("ERROR: ") {
+        Some(error) => Err(error.to_owned()),
+        None if output.status.success() => {
+            Ok(serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}")))
+        }
+        None => panic!(
+            "jobs_call {args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// The jobs the workers took, in order.
+fn taken(log: &Path) -> Vec<Value> {
+    // A worker may be writing the last line: only whole lines count.
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Polls the consumers' log (the event: a line written) until `count` jobs were taken.
+fn wait_taken(log: &Path, count: usize, limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines = taken(log);
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} jobs taken within {limit:?}",
+            lines.len()
+        );
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+fn stat(jobs: &Jobs, pipeline: &str) -> Value {
+    call(jobs, &["stat"]).unwrap()[pipeline].clone()
+}
+
+const MEMORY: &str = "    emails:\n      driver: memory\n      config:\n        priority: 10\n";
+
+#[test]
+fn a_pushed_job_is_consumed_once_and_acknowledged() {
+    let jobs = start(2, MEMORY, "emails");
+    assert_eq!(
+        call(&jobs, &["push", "emails", "ack", "a1", "{\"to\":\"ann\"}"]),
+        Ok(json!(true))
+    );
+    let lines = wait_taken(&jobs.log, 1, Duration::from_secs(5));
+    assert_eq!(lines[0]["id"], "a1");
+    assert_eq!(lines[0]["job"], "ack");
+    assert_eq!(lines[0]["pipeline"], "emails");
+    assert_eq!(lines[0]["payload"], "{\"to\":\"ann\"}");
+    assert_eq!(
+        lines[0]["headers"],
+        json!([]),
+        "no headers: PHP decodes {{}} as []"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stat(&jobs, "emails")["active"] != json!(0) {
+        assert!(Instant::now() < deadline, "the ack never freed the slot");
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+    assert_eq!(stat(&jobs, "emails")["ready"], json!(true));
+    assert_eq!(taken(&jobs.log).len(), 1, "consumed once");
+}
+
+#[test]
+fn nack_with_redelivery_requeue_with_headers_and_delays() {
+    let jobs = start(2, MEMORY, "emails");
+    call(&jobs, &["push", "emails", "retry", "r1", "x"]).unwrap();
+    let lines = wait_taken(&jobs.log, 2, Duration::from_secs(5));
+    assert_eq!(
+        (lines[0]["id"].clone(), lines[1]["id"].clone()),
+        (json!("r1"), json!("r1")),
+        "requeued, same id"
+    );
+    assert_eq!(
+        lines[1]["headers"]["attempt"],
+        json!(["2"]),
+        "the requeue's headers reach the second run"
+    );
+    // nack with requeue and a 1 s delay: back after the delay, within 100 ms of it.
+    let pushed = now();
+    call(&jobs, &["push", "emails", "later", "l1", "first"]).unwrap();
+    let lines = wait_taken(&jobs.log, 3, Duration::from_secs(5));
+    assert_eq!(lines[2]["id"], "l1");
+    let first = lines[2]["at"].as_f64().unwrap();
+    // The worker nacks the first run with redelivery after 1 s; the job keeps its payload,
+    // so the second run nacks again: two runs 1 s apart are enough to see the delay.
+    let lines = wait_taken(&jobs.log, 4, Duration::from_secs(5));
+    let second = lines[3]["at"].as_f64().unwrap();
+    assert!(
+        second - first >= 1.0 && second - first < 1.1 + 0.1,
+        "redelivered {:.3} s later",
+        second - first
+    );
+    assert!(first - pushed < 0.5);
+    // A delayed push: not before its delay.
+    let pushed = now();
+    call(&jobs, &["push", "emails", "ack", "d1", "x", "1"]).unwrap();
+    let lines = wait_taken(&jobs.log, 6, Duration::from_secs(5));
+    let delayed = lines.iter().find(|l| l["id"] == "d1").expect("d1 ran");
+    let waited = delayed["at"].as_f64().unwrap() - pushed;
+    assert!(
+        (1.0..1.1 + 0.1).contains(&waited),
+        "a 1 s delay ran after {waited:.3} s"
+    );
+    // A plain nack drops the job (no dead-letter queue in memory).
+    call(&jobs, &["push", "emails", "nack", "n1", "x"]).unwrap();
+    wait_taken(&jobs.log, 7, Duration::from_secs(5));
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn priorities_pause_resume_declare_and_destroy() {
+    let pipelines = "    low:\n      driver: memory\n      config:\n        priority: 20\n    high:\n      driver: memory\n      config:\n        priority: 5\n";
+    let jobs = start(1, pipelines, "low, high");
+    call(&jobs, &["pause", "low", "high"]).unwrap();
+    assert_eq!(stat(&jobs, "low")["ready"], json!(false));
+    call(&jobs, &["push", "low", "ack", "paused", "x"]).unwrap();
+    assert_eq!(
+        stat(&jobs, "low")["active"],
+        json!(0),
+        "a paused pipeline holds its jobs"
+    );
+    assert_eq!(
+        call(&jobs, &["pause", "low"]),
+        Err("no active listeners, nothing to pause".into())
+    );
+    call(&jobs, &["resume", "low", "high"]).unwrap();
+    wait_taken(&jobs.log, 1, Duration::from_secs(5));
+    // One worker, three pollers: three slow jobs occupy them, and what is pushed meanwhile
+    // waits in the queue and runs by priority (an explicit 1, then high's 5, then low's 20).
+    for id in ["s1", "s2", "s3"] {
+        call(&jobs, &["push", "low", "slow", id, "x", "0", "30"]).unwrap();
+    }
+    call(&jobs, &["push", "low", "ack", "low-1", "x"]).unwrap();
+    call(&jobs, &["push", "high", "ack", "high-1", "x"]).unwrap();
+    call(&jobs, &["push", "low", "ack", "low-2", "x", "0", "1"]).unwrap();
+    let order: Vec<String> = wait_taken(&jobs.log, 7, Duration::from_secs(10))
+        .iter()
+        .skip(4)
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["low-2", "high-1", "low-1"]);
+    // Declared at run time: waits for resume unless listed in consume.
+    call(
+        &jobs,
+        &[
+            "declare",
+            &json!({"name": "extra", "driver": "memory", "priority": "3", "prefetch": "10"})
+                .to_string(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        call(
+            &jobs,
+            &[
+                "declare",
+                &json!({"name": "extra", "driver": "memory"}).to_string()
+            ]
+        ),
+        Err("pipeline already exists, name: extra, driver: memory".into())
+    );
+    assert_eq!(
+        call(
+            &jobs,
+            &[
+                "declare",
+                &json!({"name": "x", "driver": "beanstalk"}).to_string()
+            ]
+        ),
+        Err("can't find driver constructor for the pipeline: beanstalk".into())
+    );
+    let mut listed: Vec<String> = serde_json::from_value(call(&jobs, &["list"]).unwrap()).unwrap();
+    listed.sort();
+    assert_eq!(listed, ["extra", "high", "low"]);
+    assert_eq!(stat(&jobs, "extra")["ready"], json!(false));
+    assert_eq!(stat(&jobs, "extra")["priority"], json!(3));
+    assert_eq!(call(&jobs, &["destroy", "extra"]), Ok(json!(["extra"])));
+    assert_eq!(
+        call(&jobs, &["push", "extra", "ack", "e1", "x"]),
+        Err("no such pipeline, requested: extra".into())
+    );
+    // rr jobs and rr workers show them.
+    let listed =
+        String::from_utf8_lossy(&run_rr(&jobs.server.dir, &["jobs", "--list"]).stdout).into_owned();
+    assert!(
+        listed.contains("PIPELINE ( S )") && listed.contains("high") && listed.contains("low"),
+        "{listed}"
+    );
+    assert_eq!(
+        run_rr(&jobs.server.dir, &["jobs", "--pause", "high"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let workers =
+        String::from_utf8_lossy(&run_rr(&jobs.server.dir, &["workers"]).stdout).into_owned();
+    assert!(
+        workers.contains("Workers of [jobs]") && workers.contains("Jobs of [jobs]"),
+        "{workers}"
+    );
+    assert!(
+        workers.contains("PAUSED/STOPPED") && workers.contains("READY"),
+        "{workers}"
+    );
+}
+
+#[test]
+fn ten_thousand_jobs_through_four_consumers_each_exactly_once() {
+    let pipelines = "    bulk:\n      driver: memory\n      config:\n        prefetch: 200\n";
+    let jobs = start(4, pipelines, "bulk");
+    call(&jobs, &["many", "bulk", "10000"]).unwrap();
+    let lines = wait_taken(&jobs.log, 10_000, Duration::from_secs(120));
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        *seen
+            .entry(line["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 10_000);
+    assert!(seen.values().all(|count| *count == 1), "a job ran twice");
+    let pids: std::collections::HashSet<u64> =
+        lines.iter().map(|l| l["pid"].as_u64().unwrap()).collect();
+    assert_eq!(pids.len(), 4, "the four consumers shared the work");
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_the_pipeline_goes_on() {
+    let pipelines =
+        format!("{MEMORY}    broker:\n      driver: amqp\n      config:\n        queue: x\n");
+    let jobs = start(1, &pipelines, "emails");
+    assert_eq!(
+        call(&jobs, &["push", "nope", "ack", "a", "x"]),
+        Err("no such pipeline, requested: nope".into())
+    );
+    assert_eq!(
+        call(&jobs, &["push", "emails", "ack", "", "x"]),
+        Err("empty ID field not allowed".into())
+    );
+    assert_eq!(
+        call(&jobs, &["push", "broker", "ack", "b", "x"]),
+        Err("consumer not registered for the requested driver: amqp".into())
+    );
+    // A reply that is not the protocol's JSON: logged and acknowledged (not redelivered).
+    call(&jobs, &["push", "emails", "garbage", "g1", "x"]).unwrap();
+    assert!(jobs
+        .server
+        .wait_for_line("response handler error", Duration::from_secs(5)));
+    // A worker that dies mid-job: the job is dropped as rr's memory driver does, and the
+    // pipeline goes on with a new worker.
+    call(&jobs, &["push", "emails", "crash", "c1", "x"]).unwrap();
+    wait_taken(&jobs.log, 2, Duration::from_secs(5));
+    call(&jobs, &["push", "emails", "ack", "after", "x"]).unwrap();
+    let lines = wait_taken(&jobs.log, 3, Duration::from_secs(10));
+    assert_eq!(lines.iter().filter(|l| l["id"] == "g1").count(), 1);
+    assert_eq!(lines[2]["id"], "after");
+}
