@@ -312,3 +312,26 @@ fn bad_input_gets_clear_errors_and_the_pipeline_goes_on() {
     assert_eq!(lines.iter().filter(|l| l["id"] == "g1").count(), 1);
     assert_eq!(lines[2]["id"], "after");
 }
+
+#[test]
+fn the_jobs_service_reads_json_with_the_proto_field_names_too() {
+    let jobs = start(1, MEMORY, "emails");
+    let push = json!({"job": {"job": "ack", "id": "j1", "payload": "aGVsbG8=", "headers": {"k": {"value": ["v"]}}, "options": {"pipeline": "emails"}}});
+    assert_eq!(
+        php_client_tests::rpc_call::php_call(&jobs.dsn, "jobs.Push", &push, false),
+        Ok("[]".into()),
+        "PHP writes the empty reply object as []"
+    );
+    let lines = wait_taken(&jobs.log, 1, Duration::from_secs(5));
+    assert_eq!(lines[0]["payload"], "hello");
+    assert_eq!(lines[0]["headers"]["k"], json!(["v"]));
+    let stats =
+        php_client_tests::rpc_call::php_call(&jobs.dsn, "jobs.Stat", &json!({}), false).unwrap();
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["stats"][0]["pipeline"], "emails");
+    let bad = json!({"job": {"id": "x", "payload": "***", "options": {"pipeline": "emails"}}});
+    assert_eq!(
+        php_client_tests::rpc_call::php_call(&jobs.dsn, "jobs.Push", &bad, false),
+        Err("jobs.Push: payload: not base64".into())
+    );
+}

@@ -16,26 +16,28 @@ impl RpcService for JobsPlugin {
         "jobs"
     }
 
+    /// JSON with the proto field names (the payload as base64, as Go's JSON writes bytes):
+    /// read into the protobuf message, run as `call_proto`, the reply written back as JSON.
     fn call<'a>(
         &'a self,
         method: &'a str,
-        _arg: serde_json::Value,
+        arg: serde_json::Value,
     ) -> Option<LocalFuture<'a, Result<Reply, String>>> {
-        const METHODS: [&str; 8] = [
-            "Push",
-            "PushBatch",
-            "Pause",
-            "Resume",
-            "List",
-            "Declare",
-            "Destroy",
-            "Stat",
-        ];
-        METHODS.contains(&method).then(|| {
-            crate::plugins::rpc::services::ready(Err(format!(
-                "jobs.{method} takes the jobs.v1 protobuf messages (as spiral/roadrunner-jobs and rr jobs send them)"
-            )))
-        })
+        let message = match json_to_proto(method, &arg)? {
+            Ok(message) => message,
+            Err(error) => {
+                return Some(crate::plugins::rpc::services::ready(Err(format!(
+                    "jobs.{method}: {error}"
+                ))))
+            }
+        };
+        Some(Box::pin(async move {
+            let bytes = match self.call_proto(method, &message) {
+                Some(reply) => reply.await?,
+                None => return Err(format!("jobs.{method}: no such method")),
+            };
+            proto_to_json(method, &bytes).map(Reply::Json)
+        }))
     }
 
     fn call_proto<'a>(
@@ -250,5 +252,98 @@ pub(super) fn stat_json(stat: &proto::Stat) -> serde_json::Value {
         "pipeline": stat.pipeline, "driver": stat.driver, "queue": stat.queue,
         "active": stat.active, "delayed": stat.delayed, "reserved": stat.reserved,
         "ready": stat.ready, "priority": stat.priority,
+    })
+}
+
+/// A JSON argument as the method's protobuf message; None for a method the service lacks.
+fn json_to_proto(method: &str, arg: &serde_json::Value) -> Option<Result<Vec<u8>, String>> {
+    let names = || proto::Pipelines {
+        pipelines: arg["pipelines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect(),
+    };
+    Some(match method {
+        "Push" => {
+            json_job(&arg["job"]).map(|job| proto::PushRequest { job: Some(job) }.encode_to_vec())
+        }
+        "PushBatch" => arg["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(json_job)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|jobs| proto::PushBatchRequest { jobs }.encode_to_vec()),
+        "Pause" | "Resume" | "Destroy" => Ok(names().encode_to_vec()),
+        "List" | "Stat" => Ok(Vec::new()),
+        "Declare" => Ok(proto::DeclareRequest {
+            pipeline: arg["pipeline"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(key, value)| {
+                    (
+                        key.clone(),
+                        value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_owned),
+                    )
+                })
+                .collect(),
+        }
+        .encode_to_vec()),
+        _ => return None,
+    })
+}
+
+fn json_job(job: &serde_json::Value) -> Result<proto::Job, String> {
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+    let payload = match &job["payload"] {
+        serde_json::Value::Null => Vec::new(),
+        serde_json::Value::String(encoded) => crate::plugins::rpc::services::base64_decode(encoded)
+            .ok_or_else(|| "payload: not base64".to_owned())?,
+        _ => return Err("payload: expected a base64 string".into()),
+    };
+    let headers = job["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| {
+            let values = value["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(text)
+                .collect();
+            (key.clone(), proto::HeaderValue { value: values })
+        })
+        .collect();
+    let options = &job["options"];
+    Ok(proto::Job {
+        job: text(&job["job"]),
+        id: text(&job["id"]),
+        payload,
+        headers,
+        options: Some(proto::Options {
+            priority: options["priority"].as_i64().unwrap_or(0),
+            pipeline: text(&options["pipeline"]),
+            delay: options["delay"].as_i64().unwrap_or(0),
+            auto_ack: options["auto_ack"].as_bool().unwrap_or(false),
+        }),
+    })
+}
+
+/// A protobuf reply as JSON with the proto field names.
+fn proto_to_json(method: &str, bytes: &[u8]) -> Result<serde_json::Value, String> {
+    Ok(match method {
+        "List" | "Destroy" => {
+            serde_json::json!({ "pipelines": decode::<proto::Pipelines>(bytes)?.pipelines })
+        }
+        "Stat" => serde_json::json!({
+            "stats": decode::<proto::Stats>(bytes)?.stats.iter().map(stat_json).collect::<Vec<_>>()
+        }),
+        _ => serde_json::json!({}),
     })
 }

@@ -90,6 +90,38 @@ fn unsupported(codec: Codec) -> String {
     format!("rpc: the {codec:?} codec is not supported by ringrunner for this method; use the JSON or raw codec")
 }
 
+/// Reads standard base64 (padding optional), as Go's `encoding/json` reads a `[]byte`; None
+/// for anything else.
+#[must_use]
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u32> = text
+        .trim_end_matches('=')
+        .bytes()
+        .map(|c| match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let word = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |word, (i, d)| word | d << (18 - 6 * i));
+        for i in 0..chunk.len() - 1 {
+            out.push((word >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// Standard base64 with padding, as Go's `encoding/json` writes a `[]byte`.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -275,6 +307,16 @@ impl RpcService for RpcInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_reads_back_what_it_writes() {
+        for bytes in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\x00\xff\x10"] {
+            assert_eq!(base64_decode(&base64(bytes)).as_deref(), Some(bytes));
+        }
+        assert_eq!(base64_decode("Zm9v").as_deref(), Some(&b"foo"[..]));
+        assert_eq!(base64_decode("Zm9v!"), None);
+        assert_eq!(base64_decode("Z"), None);
+    }
 
     #[test]
     fn base64_matches_go_s_standard_encoding() {
