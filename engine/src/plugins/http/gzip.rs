@@ -1,5 +1,5 @@
 //! The `gzip` middleware's rules (spec http-extras §4): who accepts gzip, which answers are
-//! compressed, and the compression itself (flate2, default level).
+//! compressed, and the compression itself (flate2 on zlib-rs, default level).
 
 use std::io::Write as _;
 
