@@ -98,7 +98,7 @@ fn roadrunner_s_own_sample_config_loads() {
     assert!(config
         .warnings()
         .iter()
-        .any(|w| w.starts_with("sections without a ringrunner plugin yet") && w.contains("jobs")));
+        .any(|w| w.starts_with("sections without a ringrunner plugin yet") && w.contains("grpc")));
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn dynamic_allocator_is_read_with_rr_s_clamps() {
 #[test]
 fn a_misspelt_section_is_named_with_its_likely_meaning() {
     let text =
-        "version: '3'\nhtttp:\n  address: :8080\njobs:\n  consume: []\nmy_app_settings: {}\n";
+        "version: '3'\nhtttp:\n  address: :8080\ngrpc:\n  listen: tcp://:9001\nmy_app_settings: {}\n";
     let config = load(text).unwrap();
     assert!(config.http().is_none());
     assert!(
@@ -309,7 +309,7 @@ fn a_misspelt_section_is_named_with_its_likely_meaning() {
         .contains(&"unknown section my_app_settings (line 6), ignored".to_owned()));
     assert!(config
         .warnings()
-        .contains(&"sections without a ringrunner plugin yet, ignored: jobs".to_owned()));
+        .contains(&"sections without a ringrunner plugin yet, ignored: grpc".to_owned()));
 }
 
 #[test]
