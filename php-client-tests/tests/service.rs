@@ -435,11 +435,14 @@ fn rr_style_services_loop_crash_restart_and_answer_the_rpc_service_from_php() {
     let php = php_client_tests::php_binary();
     let d = dir.display();
     let (yaml, dsn) = config(&format!(
-        "  ticker:\n    command: \"{php} {d}/ticker.php\"\n  crasher:\n    command: \"{php} {d}/crash.php\"\n    remain_after_exit: true\n    restart_sec: 1\n"
+        "  ticker:\n    command: \"{php} {d}/ticker.php\"\n    service_name_in_log: true\n  crasher:\n    command: \"{php} {d}/crash.php\"\n    remain_after_exit: true\n    restart_sec: 1\n"
     ));
     let server = RrServer::start(&yaml);
+    // service_name_in_log: the records' logger is service.ticker (rr's name).
     assert!(
-        server.wait_for_line("tick 3\t{\"service\":\"ticker\"", Duration::from_secs(10)),
+        server.wait_for(Duration::from_secs(10), |lines| lines.iter().any(|l| l
+            .contains("\tservice.ticker")
+            && l.contains("tick 3\t{\"service\":\"ticker\""))),
         "{}",
         server.output()
     );

@@ -379,7 +379,7 @@ impl FieldsVisitor<'_> {
 
 impl Visit for FieldsVisitor<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
+        if matches!(field.name(), "message" | LOGGER_FIELD) {
             return;
         }
         self.key(field);
@@ -388,7 +388,7 @@ impl Visit for FieldsVisitor<'_> {
         self.line.push(b'"');
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
+        if matches!(field.name(), "message" | LOGGER_FIELD) {
             return;
         }
         self.key(field);
@@ -440,11 +440,48 @@ fn format_line(channel: &Channel, event: &Event<'_>, logger: &str) -> Vec<u8> {
     line
 }
 
+/// A string field with this name names the event's logger (`service.mailer`, as rr names a
+/// service's logger with `service_name_in_log`) instead of its target; it is not written as
+/// a member.
+pub const LOGGER_FIELD: &str = "logger";
+
+/// Reads the `logger` field of an event that has one.
+struct LoggerVisitor(Option<String>);
+
+impl Visit for LoggerVisitor {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == LOGGER_FIELD {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == LOGGER_FIELD {
+            self.0 = Some(value.to_owned());
+        }
+    }
+}
+
 impl<S: Subscriber> Layer<S> for RrLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let metadata = event.metadata();
-        let logger = logger_name(metadata.target());
-        let channel = self.channels.get(logger).unwrap_or(&self.root);
+        // Only events declaring the field pay for reading it.
+        let named = metadata.fields().field(LOGGER_FIELD).and_then(|_| {
+            let mut visitor = LoggerVisitor(None);
+            event.record(&mut visitor);
+            visitor.0
+        });
+        let logger = named
+            .as_deref()
+            .unwrap_or_else(|| logger_name(metadata.target()));
+        // `service.mailer` takes the `service` channel unless it has one of its own.
+        let channel = self
+            .channels
+            .get(logger)
+            .or_else(|| {
+                self.channels
+                    .get(logger.split('.').next().unwrap_or(logger))
+            })
+            .unwrap_or(&self.root);
         if channel.style == Style::Off || *metadata.level() > channel.level {
             return;
         }
@@ -564,6 +601,17 @@ mod tests {
         assert!(quiet.is_empty(), "production defaults to info: {quiet:?}");
         let off = logged(config("off", "debug"), emit);
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn a_logger_field_names_the_logger_and_is_not_a_member() {
+        let lines = logged(config("production", "debug"), || {
+            tracing::info!(target: "service", logger = "service.mailer", service = "mailer", "sent");
+        });
+        let json: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(json["logger"], "service.mailer");
+        assert_eq!(json["service"], "mailer");
+        assert_eq!(lines[0].matches("\"logger\"").count(), 1, "{}", lines[0]);
     }
 
     #[test]

@@ -41,19 +41,26 @@ impl Tail {
     }
 }
 
-/// Starts a reader task for each pipe on this shard.
+/// Starts a reader task for each pipe on this shard; with `name_in_log` the records'
+/// logger is `service.<name>` (rr's `service_name_in_log`).
 pub fn forward(
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    pipes: (OwnedFd, OwnedFd),
     name: &str,
+    name_in_log: bool,
     pid: u32,
     tail: &Tail,
     backend: Backend,
 ) {
-    for pipe in [stdout, stderr] {
+    let logger = name_in_log.then(|| format!("service.{name}"));
+    for pipe in [pipes.0, pipes.1] {
         match Stream::new(pipe, backend) {
             Ok(stream) => {
-                tokio::task::spawn_local(read_lines(stream, name.to_owned(), pid, tail.clone()));
+                let source = Source {
+                    name: name.to_owned(),
+                    logger: logger.clone(),
+                    pid,
+                };
+                tokio::task::spawn_local(read_lines(stream, source, tail.clone()));
             }
             Err(error) => {
                 tracing::error!(target: "service", name, %error, "service output cannot be read")
@@ -62,7 +69,14 @@ pub fn forward(
     }
 }
 
-async fn read_lines(stream: Stream, name: String, pid: u32, tail: Tail) {
+/// Who writes: the service, its own logger name when it has one, the process.
+struct Source {
+    name: String,
+    logger: Option<String>,
+    pid: u32,
+}
+
+async fn read_lines(stream: Stream, source: Source, tail: Tail) {
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = Vec::with_capacity(16 * 1024);
     loop {
@@ -76,24 +90,30 @@ async fn read_lines(stream: Stream, name: String, pid: u32, tail: Tail) {
         pending.extend_from_slice(&buf[..count]);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
-            emit(&line, &name, pid, &tail);
+            emit(&line, &source, &tail);
         }
         if pending.len() > LINE_BYTES_MAX {
-            emit(&std::mem::take(&mut pending), &name, pid, &tail);
+            emit(&std::mem::take(&mut pending), &source, &tail);
         }
     }
     if !pending.is_empty() {
-        emit(&pending, &name, pid, &tail);
+        emit(&pending, &source, &tail);
     }
 }
 
-fn emit(line: &[u8], name: &str, pid: u32, tail: &Tail) {
+fn emit(line: &[u8], source: &Source, tail: &Tail) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim();
     if text.is_empty() {
         return;
     }
-    tracing::info!(target: "service", service = name, pid, "{text}");
+    let (service, pid) = (source.name.as_str(), source.pid);
+    match &source.logger {
+        Some(logger) => {
+            tracing::info!(target: "service", logger = logger.as_str(), service, pid, "{text}");
+        }
+        None => tracing::info!(target: "service", service, pid, "{text}"),
+    }
     tail.push(text.to_owned());
 }
 

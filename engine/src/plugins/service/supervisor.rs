@@ -361,8 +361,8 @@ async fn run_once(
         info.since = Some(Instant::now());
     });
     let tail = Tail::default();
-    if let Some((stdout, stderr)) = pipes {
-        output::forward(stdout, stderr, &spec.name, pid, &tail, backend);
+    if let Some(pipes) = pipes {
+        output::forward(pipes, &spec.name, spec.name_in_log, pid, &tail, backend);
     }
     // SAFETY: the AsyncFd takes the pidfd by value and closes it only when dropped, so the
     // registered descriptor stays the one `as_raw_fd` returns.
