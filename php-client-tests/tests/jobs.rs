@@ -18,10 +18,15 @@ struct Jobs {
 }
 
 fn start(workers: usize, pipelines: &str, consume: &str) -> Jobs {
+    start_with(workers, pipelines, consume, "")
+}
+
+/// [`start`] with more top-level sections.
+fn start_with(workers: usize, pipelines: &str, consume: &str, extra: &str) -> Jobs {
     let log = scratch_dir().join("jobs.log");
     let dsn = format!("tcp://127.0.0.1:{}", free_port());
     let yaml = format!(
-        "version: \"3\"\nrpc:\n  listen: {dsn}\nserver:\n  command: \"{}\"\n  env:\n    - JOBS_LOG: {}\njobs:\n  pool:\n    num_workers: {workers}\n  consume: [{consume}]\n  pipelines:\n{pipelines}logs:\n  level: info\n",
+        "version: \"3\"\nrpc:\n  listen: {dsn}\nserver:\n  command: \"{}\"\n  env:\n    - JOBS_LOG: {}\njobs:\n  pool:\n    num_workers: {workers}\n  consume: [{consume}]\n  pipelines:\n{pipelines}{extra}logs:\n  level: info\n",
         worker_command("jobs.php"),
         log.display()
     );
@@ -334,4 +339,58 @@ fn the_jobs_service_reads_json_with_the_proto_field_names_too() {
         php_client_tests::rpc_call::php_call(&jobs.dsn, "jobs.Push", &bad, false),
         Err("jobs.Push: payload: not base64".into())
     );
+}
+
+#[test]
+fn the_metrics_plugin_counts_pushes_and_jobs_as_rr_names_them() {
+    let jobs = start_with(2, MEMORY, "emails", "metrics:\n  address: 127.0.0.1:0\n");
+    assert!(jobs
+        .server
+        .wait_for_line("metrics server listening", Duration::from_secs(10)));
+    let scrape = jobs
+        .server
+        .listening_address("metrics server listening")
+        .unwrap();
+    call(&jobs, &["push", "emails", "ack", "m1", "x"]).unwrap();
+    call(&jobs, &["many", "emails", "3"]).unwrap();
+    let _ = call(&jobs, &["push", "nope", "ack", "m2", "x"]);
+    wait_taken(&jobs.log, 4, Duration::from_secs(5));
+    let value = |text: &str, series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = php_client_tests::http_client::get(scrape, "/metrics").text();
+        if value(&text, "rr_jobs_jobs_ok") == Some(4.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::park_timeout(Duration::from_millis(10));
+    };
+    assert_eq!(value(&text, "rr_jobs_push_ok"), Some(4.0), "{text}");
+    assert_eq!(value(&text, "rr_jobs_push_err"), Some(1.0));
+    assert_eq!(
+        value(
+            &text,
+            "rr_jobs_requests_total{driver=\"memory\",job=\"emails\",source=\"single\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "rr_jobs_requests_total{driver=\"memory\",job=\"emails\",source=\"batch\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "rr_jobs_push_latency_count{driver=\"memory\",job=\"emails\",source=\"batch\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(value(&text, "rr_jobs_workers_ready"), Some(2.0));
 }

@@ -131,6 +131,117 @@ pub struct Counters {
     pub push_ok: AtomicU64,
     /// Pushes refused.
     pub push_err: AtomicU64,
+    /// Per (pipeline, source): pushes attempted and the latency of those accepted (rr's
+    /// `requests_total` and `push_latency`, labelled `job`, `driver`, `source`). Pushes come
+    /// over RPC, not on the hot path: a lock is fine.
+    pub pushes: Mutex<BTreeMap<(String, &'static str), PushSeries>>,
+}
+
+/// Prometheus' default buckets, for `rr_jobs_push_latency`.
+const PUSH_LATENCY_BOUNDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// One (pipeline, source)'s push figures.
+#[derive(Debug, Default)]
+pub struct PushSeries {
+    requests: u64,
+    per_bucket: [u64; PUSH_LATENCY_BOUNDS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Counters {
+    /// Records a push attempt to `pipeline` from `source` (`single`, `batch`); `took` when
+    /// it was accepted.
+    pub fn push(&self, pipeline: &str, source: &'static str, took: Option<Duration>) {
+        let mut pushes = self.pushes.lock().unwrap_or_else(PoisonError::into_inner);
+        let series = pushes.entry((pipeline.to_owned(), source)).or_default();
+        series.requests += 1;
+        if let Some(took) = took {
+            let seconds = took.as_secs_f64();
+            if let Some(bucket) = PUSH_LATENCY_BOUNDS
+                .iter()
+                .position(|bound| seconds <= *bound)
+            {
+                series.per_bucket[bucket] += 1;
+            }
+            series.count += 1;
+            series.sum += seconds;
+        }
+    }
+
+    fn collect(&self, families: &mut Vec<super::metrics::exposition::Family>) {
+        use super::metrics::exposition::{Family, Kind};
+        for (name, help, counter) in [
+            (
+                "rr_jobs_jobs_ok",
+                "Number of successfully processed jobs",
+                &self.jobs_ok,
+            ),
+            (
+                "rr_jobs_jobs_err",
+                "Number of jobs error while processing in the worker",
+                &self.jobs_err,
+            ),
+            ("rr_jobs_push_ok", "Number of job push", &self.push_ok),
+            (
+                "rr_jobs_push_err",
+                "Number of jobs push which was failed",
+                &self.push_err,
+            ),
+        ] {
+            families.push(Family::single(
+                name,
+                help,
+                Kind::Counter,
+                counter.load(Ordering::Relaxed) as f64,
+            ));
+        }
+        let mut requests = Family::new(
+            "rr_jobs_requests_total",
+            "The total number of requests sent to the JOBS plugin",
+            Kind::Counter,
+        );
+        let mut latency = Family::new(
+            "rr_jobs_push_latency",
+            "Histogram represents latency for pushed operation",
+            Kind::Histogram,
+        );
+        for ((pipeline, source), series) in self
+            .pushes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let labels = vec![
+                ("driver".to_owned(), "memory".to_owned()),
+                ("job".to_owned(), pipeline.clone()),
+                ("source".to_owned(), (*source).to_owned()),
+            ];
+            requests.push(labels.clone(), series.requests as f64);
+            if series.count > 0 {
+                let mut running = 0;
+                let cumulative: Vec<u64> = series
+                    .per_bucket
+                    .iter()
+                    .map(|n| {
+                        running += n;
+                        running
+                    })
+                    .collect();
+                latency.push_histogram(
+                    &labels,
+                    &PUSH_LATENCY_BOUNDS,
+                    &cumulative,
+                    series.sum,
+                    series.count,
+                );
+            }
+        }
+        families.push(requests);
+        families.push(latency);
+    }
 }
 
 /// What the RPC service, the pollers and the plugin share.
@@ -247,38 +358,12 @@ impl Service for JobsPlugin {
     }
 
     fn collect(&self, families: &mut Vec<super::metrics::exposition::Family>) {
-        use super::metrics::exposition::{Family, Kind};
         super::http::metrics::collect_pool(
             &super::http::metrics::JOBS_POOL_HELP,
             &self.shared.pool,
             families,
         );
-        let counters = &self.shared.counters;
-        for (name, help, counter) in [
-            (
-                "rr_jobs_jobs_ok",
-                "Number of successfully processed jobs",
-                &counters.jobs_ok,
-            ),
-            (
-                "rr_jobs_jobs_err",
-                "Number of jobs error while processing in the worker",
-                &counters.jobs_err,
-            ),
-            ("rr_jobs_push_ok", "Number of job push", &counters.push_ok),
-            (
-                "rr_jobs_push_err",
-                "Number of jobs push which was failed",
-                &counters.push_err,
-            ),
-        ] {
-            families.push(Family::single(
-                name,
-                help,
-                Kind::Counter,
-                counter.load(Ordering::Relaxed) as f64,
-            ));
-        }
+        self.shared.counters.collect(families);
     }
 
     fn rpc_services(&self) -> Vec<&dyn super::rpc::RpcService> {

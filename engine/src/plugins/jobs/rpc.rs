@@ -49,13 +49,13 @@ impl RpcService for JobsPlugin {
         let result = match method {
             "Push" => decode::<proto::PushRequest>(message).and_then(|request| {
                 let job = request.job.ok_or_else(|| "job is required".to_owned())?;
-                push(shared, job).map(|()| empty())
+                push(shared, job, "single").map(|()| empty())
             }),
             "PushBatch" => decode::<proto::PushBatchRequest>(message).and_then(|request| {
                 request
                     .jobs
                     .into_iter()
-                    .try_for_each(|job| push(shared, job))
+                    .try_for_each(|job| push(shared, job, "batch"))
                     .map(|()| empty())
             }),
             "Pause" => decode::<proto::Pipelines>(message).and_then(|request| {
@@ -126,9 +126,21 @@ fn find(shared: &JobsShared, name: &str) -> Result<Arc<Pipeline>, String> {
         .ok_or_else(|| format!("no such pipeline, requested: {name}"))
 }
 
-/// `jobs.Push` of one job: rr's checks, then the pipeline.
-fn push(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
+/// `jobs.Push` of one job (from `source`: `single` or `batch`): rr's checks, then the
+/// pipeline; counted as rr counts (a push to a pipeline that exists is a request, timed when
+/// accepted).
+fn push(shared: &JobsShared, job: proto::Job, source: &'static str) -> Result<(), String> {
+    let pipeline = job
+        .options
+        .as_ref()
+        .map(|o| o.pipeline.clone())
+        .unwrap_or_default();
+    let started = std::time::Instant::now();
     let pushed = push_checked(shared, job);
+    if shared.pipelines().contains_key(&pipeline) {
+        let took = pushed.is_ok().then(|| started.elapsed());
+        shared.counters.push(&pipeline, source, took);
+    }
     let counter = if pushed.is_ok() {
         &shared.counters.push_ok
     } else {
