@@ -4,7 +4,7 @@
 //! pause and resume, declare and destroy, 10,000 jobs through 4 consumers exactly once, bad
 //! input, `rr jobs` and the informer's jobs table.
 
-use php_client_tests::server::{free_port, run_rr, scratch_dir, worker_command, RrServer};
+use php_client_tests::server::{free_port, run_rr, scratch_dir, worker_command, Launch, RrServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,11 +18,17 @@ struct Jobs {
 }
 
 fn start(workers: usize, pipelines: &str, consume: &str) -> Jobs {
-    start_with(workers, pipelines, consume, "")
+    start_with(workers, pipelines, consume, "", &Launch::default())
 }
 
-/// [`start`] with more top-level sections.
-fn start_with(workers: usize, pipelines: &str, consume: &str, extra: &str) -> Jobs {
+/// [`start`] with more top-level sections, launched as `launch` says.
+fn start_with(
+    workers: usize,
+    pipelines: &str,
+    consume: &str,
+    extra: &str,
+    launch: &Launch,
+) -> Jobs {
     let log = scratch_dir().join("jobs.log");
     let dsn = format!("tcp://127.0.0.1:{}", free_port());
     let yaml = format!(
@@ -31,7 +37,8 @@ fn start_with(workers: usize, pipelines: &str, consume: &str, extra: &str) -> Jo
         log.display()
     );
     Jobs {
-        server: RrServer::start(&yaml),
+        server: RrServer::start_launched(&yaml, &[], launch)
+            .unwrap_or_else(|(status, output)| panic!("rr did not start ({status}):\n{output}")),
         dsn,
         log,
     }
@@ -108,6 +115,7 @@ fn a_pushed_job_is_consumed_once_and_acknowledged() {
         json!([]),
         "no headers: PHP decodes {{}} as []"
     );
+    // The ack frees the slot after the worker's log line is written: poll the figure.
     let deadline = Instant::now() + Duration::from_secs(5);
     while stat(&jobs, "emails")["active"] != json!(0) {
         assert!(Instant::now() < deadline, "the ack never freed the slot");
@@ -173,7 +181,13 @@ fn now() -> f64 {
 #[test]
 fn priorities_pause_resume_declare_and_destroy() {
     let pipelines = "    low:\n      driver: memory\n      config:\n        priority: 20\n    high:\n      driver: memory\n      config:\n        priority: 5\n";
-    let jobs = start(1, pipelines, "low, high");
+    // One shard: the pollers wait for the one worker in the order they took their jobs (across
+    // shards the pool prefers a waiter on the shard the worker comes back to).
+    let one_shard = Launch {
+        wrapper: None,
+        env: vec![("RINGRUNNER_SHARDS".into(), "1".into())],
+    };
+    let jobs = start_with(1, pipelines, "low, high", "", &one_shard);
     call(&jobs, &["pause", "low", "high"]).unwrap();
     assert_eq!(stat(&jobs, "low")["ready"], json!(false));
     call(&jobs, &["push", "low", "ack", "paused", "x"]).unwrap();
@@ -188,20 +202,33 @@ fn priorities_pause_resume_declare_and_destroy() {
     );
     call(&jobs, &["resume", "low", "high"]).unwrap();
     wait_taken(&jobs.log, 1, Duration::from_secs(5));
-    // One worker, three pollers: three slow jobs occupy them, and what is pushed meanwhile
-    // waits in the queue and runs by priority (an explicit 1, then high's 5, then low's 20).
-    for id in ["s1", "s2", "s3"] {
-        call(&jobs, &["push", "low", "slow", id, "x", "0", "30"]).unwrap();
+    // One worker, three pollers: three held jobs occupy them (the worker holds the first
+    // until the release file exists), so what is pushed meanwhile waits in the queue and
+    // runs by priority (an explicit 1, then high's 5, then low's 20).
+    let release = jobs.log.with_file_name("release");
+    let release_arg = release.display().to_string();
+    for id in ["h1", "h2", "h3"] {
+        call(&jobs, &["push", "low", "hold", id, &release_arg, "0", "30"]).unwrap();
     }
+    wait_taken(&jobs.log, 2, Duration::from_secs(5));
     call(&jobs, &["push", "low", "ack", "low-1", "x"]).unwrap();
     call(&jobs, &["push", "high", "ack", "high-1", "x"]).unwrap();
     call(&jobs, &["push", "low", "ack", "low-2", "x", "0", "1"]).unwrap();
+    std::fs::write(&release, "").unwrap();
     let order: Vec<String> = wait_taken(&jobs.log, 7, Duration::from_secs(10))
         .iter()
         .skip(4)
         .map(|l| l["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(order, ["low-2", "high-1", "low-1"]);
+    assert_eq!(
+        order,
+        ["low-2", "high-1", "low-1"],
+        "{:?}",
+        taken(&jobs.log)
+            .iter()
+            .map(|l| l["id"].clone())
+            .collect::<Vec<_>>()
+    );
     // Declared at run time: waits for resume unless listed in consume.
     call(
         &jobs,
@@ -343,7 +370,13 @@ fn the_jobs_service_reads_json_with_the_proto_field_names_too() {
 
 #[test]
 fn the_metrics_plugin_counts_pushes_and_jobs_as_rr_names_them() {
-    let jobs = start_with(2, MEMORY, "emails", "metrics:\n  address: 127.0.0.1:0\n");
+    let jobs = start_with(
+        2,
+        MEMORY,
+        "emails",
+        "metrics:\n  address: 127.0.0.1:0\n",
+        &Launch::default(),
+    );
     assert!(jobs
         .server
         .wait_for_line("metrics server listening", Duration::from_secs(10)));
@@ -359,6 +392,7 @@ fn the_metrics_plugin_counts_pushes_and_jobs_as_rr_names_them() {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     };
+    // The counters move as the worker's ack is applied, a moment after its log line: poll.
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
         let text = php_client_tests::http_client::get(scrape, "/metrics").text();

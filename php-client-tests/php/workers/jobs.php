@@ -5,7 +5,8 @@
 //   retry      requeue with header attempt=N+1 until attempt 2, then ack
 //   later      nack with requeue and 1 s delay until attempt 2 (header-less: counts by log)
 //   garbage    a reply that is not the protocol's JSON
-//   crash      exit mid-job                slow        ack after 300 ms
+//   crash      exit mid-job
+//   hold       ack once the file the payload names exists (the test's gate)
 declare(strict_types=1);
 require __DIR__ . '/../Jobs.php';
 
@@ -25,7 +26,12 @@ while ($job = $consumer->waitJob()) {
         'later' => $job->payload === 'first' ? $job->nack('later', true, 1) : $job->ack(),
         'garbage' => $job->respondRaw('this is not json'),
         'crash' => exit(1),
-        'slow' => (function () use ($job): void { usleep(300000); $job->ack(); })(),
+        'hold' => (function () use ($job): void {
+            while (!file_exists($job->payload)) {
+                usleep(5000);
+            }
+            $job->ack();
+        })(),
         default => $job->ack(),
     };
 }

@@ -203,6 +203,7 @@ mod tests {
         near.timeout = "soon".into();
         storage.set(vec![(near, Timeout::At(now() + 30_000_000))]);
         assert_eq!(storage.has(&["near".into()]).len(), 1);
+        // The event is the clock passing the deadline: nothing to wait on but the clock.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while !storage.has(&["near".into()]).is_empty() {
             assert!(std::time::Instant::now() < deadline, "near never expired");
