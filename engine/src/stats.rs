@@ -20,6 +20,18 @@ pub const SHORT_SECONDS: &[f64] = &[
     30.0,
 ];
 
+/// Per-bucket counts made cumulative (a histogram's `le` buckets).
+#[must_use]
+pub fn running_sums(counts: &[u64]) -> Vec<u64> {
+    counts
+        .iter()
+        .scan(0, |total, count| {
+            *total += count;
+            Some(*total)
+        })
+        .collect()
+}
+
 /// One histogram's counters, on cache lines of its own.
 #[derive(Debug, Default)]
 #[repr(align(128))]
@@ -61,14 +73,7 @@ impl Snapshot {
     /// Cumulative counts per bound (the `le` buckets before `+Inf`).
     #[must_use]
     pub fn cumulative(&self, bounds: &[f64]) -> Vec<u64> {
-        let mut running = 0;
-        self.per_bucket[..bounds.len()]
-            .iter()
-            .map(|count| {
-                running += count;
-                running
-            })
-            .collect()
+        running_sums(&self.per_bucket[..bounds.len()])
     }
 
     /// The sum of the observations, in seconds.

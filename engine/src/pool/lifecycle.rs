@@ -158,7 +158,7 @@ async fn start_worker(
         command: command.clone(),
         reason: error.to_string(),
     })?;
-    let exit = watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
+    let exit = process::watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
         .map_err(|e| start_error(&command, &e))?;
     let (stderr_closed, mut stderr_eof) = oneshot::channel();
     tokio::task::spawn_local(forward_stderr(
@@ -186,7 +186,7 @@ async fn start_worker(
                     let _ =
                         rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
                 }
-                let status = reap_child(&mut child, &exit)
+                let status = process::reap(&mut child, &exit)
                     .await
                     .map(|s| s.to_string())
                     .unwrap_or_default();
@@ -242,7 +242,7 @@ async fn start_worker(
         Ok(Err(reason)) => Some(reason),
         Err(_) => {
             slot.kill();
-            let _ = reap_child(&mut child, &exit).await;
+            let _ = process::reap(&mut child, &exit).await;
             slot.uninstall();
             return Err(SpawnError::Timeout {
                 command,
@@ -253,7 +253,7 @@ async fn start_worker(
     };
     if let Some(reason) = failure {
         slot.kill();
-        let status = reap_child(&mut child, &exit)
+        let status = process::reap(&mut child, &exit)
             .await
             .map(|status| format!(" ({status})"))
             .unwrap_or_default();
@@ -277,14 +277,6 @@ async fn start_worker(
         exit,
         generation,
     })
-}
-
-/// Registers a pidfd with the shard's reactor: it turns readable when the process exits.
-fn watch_exit(pidfd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd takes the OwnedFd by value; an OwnedFd is open until dropped and
-    // always returns the same descriptor, which is what registration requires.
-    unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
-        .map_err(std::io::Error::from)
 }
 
 fn start_error(command: &str, error: &std::io::Error) -> SpawnError {
@@ -439,25 +431,9 @@ async fn stop_worker(
 
 /// Waits for the pidfd to report the exit, then reaps the process.
 async fn reap(running: &mut RunningWorker) -> ExitStatus {
-    reap_child(&mut running.child, &running.exit)
+    process::reap(&mut running.child, &running.exit)
         .await
         .unwrap_or_else(|| ExitStatus::from_raw(0))
-}
-
-/// Waits on the ring for `exit` (the child's pidfd) to turn readable, then reaps the child
-/// without blocking the shard (`Child::wait` would, for as long as a killed process takes
-/// to die: a worker stuck in uninterruptible I/O takes long). None if the pidfd fails.
-async fn reap_child(child: &mut Child, exit: &AsyncFd<OwnedFd>) -> Option<ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => match exit.readable().await {
-                Ok(mut ready) => ready.clear_ready(),
-                Err(_) => return None,
-            },
-            Err(_) => return None,
-        }
-    }
 }
 
 /// Releases what the pool held for a process that has exited.

@@ -7,6 +7,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use tokio::io::unix::AsyncFd;
 
 /// How to start one worker (spec relay-protocol §7.5, §7.6).
 #[derive(Debug, Clone, Default)]
@@ -41,6 +42,31 @@ impl WorkerCommand {
     pub fn display(&self) -> String {
         self.argv.join(" ")
     }
+
+    /// A `Command` for it: program and arguments, the added environment, the working
+    /// directory and the credentials; the caller adds stdio and what runs before exec.
+    ///
+    /// # Errors
+    /// An empty command.
+    pub fn builder(&self) -> io::Result<Command> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "command should not be empty",
+            ));
+        };
+        let mut builder = Command::new(program);
+        builder
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.working_dir {
+            builder.current_dir(dir);
+        }
+        if let Some((uid, gid)) = self.credentials {
+            builder.uid(uid).gid(gid);
+        }
+        Ok(builder)
+    }
 }
 
 /// Whether the relay is the worker's stdin/stdout or a socket it connects to.
@@ -74,29 +100,14 @@ pub struct SpawnedProcess {
 /// # Errors
 /// An empty command, a program that cannot be started, or a failed `pidfd_open`.
 pub fn spawn(command: &WorkerCommand, relay: StdioRelay) -> io::Result<SpawnedProcess> {
-    let Some((program, args)) = command.argv.split_first() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "command should not be empty",
-        ));
-    };
-    let mut builder = Command::new(program);
-    builder
-        .args(args)
-        .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .stderr(Stdio::piped());
+    let mut builder = command.builder()?;
+    builder.stderr(Stdio::piped());
     // Terminal signals reach only the server; workers are ended by stop frames or SIGKILL.
     builder.process_group(0);
     match relay {
         StdioRelay::Pipes => builder.stdin(Stdio::piped()).stdout(Stdio::piped()),
         StdioRelay::Socket => builder.stdin(Stdio::null()).stdout(Stdio::null()),
     };
-    if let Some(dir) = &command.working_dir {
-        builder.current_dir(dir);
-    }
-    if let Some((uid, gid)) = command.credentials {
-        builder.uid(uid).gid(gid);
-    }
     let parent = rustix::process::getpid();
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe raw syscalls (prctl, getppid) through rustix; it allocates nothing
@@ -136,7 +147,11 @@ pub fn spawn(command: &WorkerCommand, relay: StdioRelay) -> io::Result<SpawnedPr
     })
 }
 
-fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
+/// A pidfd for `pid` (signals through it never reach a recycled pid).
+///
+/// # Errors
+/// As `pidfd_open(2)`.
+pub fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
     let pid = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)
@@ -145,6 +160,33 @@ fn pidfd_of(pid: u32) -> io::Result<OwnedFd> {
         pid,
         rustix::process::PidfdFlags::NONBLOCK,
     )?)
+}
+
+/// Registers a pidfd with the shard's reactor: it turns readable when the process exits.
+///
+/// # Errors
+/// When the reactor refuses it.
+pub fn watch_exit(pidfd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd takes the OwnedFd by value; an OwnedFd is open until dropped and
+    // always returns the same descriptor, which is what registration requires.
+    unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+        .map_err(io::Error::from)
+}
+
+/// Waits for `exit` (the child's pidfd) to turn readable, then reaps the child without
+/// blocking the shard (`Child::wait` would, for as long as a killed process takes to die: a
+/// process stuck in uninterruptible I/O takes long). None if the pidfd fails.
+pub async fn reap(child: &mut Child, exit: &AsyncFd<OwnedFd>) -> Option<std::process::ExitStatus> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => match exit.readable().await {
+                Ok(mut ready) => ready.clear_ready(),
+                Err(_) => return None,
+            },
+            Err(_) => return None,
+        }
+    }
 }
 
 /// Sends SIGKILL through the pidfd: never hits a recycled pid.
@@ -160,16 +202,36 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(resident_pages * rustix::param::page_size() as u64)
 }
 
+/// The fields of `/proc/<process>/stat` after the command name (`process` a pid, or `self`):
+/// the state is [0], utime [11], stime [12], starttime [19], vsize [20], rss [21].
+#[must_use]
+pub fn stat_fields(process: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    Some(
+        stat.get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The system's boot time, Unix seconds (`btime` in `/proc/stat`).
+#[must_use]
+pub fn boot_time() -> Option<u64> {
+    std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// CPU time (user + system) `pid` has used, in seconds, from `/proc/PID/stat`.
 #[must_use]
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let fields = stat_fields(&pid.to_string())?;
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
 }

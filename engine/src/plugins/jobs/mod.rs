@@ -221,15 +221,7 @@ impl Counters {
             ];
             requests.push(labels.clone(), series.requests as f64);
             if series.count > 0 {
-                let mut running = 0;
-                let cumulative: Vec<u64> = series
-                    .per_bucket
-                    .iter()
-                    .map(|n| {
-                        running += n;
-                        running
-                    })
-                    .collect();
+                let cumulative = crate::stats::running_sums(&series.per_bucket);
                 latency.push_histogram(
                     &labels,
                     &PUSH_LATENCY_BOUNDS,
@@ -343,12 +335,14 @@ impl Service for JobsPlugin {
             let shared = &self.shared;
             shared.stopping.store(true, Ordering::Release);
             shared.stop.notify_waiters();
-            while shared.in_flight.load(Ordering::Acquire) > 0 {
+            // Each poller wakes `idle` when it puts a job down; a waiter made before the
+            // check hears it.
+            loop {
                 let idle = shared.idle.notified();
                 if shared.in_flight.load(Ordering::Acquire) == 0 {
                     break;
                 }
-                let _ = tokio::time::timeout(Duration::from_millis(100), idle).await;
+                idle.await;
             }
             for pipeline in shared.pipelines().values() {
                 pipeline.stop(&shared.queue);

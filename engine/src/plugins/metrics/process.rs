@@ -10,7 +10,7 @@ pub fn families() -> Vec<Family> {
     let mut families = Vec::new();
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let page = rustix::param::page_size() as f64;
-    if let Some(stat) = own_stat() {
+    if let Some(stat) = crate::worker::process::stat_fields("self") {
         let field = |index: usize| stat.get(index).and_then(|v| v.parse::<f64>().ok());
         // Fields after the command, from 0: state is 0, utime 11, stime 12, starttime 19,
         // vsize 20, rss 21 (pages).
@@ -22,12 +22,12 @@ pub fn families() -> Vec<Family> {
                 (user + system) / ticks,
             ));
         }
-        if let (Some(start), Some(boot)) = (field(19), boot_time()) {
+        if let (Some(start), Some(boot)) = (field(19), crate::worker::process::boot_time()) {
             families.push(Family::single(
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
                 Kind::Gauge,
-                boot + start / ticks,
+                boot as f64 + start / ticks,
             ));
         }
         if let Some(vsize) = field(20) {
@@ -81,22 +81,6 @@ pub fn families() -> Vec<Family> {
         },
     ));
     families
-}
-
-/// The fields of /proc/self/stat after the command (`(rr)`).
-fn own_stat() -> Option<Vec<String>> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let after = &text[text.rfind(')')? + 1..];
-    Some(after.split_whitespace().map(str::to_owned).collect())
-}
-
-/// The system's boot time, Unix seconds (`btime` in /proc/stat).
-fn boot_time() -> Option<f64> {
-    std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("btime "))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 #[cfg(test)]

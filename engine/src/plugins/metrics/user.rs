@@ -303,14 +303,7 @@ impl Collector {
                     sum,
                     count,
                 } => {
-                    let mut running = 0;
-                    let cumulative: Vec<u64> = per_bucket
-                        .iter()
-                        .map(|n| {
-                            running += n;
-                            running
-                        })
-                        .collect();
+                    let cumulative = crate::stats::running_sums(per_bucket);
                     family.push_histogram(&labels, &self.buckets, &cumulative, *sum, *count);
                 }
                 Series::Summary { recent, sum, count } => {

@@ -4,12 +4,13 @@
 //! did not start (with a guard against PID reuse).
 
 use super::config::ServiceSpec;
+use crate::worker::process::{self as worker_process, WorkerCommand};
 use rustix::process::{Pid, Signal};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 /// A process we started.
 #[derive(Debug)]
@@ -32,28 +33,14 @@ pub struct Spawned {
 /// An empty command, a program that cannot be started, a working directory or log file
 /// that cannot be used, credentials that cannot be taken.
 pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
-    let argv: Vec<&str> = spec
-        .command
-        .split(' ')
-        .filter(|part| !part.is_empty())
-        .collect();
-    let Some((program, args)) = argv.split_first() else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "command should not be empty",
-        ));
+    let command = WorkerCommand {
+        env: spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        working_dir: spec.working_dir.clone(),
+        credentials: spec.credentials,
+        ..WorkerCommand::from_command_line(&spec.command)
     };
-    let mut builder = Command::new(program);
-    builder
-        .args(args)
-        .envs(spec.env.iter().map(|(key, value)| (key, value)))
-        .stdin(Stdio::null());
-    if let Some(dir) = &spec.working_dir {
-        builder.current_dir(dir);
-    }
-    if let Some((uid, gid)) = spec.credentials {
-        builder.uid(uid).gid(gid);
-    }
+    let mut builder = command.builder()?;
+    builder.stdin(Stdio::null());
     let piped = match &spec.log_file {
         Some(path) => {
             let file = open_log(path)?;
@@ -79,14 +66,7 @@ pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
     }
     let mut child = builder.spawn()?;
     let pid = child.id();
-    let pidfd = match Pid::from_raw(i32::try_from(pid).unwrap_or(0))
-        .ok_or_else(|| io::Error::other("pid 0"))
-        .and_then(|pid| {
-            Ok(rustix::process::pidfd_open(
-                pid,
-                rustix::process::PidfdFlags::empty(),
-            )?)
-        }) {
+    let pidfd = match worker_process::pidfd_of(pid) {
         Ok(fd) => fd,
         Err(error) => {
             let _ = child.kill();
@@ -101,9 +81,12 @@ pub fn spawn(spec: &ServiceSpec) -> io::Result<Spawned> {
     } else {
         None
     };
-    let resolved = resolve_program(program);
-    let command = std::iter::once(resolved.as_str())
-        .chain(args.iter().copied())
+    let (program, args) = command
+        .argv
+        .split_first()
+        .expect("the builder refused an empty command");
+    let command = std::iter::once(resolve_program(program))
+        .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
     Ok(Spawned {
@@ -247,30 +230,22 @@ fn started_after_file(pid: u32, path: &Path) -> bool {
 
 /// When `pid` started (boot time + field 22 of /proc/PID/stat).
 fn start_time(pid: u32) -> Option<std::time::SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
-    let boot: u64 = std::fs::read_to_string("/proc/stat")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("btime "))?
-        .trim()
+    let ticks: u64 = worker_process::stat_fields(&pid.to_string())?
+        .get(19)?
         .parse()
         .ok()?;
     let hz = rustix::param::clock_ticks_per_second();
     Some(
         std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(boot)
+            + std::time::Duration::from_secs(worker_process::boot_time()?)
             + std::time::Duration::from_millis(ticks * 1000 / hz),
     )
 }
 
 /// The state letter of `pid` (`R`, `S`, `Z` …).
 fn stat_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .next()?
+    worker_process::stat_fields(&pid.to_string())?
+        .first()?
         .chars()
         .next()
 }
@@ -300,11 +275,32 @@ pub fn remove_pid_file(path: &Path, pid: Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     fn scratch(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("rr-service-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("x.pid")
+    }
+
+    /// A live process of ours that is not a daemon; killed when dropped.
+    struct Sleeper(Child);
+
+    impl Sleeper {
+        fn start() -> Self {
+            Self(Command::new("sleep").arg("30").spawn().unwrap())
+        }
+
+        fn pid(&self) -> u32 {
+            self.0.id()
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 
     #[test]
@@ -317,13 +313,12 @@ mod tests {
         }
         std::fs::write(&path, format!("{}\n", std::process::id())).unwrap();
         assert_eq!(read_pid_file(&path), PidFile::Stale, "rr's own pid");
-        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-        std::fs::write(&path, format!("{}\nsecond line\n", sleeper.id())).unwrap();
-        assert_eq!(read_pid_file(&path), PidFile::Live(sleeper.id()));
-        remove_pid_file(&path, Some(sleeper.id() + 1));
+        let sleeper = Sleeper::start();
+        std::fs::write(&path, format!("{}\nsecond line\n", sleeper.pid())).unwrap();
+        assert_eq!(read_pid_file(&path), PidFile::Live(sleeper.pid()));
+        remove_pid_file(&path, Some(sleeper.pid() + 1));
         assert!(path.exists(), "a file naming another pid stays");
-        let _ = sleeper.kill();
-        let _ = sleeper.wait();
+        drop(sleeper);
         assert_eq!(read_pid_file(&path), PidFile::Stale);
         remove_pid_file(&path, None);
         assert!(!path.exists());
@@ -332,7 +327,8 @@ mod tests {
     #[test]
     fn a_pid_file_older_than_its_process_is_stale() {
         let path = scratch("reuse");
-        std::fs::write(&path, "1234\n").unwrap();
+        let sleeper = Sleeper::start();
+        std::fs::write(&path, format!("{}\n", sleeper.pid())).unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         std::fs::File::options()
             .write(true)
@@ -340,16 +336,6 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-        std::fs::write(&path, format!("{}\n", sleeper.id())).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
         assert_eq!(read_pid_file(&path), PidFile::Stale);
-        let _ = sleeper.kill();
-        let _ = sleeper.wait();
     }
 }

@@ -6,7 +6,8 @@
 use super::config::ServiceSpec;
 use super::process::{self, PidFile, Sent};
 use super::supervisor::go_exit_text;
-use super::supervisor::{reap, Phase, ProcessRecord, RunEnd, AFTER_KILL};
+use super::supervisor::{Phase, ProcessRecord, RunEnd, AFTER_KILL};
+use crate::worker::process::reap;
 use rustix::process::Signal;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@ use super::output::{self, Tail};
 use super::process::{self, PidFile, Spawned};
 use super::stop::{kill_child, stop_child, stop_daemon};
 use crate::aio::Backend;
+use crate::worker::process::{self as worker_process, reap};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
@@ -364,21 +365,17 @@ async fn run_once(
     if let Some(pipes) = pipes {
         output::forward(pipes, &spec.name, spec.name_in_log, pid, &tail, backend);
     }
-    // SAFETY: the AsyncFd takes the pidfd by value and closes it only when dropped, so the
-    // registered descriptor stays the one `as_raw_fd` returns.
-    let exit =
-        match unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) } {
-            Ok(exit) => exit,
-            Err(error) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return RunEnd::StartFailed(format!(
-                    "service {}: cannot watch its exit: {}",
-                    spec.name,
-                    std::io::Error::from(error)
-                ));
-            }
-        };
+    let exit = match worker_process::watch_exit(pidfd) {
+        Ok(exit) => exit,
+        Err(error) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return RunEnd::StartFailed(format!(
+                "service {}: cannot watch its exit: {error}",
+                spec.name
+            ));
+        }
+    };
     if let Some(pid_file) = &spec.pid_file {
         // The instant-exit check: a daemon that dies within start_secs failed to start; one
         // that exits 0 has forked, and its PID file names the daemon.
@@ -525,23 +522,6 @@ async fn watch_daemon(spec: &ServiceSpec, record: &ProcessRecord, pid: u32) -> R
                 }
             }
             () = record.stop_wanted() => return stop_daemon(spec, record, pid).await,
-        }
-    }
-}
-
-/// Waits for our child's exit and reaps it.
-pub(super) async fn reap(
-    child: &mut std::process::Child,
-    exit: &AsyncFd<OwnedFd>,
-) -> Option<std::process::ExitStatus> {
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => match exit.readable().await {
-                Ok(mut ready) => ready.clear_ready(),
-                Err(_) => return None,
-            },
-            Err(_) => return None,
         }
     }
 }

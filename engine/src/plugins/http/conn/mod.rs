@@ -125,6 +125,23 @@ impl Connection {
         result.is_ok()
     }
 
+    /// Sends `100 Continue` when `pending` (then clears it); a client that cannot take it
+    /// is refused silently.
+    async fn continue_once(
+        &mut self,
+        pending: &mut bool,
+        shared: &HttpShared,
+    ) -> Result<(), Refusal> {
+        if std::mem::take(pending)
+            && !self
+                .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
+                .await
+        {
+            return Err(Refusal::Silent);
+        }
+        Ok(())
+    }
+
     /// Sends a refusal's answer and closes as it says.
     async fn refuse(&mut self, refusal: Refusal, shared: &HttpShared) {
         match refusal {

@@ -160,12 +160,12 @@ async fn read_body(
             unix_seconds(),
         ))
     };
-    let expects_continue = conn
+    // `100 Continue` is owed before the first read of a body the client waits to send.
+    let mut continue_pending = conn
         .head
         .value(&conn.buf, "expect")
         .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
         && minor_version == 1;
-    let mut continue_sent = false;
     let clock = BodyClock::new(shared);
     // The body: Content-Length bytes stay in `buf`; chunked bodies are decoded into `body`.
     conn.body.clear();
@@ -178,15 +178,7 @@ async fn read_body(
             // doubling would hold up to twice the body while it arrives.
             conn.buf.reserve_exact(end.saturating_sub(conn.buf.len()));
             while conn.buf.len() < end {
-                if expects_continue && !continue_sent {
-                    continue_sent = true;
-                    if !conn
-                        .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
-                        .await
-                    {
-                        return Err(Refusal::Silent);
-                    }
-                }
+                conn.continue_once(&mut continue_pending, shared).await?;
                 let received = conn.buf.len() - head_len;
                 match conn
                     .read_more(clock.next_deadline(received), shared, false)
@@ -233,15 +225,7 @@ async fn read_body(
                 // Keep `buf` from growing with decoded chunks: drop what is consumed.
                 conn.buf.drain(head_len..at);
                 at = head_len;
-                if expects_continue && !continue_sent {
-                    continue_sent = true;
-                    if !conn
-                        .write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(), shared)
-                        .await
-                    {
-                        return Err(Refusal::Silent);
-                    }
-                }
+                conn.continue_once(&mut continue_pending, shared).await?;
                 match conn
                     .read_more(clock.next_deadline(received), shared, false)
                     .await
