@@ -420,6 +420,9 @@ impl Storage {
 /// A request sent as JSON (`{"storage": …, "items": [{"key", "value", "timeout"}]}`, the
 /// value a string).
 fn request_from_json(arg: serde_json::Value) -> Result<Request, String> {
+    if !arg.is_object() {
+        return Err("expected a kv.v1.Request object".into());
+    }
     let text = |value: Option<&serde_json::Value>| {
         value
             .and_then(serde_json::Value::as_str)
@@ -440,9 +443,6 @@ fn request_from_json(arg: serde_json::Value) -> Result<Request, String> {
                 .collect()
         })
         .unwrap_or_default();
-    if !arg.is_object() {
-        return Err("expected a kv.v1.Request object".into());
-    }
     Ok(Request {
         storage: text(arg.get("storage")),
         items,
