@@ -12,6 +12,7 @@ pub mod runtime;
 pub mod stats;
 #[cfg(test)]
 pub(crate) mod test_alloc;
+pub mod uuid;
 pub mod worker;
 
 /// The RoadRunner release whose behaviour ringrunner matches; exported to workers as

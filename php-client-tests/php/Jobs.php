@@ -21,6 +21,8 @@ final class ReceivedJob
         public string $pipeline,
         public array $headers,
         public string $payload,
+        public string $driver = '',
+        public string $queue = 'unknown',
     ) {
     }
 
@@ -70,7 +72,7 @@ final class JobsConsumer
         }
         $context = json_decode($payload->context, true, 16, JSON_THROW_ON_ERROR);
         return new ReceivedJob($this->worker, $context['id'], $context['job'], $context['pipeline'] ?? 'unknown',
-            $context['headers'] ?? [], $payload->body);
+            $context['headers'] ?? [], $payload->body, $context['driver'] ?? '', $context['queue'] ?? 'unknown');
     }
 }
 

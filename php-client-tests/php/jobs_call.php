@@ -1,8 +1,9 @@
 <?php
 /**
  * The producer side from PHP (jobs.v1 protobuf), printed as JSON:
- *   php jobs_call.php DSN push PIPELINE NAME ID PAYLOAD [DELAY] [PRIORITY]
- *   php jobs_call.php DSN many PIPELINE COUNT [BATCH]   (ids job-0 … job-N, by PushBatch)
+ *   php jobs_call.php DSN push PIPELINE NAME ID PAYLOAD [DELAY] [PRIORITY] [HEADERS_JSON]
+ *   php jobs_call.php DSN many PIPELINE COUNT [BATCH] [NAME] [PREFIX]
+ *     (jobs NAME, default ack, ids PREFIX0 … PREFIX<N-1>, default prefix job-, by PushBatch)
  *   php jobs_call.php DSN pause|resume|destroy NAME…    php jobs_call.php DSN list|stat
  *   php jobs_call.php DSN declare '{"name":…,"driver":"memory",…}'
  * Errors print `ERROR: <text>` and exit 1.
@@ -21,14 +22,16 @@ $op = array_shift($args);
 $jobs = new JobsProducer(RpcClient::connect($dsn));
 try {
     $result = match ($op) {
-        'push' => $jobs->push(JobsProducer::job($args[0], $args[1], $args[2], $args[3], (int) ($args[4] ?? 0), (int) ($args[5] ?? 0))) ?? true,
+        'push' => $jobs->push(JobsProducer::job($args[0], $args[1], $args[2], $args[3], (int) ($args[4] ?? 0),
+            (int) ($args[5] ?? 0), json_decode($args[6] ?? '{}', true))) ?? true,
         'many' => (function () use ($jobs, $args): bool {
             [$pipeline, $count] = [$args[0], (int) $args[1]];
             $batch = (int) ($args[2] ?? 500);
+            [$name, $prefix] = [$args[3] ?? 'ack', $args[4] ?? 'job-'];
             for ($start = 0; $start < $count; $start += $batch) {
                 $chunk = [];
                 for ($i = $start; $i < min($count, $start + $batch); $i++) {
-                    $chunk[] = JobsProducer::job($pipeline, 'ack', "job-$i", str_repeat('p', 1024));
+                    $chunk[] = JobsProducer::job($pipeline, $name, "$prefix$i", str_repeat('p', 1024));
                 }
                 $jobs->pushBatch($chunk);
             }

@@ -90,8 +90,9 @@ pub trait Service: Any + Debug + Send + Sync {
         }
     }
 
-    /// Its pipelines as `informer.Jobs` lists them (the jobs plugin's); None for others.
-    fn jobs(&self) -> Option<serde_json::Value> {
+    /// Its pipelines as `informer.Jobs` lists them (the jobs plugin's, which may ask a
+    /// broker); None for others.
+    fn jobs(&self) -> Option<LocalFuture<'_, serde_json::Value>> {
         None
     }
 

@@ -49,6 +49,7 @@ pub const REGISTRY: &[Entry] = &[
     super::http::ENTRY,
     super::tcp::ENTRY,
     super::jobs::ENTRY,
+    super::jobs::AMQP_ENTRY,
     super::status::ENTRY,
     super::metrics::ENTRY,
     super::kv::ENTRY,

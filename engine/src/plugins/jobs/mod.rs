@@ -1,8 +1,10 @@
-//! The `jobs` plugin (spec tcp-jobs Part B) with the `memory` driver: pipelines from the
-//! config and declared over RPC, a shared priority queue, pollers that run jobs on the jobs
-//! pool (`RR_MODE=jobs`) and apply the worker's ack, nack or requeue, the RPC service
-//! `jobs` (`jobs.v1` protobuf), the informer's jobs table and `rr jobs`.
+//! The `jobs` plugin (spec tcp-jobs Part B) with the `memory` and `amqp` drivers: pipelines
+//! from the config and declared over RPC, a shared priority queue, pollers that run jobs on
+//! the jobs pool (`RR_MODE=jobs`) and apply the worker's ack, nack or requeue, the RPC
+//! service `jobs` (`jobs.v1` protobuf), the informer's jobs table and `rr jobs`.
 
+mod amqp;
+mod memory;
 mod pipeline;
 mod poller;
 pub mod proto;
@@ -30,6 +32,12 @@ pub const ENTRY: super::Entry = super::Entry {
     configure,
 };
 
+/// The `amqp` section's entry: the jobs plugin reads it; alone it starts nothing.
+pub const AMQP_ENTRY: super::Entry = super::Entry {
+    section: "amqp",
+    configure: |ctx| amqp::config::read_connection(ctx.reader).map(|_| None),
+};
+
 fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, ConfigError> {
     if !ctx.reader.has("jobs") {
         return Ok(None);
@@ -37,12 +45,26 @@ fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, Co
     Ok(Some(Box::new(JobsSection::read(ctx.reader, ctx.warnings)?)))
 }
 
-/// A pipeline as configured or declared.
+/// A pipeline as configured.
 #[derive(Debug, Clone)]
-struct PipelineSpec {
-    name: String,
-    priority: i64,
-    prefetch: u64,
+enum PipelineSpec {
+    Memory {
+        name: String,
+        priority: i64,
+        prefetch: u64,
+    },
+    Amqp {
+        name: String,
+        options: Box<amqp::config::Options>,
+    },
+}
+
+impl PipelineSpec {
+    fn name(&self) -> &str {
+        match self {
+            Self::Memory { name, .. } | Self::Amqp { name, .. } => name,
+        }
+    }
 }
 
 /// `jobs`.
@@ -54,6 +76,10 @@ pub struct JobsSection {
     pipelines: Vec<PipelineSpec>,
     /// Configured pipelines whose driver is missing or not ours: listed, pushes fail.
     unregistered: BTreeMap<String, String>,
+    /// The broker (`amqp.addr`) when the `amqp` section is there.
+    amqp_addr: Option<String>,
+    /// `jobs.timeout`: how long a push may wait for a broker.
+    timeout: Duration,
 }
 
 impl JobsSection {
@@ -64,7 +90,11 @@ impl JobsSection {
     pub fn read(reader: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
         let pool = PoolSection::read(reader, "jobs.pool", warnings)?;
         let _ = reader.has("jobs.num_pollers");
-        let _ = reader.has("jobs.timeout");
+        let timeout = reader
+            .unsigned("jobs.timeout")?
+            .filter(|n| *n > 0)
+            .map_or(Duration::from_secs(60), Duration::from_secs);
+        let amqp_addr = amqp::config::read_connection(reader)?;
         let _ = reader.has("jobs.options.parallelism");
         let pipeline_size = reader
             .unsigned("jobs.pipeline_size")?
@@ -84,8 +114,19 @@ impl JobsSection {
         for (name, line) in names {
             let key = |k: &str| format!("jobs.pipelines.{name}.{k}");
             let driver = reader.string(&key("driver"))?.unwrap_or_default();
-            if driver != "memory" {
-                warnings.push(format!("jobs.pipelines.{name}: driver {driver:?} is not supported by ringrunner yet (memory is); pushes to it fail"));
+            let supported = match driver.as_str() {
+                "memory" => true,
+                "amqp" => amqp_addr.is_some(),
+                _ => false,
+            };
+            if !supported {
+                let why = if driver == "amqp" {
+                    "can't find driver constructor for the pipeline (the amqp section is missing)"
+                        .to_owned()
+                } else {
+                    format!("driver {driver:?} is not supported by ringrunner yet (memory and amqp are)")
+                };
+                warnings.push(format!("jobs.pipelines.{name}: {why}; pushes to it fail"));
                 let _ = reader.has(&key("config"));
                 unregistered.insert(name, driver);
                 continue;
@@ -99,12 +140,20 @@ impl JobsSection {
                     ),
                 });
             }
+            if let Some(addr) = amqp_addr.as_deref().filter(|_| driver == "amqp") {
+                let options = amqp::config::Options::read(reader, &name, addr)?;
+                pipelines.push(PipelineSpec::Amqp {
+                    name,
+                    options: Box::new(options),
+                });
+                continue;
+            }
             let priority = reader
                 .unsigned(&key("config.priority"))?
                 .or(reader.unsigned(&key("priority"))?)
                 .unwrap_or(10);
             let prefetch = reader.unsigned(&key("config.prefetch"))?.unwrap_or(100_000);
-            pipelines.push(PipelineSpec {
+            pipelines.push(PipelineSpec::Memory {
                 name,
                 priority: i64::try_from(priority).unwrap_or(i64::MAX),
                 prefetch,
@@ -116,6 +165,8 @@ impl JobsSection {
             consume,
             pipelines,
             unregistered,
+            amqp_addr,
+            timeout,
         })
     }
 }
@@ -134,7 +185,7 @@ pub struct Counters {
     /// Per (pipeline, source): pushes attempted and the latency of those accepted (rr's
     /// `requests_total` and `push_latency`, labelled `job`, `driver`, `source`). Pushes come
     /// over RPC, not on the hot path: a lock is fine.
-    pub pushes: Mutex<BTreeMap<(String, &'static str), PushSeries>>,
+    pub pushes: Mutex<BTreeMap<(String, &'static str, &'static str), PushSeries>>,
 }
 
 /// Prometheus' default buckets, for `rr_jobs_push_latency`.
@@ -152,11 +203,19 @@ pub struct PushSeries {
 }
 
 impl Counters {
-    /// Records a push attempt to `pipeline` from `source` (`single`, `batch`); `took` when
-    /// it was accepted.
-    pub fn push(&self, pipeline: &str, source: &'static str, took: Option<Duration>) {
+    /// Records a push attempt to `pipeline` (on `driver`) from `source` (`single`,
+    /// `batch`); `took` when it was accepted.
+    pub fn push(
+        &self,
+        pipeline: &str,
+        driver: &'static str,
+        source: &'static str,
+        took: Option<Duration>,
+    ) {
         let mut pushes = self.pushes.lock().unwrap_or_else(PoisonError::into_inner);
-        let series = pushes.entry((pipeline.to_owned(), source)).or_default();
+        let series = pushes
+            .entry((pipeline.to_owned(), driver, source))
+            .or_default();
         series.requests += 1;
         if let Some(took) = took {
             let seconds = took.as_secs_f64();
@@ -208,14 +267,14 @@ impl Counters {
             "Histogram represents latency for pushed operation",
             Kind::Histogram,
         );
-        for ((pipeline, source), series) in self
+        for ((pipeline, driver, source), series) in self
             .pushes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
             let labels = vec![
-                ("driver".to_owned(), "memory".to_owned()),
+                ("driver".to_owned(), (*driver).to_owned()),
                 ("job".to_owned(), pipeline.clone()),
                 ("source".to_owned(), (*source).to_owned()),
             ];
@@ -250,6 +309,16 @@ pub struct JobsShared {
     idle: Notify,
     counters: Counters,
     lifecycle: Arc<Lifecycle>,
+    /// The AMQP client's runtime, when the `amqp` section is there.
+    amqp: Option<AmqpBroker>,
+}
+
+/// The broker's address and the runtime its client runs on.
+#[derive(Debug)]
+struct AmqpBroker {
+    addr: String,
+    timeout: Duration,
+    runtime: amqp::AmqpRuntime,
 }
 
 impl JobsShared {
@@ -258,6 +327,67 @@ impl JobsShared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Creates a configured pipeline, consuming when `jobs.consume` lists it; an amqp one dials
+/// its broker first (rr's serve fails when it cannot).
+fn start_pipeline(
+    shared: &Arc<JobsShared>,
+    ctx: &StartContext<'_>,
+    spec: PipelineSpec,
+) -> Result<(), String> {
+    let name = spec.name().to_owned();
+    let consume = shared.consume.contains(&name);
+    let pipeline = match spec {
+        PipelineSpec::Memory {
+            name,
+            priority,
+            prefetch,
+        } => {
+            let pipeline = Pipeline::memory(&name, priority, prefetch);
+            if consume {
+                let queue = Arc::clone(&shared.queue);
+                let running = Arc::clone(&pipeline);
+                ctx.shards
+                    .block_on(0, move |_| async move { running.run(&queue).await })?;
+            }
+            pipeline
+        }
+        PipelineSpec::Amqp { name, options } => {
+            let Some(broker) = &shared.amqp else {
+                return Err(format!("jobs.pipelines.{name}: no amqp section"));
+            };
+            let pipeline = amqp::Amqp::pipeline(
+                &name,
+                *options,
+                broker.timeout,
+                &shared.queue,
+                broker.runtime.handle(),
+            );
+            if let pipeline::Driver::Amqp(driver) = &pipeline.driver {
+                broker
+                    .runtime
+                    .block_on(driver.connect(consume))
+                    .map_err(|error| format!("jobs.pipelines.{name}: {error}"))?;
+            }
+            pipeline
+        }
+    };
+    shared.pipelines().insert(name, pipeline);
+    Ok(())
+}
+
+/// Stops every pipeline (a failed start's, before the error is returned).
+fn stop_pipelines(shared: &Arc<JobsShared>, ctx: &StartContext<'_>) {
+    let shared = Arc::clone(shared);
+    ctx.shards.block_on(0, move |_| async move {
+        let pipelines: Vec<_> = std::mem::take(&mut *shared.pipelines())
+            .into_values()
+            .collect();
+        for pipeline in pipelines {
+            pipeline.stop(&shared.queue).await;
+        }
+    });
 }
 
 /// The running plugin.
@@ -276,6 +406,14 @@ impl Plugin for JobsSection {
         let section = self.pool.clone();
         ServerPlugin::run_with_pool("jobs", &section, ctx, |pool| {
             let pollers = pool.config().num_workers + 2;
+            let amqp = match self.amqp_addr {
+                Some(addr) => Some(AmqpBroker {
+                    addr,
+                    timeout: self.timeout,
+                    runtime: amqp::AmqpRuntime::start()?,
+                }),
+                None => None,
+            };
             let shared = Arc::new(JobsShared {
                 pool,
                 queue: Arc::new(SharedQueue::new(self.pipeline_size)),
@@ -288,13 +426,15 @@ impl Plugin for JobsSection {
                 idle: Notify::new(),
                 counters: Counters::default(),
                 lifecycle: Arc::clone(ctx.lifecycle),
+                amqp,
             });
-            for spec in self.pipelines {
-                let pipeline = Pipeline::new(&spec.name, spec.priority, spec.prefetch);
-                if shared.consume.contains(&spec.name) {
-                    pipeline.run(&shared.queue, "listener already in the active state")?;
-                }
-                shared.pipelines().insert(spec.name, pipeline);
+            let started = self
+                .pipelines
+                .into_iter()
+                .try_for_each(|spec| start_pipeline(&shared, ctx, spec));
+            if let Err(error) = started {
+                stop_pipelines(&shared, ctx);
+                return Err(error);
             }
             for index in 0..pollers {
                 let shared = Arc::clone(&shared);
@@ -319,13 +459,23 @@ impl Service for JobsPlugin {
         Some(&self.shared.pool)
     }
 
-    fn jobs(&self) -> Option<serde_json::Value> {
-        Some(serde_json::Value::Array(
-            rpc::stats(&self.shared)
-                .iter()
-                .map(rpc::stat_json)
-                .collect(),
-        ))
+    fn jobs(&self) -> Option<LocalFuture<'_, serde_json::Value>> {
+        Some(Box::pin(async move {
+            let stats = rpc::stats(&self.shared).await;
+            serde_json::Value::Array(
+                stats
+                    .iter()
+                    .filter_map(|stat| {
+                        stat.as_ref()
+                            .inspect_err(|error| {
+                                tracing::warn!(target: "jobs", %error, "a pipeline's state is not known");
+                            })
+                            .ok()
+                    })
+                    .map(rpc::stat_json)
+                    .collect(),
+            )
+        }))
     }
 
     /// Stops the pollers (each finishes the job in hand), the pipelines (what they still
@@ -344,8 +494,9 @@ impl Service for JobsPlugin {
                 }
                 idle.await;
             }
-            for pipeline in shared.pipelines().values() {
-                pipeline.stop(&shared.queue);
+            let pipelines: Vec<_> = shared.pipelines().values().cloned().collect();
+            for pipeline in pipelines {
+                pipeline.stop(&shared.queue).await;
             }
             shared.pool.destroy().await;
         })

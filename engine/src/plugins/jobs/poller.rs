@@ -2,7 +2,7 @@
 //! shared queue, sends it to a worker (context JSON and the payload, codec RAW), and applies
 //! the worker's reply (spec tcp-jobs B.5, B.6).
 
-use super::pipeline::Job;
+use super::pipeline::{Job, Verdict};
 use super::JobsShared;
 use crate::pool::Request;
 use crate::runtime::ShardContext;
@@ -63,10 +63,13 @@ async fn run(
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::json!(v)))
         .collect();
-    // rr's keys, in rr's order.
-    let value = serde_json::json!({
-        "id": job.id, "job": job.name, "driver": "memory", "headers": headers, "pipeline": job.pipeline.name,
+    let pipeline = Arc::clone(&job.pipeline);
+    let mut value = serde_json::json!({
+        "id": job.id, "job": job.name, "driver": pipeline.driver_name(), "headers": headers, "pipeline": pipeline.name,
     });
+    if let Some(queue) = pipeline.queue_name() {
+        value["queue"] = serde_json::Value::from(queue);
+    }
     let _ = serde_json::to_writer(&mut *context, &value);
     let request = Request {
         codec: Flags::CODEC_RAW,
@@ -75,87 +78,76 @@ async fn run(
         lent: None,
     };
     let result = shared.pool.exec(shard, request, response).await;
-    let reply = match result {
-        Ok(meta) => serde_json::from_slice::<Reply>(&response[meta.context_len..])
-            .map_err(|error| format!("response handler error: {error}"))
-            .map(Ok),
-        Err(error) => Ok(Err(error.to_string())),
-    };
-    let pipeline = std::sync::Arc::clone(&job.pipeline);
-    match reply {
-        // A worker error, a crash, the pool failing: nack (the memory driver drops it).
-        Ok(Err(error)) => {
+    let verdict = match result {
+        Ok(meta) => match serde_json::from_slice::<Reply>(&response[meta.context_len..]) {
+            Ok(reply) => verdict(shared, &job, reply),
+            Err(error) => {
+                // Not the protocol's JSON: acknowledged, or it would come back forever.
+                tracing::error!(target: "jobs", id = %job.id, pipeline = %pipeline.name, %error, "response handler error");
+                shared.counters.jobs_err.fetch_add(1, Ordering::Relaxed);
+                Verdict::Ack
+            }
+        },
+        // A worker error, a crash, the pool failing.
+        Err(error) => {
             tracing::error!(target: "jobs", id = %job.id, pipeline = %pipeline.name, %error, "job failed");
             shared.counters.jobs_err.fetch_add(1, Ordering::Relaxed);
-            pipeline.release(&job, &shared.queue);
+            Verdict::Nack
         }
+    };
+    let requeued = matches!(verdict, Verdict::Requeue { .. });
+    let id = job.id.clone();
+    match pipeline.settle(job, verdict, &shared.queue).await {
+        Ok(()) if requeued => {
+            tracing::info!(target: "jobs", %id, pipeline = %pipeline.name, "job was re-queued");
+        }
+        Ok(()) => {}
         Err(error) => {
-            // Not the protocol's JSON: acknowledged, or it would come back forever.
-            tracing::error!(target: "jobs", id = %job.id, pipeline = %pipeline.name, %error, "response handler error");
-            shared.counters.jobs_err.fetch_add(1, Ordering::Relaxed);
-            pipeline.release(&job, &shared.queue);
+            tracing::error!(target: "jobs", %id, pipeline = %pipeline.name, %error, "acknowledge error, job might be missed");
         }
-        Ok(Ok(reply)) => apply(shared, job, reply),
     }
 }
 
-fn apply(shared: &JobsShared, job: Job, reply: Reply) {
-    let pipeline = std::sync::Arc::clone(&job.pipeline);
+/// The verdict a reply asks for, counted as rr counts.
+fn verdict(shared: &JobsShared, job: &Job, reply: Reply) -> Verdict {
     let data = || serde_json::from_value::<ReplyData>(reply.data.clone()).unwrap_or_default();
+    let delay = |data: &ReplyData| u64::try_from(data.delay_seconds).unwrap_or(0);
     match reply.kind {
         0 | 2 => {
             shared.counters.jobs_ok.fetch_add(1, Ordering::Relaxed);
-            pipeline.release(&job, &shared.queue);
+            Verdict::Ack
         }
         1 => {
             let data = data();
-            tracing::error!(target: "jobs", message = %data.message, delay = data.delay_seconds, requeue = data.requeue, "jobs protocol error");
+            tracing::error!(target: "jobs", id = %job.id, message = %data.message, delay = data.delay_seconds, requeue = data.requeue, "jobs protocol error");
             shared.counters.jobs_err.fetch_add(1, Ordering::Relaxed);
             if data.requeue {
-                requeue(shared, job, data);
+                Verdict::Requeue {
+                    delay: delay(&data),
+                    headers: data.headers,
+                }
             } else {
-                pipeline.release(&job, &shared.queue);
+                Verdict::Ack
             }
         }
         3 => {
             let data = data();
             shared.counters.jobs_err.fetch_add(1, Ordering::Relaxed);
-            if data.requeue {
-                requeue(
-                    shared,
-                    job,
-                    ReplyData {
-                        headers: BTreeMap::new(),
-                        ..data
-                    },
-                );
-            } else {
-                // No dead-letter queue in memory: dropped.
-                pipeline.release(&job, &shared.queue);
+            Verdict::NackWith {
+                requeue: data.requeue,
+                delay: delay(&data),
             }
         }
-        4 => requeue(shared, job, data()),
+        4 => {
+            let data = data();
+            Verdict::Requeue {
+                delay: delay(&data),
+                headers: data.headers,
+            }
+        }
         other => {
             tracing::warn!(target: "jobs", kind = other, "unknown response type, acknowledging the JOB");
-            pipeline.release(&job, &shared.queue);
-        }
-    }
-}
-
-/// Frees the job's slot and pushes it again with the reply's delay and headers.
-fn requeue(shared: &JobsShared, job: Job, data: ReplyData) {
-    let pipeline = std::sync::Arc::clone(&job.pipeline);
-    pipeline.release(&job, &shared.queue);
-    let mut again = job;
-    again.headers.extend(data.headers);
-    again.delay = u64::try_from(data.delay_seconds).unwrap_or(0);
-    let id = again.id.clone();
-    match pipeline.push(again, &shared.queue) {
-        Ok(()) => {
-            tracing::info!(target: "jobs", %id, pipeline = %pipeline.name, "job was re-queued")
-        }
-        Err(error) => {
-            tracing::error!(target: "jobs", %id, pipeline = %pipeline.name, %error, "job could not be re-queued")
+            Verdict::Ack
         }
     }
 }

@@ -2,7 +2,8 @@
 //! `List`, `Declare`, `Destroy`, `Stat`, with the `jobs.v1` protobuf messages rr's PHP
 //! client and `rr jobs` send, and rr's error texts.
 
-use super::pipeline::{Job, Pipeline};
+use super::amqp;
+use super::pipeline::{Job, Pipeline, Receipt};
 use super::proto;
 use super::{JobsPlugin, JobsShared};
 use crate::plugins::rpc::{Reply, RpcService};
@@ -45,68 +46,77 @@ impl RpcService for JobsPlugin {
         method: &'a str,
         message: &'a [u8],
     ) -> Option<LocalFuture<'a, Result<Vec<u8>, String>>> {
-        let shared = &self.shared;
-        let result = match method {
-            "Push" => decode::<proto::PushRequest>(message).and_then(|request| {
-                let job = request.job.ok_or_else(|| "job is required".to_owned())?;
-                push(shared, job, "single").map(|()| empty())
-            }),
-            "PushBatch" => decode::<proto::PushBatchRequest>(message).and_then(|request| {
-                request
-                    .jobs
-                    .into_iter()
-                    .try_for_each(|job| push(shared, job, "batch"))
-                    .map(|()| empty())
-            }),
-            "Pause" => decode::<proto::Pipelines>(message).and_then(|request| {
-                for name in &request.pipelines {
-                    find(shared, name)?.pause()?;
-                }
-                Ok(empty())
-            }),
-            "Resume" => decode::<proto::Pipelines>(message).and_then(|request| {
-                for name in &request.pipelines {
-                    find(shared, name)?.run(
-                        &shared.queue,
-                        "memory listener is already in the active state",
-                    )?;
-                }
-                Ok(empty())
-            }),
-            "List" => {
-                let mut names: Vec<String> = shared.pipelines().keys().cloned().collect();
-                names.extend(
-                    shared
-                        .unregistered
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .keys()
-                        .cloned(),
-                );
-                Ok(proto::Pipelines { pipelines: names }.encode_to_vec())
+        if !matches!(
+            method,
+            "Push" | "PushBatch" | "Pause" | "Resume" | "List" | "Declare" | "Destroy" | "Stat"
+        ) {
+            return None;
+        }
+        Some(Box::pin(call(&self.shared, method, message)))
+    }
+}
+
+async fn call(shared: &JobsShared, method: &str, message: &[u8]) -> Result<Vec<u8>, String> {
+    match method {
+        "Push" => {
+            let request = decode::<proto::PushRequest>(message)?;
+            let job = request.job.ok_or_else(|| "job is required".to_owned())?;
+            push(shared, job, "single").await.map(|()| empty())
+        }
+        "PushBatch" => {
+            for job in decode::<proto::PushBatchRequest>(message)?.jobs {
+                push(shared, job, "batch").await?;
             }
-            "Declare" => decode::<proto::DeclareRequest>(message)
-                .and_then(|request| declare(shared, &request.pipeline).map(|()| empty())),
-            "Destroy" => decode::<proto::Pipelines>(message).and_then(|request| {
-                let mut destroyed = Vec::new();
-                for name in &request.pipelines {
-                    let pipeline = find(shared, name)?;
-                    pipeline.stop(&shared.queue);
-                    shared.pipelines().remove(name);
-                    destroyed.push(name.clone());
-                }
-                Ok(proto::Pipelines {
-                    pipelines: destroyed,
-                }
-                .encode_to_vec())
-            }),
-            "Stat" => Ok(proto::Stats {
-                stats: stats(shared),
+            Ok(empty())
+        }
+        "Pause" => {
+            for name in &decode::<proto::Pipelines>(message)?.pipelines {
+                find(shared, name)?.pause().await?;
             }
-            .encode_to_vec()),
-            _ => return None,
-        };
-        Some(Box::pin(std::future::ready(result)))
+            Ok(empty())
+        }
+        "Resume" => {
+            for name in &decode::<proto::Pipelines>(message)?.pipelines {
+                find(shared, name)?.run(&shared.queue).await?;
+            }
+            Ok(empty())
+        }
+        "List" => {
+            let mut names: Vec<String> = shared.pipelines().keys().cloned().collect();
+            names.extend(
+                shared
+                    .unregistered
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .keys()
+                    .cloned(),
+            );
+            Ok(proto::Pipelines { pipelines: names }.encode_to_vec())
+        }
+        "Declare" => {
+            let request = decode::<proto::DeclareRequest>(message)?;
+            declare(shared, &request.pipeline).await.map(|()| empty())
+        }
+        "Destroy" => {
+            let mut destroyed = Vec::new();
+            for name in &decode::<proto::Pipelines>(message)?.pipelines {
+                let pipeline = find(shared, name)?;
+                shared.pipelines().remove(name);
+                pipeline.stop(&shared.queue).await;
+                destroyed.push(name.clone());
+            }
+            Ok(proto::Pipelines {
+                pipelines: destroyed,
+            }
+            .encode_to_vec())
+        }
+        _ => {
+            let stats = stats(shared)
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(proto::Stats { stats }.encode_to_vec())
+        }
     }
 }
 
@@ -129,17 +139,18 @@ fn find(shared: &JobsShared, name: &str) -> Result<Arc<Pipeline>, String> {
 /// `jobs.Push` of one job (from `source`: `single` or `batch`): rr's checks, then the
 /// pipeline; counted as rr counts (a push to a pipeline that exists is a request, timed when
 /// accepted).
-fn push(shared: &JobsShared, job: proto::Job, source: &'static str) -> Result<(), String> {
-    let pipeline = job
+async fn push(shared: &JobsShared, job: proto::Job, source: &'static str) -> Result<(), String> {
+    let name = job
         .options
         .as_ref()
         .map(|o| o.pipeline.clone())
         .unwrap_or_default();
     let started = std::time::Instant::now();
-    let pushed = push_checked(shared, job);
-    if shared.pipelines().contains_key(&pipeline) {
+    let pushed = push_checked(shared, job).await;
+    let driver = shared.pipelines().get(&name).map(|p| p.driver_name());
+    if let Some(driver) = driver {
         let took = pushed.is_ok().then(|| started.elapsed());
-        shared.counters.push(&pipeline, source, took);
+        shared.counters.push(&name, driver, source, took);
     }
     let counter = if pushed.is_ok() {
         &shared.counters.push_ok
@@ -150,7 +161,7 @@ fn push(shared: &JobsShared, job: proto::Job, source: &'static str) -> Result<()
     pushed
 }
 
-fn push_checked(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
+async fn push_checked(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
     if job.id.is_empty() {
         return Err("empty ID field not allowed".into());
     }
@@ -185,13 +196,16 @@ fn push_checked(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
         headers,
         priority: options.priority,
         delay: u64::try_from(options.delay).unwrap_or(0),
+        auto_ack: options.auto_ack,
         pipeline: Arc::clone(&pipeline),
+        receipt: Receipt::None,
     };
-    pipeline.push(job, &shared.queue)
+    pipeline.push(job, &shared.queue).await
 }
 
-/// `jobs.Declare` from rr's string map (spec tcp-jobs B.7.3).
-fn declare(
+/// `jobs.Declare` from rr's string map (spec tcp-jobs B.7.3, jobs-amqp §8): an amqp
+/// pipeline dials its broker before it is listed.
+async fn declare(
     shared: &JobsShared,
     map: &std::collections::HashMap<String, String>,
 ) -> Result<(), String> {
@@ -206,11 +220,15 @@ fn declare(
             "no associated driver with the pipeline, pipeline name: {name}"
         ));
     }
-    if driver != "memory" {
-        return Err(format!(
-            "can't find driver constructor for the pipeline: {driver}"
-        ));
-    }
+    let broker = match (driver.as_str(), &shared.amqp) {
+        ("memory", _) => None,
+        ("amqp", Some(broker)) => Some(broker),
+        _ => {
+            return Err(format!(
+                "can't find driver constructor for the pipeline: {driver}"
+            ))
+        }
+    };
     if shared.pipelines().contains_key(&name) {
         return Err(format!(
             "pipeline already exists, name: {name}, driver: {driver}"
@@ -223,39 +241,73 @@ fn declare(
             0
         }),
     };
-    let prefetch = match map.get("prefetch") {
-        None => 100_000,
-        Some(text) => text
-            .parse()
-            .map_err(|_| format!("prefetch: {text:?} is not a number"))?,
+    let consume = shared.consume.contains(&name);
+    let pipeline = match broker {
+        None => {
+            let prefetch = match map.get("prefetch") {
+                None => 100_000,
+                Some(text) => text
+                    .parse()
+                    .map_err(|_| format!("prefetch: {text:?} is not a number"))?,
+            };
+            let pipeline = Pipeline::memory(&name, priority, prefetch);
+            if consume {
+                pipeline.run(&shared.queue).await?;
+            }
+            pipeline
+        }
+        Some(broker) => {
+            let mut options = amqp::config::Options::from_declare(map, &broker.addr)?;
+            options.priority = priority;
+            let pipeline = amqp::Amqp::pipeline(
+                &name,
+                options,
+                broker.timeout,
+                &shared.queue,
+                broker.runtime.handle(),
+            );
+            if let super::pipeline::Driver::Amqp(driver) = &pipeline.driver {
+                driver.connect(consume).await?;
+            }
+            pipeline
+        }
     };
-    let pipeline = Pipeline::new(&name, priority, prefetch);
-    if shared.consume.contains(&name) {
-        pipeline.run(&shared.queue, "listener already in the active state")?;
+    // A declare of the same name that finished meanwhile wins; this one is undone.
+    let previous = {
+        let mut pipelines = shared.pipelines();
+        if pipelines.contains_key(&name) {
+            Some(pipeline)
+        } else {
+            pipelines.insert(name.clone(), pipeline);
+            None
+        }
+    };
+    if let Some(pipeline) = previous {
+        pipeline.stop(&shared.queue).await;
+        return Err(format!(
+            "pipeline already exists, name: {name}, driver: {driver}"
+        ));
     }
-    shared.pipelines().insert(name, pipeline);
     Ok(())
 }
 
-/// One `Stat` per pipeline.
-pub(super) fn stats(shared: &JobsShared) -> Vec<proto::Stat> {
-    shared
-        .pipelines()
-        .values()
-        .map(|pipeline| {
-            let stat = pipeline.stat();
-            proto::Stat {
-                pipeline: pipeline.name.clone(),
-                driver: "memory".into(),
-                queue: pipeline.name.clone(),
-                active: i64::try_from(stat.active).unwrap_or(i64::MAX),
-                delayed: i64::try_from(stat.delayed).unwrap_or(i64::MAX),
-                reserved: 0,
-                ready: stat.ready,
-                priority: u64::try_from(pipeline.priority).unwrap_or(0),
-            }
-        })
-        .collect()
+/// One `Stat` per pipeline (an amqp one asks its broker).
+pub(super) async fn stats(shared: &JobsShared) -> Vec<Result<proto::Stat, String>> {
+    let pipelines: Vec<Arc<Pipeline>> = shared.pipelines().values().cloned().collect();
+    let mut stats = Vec::with_capacity(pipelines.len());
+    for pipeline in pipelines {
+        stats.push(pipeline.stat().await.map(|stat| proto::Stat {
+            pipeline: pipeline.name.clone(),
+            driver: pipeline.driver_name().into(),
+            queue: stat.queue,
+            active: i64::try_from(stat.active).unwrap_or(i64::MAX),
+            delayed: i64::try_from(stat.delayed).unwrap_or(i64::MAX),
+            reserved: 0,
+            ready: stat.ready,
+            priority: u64::try_from(pipeline.priority).unwrap_or(0),
+        }));
+    }
+    stats
 }
 
 /// A `Stat` as `informer.Jobs` lists it.

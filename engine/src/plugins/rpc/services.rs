@@ -194,12 +194,17 @@ impl RpcService for Informer {
                 ready(Ok(Reply::Json(json!({ "workers": workers }))))
             }
             // rr answers null for every plugin that is not a jobs plugin.
-            "Jobs" => ready(Ok(Reply::Json(
-                directory
+            "Jobs" => {
+                let jobs = directory
                     .find(plugin_name(&arg))
-                    .and_then(|service| service.jobs())
-                    .unwrap_or(Value::Null),
-            ))),
+                    .and_then(|service| service.jobs());
+                Box::pin(async move {
+                    Ok(Reply::Json(match jobs {
+                        Some(jobs) => jobs.await,
+                        None => Value::Null,
+                    }))
+                })
+            }
             "AddWorker" | "RemoveWorker" => {
                 let name = plugin_name(&arg).to_owned();
                 let pool = pool_of(directory, &name);

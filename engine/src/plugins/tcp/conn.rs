@@ -11,7 +11,6 @@ use crate::plugins::client_io::write_all_within;
 use crate::pool::Request;
 use crate::runtime::ShardContext;
 use ringrunner_protocol::Flags;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -101,27 +100,6 @@ impl Exchange<'_> {
     }
 }
 
-/// A random (v4) UUID, lowercase, as rr's connection ids.
-fn new_uuid() -> String {
-    let mut bytes = [0u8; 16];
-    if rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).is_err() {
-        // No entropy source (a kernel before 3.17): unique enough from the clock and pid.
-        let now = crate::clock::unix_now().as_nanos();
-        let seed = now ^ (u128::from(std::process::id()) << 64);
-        bytes.copy_from_slice(&seed.to_le_bytes());
-    }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut uuid = String::with_capacity(36);
-    for (index, byte) in bytes.iter().enumerate() {
-        if matches!(index, 4 | 6 | 8 | 10) {
-            uuid.push('-');
-        }
-        let _ = write!(uuid, "{byte:02x}");
-    }
-    uuid
-}
-
 /// Serves one accepted connection of server `server` until it closes.
 pub(super) async fn serve(
     stream: Stream,
@@ -132,7 +110,7 @@ pub(super) async fn serve(
 ) {
     let _counted = shared.lifecycle.connection_opened();
     let config: &TcpServer = &shared.config.servers[server];
-    let uuid = new_uuid();
+    let uuid = crate::uuid::new_v4();
     let signal = Arc::new(CloseSignal::default());
     shared
         .connections()
@@ -221,27 +199,5 @@ async fn read_messages(
         if next != Next::Read {
             return next;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uuids_are_v4_and_distinct() {
-        let (a, b) = (new_uuid(), new_uuid());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
-        let groups: Vec<&str> = a.split('-').collect();
-        assert_eq!(
-            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(groups[2].starts_with('4'));
-        assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
-        assert!(a
-            .bytes()
-            .all(|c| c == b'-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     }
 }

@@ -1,0 +1,481 @@
+//! A pipeline's connection to the broker (spec jobs-amqp §3, §4, §7): the dial (exchange,
+//! publish channel in confirm mode), the consumer and its listener, publishing, and the
+//! redial with back-off when the connection or one of its channels fails.
+
+use super::super::pipeline::Job;
+use super::config::short;
+use super::headers;
+use super::Inner;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::PublisherConfirm;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The first wait between redials; each next one is 1.5 times longer, up to a minute.
+const REDIAL_FIRST: Duration = Duration::from_millis(500);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+/// How long closing a connection may take before it is dropped instead.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// A live connection and its channels.
+pub struct Link {
+    connection: Connection,
+    publish: Channel,
+    /// The consume channel, kept while paused: jobs taken before are settled on it.
+    consume: Option<Channel>,
+    generation: u64,
+}
+
+fn amqp_error(what: &str) -> impl Fn(lapin::Error) -> String + '_ {
+    move |error| format!("{what}: {error}")
+}
+
+impl Link {
+    /// Dials the broker: the exchange, the publish channel, consuming when the pipeline
+    /// does; a watcher redials when the connection or a channel of it fails. (Boxed: the
+    /// watcher it spawns may dial again, and a future cannot contain itself.)
+    pub fn dial(
+        inner: &Arc<Inner>,
+    ) -> Pin<Box<dyn Future<Output = Result<Self, String>> + Send + '_>> {
+        Box::pin(Self::dial_now(inner))
+    }
+
+    async fn dial_now(inner: &Arc<Inner>) -> Result<Self, String> {
+        let options = &inner.options;
+        let generation = inner.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let connection = Connection::connect(&options.addr, ConnectionProperties::default())
+            .await
+            .map_err(|error| format!("amqp dial {}: {error}", redacted(&options.addr)))?;
+        let declare = connection
+            .create_channel()
+            .await
+            .map_err(amqp_error("channel"))?;
+        declare
+            .exchange_declare(
+                short(&options.exchange)?,
+                exchange_kind(&options.exchange_type),
+                ExchangeDeclareOptions {
+                    durable: options.exchange_durable,
+                    auto_delete: options.exchange_auto_delete,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error("exchange.declare"))?;
+        let _ = declare.close(200, "OK".into()).await;
+        let publish = connection
+            .create_channel()
+            .await
+            .map_err(amqp_error("channel"))?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|error| {
+                format!("failed to turn on publisher confirms on the channel: {error}")
+            })?;
+        let mut link = Self {
+            connection,
+            publish,
+            consume: None,
+            generation,
+        };
+        if inner.consuming.load(Ordering::Acquire) {
+            link.consume(inner).await?;
+        }
+        let events = link.connection.events_listener();
+        tokio::spawn(watch(Arc::clone(inner), Box::pin(events), generation));
+        Ok(link)
+    }
+
+    /// A fresh channel on this connection.
+    pub async fn channel(&self) -> Result<Channel, String> {
+        self.connection
+            .create_channel()
+            .await
+            .map_err(amqp_error("channel"))
+    }
+
+    /// Declares and binds the queue, then consumes it (`basic.qos` prefetch) on the consume
+    /// channel, with a listener that moves deliveries to the shared queue.
+    pub async fn consume(&mut self, inner: &Arc<Inner>) -> Result<(), String> {
+        let options = &inner.options;
+        let queue = short(&options.queue)?;
+        let declare = self.channel().await?;
+        declare
+            .queue_declare(
+                queue.clone(),
+                QueueDeclareOptions {
+                    durable: options.durable,
+                    exclusive: options.exclusive,
+                    auto_delete: options.queue_auto_delete,
+                    ..QueueDeclareOptions::default()
+                },
+                options.queue_headers.clone(),
+            )
+            .await
+            .map_err(amqp_error("queue.declare"))?;
+        declare
+            .queue_bind(
+                queue.clone(),
+                short(&options.exchange)?,
+                short(&options.routing_key)?,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error("queue.bind"))?;
+        let _ = declare.close(200, "OK".into()).await;
+        let channel = match &self.consume {
+            Some(channel) if channel.status().connected() => channel.clone(),
+            _ => {
+                let channel = self.channel().await?;
+                channel
+                    .basic_qos(options.prefetch, BasicQosOptions::default())
+                    .await
+                    .map_err(amqp_error("basic.qos"))?;
+                channel
+            }
+        };
+        let consumer = channel
+            .basic_consume(
+                queue,
+                short(&options.consumer_id)?,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error("basic.consume"))?;
+        self.consume = Some(channel);
+        tokio::spawn(listen(Arc::clone(inner), consumer, self.generation));
+        tracing::debug!(target: "jobs", pipeline = %inner.name, driver = "amqp", "pipeline was started");
+        Ok(())
+    }
+
+    /// Cancels the consumer; its channel stays for the acks of jobs already taken.
+    pub async fn cancel(&mut self, inner: &Inner) -> Result<(), String> {
+        let Some(channel) = &self.consume else {
+            return Ok(());
+        };
+        let cancelled = channel
+            .basic_cancel(
+                short(&inner.options.consumer_id)?,
+                BasicCancelOptions::default(),
+            )
+            .await;
+        if let Err(error) = cancelled {
+            let _ = channel.close(200, "OK".into()).await;
+            self.consume = None;
+            return Err(format!("basic.cancel: {error}"));
+        }
+        Ok(())
+    }
+
+    /// Cancels, deletes the queue when configured so, closes the connection.
+    pub async fn close(mut self, inner: &Inner) {
+        let close = async {
+            let _ = self.cancel(inner).await;
+            if inner.options.delete_queue_on_stop && !inner.options.queue.is_empty() {
+                if let Ok(queue) = short(&inner.options.queue) {
+                    if let Err(error) = self
+                        .publish
+                        .queue_delete(queue, QueueDeleteOptions::default())
+                        .await
+                    {
+                        tracing::error!(target: "jobs", pipeline = %inner.name, %error, "queue.delete");
+                    }
+                }
+            }
+            let _ = self.connection.close(200, "OK".into()).await;
+        };
+        let _ = tokio::time::timeout(CLOSE_WITHIN, close).await;
+    }
+
+    /// True while the connection and the channels it needs are open.
+    fn healthy(&self) -> bool {
+        self.connection.status().connected()
+            && self.publish.status().connected()
+            && self
+                .consume
+                .as_ref()
+                .is_none_or(|channel| channel.status().connected())
+    }
+
+    /// Publishes `job` to `exchange` with rr's properties; the confirm is the caller's to
+    /// await (outside the lock, so publishes overlap).
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        job: &Job,
+    ) -> Result<PublisherConfirm, String> {
+        self.publish
+            .basic_publish(
+                short(exchange)?,
+                short(routing_key)?,
+                BasicPublishOptions::default(),
+                &job.payload,
+                properties(job),
+            )
+            .await
+            .map_err(amqp_error("basic.publish"))
+    }
+
+    /// A delayed job goes to `delayed-<ms>.<exchange>.<queue>`, a queue whose messages
+    /// expire after the delay into the exchange with the job's routing key. A routing key
+    /// other than the pipeline's gets a queue of its own (rr's shared name made RabbitMQ
+    /// refuse the second declare); on a fanout exchange the delay queue is reached through
+    /// the default exchange, so it does not receive every message of the fanout.
+    pub async fn publish_delayed(
+        &self,
+        inner: &Inner,
+        job: &Job,
+        routing_key: &str,
+    ) -> Result<PublisherConfirm, String> {
+        let options = &inner.options;
+        let ms = job.delay.saturating_mul(1000);
+        let tail = if options.queue.is_empty() {
+            &options.routing_key
+        } else {
+            &options.queue
+        };
+        let mut name = format!("delayed-{ms}.{}.{tail}", options.exchange);
+        if routing_key != options.routing_key {
+            name.push('.');
+            name.push_str(routing_key);
+        }
+        let delay_queue = short(&name)?;
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(LongString::from(options.exchange.as_str())),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(LongString::from(routing_key)),
+        );
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
+        arguments.insert(
+            "x-expires".into(),
+            AMQPValue::LongLongInt(ms.saturating_mul(2)),
+        );
+        self.publish
+            .queue_declare(
+                delay_queue.clone(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await
+            .map_err(amqp_error("queue.declare"))?;
+        if options.exchange_type == "fanout" {
+            return self.publish("", &name, job).await;
+        }
+        self.publish
+            .queue_bind(
+                delay_queue.clone(),
+                short(&options.exchange)?,
+                delay_queue,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_error("queue.bind"))?;
+        self.publish(&options.exchange, &name, job).await
+    }
+}
+
+/// Messages ready in `queue` (a passive declare on `channel`).
+pub async fn ready_count(channel: &Channel, queue: &str) -> Result<u32, String> {
+    channel
+        .queue_declare(
+            short(queue)?,
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map(|queue| queue.message_count())
+        .map_err(amqp_error("queue.declare"))
+}
+
+fn properties(job: &Job) -> BasicProperties {
+    BasicProperties::default()
+        .with_content_type("application/octet-stream".into())
+        .with_delivery_mode(2)
+        .with_timestamp(crate::clock::unix_now().as_secs())
+        .with_headers(headers::table(job))
+}
+
+fn exchange_kind(kind: &str) -> ExchangeKind {
+    match kind {
+        "direct" => ExchangeKind::Direct,
+        "fanout" => ExchangeKind::Fanout,
+        "topic" => ExchangeKind::Topic,
+        "headers" => ExchangeKind::Headers,
+        other => ExchangeKind::Custom(other.to_owned()),
+    }
+}
+
+/// The URI without its password, for logs and errors.
+fn redacted(addr: &str) -> String {
+    match (addr.find("://"), addr.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &addr[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &addr[..scheme + 3], &addr[at..]),
+                None => addr.to_owned(),
+            }
+        }
+        _ => addr.to_owned(),
+    }
+}
+
+type Events = Pin<Box<dyn futures_core::Stream<Item = lapin::Event> + Send>>;
+
+/// Waits for an error on the connection of dial `generation`; when its link is no longer
+/// healthy (the connection or a channel it needs failed), redials.
+async fn watch(inner: Arc<Inner>, mut events: Events, generation: u64) {
+    while let Some(event) = poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+        let lapin::Event::Error(error) = event else {
+            continue;
+        };
+        if inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        {
+            let link = inner.link.lock().await;
+            match link.as_ref() {
+                Some(link) if link.generation != generation => return,
+                // A throw-away channel failed (a passive declare of a missing queue).
+                Some(link) if link.healthy() => continue,
+                _ => {}
+            }
+        }
+        redial(&inner, generation, &error.to_string()).await;
+        return;
+    }
+}
+
+/// Moves deliveries to the shared queue until the consumer ends: cancelled (pause, stop)
+/// or failed (then the link is redialed).
+async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u64) {
+    loop {
+        match poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await {
+            Some(Ok(delivery)) => inner.deliver(delivery).await,
+            Some(Err(error)) => {
+                if !inner.stopped.load(Ordering::Acquire) {
+                    let inner = Arc::clone(&inner);
+                    let error = error.to_string();
+                    tokio::spawn(async move { redial(&inner, generation, &error).await });
+                }
+                break;
+            }
+            None => break,
+        }
+    }
+    tracing::debug!(target: "jobs", pipeline = %inner.name, "delivery channel was closed, leaving the AMQP listener");
+}
+
+use futures_core::Stream as _;
+
+/// Replaces the link of dial `generation` (unless another redial did already): the old
+/// one is dropped, then dials are tried with back-off (500 ms, ×1.5, jittered, at most a
+/// minute apart) until one succeeds or the pipeline stops. Past `redial_timeout` the error
+/// is logged as rr logs it and a new round begins: the pipeline is kept, not destroyed.
+async fn redial(inner: &Arc<Inner>, generation: u64, error: &str) {
+    let mut link = inner.link.lock().await;
+    if inner.stopped.load(Ordering::Acquire)
+        || link
+            .as_ref()
+            .is_some_and(|link| link.generation != generation)
+        || inner.generation.load(Ordering::Acquire) != generation
+    {
+        return;
+    }
+    tracing::error!(target: "jobs", %error, pipeline = %inner.name, driver = "amqp", "pipeline connection was closed, redialing");
+    if let Some(old) = link.take() {
+        drop(old);
+    }
+    let mut round = Instant::now();
+    let mut wait = REDIAL_FIRST;
+    loop {
+        if inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        match Link::dial(inner).await {
+            Ok(new) => {
+                if inner.consuming.load(Ordering::Acquire) {
+                    tracing::info!(target: "jobs", pipeline = %inner.name, "consumer restored successfully");
+                }
+                *link = Some(new);
+                tracing::info!(target: "jobs", pipeline = %inner.name, driver = "amqp", "connection was successfully restored");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(target: "jobs", pipeline = %inner.name, %error, "redial failed");
+            }
+        }
+        if inner
+            .options
+            .redial_timeout
+            .is_some_and(|limit| round.elapsed() >= limit)
+        {
+            tracing::error!(target: "jobs", pipeline = %inner.name, driver = "amqp", "backoff operation failed, pipeline will be recreated");
+            round = Instant::now();
+            wait = REDIAL_FIRST;
+        }
+        let stop = inner.stop.notified();
+        if inner.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(jittered(wait)) => {}
+            () = stop => return,
+        }
+        wait = wait.mul_f64(1.5).min(REDIAL_MAX);
+    }
+}
+
+/// `wait` ±50 %.
+fn jittered(wait: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = rustix::rand::getrandom(&mut byte, rustix::rand::GetRandomFlags::empty());
+    wait.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redacted("amqp://guest:secret@127.0.0.1:5672/"),
+            "amqp://guest:***@127.0.0.1:5672/"
+        );
+        assert_eq!(redacted("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+
+    #[test]
+    fn jitter_stays_within_half() {
+        for _ in 0..100 {
+            let wait = jittered(Duration::from_secs(2));
+            assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(3));
+        }
+    }
+}

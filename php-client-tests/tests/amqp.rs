@@ -1,0 +1,531 @@
+//! The `jobs` plugin's amqp driver through the real binary, a real RabbitMQ node (Debian's
+//! `rabbitmq-server`, one private node per test) and real PHP consumers: pushed over RPC and
+//! consumed once, nack and requeue with delays through the broker's dead-letter queues, a
+//! worker or the whole server killed mid-job (the job comes back), the broker restarted
+//! mid-run (consumption resumes, no acknowledged job lost), 10,000 jobs through 4 consumers
+//! exactly once, declare/pause/resume/destroy over RPC, and bad input. Each test skips,
+//! visibly, only when RabbitMQ is not installed.
+
+use php_client_tests::rabbitmq::RabbitMq;
+use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Jobs {
+    server: RrServer,
+    dsn: String,
+    log: PathBuf,
+}
+
+/// A pipeline `emails` on queue `emails-q` (exchange `rr-exchange`, key `emails`) with
+/// `options` (lines under its `config:`, indented 8).
+fn emails(options: &str) -> String {
+    format!("    emails:\n      driver: amqp\n      config:\n        queue: emails-q\n        exchange: rr-exchange\n        routing_key: emails\n{options}")
+}
+
+fn config(
+    broker: &RabbitMq,
+    workers: usize,
+    pipelines: &str,
+    consume: &str,
+    log: &Path,
+    dsn: &str,
+) -> String {
+    format!(
+        "version: \"3\"\nrpc:\n  listen: {dsn}\nserver:\n  command: \"{}\"\n  env:\n    - JOBS_LOG: {}\namqp:\n  addr: {}\njobs:\n  pool:\n    num_workers: {workers}\n  consume: [{consume}]\n  pipelines:\n{pipelines}logs:\n  level: debug\n",
+        worker_command("jobs.php"),
+        log.display(),
+        broker.uri(),
+    )
+}
+
+fn start(broker: &RabbitMq, workers: usize, pipelines: &str, consume: &str) -> Jobs {
+    let log = scratch_dir().join("jobs.log");
+    let dsn = format!("tcp://127.0.0.1:{}", free_port());
+    let yaml = config(broker, workers, pipelines, consume, &log, &dsn);
+    Jobs {
+        server: RrServer::start_with(&yaml, &[])
+            .unwrap_or_else(|(status, output)| panic!("rr did not start ({status}):\n{output}")),
+        dsn,
+        log,
+    }
+}
+
+fn broker() -> Option<RabbitMq> {
+    RabbitMq::start(&scratch_dir().join("rabbitmq"))
+}
+
+fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
+    let output = Command::new(php_client_tests::php_binary())
+        .arg(php_client_tests::php_dir().join("jobs_call.php"))
+        .arg(&jobs.dsn)
+        .args(args)
+        .output()
+        .expect("php runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    match stdout.strip_prefix("ERROR: ") {
+        Some(error) => Err(error.to_owned()),
+        None if output.status.success() => {
+            Ok(serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}")))
+        }
+        None => panic!(
+            "jobs_call {args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// The jobs the workers took, in order (whole lines only: a worker may be writing one).
+fn taken(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// Polls the consumers' log (the event: a line written) until `count` jobs were taken.
+fn wait_taken(log: &Path, count: usize, limit: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let lines = taken(log);
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} jobs taken within {limit:?}",
+            lines.len()
+        );
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+/// Polls until `check` holds (a broker's or the server's figure), or panics with `what`.
+fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+fn stat(jobs: &Jobs, pipeline: &str) -> Value {
+    call(jobs, &["stat"]).unwrap()[pipeline].clone()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn a_pushed_job_is_consumed_once_with_rr_headers_and_acknowledged() {
+    let Some(broker) = broker() else { return };
+    let jobs = start(&broker, 2, &emails("        durable: true\n"), "emails");
+    assert_eq!(
+        call(
+            &jobs,
+            &[
+                "push",
+                "emails",
+                "ack",
+                "a1",
+                "{\"to\":\"ann\"}",
+                "0",
+                "0",
+                "{\"attempts\":[\"1\"]}"
+            ]
+        ),
+        Ok(json!(true))
+    );
+    let lines = wait_taken(&jobs.log, 1, Duration::from_secs(5));
+    let job = &lines[0];
+    assert_eq!(
+        (job["id"].clone(), job["job"].clone()),
+        (json!("a1"), json!("ack"))
+    );
+    assert_eq!(
+        (job["driver"].clone(), job["queue"].clone()),
+        (json!("amqp"), json!("emails-q"))
+    );
+    assert_eq!(job["pipeline"], "emails");
+    assert_eq!(job["payload"], "{\"to\":\"ann\"}");
+    assert_eq!(
+        job["headers"]["attempts"],
+        json!(["1"]),
+        "user headers travel in rr_headers"
+    );
+    assert_eq!(job["headers"]["rr_id"], json!(["a1"]));
+    assert_eq!(
+        job["headers"]["rr_priority"],
+        json!(["10"]),
+        "0 takes the pipeline's priority"
+    );
+    // The worker's ack reaches the broker: nothing ready, nothing unacknowledged.
+    wait_until(
+        "the ack reached the broker",
+        Duration::from_secs(10),
+        || broker.queue_counts("emails-q") == Some((0, 0)),
+    );
+    let emails = stat(&jobs, "emails");
+    assert_eq!(
+        (
+            emails["driver"].clone(),
+            emails["queue"].clone(),
+            emails["ready"].clone(),
+            emails["active"].clone()
+        ),
+        (json!("amqp"), json!("emails-q"), json!(true), json!(0))
+    );
+    assert_eq!(taken(&jobs.log).len(), 1, "consumed once");
+    assert_eq!(call(&jobs, &["list"]).unwrap(), json!(["emails"]));
+}
+
+/// The runs of `id` in the log, their times.
+fn runs(log: &Path, id: &str) -> Vec<f64> {
+    taken(log)
+        .iter()
+        .filter(|line| line["id"] == id)
+        .map(|line| line["at"].as_f64().unwrap())
+        .collect()
+}
+
+fn wait_runs(log: &Path, id: &str, count: usize) -> Vec<f64> {
+    wait_until(
+        &format!("{count} runs of {id}"),
+        Duration::from_secs(10),
+        || runs(log, id).len() >= count,
+    );
+    runs(log, id)
+}
+
+#[test]
+fn nack_requeue_and_delays_go_through_the_broker() {
+    let Some(broker) = broker() else { return };
+    let jobs = start(&broker, 2, &emails("        durable: true\n"), "emails");
+    // Requeue with headers: a new message with the merged headers.
+    call(&jobs, &["push", "emails", "retry", "r1", "x"]).unwrap();
+    wait_runs(&jobs.log, "r1", 2);
+    let second = taken(&jobs.log)
+        .into_iter()
+        .filter(|l| l["id"] == "r1")
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        second["headers"]["attempt"],
+        json!(["2"]),
+        "the requeue's headers reach the second run"
+    );
+    // A nack with requeue and a 1 s delay goes through a delay queue: back after the delay,
+    // within 100 ms of it.
+    call(&jobs, &["push", "emails", "later-once", "l1", "x"]).unwrap();
+    let times = wait_runs(&jobs.log, "l1", 2);
+    let gap = times[1] - times[0];
+    assert!((1.0..1.1).contains(&gap), "redelivered {gap:.3} s later");
+    // A delayed push: not before its delay, counted as delayed until it is acknowledged.
+    let pushed = now();
+    call(&jobs, &["push", "emails", "ack", "d1", "x", "1"]).unwrap();
+    assert_eq!(stat(&jobs, "emails")["delayed"], json!(1));
+    let waited = wait_runs(&jobs.log, "d1", 1)[0] - pushed;
+    assert!(
+        (1.0..1.1).contains(&waited),
+        "a 1 s delay ran after {waited:.3} s"
+    );
+    let delayed_run = taken(&jobs.log)
+        .into_iter()
+        .find(|l| l["id"] == "d1")
+        .unwrap();
+    assert_eq!(
+        delayed_run["headers"]["reason"],
+        json!(["expired"]),
+        "x-death reaches the worker"
+    );
+    wait_until("the delayed count drops", Duration::from_secs(5), || {
+        stat(&jobs, "emails")["delayed"] == json!(0)
+    });
+    // A nack with requeue and no delay: the broker redelivers the same message.
+    call(&jobs, &["push", "emails", "nack-requeue", "n1", "x"]).unwrap();
+    wait_runs(&jobs.log, "n1", 2);
+    // A plain nack drops it; a reply that is not the protocol's JSON is acknowledged.
+    call(&jobs, &["push", "emails", "nack", "n2", "x"]).unwrap();
+    call(&jobs, &["push", "emails", "garbage", "g1", "x"]).unwrap();
+    wait_runs(&jobs.log, "g1", 1);
+    wait_runs(&jobs.log, "n2", 1);
+    wait_until("the queue empties", Duration::from_secs(10), || {
+        broker.queue_counts("emails-q") == Some((0, 0))
+    });
+    assert_eq!(
+        runs(&jobs.log, "n2").len(),
+        1,
+        "a nack without requeue is not redelivered"
+    );
+    assert!(jobs.server.output().contains("response handler error"));
+}
+
+#[test]
+fn a_worker_or_the_whole_server_killed_mid_job_gives_the_job_back() {
+    let Some(broker) = broker() else { return };
+    let pipeline = emails("        durable: true\n        requeue_on_fail: true\n");
+    let jobs = start(&broker, 1, &pipeline, "emails");
+    // The worker dies mid-job: nacked with requeue (requeue_on_fail), run again.
+    call(&jobs, &["push", "emails", "crash-once", "c1", "x"]).unwrap();
+    wait_runs(&jobs.log, "c1", 2);
+    // The whole server is killed mid-job: the broker takes the unacknowledged job back and
+    // the next server runs it.
+    let gate = scratch_dir().join("gate");
+    call(
+        &jobs,
+        &["push", "emails", "hold", "h1", gate.to_str().unwrap()],
+    )
+    .unwrap();
+    wait_runs(&jobs.log, "h1", 1);
+    let Jobs {
+        mut server,
+        dsn,
+        log,
+    } = jobs;
+    server.signal(rustix::process::Signal::KILL);
+    server
+        .wait_exit(Duration::from_secs(10))
+        .expect("rr exits on SIGKILL");
+    wait_until(
+        "the broker takes the job back",
+        Duration::from_secs(10),
+        || broker.queue_counts("emails-q") == Some((1, 0)),
+    );
+    std::fs::write(&gate, "open").unwrap();
+    let yaml = config(&broker, 1, &pipeline, "emails", &log, &dsn);
+    let again = RrServer::start_with(&yaml, &[]).unwrap_or_else(|(s, o)| panic!("{s}\n{o}"));
+    wait_runs(&log, "h1", 2);
+    wait_until("the job is acknowledged", Duration::from_secs(10), || {
+        broker.queue_counts("emails-q") == Some((0, 0))
+    });
+    drop(again);
+}
+
+#[test]
+fn the_broker_restarted_mid_run_loses_no_acknowledged_job() {
+    let Some(mut broker) = broker() else { return };
+    let jobs = start(
+        &broker,
+        2,
+        &emails("        durable: true\n        prefetch: 20\n"),
+        "emails",
+    );
+    call(&jobs, &["many", "emails", "600", "100", "slow", "before-"]).unwrap();
+    wait_until("consumption under way", Duration::from_secs(20), || {
+        taken(&jobs.log).len() >= 100
+    });
+    broker.restart();
+    assert!(
+        jobs.server.wait_for_line(
+            "connection was successfully restored",
+            Duration::from_secs(60)
+        ),
+        "no redial:\n{}",
+        jobs.server.output()
+    );
+    assert!(jobs
+        .server
+        .output()
+        .contains("pipeline connection was closed, redialing"));
+    call(&jobs, &["many", "emails", "200", "100", "slow", "after-"]).unwrap();
+    let expected: Vec<String> = (0..600)
+        .map(|i| format!("before-{i}"))
+        .chain((0..200).map(|i| format!("after-{i}")))
+        .collect();
+    wait_until(
+        "every job pushed was consumed",
+        Duration::from_secs(60),
+        || {
+            let seen: std::collections::HashSet<String> = taken(&jobs.log)
+                .iter()
+                .map(|line| line["id"].as_str().unwrap().to_owned())
+                .collect();
+            expected.iter().all(|id| seen.contains(id))
+        },
+    );
+    wait_until("the queue empties", Duration::from_secs(20), || {
+        broker.queue_counts("emails-q") == Some((0, 0))
+    });
+    // At least once: only the jobs in flight at the restart may run twice.
+    let runs = taken(&jobs.log).len();
+    assert!(runs <= 800 + 20 + 2, "{runs} runs for 800 jobs");
+}
+
+#[test]
+fn ten_thousand_jobs_through_four_consumers_exactly_once() {
+    let Some(broker) = broker() else { return };
+    let jobs = start(&broker, 4, &emails("        prefetch: 100\n"), "emails");
+    call(&jobs, &["many", "emails", "10000", "500"]).unwrap();
+    let lines = wait_taken(&jobs.log, 10_000, Duration::from_secs(120));
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for line in &lines {
+        *per_id.entry(line["id"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_id.len(), 10_000);
+    assert!(per_id.values().all(|n| *n == 1), "a job ran twice");
+    let consumers: std::collections::HashSet<i64> =
+        lines.iter().map(|l| l["pid"].as_i64().unwrap()).collect();
+    assert_eq!(consumers.len(), 4, "all four consumers took jobs");
+    wait_until("the queue empties", Duration::from_secs(10), || {
+        broker.queue_counts("emails-q") == Some((0, 0))
+    });
+}
+
+/// What PHP's `AMQPCreateInfo` sends for a pipeline named `declared` (its defaults, with
+/// `queue_headers` as `[]`), routing key `declared`, queue deleted on stop.
+const DECLARE: &str = r#"{"name":"declared","driver":"amqp","priority":"3","prefetch":"100","queue":"declared-q","queue_auto_delete":"false","exchange":"amqp.default","exchange_durable":"false","exchange_type":"direct","exchange_auto_delete":"false","routing_key":"declared","exclusive":"false","multiple_ack":"false","requeue_on_fail":"false","durable":"false","consume_all":"false","queue_headers":"[]","delete_queue_on_stop":"true","redial_timeout":"60"}"#;
+
+#[test]
+fn declare_pause_resume_and_destroy_over_rpc() {
+    let Some(broker) = broker() else { return };
+    let jobs = start(&broker, 1, &emails(""), "emails");
+    call(&jobs, &["declare", DECLARE]).unwrap();
+    let mut names = call(&jobs, &["list"]).unwrap();
+    names.as_array_mut().unwrap().sort_by_key(|n| n.to_string());
+    assert_eq!(names, json!(["declared", "emails"]));
+    assert_eq!(
+        call(&jobs, &["declare", DECLARE]),
+        Err("pipeline already exists, name: declared, driver: amqp".into())
+    );
+    // Declared, not consuming: its queue does not exist yet, and rr's Stat says so.
+    let missing = call(&jobs, &["stat"]).unwrap_err();
+    assert!(
+        missing.contains("NOT_FOUND - no queue 'declared-q'"),
+        "{missing}"
+    );
+    call(&jobs, &["resume", "declared"]).unwrap();
+    call(&jobs, &["push", "declared", "ack", "x1", "x"]).unwrap();
+    wait_runs(&jobs.log, "x1", 1);
+    // Paused: a push waits in the broker, a delayed one is counted (rr's own expectation).
+    call(&jobs, &["pause", "declared"]).unwrap();
+    assert_eq!(
+        call(&jobs, &["pause", "declared"]),
+        Err("no active listeners, nothing to pause".into())
+    );
+    call(&jobs, &["push", "declared", "ack", "x2", "x"]).unwrap();
+    call(&jobs, &["push", "declared", "ack", "x3", "x", "5"]).unwrap();
+    let declared = stat(&jobs, "declared");
+    assert_eq!(
+        (
+            declared["active"].clone(),
+            declared["delayed"].clone(),
+            declared["ready"].clone(),
+            declared["priority"].clone()
+        ),
+        (json!(1), json!(1), json!(false), json!(3))
+    );
+    assert!(
+        runs(&jobs.log, "x2").is_empty(),
+        "a paused pipeline does not consume"
+    );
+    call(&jobs, &["resume", "declared"]).unwrap();
+    assert_eq!(
+        call(&jobs, &["resume", "declared"]),
+        Err("amqp listener is already in the active state".into())
+    );
+    wait_runs(&jobs.log, "x2", 1);
+    assert_eq!(
+        call(&jobs, &["destroy", "declared"]).unwrap(),
+        json!(["declared"])
+    );
+    assert_eq!(call(&jobs, &["list"]).unwrap(), json!(["emails"]));
+    assert_eq!(
+        broker.queue_counts("declared-q"),
+        None,
+        "delete_queue_on_stop"
+    );
+    // The other pipeline is untouched.
+    call(&jobs, &["push", "emails", "ack", "e1", "x"]).unwrap();
+    wait_runs(&jobs.log, "e1", 1);
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_spares_the_other_pipelines() {
+    let Some(broker) = broker() else { return };
+    let pipelines = format!(
+        "{}    push-only:\n      driver: amqp\n      config:\n        exchange: rr-exchange\n        routing_key: emails\n    no-key:\n      driver: amqp\n      config:\n        queue: no-key-q\n",
+        emails("")
+    );
+    let jobs = start(&broker, 1, &pipelines, "emails");
+    assert_eq!(
+        call(&jobs, &["push", "nope", "ack", "a", "x"]),
+        Err("no such pipeline, requested: nope".into())
+    );
+    assert_eq!(
+        call(&jobs, &["resume", "push-only"]),
+        Err("empty queue name, consider adding the queue name to the AMQP configuration".into())
+    );
+    assert_eq!(
+        call(&jobs, &["push", "no-key", "ack", "a", "x"]),
+        Err(
+            "empty routing key, consider adding the routing key name to the AMQP configuration"
+                .into()
+        )
+    );
+    let bad_headers = DECLARE.replace(r#""queue_headers":"[]""#, r#""queue_headers":"{bad""#);
+    assert!(call(&jobs, &["declare", &bad_headers])
+        .unwrap_err()
+        .starts_with("queue_headers: "));
+    // A push-only pipeline publishes to the exchange the consumer reads.
+    call(&jobs, &["push", "push-only", "ack", "p1", "x"]).unwrap();
+    wait_runs(&jobs.log, "p1", 1);
+    // Wrong credentials and a broker that is not there: rr does not start, and says why.
+    for (addr, why) in [
+        (
+            broker.uri().replace("guest:guest", "guest:wrong"),
+            "ACCESS_REFUSED",
+        ),
+        (
+            format!("amqp://guest:guest@127.0.0.1:{}/", free_port()),
+            "Connection refused",
+        ),
+    ] {
+        let yaml = config(
+            &broker,
+            1,
+            &emails(""),
+            "emails",
+            &scratch_dir().join("log"),
+            &format!("tcp://127.0.0.1:{}", free_port()),
+        )
+        .replace(&broker.uri(), &addr);
+        let (status, output) = RrServer::start_with(&yaml, &[]).expect_err("rr must not start");
+        assert!(!status.success());
+        assert!(
+            output.contains("jobs.pipelines.emails: amqp dial")
+                && output.contains(why)
+                && !output.contains("guest:wrong"),
+            "{output}"
+        );
+    }
+}
+
+#[test]
+fn an_amqp_pipeline_without_the_amqp_section_is_listed_and_refuses_pushes() {
+    let log = scratch_dir().join("jobs.log");
+    let dsn = format!("tcp://127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "version: \"3\"\nrpc:\n  listen: {dsn}\nserver:\n  command: \"{}\"\njobs:\n  pool:\n    num_workers: 1\n  pipelines:\n{}logs:\n  level: info\n",
+        worker_command("jobs.php"),
+        emails("")
+    );
+    let server = RrServer::start_with(&yaml, &[]).unwrap_or_else(|(s, o)| panic!("{s}\n{o}"));
+    assert!(server
+        .output()
+        .contains("can't find driver constructor for the pipeline"));
+    let jobs = Jobs { server, dsn, log };
+    assert_eq!(call(&jobs, &["list"]).unwrap(), json!(["emails"]));
+    assert_eq!(
+        call(&jobs, &["push", "emails", "ack", "a", "x"]),
+        Err("consumer not registered for the requested driver: amqp".into())
+    );
+}
