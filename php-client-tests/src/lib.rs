@@ -163,6 +163,7 @@ pub fn self_check(rounds: usize) -> Result<SelfCheckReport, String> {
 
 pub mod harness;
 pub mod http_client;
+pub mod jobs_log;
 pub mod rabbitmq;
 pub mod redis;
 pub mod rpc_call;

@@ -6,12 +6,12 @@
 //! exactly once, declare/pause/resume/destroy over RPC, and bad input. Each test skips,
 //! visibly, only when RabbitMQ is not installed.
 
+use php_client_tests::jobs_log::{taken, wait_taken};
 use php_client_tests::rabbitmq::RabbitMq;
 use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Jobs {
@@ -59,50 +59,7 @@ fn broker() -> Option<RabbitMq> {
 }
 
 fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
-    let output = Command::new(php_client_tests::php_binary())
-        .arg(php_client_tests::php_dir().join("jobs_call.php"))
-        .arg(&jobs.dsn)
-        .args(args)
-        .output()
-        .expect("php runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    match stdout.strip_prefix("ERROR: ") {
-        Some(error) => Err(error.to_owned()),
-        None if output.status.success() => {
-            Ok(serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}")))
-        }
-        None => panic!(
-            "jobs_call {args:?}: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
-}
-
-/// The jobs the workers took, in order (whole lines only: a worker may be writing one).
-fn taken(log: &Path) -> Vec<Value> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .split_inclusive('\n')
-        .filter(|line| line.ends_with('\n'))
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-/// Polls the consumers' log (the event: a line written) until `count` jobs were taken.
-fn wait_taken(log: &Path, count: usize, limit: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let lines = taken(log);
-        if lines.len() >= count {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} jobs taken within {limit:?}",
-            lines.len()
-        );
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
+    php_client_tests::jobs_log::call(&jobs.dsn, args)
 }
 
 /// Polls until `check` holds (a broker's or the server's figure), or panics with `what`.

@@ -4,11 +4,11 @@
 //! pause and resume, declare and destroy, 10,000 jobs through 4 consumers exactly once, bad
 //! input, `rr jobs` and the informer's jobs table.
 
+use php_client_tests::jobs_log::{taken, wait_taken};
 use php_client_tests::server::{free_port, run_rr, scratch_dir, worker_command, Launch, RrServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 struct Jobs {
@@ -45,51 +45,7 @@ fn start_with(
 }
 
 fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
-    let output = Command::new(php_client_tests::php_binary())
-        .arg(php_client_tests::php_dir().join("jobs_call.php"))
-        .arg(&jobs.dsn)
-        .args(args)
-        .output()
-        .expect("php runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    match stdout.strip_prefix("ERROR: ") {
-        Some(error) => Err(error.to_owned()),
-        None if output.status.success() => {
-            Ok(serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{stdout}")))
-        }
-        None => panic!(
-            "jobs_call {args:?}: {stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-    }
-}
-
-/// The jobs the workers took, in order.
-fn taken(log: &Path) -> Vec<Value> {
-    // A worker may be writing the last line: only whole lines count.
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .split_inclusive('\n')
-        .filter(|line| line.ends_with('\n'))
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-/// Polls the consumers' log (the event: a line written) until `count` jobs were taken.
-fn wait_taken(log: &Path, count: usize, limit: Duration) -> Vec<Value> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let lines = taken(log);
-        if lines.len() >= count {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} jobs taken within {limit:?}",
-            lines.len()
-        );
-        std::thread::park_timeout(Duration::from_millis(10));
-    }
+    php_client_tests::jobs_log::call(&jobs.dsn, args)
 }
 
 fn stat(jobs: &Jobs, pipeline: &str) -> Value {

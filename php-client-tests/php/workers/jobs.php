@@ -26,16 +26,17 @@ while ($job = $consumer->waitJob()) {
         ]) . "\n", FILE_APPEND | LOCK_EX);
     }
     $attempt = (int) (($job->headers['attempt'] ?? ['1'])[0]);
-    $runs = $log === '' ? 1 : substr_count((string) file_get_contents($log), '"id":' . json_encode($job->id) . ',');
+    $runs = fn (): int => $log === '' ? 1
+        : substr_count((string) file_get_contents($log), '"id":' . json_encode($job->id) . ',');
     match ($job->name) {
         'nack' => $job->nack('no'),
         'retry' => $attempt < 2 ? $job->requeue('again', ['attempt' => [(string) ($attempt + 1)]]) : $job->ack(),
         'later' => $job->payload === 'first' ? $job->nack('later', true, 1) : $job->ack(),
         'garbage' => $job->respondRaw('this is not json'),
         'crash' => exit(1),
-        'later-once' => $runs < 2 ? $job->nack('later', true, 1) : $job->ack(),
-        'nack-requeue' => $runs < 2 ? $job->nack('again', true) : $job->ack(),
-        'crash-once' => $runs < 2 ? exit(1) : $job->ack(),
+        'later-once' => $runs() < 2 ? $job->nack('later', true, 1) : $job->ack(),
+        'nack-requeue' => $runs() < 2 ? $job->nack('again', true) : $job->ack(),
+        'crash-once' => $runs() < 2 ? exit(1) : $job->ack(),
         'slow' => (function () use ($job): void {
             usleep(2000);
             $job->ack();

@@ -254,7 +254,7 @@ mod tests {
             .unwrap();
         for id in ["a", "b", "c"] {
             runtime
-                .block_on(low.push(job(&low, id, 0), &queue))
+                .block_on(low.push(vec![job(&low, id, 0)], &queue))
                 .unwrap();
         }
         assert!(queue.is_empty(), "not consuming yet");
@@ -262,7 +262,7 @@ mod tests {
         memory(&high).run(&queue).unwrap();
         assert_eq!(queue.len(), 2, "prefetch 2");
         runtime
-            .block_on(high.push(job(&high, "h", 0), &queue))
+            .block_on(high.push(vec![job(&high, "h", 0)], &queue))
             .unwrap();
         let first = runtime.block_on(queue.take());
         assert_eq!((first.id.as_str(), first.priority), ("h", 5));

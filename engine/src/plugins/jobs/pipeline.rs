@@ -125,21 +125,26 @@ impl Pipeline {
         }
     }
 
-    /// Accepts a job (its priority 0 becomes the pipeline's).
+    /// Accepts jobs, in order (a priority 0 becomes the pipeline's).
     ///
     /// # Errors
-    /// The driver's: a full or stopped pipeline, a broker that refused it.
+    /// The driver's: a full or stopped pipeline, a broker that refused them. The jobs
+    /// before the one refused were accepted.
     pub async fn push(
         self: &Arc<Self>,
-        mut job: Job,
+        mut jobs: Vec<Job>,
         queue: &Arc<SharedQueue>,
     ) -> Result<(), String> {
-        if job.priority == 0 {
-            job.priority = self.priority;
+        for job in &mut jobs {
+            if job.priority == 0 {
+                job.priority = self.priority;
+            }
         }
         match &self.driver {
-            Driver::Memory(memory) => memory.push(self, job, queue),
-            Driver::Amqp(amqp) => amqp.publish(job).await,
+            Driver::Memory(memory) => jobs
+                .into_iter()
+                .try_for_each(|job| memory.push(self, job, queue)),
+            Driver::Amqp(amqp) => amqp.publish(jobs).await,
         }
     }
 

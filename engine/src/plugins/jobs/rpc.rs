@@ -61,13 +61,11 @@ async fn call(shared: &JobsShared, method: &str, message: &[u8]) -> Result<Vec<u
         "Push" => {
             let request = decode::<proto::PushRequest>(message)?;
             let job = request.job.ok_or_else(|| "job is required".to_owned())?;
-            push(shared, job, "single").await.map(|()| empty())
+            push(shared, vec![job], "single").await.map(|()| empty())
         }
         "PushBatch" => {
-            for job in decode::<proto::PushBatchRequest>(message)?.jobs {
-                push(shared, job, "batch").await?;
-            }
-            Ok(empty())
+            let jobs = decode::<proto::PushBatchRequest>(message)?.jobs;
+            push(shared, jobs, "batch").await.map(|()| empty())
         }
         "Pause" => {
             for name in &decode::<proto::Pipelines>(message)?.pipelines {
@@ -136,60 +134,98 @@ fn find(shared: &JobsShared, name: &str) -> Result<Arc<Pipeline>, String> {
         .ok_or_else(|| format!("no such pipeline, requested: {name}"))
 }
 
-/// `jobs.Push` of one job (from `source`: `single` or `batch`): rr's checks, then the
-/// pipeline; counted as rr counts (a push to a pipeline that exists is a request, timed when
-/// accepted).
-async fn push(shared: &JobsShared, job: proto::Job, source: &'static str) -> Result<(), String> {
-    let name = job
-        .options
-        .as_ref()
-        .map(|o| o.pipeline.clone())
-        .unwrap_or_default();
+/// `jobs.Push` and `jobs.PushBatch` (from `source`: `single` or `batch`): rr's checks, then
+/// the pipelines, in order, each run of jobs for one pipeline handed over at once (an amqp
+/// pipeline publishes a run and waits for its confirms together). The first job refused
+/// ends the call; those before it were accepted, as with rr's one-by-one pushes. Counted
+/// as rr counts: a push to a pipeline that exists is a request, timed when accepted.
+async fn push(
+    shared: &JobsShared,
+    jobs: Vec<proto::Job>,
+    source: &'static str,
+) -> Result<(), String> {
+    let mut run: Vec<Job> = Vec::new();
+    for job in jobs {
+        match prepare(shared, job) {
+            Ok(job) => {
+                if run
+                    .last()
+                    .is_some_and(|last| !Arc::ptr_eq(&last.pipeline, &job.pipeline))
+                {
+                    hand_over(shared, std::mem::take(&mut run), source).await?;
+                }
+                run.push(job);
+            }
+            Err((pipeline, error)) => {
+                hand_over(shared, run, source).await?;
+                if let Some(pipeline) = pipeline {
+                    let driver = pipeline.driver_name();
+                    shared.counters.push(&pipeline.name, driver, source, None);
+                }
+                shared.counters.push_err.fetch_add(1, Ordering::Relaxed);
+                return Err(error);
+            }
+        }
+    }
+    hand_over(shared, run, source).await
+}
+
+/// Pushes a run of jobs of one pipeline.
+async fn hand_over(shared: &JobsShared, run: Vec<Job>, source: &'static str) -> Result<(), String> {
+    let Some(first) = run.first() else {
+        return Ok(());
+    };
+    let pipeline = Arc::clone(&first.pipeline);
+    let count = run.len() as u64;
     let started = std::time::Instant::now();
-    let pushed = push_checked(shared, job).await;
-    let driver = shared.pipelines().get(&name).map(|p| p.driver_name());
-    if let Some(driver) = driver {
-        let took = pushed.is_ok().then(|| started.elapsed());
-        shared.counters.push(&name, driver, source, took);
+    let pushed = pipeline.push(run, &shared.queue).await;
+    let took = pushed.is_ok().then(|| started.elapsed());
+    for _ in 0..count {
+        shared
+            .counters
+            .push(&pipeline.name, pipeline.driver_name(), source, took);
     }
     let counter = if pushed.is_ok() {
         &shared.counters.push_ok
     } else {
         &shared.counters.push_err
     };
-    counter.fetch_add(1, Ordering::Relaxed);
+    counter.fetch_add(count, Ordering::Relaxed);
     pushed
 }
 
-async fn push_checked(shared: &JobsShared, job: proto::Job) -> Result<(), String> {
+/// A pushed job checked and resolved to its pipeline; the error with the pipeline when it
+/// exists.
+fn prepare(shared: &JobsShared, job: proto::Job) -> Result<Job, (Option<Arc<Pipeline>>, String)> {
+    let options = job.options.unwrap_or_default();
+    let pipeline = shared.pipelines().get(&options.pipeline).cloned();
     if job.id.is_empty() {
-        return Err("empty ID field not allowed".into());
+        return Err((pipeline, "empty ID field not allowed".into()));
     }
     if shared.stopping.load(Ordering::Acquire) || shared.lifecycle.is_stopping() {
-        return Err("the jobs plugin is stopping".into());
+        return Err((pipeline, "the jobs plugin is stopping".into()));
     }
-    let options = job.options.unwrap_or_default();
-    let pipeline = match shared.pipelines().get(&options.pipeline).cloned() {
-        Some(pipeline) => pipeline,
-        None => {
-            let unregistered = shared
-                .unregistered
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            return Err(match unregistered.get(&options.pipeline) {
+    let Some(pipeline) = pipeline else {
+        let unregistered = shared
+            .unregistered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        return Err((
+            None,
+            match unregistered.get(&options.pipeline) {
                 Some(driver) => {
                     format!("consumer not registered for the requested driver: {driver}")
                 }
                 None => format!("no such pipeline, requested: {}", options.pipeline),
-            });
-        }
+            },
+        ));
     };
     let headers = job
         .headers
         .into_iter()
         .map(|(key, value)| (key, value.value))
         .collect();
-    let job = Job {
+    Ok(Job {
         id: job.id,
         name: job.job,
         payload: job.payload,
@@ -197,10 +233,9 @@ async fn push_checked(shared: &JobsShared, job: proto::Job) -> Result<(), String
         priority: options.priority,
         delay: u64::try_from(options.delay).unwrap_or(0),
         auto_ack: options.auto_ack,
-        pipeline: Arc::clone(&pipeline),
+        pipeline,
         receipt: Receipt::None,
-    };
-    pipeline.push(job, &shared.queue).await
+    })
 }
 
 /// `jobs.Declare` from rr's string map (spec tcp-jobs B.7.3, jobs-amqp §8): an amqp

@@ -123,13 +123,14 @@ impl Amqp {
         &self.inner.options.queue
     }
 
-    /// Publishes `job` (to its delay queue when delayed) and waits for the broker's confirm.
+    /// Publishes `jobs` (each delayed one to its delay queue) and waits for the broker's
+    /// confirms.
     ///
     /// # Errors
     /// rr's texts: an empty routing key, a broker nack; a link that is down past `timeout`.
-    pub async fn publish(&self, job: Job) -> Result<(), String> {
+    pub async fn publish(&self, jobs: Vec<Job>) -> Result<(), String> {
         let inner = Arc::clone(&self.inner);
-        runtime::on(&self.runtime, async move { inner.publish(job).await }).await
+        runtime::on(&self.runtime, async move { inner.publish_many(jobs).await }).await
     }
 
     /// Carries out a worker's verdict (spec jobs-amqp §6).
@@ -250,6 +251,34 @@ impl Amqp {
     }
 }
 
+/// Runs `futures` together, polling them in their order, and returns their outputs in it.
+async fn join_in_order<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
 impl Inner {
     fn check_queue(&self) -> Result<(), String> {
         if self.options.queue.is_empty() {
@@ -260,7 +289,13 @@ impl Inner {
         Ok(())
     }
 
-    async fn publish(self: &Arc<Self>, mut job: Job) -> Result<(), String> {
+    async fn publish(self: &Arc<Self>, job: Job) -> Result<(), String> {
+        self.publish_many(vec![job]).await
+    }
+
+    /// Publishes `jobs` in order under one hold of the link, then waits for their confirms
+    /// together (a batch costs about one round trip, not one per job).
+    async fn publish_many(self: &Arc<Self>, jobs: Vec<Job>) -> Result<(), String> {
         let options = &self.options;
         if options.routing_key.is_empty() && options.exchange_type != "fanout" {
             return Err(
@@ -268,41 +303,73 @@ impl Inner {
                     .into(),
             );
         }
-        let routing_key = headers::take_routing_key(&mut job.headers)
-            .unwrap_or_else(|| options.routing_key.clone());
-        let delayed = job.delay > 0;
-        if delayed {
-            self.delayed.fetch_add(1, Ordering::AcqRel);
-        }
-        let published = tokio::time::timeout(self.timeout, self.publish_now(&job, &routing_key))
+        let delayed = jobs.iter().filter(|job| job.delay > 0).count() as u64;
+        self.delayed.fetch_add(delayed, Ordering::AcqRel);
+        let published = tokio::time::timeout(self.timeout, self.publish_now(jobs))
             .await
             .unwrap_or_else(|_| Err("publish: context deadline exceeded".into()));
-        if published.is_err() && delayed {
-            self.delayed.fetch_sub(1, Ordering::AcqRel);
+        if published.is_err() {
+            // Which of them the broker took is not known: the count is a local figure.
+            let _ = self
+                .delayed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(delayed))
+                });
         }
         published
     }
 
-    async fn publish_now(self: &Arc<Self>, job: &Job, routing_key: &str) -> Result<(), String> {
-        let confirm = {
+    async fn publish_now(self: &Arc<Self>, mut jobs: Vec<Job>) -> Result<(), String> {
+        let routing_keys: Vec<String> = jobs
+            .iter_mut()
+            .map(|job| {
+                headers::take_routing_key(&mut job.headers)
+                    .unwrap_or_else(|| self.options.routing_key.clone())
+            })
+            .collect();
+        let confirms = {
             let link = self.link.lock().await;
             let link = link
                 .as_ref()
                 .ok_or("connection is closed, the pipeline is redialing")?;
-            if job.delay > 0 {
-                link.publish_delayed(self, job, routing_key).await?
-            } else {
-                link.publish(&self.options.exchange, routing_key, job)
-                    .await?
-            }
+            // Each publish waits for the client's I/O thread to write it: issued together
+            // (polled in order, so frames and confirm tags keep the jobs' order), a batch
+            // waits about once.
+            let publishes = jobs
+                .iter()
+                .zip(&routing_keys)
+                .map(|(job, routing_key)| async move {
+                    if job.delay > 0 {
+                        link.publish_delayed(self, job, routing_key).await
+                    } else {
+                        link.publish(&self.options.exchange, routing_key, job).await
+                    }
+                });
+            join_in_order(publishes.collect()).await
         };
-        let confirmation = confirm
-            .await
-            .map_err(|error| format!("failed to get publisher confirm: {error}"))?;
-        if confirmation.is_nack() {
-            return Err("failed to get publisher confirm".into());
+        let mut first_error = None;
+        let mut pending = Vec::with_capacity(confirms.len());
+        for confirm in confirms {
+            match confirm {
+                Ok(confirm) => pending.push(confirm),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
-        Ok(())
+        for confirmation in join_in_order(pending).await {
+            match confirmation {
+                Ok(confirmation) if confirmation.is_nack() => {
+                    first_error.get_or_insert_with(|| "failed to get publisher confirm".into());
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    first_error
+                        .get_or_insert_with(|| format!("failed to get publisher confirm: {error}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn settle(self: &Arc<Self>, mut job: Job, verdict: Verdict) -> Result<(), String> {
