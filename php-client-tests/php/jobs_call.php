@@ -4,6 +4,7 @@
  *   php jobs_call.php DSN push PIPELINE NAME ID PAYLOAD [DELAY] [PRIORITY] [HEADERS_JSON]
  *   php jobs_call.php DSN many PIPELINE COUNT [BATCH] [NAME] [PREFIX]
  *     (jobs NAME, default ack, ids PREFIX0 … PREFIX<N-1>, default prefix job-, by PushBatch)
+ *   php jobs_call.php DSN big PIPELINE ID BYTES   (a job `ack` whose payload is BYTES long)
  *   php jobs_call.php DSN pause|resume|destroy NAME…    php jobs_call.php DSN list|stat
  *   php jobs_call.php DSN declare '{"name":…,"driver":"memory",…}'
  * Errors print `ERROR: <text>` and exit 1.
@@ -37,6 +38,7 @@ try {
             }
             return true;
         })(),
+        'big' => $jobs->push(JobsProducer::job($args[0], 'ack', $args[1], str_repeat('b', (int) $args[2]))) ?? true,
         'pause', 'resume', 'destroy' => $jobs->pipelines(ucfirst($op), $args),
         'list' => $jobs->pipelines('List'),
         'stat' => $jobs->stat(),

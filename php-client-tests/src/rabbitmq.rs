@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 /// Where Debian installs the node's start script (run directly: the `rabbitmq-server` on
 /// `PATH` is a wrapper that switches to the `rabbitmq` user and its shared data).
 const START_SCRIPT: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// The largest message the test node takes.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// How long a boot may take (about 7 s on two cores).
 const BOOT_WITHIN: Duration = Duration::from_secs(90);
 
@@ -44,6 +46,12 @@ impl RabbitMq {
         }
         std::fs::create_dir_all(dir).expect("broker folder");
         std::fs::write(dir.join("enabled_plugins"), "[].\n").expect("plugins file");
+        // A message limit the tests can reach (RabbitMQ's default is 128 MiB).
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("max_message_size = {MAX_MESSAGE_BYTES}\n"),
+        )
+        .expect("config file");
         let epmd_port = crate::server::free_port();
         let epmd = Command::new("epmd")
             .args(["-port", &epmd_port.to_string()])
@@ -88,6 +96,7 @@ impl RabbitMq {
                 format!("{dir}/enabled_plugins"),
             ),
             ("RABBITMQ_PID_FILE", format!("{dir}/pid")),
+            ("RABBITMQ_CONFIG_FILE", format!("{dir}/rabbitmq.conf")),
             ("ERL_EPMD_PORT", self.epmd_port.to_string()),
             // One scheduler that sleeps when idle: the tests share two cores with it.
             (

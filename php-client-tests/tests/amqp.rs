@@ -7,7 +7,7 @@
 //! visibly, only when RabbitMQ is not installed.
 
 use php_client_tests::jobs_log::{taken, wait_taken};
-use php_client_tests::rabbitmq::RabbitMq;
+use php_client_tests::rabbitmq::{RabbitMq, MAX_MESSAGE_BYTES};
 use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -259,8 +259,7 @@ fn a_worker_or_the_whole_server_killed_mid_job_gives_the_job_back() {
     );
     std::fs::write(&gate, "open").unwrap();
     let yaml = config(&broker, 1, &pipeline, "emails", &log, &dsn);
-    let mut again =
-        RrServer::start_with(&yaml, &[]).unwrap_or_else(|(s, o)| panic!("{s}\n{o}"));
+    let mut again = RrServer::start_with(&yaml, &[]).unwrap_or_else(|(s, o)| panic!("{s}\n{o}"));
     wait_runs(&log, "h1", 2);
     wait_until("the job is acknowledged", Duration::from_secs(10), || {
         broker.queue_counts("emails-q") == Some((0, 0))
@@ -268,8 +267,7 @@ fn a_worker_or_the_whole_server_killed_mid_job_gives_the_job_back() {
     // A graceful stop mid-backlog: the job in hand finishes and is acked, what was
     // prefetched goes back to the broker; nothing is lost, nothing is left unacknowledged.
     let before = taken(&log).len();
-    php_client_tests::jobs_log::call(&dsn, &["many", "emails", "50", "50", "slow", "s-"])
-        .unwrap();
+    php_client_tests::jobs_log::call(&dsn, &["many", "emails", "50", "50", "slow", "s-"]).unwrap();
     wait_until("a slow job taken", Duration::from_secs(10), || {
         taken(&log).len() > before
     });
@@ -277,7 +275,11 @@ fn a_worker_or_the_whole_server_killed_mid_job_gives_the_job_back() {
     let ran = taken(&log).len() - before;
     let (ready, unacked) = broker.queue_counts("emails-q").expect("the queue stays");
     assert_eq!(unacked, 0);
-    assert_eq!(ran as u64 + ready, 50, "{ran} ran, {ready} back in the queue");
+    assert_eq!(
+        ran as u64 + ready,
+        50,
+        "{ran} ran, {ready} back in the queue"
+    );
 }
 
 #[test]
@@ -445,6 +447,30 @@ fn bad_input_gets_clear_errors_and_spares_the_other_pipelines() {
     assert!(call(&jobs, &["declare", &bad_headers])
         .unwrap_err()
         .starts_with("queue_headers: "));
+    // Multi-megabyte jobs travel whole; one over the broker's limit is refused to the
+    // pusher (the broker closes the publish channel: the pipeline redials) and the next
+    // push, to this pipeline or another, works.
+    let big = (3 * 1024 * 1024).to_string();
+    call(&jobs, &["big", "emails", "big1", &big]).unwrap();
+    let over = (MAX_MESSAGE_BYTES + 1).to_string();
+    let refused = call(&jobs, &["big", "emails", "big2", &over]).unwrap_err();
+    assert!(refused.contains("publish"), "{refused}");
+    let lines = wait_taken(&jobs.log, 1, Duration::from_secs(10));
+    assert_eq!(
+        lines[0]["payload"].as_str().map(str::len),
+        Some(3 * 1024 * 1024)
+    );
+    assert!(
+        jobs.server.wait_for_line(
+            "connection was successfully restored",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        jobs.server.output()
+    );
+    call(&jobs, &["push", "emails", "ack", "after-big", "x"]).unwrap();
+    wait_runs(&jobs.log, "after-big", 1);
+    assert!(runs(&jobs.log, "big2").is_empty());
     // A push-only pipeline publishes to the exchange the consumer reads.
     call(&jobs, &["push", "push-only", "ack", "p1", "x"]).unwrap();
     wait_runs(&jobs.log, "p1", 1);
