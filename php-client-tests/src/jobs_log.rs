@@ -66,3 +66,15 @@ pub fn wait_taken(log: &Path, count: usize, limit: Duration) -> Vec<Value> {
         std::thread::park_timeout(Duration::from_millis(10));
     }
 }
+
+/// The time now as the consumers log it (Unix seconds, as PHP's `microtime(true)`).
+///
+/// # Panics
+/// With a clock before 1970.
+#[must_use]
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}

@@ -6,7 +6,7 @@
 //! exactly once, declare/pause/resume/destroy over RPC, and bad input. Each test skips,
 //! visibly, only when RabbitMQ is not installed.
 
-use php_client_tests::jobs_log::{taken, wait_taken};
+use php_client_tests::jobs_log::{now, taken, wait_taken};
 use php_client_tests::rabbitmq::{RabbitMq, MAX_MESSAGE_BYTES};
 use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
 use serde_json::{json, Value};
@@ -73,13 +73,6 @@ fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
 
 fn stat(jobs: &Jobs, pipeline: &str) -> Value {
     call(jobs, &["stat"]).unwrap()[pipeline].clone()
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]

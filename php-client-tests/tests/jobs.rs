@@ -4,7 +4,7 @@
 //! pause and resume, declare and destroy, 10,000 jobs through 4 consumers exactly once, bad
 //! input, `rr jobs` and the informer's jobs table.
 
-use php_client_tests::jobs_log::{taken, wait_taken};
+use php_client_tests::jobs_log::{now, taken, wait_taken};
 use php_client_tests::server::{free_port, run_rr, scratch_dir, worker_command, Launch, RrServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -125,13 +125,6 @@ fn nack_with_redelivery_requeue_with_headers_and_delays() {
     // A plain nack drops the job (no dead-letter queue in memory).
     call(&jobs, &["push", "emails", "nack", "n1", "x"]).unwrap();
     wait_taken(&jobs.log, 7, Duration::from_secs(5));
-}
-
-fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[test]

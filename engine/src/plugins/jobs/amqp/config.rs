@@ -145,27 +145,12 @@ impl Options {
         if let Some(prefetch) = reader.unsigned(&key("prefetch"))?.filter(|p| *p > 0) {
             options.prefetch = u16::try_from(prefetch).unwrap_or(u16::MAX);
         }
-        for (field, target) in [
-            ("queue", &mut options.queue),
-            ("exchange", &mut options.exchange),
-            ("exchange_type", &mut options.exchange_type),
-            ("routing_key", &mut options.routing_key),
-            ("consumer_id", &mut options.consumer_id),
-        ] {
+        for (field, target) in options.texts() {
             if let Some(value) = reader.string(&key(field))?.filter(|v| !v.is_empty()) {
                 *target = value;
             }
         }
-        for (field, target) in [
-            ("exclusive", &mut options.exclusive),
-            ("durable", &mut options.durable),
-            ("queue_auto_delete", &mut options.queue_auto_delete),
-            ("exchange_durable", &mut options.exchange_durable),
-            ("exchange_auto_delete", &mut options.exchange_auto_delete),
-            ("delete_queue_on_stop", &mut options.delete_queue_on_stop),
-            ("multiple_ack", &mut options.multiple_ack),
-            ("requeue_on_fail", &mut options.requeue_on_fail),
-        ] {
+        for (field, target) in options.flags() {
             if let Some(value) = reader.bool(&key(field))? {
                 *target = value;
             }
@@ -203,27 +188,12 @@ impl Options {
                 10
             });
         }
-        for (field, target) in [
-            ("queue", &mut options.queue),
-            ("exchange", &mut options.exchange),
-            ("exchange_type", &mut options.exchange_type),
-            ("routing_key", &mut options.routing_key),
-            ("consumer_id", &mut options.consumer_id),
-        ] {
+        for (field, target) in options.texts() {
             if let Some(value) = map.get(field).filter(|v| !v.is_empty()) {
                 value.clone_into(target);
             }
         }
-        for (field, target) in [
-            ("exclusive", &mut options.exclusive),
-            ("durable", &mut options.durable),
-            ("queue_auto_delete", &mut options.queue_auto_delete),
-            ("exchange_durable", &mut options.exchange_durable),
-            ("exchange_auto_delete", &mut options.exchange_auto_delete),
-            ("delete_queue_on_stop", &mut options.delete_queue_on_stop),
-            ("multiple_ack", &mut options.multiple_ack),
-            ("requeue_on_fail", &mut options.requeue_on_fail),
-        ] {
+        for (field, target) in options.flags() {
             if let Some(value) = map.get(field) {
                 *target = value == "true";
             }
@@ -240,6 +210,31 @@ impl Options {
         }
         options.check()?;
         Ok(options)
+    }
+
+    /// The string options by their key.
+    fn texts(&mut self) -> [(&'static str, &mut String); 5] {
+        [
+            ("queue", &mut self.queue),
+            ("exchange", &mut self.exchange),
+            ("exchange_type", &mut self.exchange_type),
+            ("routing_key", &mut self.routing_key),
+            ("consumer_id", &mut self.consumer_id),
+        ]
+    }
+
+    /// The flags by their key.
+    fn flags(&mut self) -> [(&'static str, &mut bool); 8] {
+        [
+            ("exclusive", &mut self.exclusive),
+            ("durable", &mut self.durable),
+            ("queue_auto_delete", &mut self.queue_auto_delete),
+            ("exchange_durable", &mut self.exchange_durable),
+            ("exchange_auto_delete", &mut self.exchange_auto_delete),
+            ("delete_queue_on_stop", &mut self.delete_queue_on_stop),
+            ("multiple_ack", &mut self.multiple_ack),
+            ("requeue_on_fail", &mut self.requeue_on_fail),
+        ]
     }
 
     /// Names AMQP cannot carry (a short string is at most 255 bytes).
