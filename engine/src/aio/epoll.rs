@@ -85,10 +85,25 @@ pub(super) fn write_from<T: BoundedBuf>(fd: BorrowedFd<'_>, buf: &T) -> io::Resu
     Ok(rustix::io::write(fd, initialised(buf))?)
 }
 
-fn initialised<T: BoundedBuf>(buf: &T) -> &[u8] {
+/// The initialised bytes of a lent buffer.
+pub(super) fn initialised<T: BoundedBuf>(buf: &T) -> &[u8] {
     // SAFETY: `BoundedBuf` promises that `stable_ptr` points at `bytes_init` initialised
     // bytes the buffer owns; the slice borrows `buf`, so they stay put and unchanged.
     unsafe { std::slice::from_raw_parts(buf.stable_ptr(), buf.bytes_init()) }
+}
+
+/// Copies `bytes` (as many as fit) to the start of a lent buffer's bounded range, as a read
+/// would; the count copied is marked initialised.
+pub(super) fn fill_from<T: BoundedBufMut>(buf: &mut T, bytes: &[u8]) -> usize {
+    let count = bytes.len().min(buf.bytes_total());
+    // SAFETY: `stable_mut_ptr` points at `bytes_total` bytes the buffer owns (see
+    // `read_into`), `count` is within them, and `bytes` is a different allocation (the
+    // caller's), so the ranges do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.stable_mut_ptr(), count);
+        buf.set_init(count);
+    }
+    count
 }
 
 fn retry_interrupted<T>(mut call: impl FnMut() -> io::Result<T>) -> io::Result<T> {

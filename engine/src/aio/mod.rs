@@ -10,9 +10,11 @@ mod epoll;
 mod file;
 mod probe;
 mod stream;
+mod tls;
 
 pub use file::{File, FileFacts};
 pub use stream::Stream;
+pub use tls::TlsStream;
 
 /// How the shards do their I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 use super::{epoll, Backend};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio_uring::buf::{BoundedBuf, BoundedBufMut};
@@ -19,6 +20,8 @@ enum Inner {
     Uring(tokio_uring::fs::File),
     /// Registered with the shard's epoll, non-blocking.
     Epoll(AsyncFd<OwnedFd>),
+    /// TLS over one of the above.
+    Tls(Box<super::TlsStream>),
 }
 
 impl std::fmt::Debug for Stream {
@@ -51,12 +54,30 @@ impl Stream {
         Ok(Self { inner })
     }
 
+    /// This stream with a server-side TLS session over it: reads give plaintext, writes
+    /// take it.
+    ///
+    /// # Errors
+    /// rustls could not make a session from `config`.
+    pub fn into_tls(self, config: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+        Ok(Self {
+            inner: Inner::Tls(Box::new(super::TlsStream::new(self, config)?)),
+        })
+    }
+
+    /// True when it carries TLS.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
     /// The backend this stream is on.
     #[must_use]
     pub fn backend(&self) -> Backend {
-        match self.inner {
+        match &self.inner {
             Inner::Uring(_) => Backend::Uring,
             Inner::Epoll(_) => Backend::Epoll,
+            Inner::Tls(tls) => tls.plain().backend(),
         }
     }
 
@@ -66,6 +87,7 @@ impl Stream {
         match &self.inner {
             Inner::Uring(file) => file.read_at(buf, 0).await,
             Inner::Epoll(fd) => epoll::read(fd, buf).await,
+            Inner::Tls(tls) => Box::pin(tls.read(buf)).await,
         }
     }
 
@@ -76,6 +98,7 @@ impl Stream {
         match &self.inner {
             Inner::Uring(file) => file.write_at(buf, 0).submit().await,
             Inner::Epoll(fd) => epoll::write(fd, buf).await,
+            Inner::Tls(tls) => Box::pin(tls.write(buf)).await,
         }
     }
 
@@ -142,6 +165,7 @@ impl AsFd for Stream {
             // stays open for as long as `self` is borrowed.
             Inner::Uring(file) => unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) },
             Inner::Epoll(fd) => fd.get_ref().as_fd(),
+            Inner::Tls(tls) => tls.plain().as_fd(),
         }
     }
 }

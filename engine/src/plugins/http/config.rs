@@ -22,8 +22,10 @@ pub struct Uploads {
 /// `http` (spec http §5).
 #[derive(Debug, Clone)]
 pub struct HttpSection {
-    /// `host:port`.
+    /// `host:port`; empty when only the TLS listener serves.
     pub address: String,
+    /// `http.ssl`, when it asks for a TLS listener.
+    pub ssl: Option<super::tls::SslSection>,
     /// Body cap in bytes (`max_request_size` MiB; 0 → 1000 MiB).
     pub max_request_size: u64,
     /// Forms sent raw.
@@ -109,16 +111,25 @@ impl HttpSection {
     /// A missing address, a value of the wrong type or form.
     pub fn read(reader: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
         let address = reader.string("http.address")?.unwrap_or_default();
-        if address.is_empty() || !address.contains(':') {
+        let ssl = super::tls::SslSection::read(reader, warnings)?;
+        if (address.is_empty() && ssl.is_none()) || (!address.is_empty() && !address.contains(':'))
+        {
             return Err(ConfigError {
                 path: "http.address".into(),
                 line: reader.node("http.address").map_or(0, |n| n.line),
                 message: if address.is_empty() {
-                    "http.address is required (ssl, fcgi and http3 listeners are not supported)"
+                    "http.address or http.ssl (cert and key) is required (fcgi and http3 listeners are not supported)"
                         .into()
                 } else {
                     format!("malformed http server address: {address}")
                 },
+            });
+        }
+        if ssl.as_ref().is_some_and(|ssl| ssl.redirect) && address.is_empty() {
+            return Err(ConfigError {
+                path: "http.ssl.redirect".into(),
+                line: reader.node("http.ssl.redirect").map_or(0, |n| n.line),
+                message: "redirect needs http.address, the plain listener it answers on".into(),
             });
         }
         let max_request_size = match reader.unsigned("http.max_request_size")?.unwrap_or(0) {
@@ -163,7 +174,7 @@ impl HttpSection {
             None
         };
         let chain = chain(&middleware, static_files.is_some(), headers.is_some());
-        for option in ["ssl", "fcgi", "http2", "http3"] {
+        for option in ["fcgi", "http2", "http3"] {
             let path = format!("http.{option}");
             if reader.has(&path) {
                 warnings.push(format!(
@@ -181,6 +192,7 @@ impl HttpSection {
         };
         Ok(Self {
             address,
+            ssl,
             max_request_size: max_request_size.saturating_mul(1 << 20),
             raw_body: reader.bool("http.raw_body")?.unwrap_or(false),
             access_logs: reader.bool("http.access_logs")?.unwrap_or(false),

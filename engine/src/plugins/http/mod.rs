@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod request;
 mod sink;
 pub mod static_files;
+pub mod tls;
 pub mod uploads;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
@@ -104,6 +105,8 @@ pub struct HttpShared {
     pub static_files: Option<static_files::StaticFiles>,
     /// The `http_metrics` middleware's counters, when it is listed.
     pub metrics: Option<metrics::HttpMetrics>,
+    /// `ssl.redirect`: the TLS listener's port, which the plain listener redirects to.
+    pub redirect_port: Option<u16>,
 }
 
 /// The running plugin.
@@ -134,21 +137,28 @@ impl HttpPlugin {
         } else {
             Vec::new()
         };
-        let address = listener::resolve(&config.address)
-            .map_err(|error| format!("http: address {}: {error}", config.address))?;
         let sharing = if config.reuse_port {
             listener::Sharing::Shared
         } else {
             listener::Sharing::Exclusive
         };
-        let listeners =
-            listener::bind_reuseport(address, shards.count(), sharing).map_err(|error| {
-                format!(
-                    "listen tcp {address}: {}",
-                    listener::bind_error_text(&error)
-                )
-            })?;
-        let address = listeners[0].local_addr().map_err(|e| e.to_string())?;
+        let tls = match &config.ssl {
+            Some(ssl) => {
+                let server_config = ssl.server_config()?;
+                let (sockets, address) = bind(&ssl.address, shards.count(), sharing)?;
+                Some((sockets, address, server_config))
+            }
+            None => None,
+        };
+        let plain = if config.address.is_empty() {
+            None
+        } else {
+            Some(bind(&config.address, shards.count(), sharing)?)
+        };
+        let redirect_port = match (&config.ssl, &tls) {
+            (Some(ssl), Some((_, address, _))) if ssl.redirect => Some(address.port()),
+            _ => None,
+        };
         let uploads = UploadPolicy::new(&config.uploads, pool.config().command.credentials);
         if !uploads.dir.is_dir() {
             tracing::warn!(target: "http", dir = %uploads.dir.display(),
@@ -172,12 +182,20 @@ impl HttpPlugin {
             trusted,
             read_header_timeout,
             lifecycle,
+            redirect_port,
         });
-        for (shard, socket) in listeners.into_iter().enumerate() {
-            let shared = Arc::clone(&shared);
-            shards.spawn_on(shard, move |context| accept_loop(socket, shared, context));
+        let mut first = None;
+        if let Some((sockets, address)) = plain {
+            listen(sockets, None, &shared, shards);
+            tracing::info!(target: "http", %address, "http server listening");
+            first = Some(address);
         }
-        tracing::info!(target: "http", %address, "http server listening");
+        if let Some((sockets, address, server_config)) = tls {
+            listen(sockets, Some(server_config), &shared, shards);
+            tracing::info!(target: "http", %address, "https server listening");
+            first.get_or_insert(address);
+        }
+        let address = first.ok_or("http: no listener")?;
         Ok(Self { shared, address })
     }
 
@@ -194,8 +212,43 @@ impl HttpPlugin {
     }
 }
 
+/// Resolves and binds `address` on every shard (one SO_REUSEPORT socket each).
+fn bind(
+    address: &str,
+    shards: usize,
+    sharing: listener::Sharing,
+) -> Result<(Vec<std::net::TcpListener>, SocketAddr), String> {
+    let resolved =
+        listener::resolve(address).map_err(|error| format!("http: address {address}: {error}"))?;
+    let sockets = listener::bind_reuseport(resolved, shards, sharing).map_err(|error| {
+        format!(
+            "listen tcp {resolved}: {}",
+            listener::bind_error_text(&error)
+        )
+    })?;
+    let bound = sockets[0].local_addr().map_err(|e| e.to_string())?;
+    Ok((sockets, bound))
+}
+
+/// Accepts on `sockets`, one per shard; with `tls`, each connection is a TLS session.
+fn listen(
+    sockets: Vec<std::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: &Arc<HttpShared>,
+    shards: &Shards,
+) {
+    for (shard, socket) in sockets.into_iter().enumerate() {
+        let shared = Arc::clone(shared);
+        let tls = tls.clone();
+        shards.spawn_on(shard, move |context| {
+            accept_loop(socket, tls, shared, context)
+        });
+    }
+}
+
 async fn accept_loop(
     socket: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<HttpShared>,
     shard: Rc<ShardContext>,
 ) {
@@ -207,6 +260,16 @@ async fn accept_loop(
         lifecycle,
         "http",
         |stream, peer| {
+            let stream = match &tls {
+                None => stream,
+                Some(config) => match stream.into_tls(Arc::clone(config)) {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::error!(target: "http", %error, "tls session");
+                        return;
+                    }
+                },
+            };
             // A TCP listener always names the peer.
             let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             tokio::task::spawn_local(conn::serve(

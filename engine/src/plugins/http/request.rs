@@ -50,6 +50,8 @@ pub struct RequestScratch {
     pub raw_query: String,
     /// The client address.
     pub remote_addr: String,
+    /// The connection is TLS: an origin-form target's URI is `https://…`.
+    pub https: bool,
 }
 
 impl RequestScratch {
@@ -58,6 +60,7 @@ impl RequestScratch {
         write_uri_and_query(
             &buf[head.target.clone()],
             head.value(buf, "host"),
+            self.https,
             &mut self.uri,
             &mut self.raw_query,
         );
@@ -95,11 +98,12 @@ fn push_clean(out: &mut String, bytes: &[u8]) {
 }
 
 /// The absolute URI and the raw query (spec http §1.4) into `uri` and `query` (cleared
-/// first): absolute-form targets as sent, origin-form as `http://<Host><target>`; CR and LF
-/// removed.
+/// first): absolute-form targets as sent, origin-form as `http://<Host><target>` (or
+/// `https://` on TLS); CR and LF removed.
 pub fn write_uri_and_query(
     target: &[u8],
     host: Option<&[u8]>,
+    https: bool,
     uri: &mut String,
     query: &mut String,
 ) {
@@ -109,7 +113,7 @@ pub fn write_uri_and_query(
     if absolute {
         push_clean(uri, target);
     } else {
-        uri.push_str("http://");
+        uri.push_str(if https { "https://" } else { "http://" });
         push_clean(uri, host.unwrap_or_default());
         if target != b"*" {
             push_clean(uri, target);
@@ -126,7 +130,7 @@ pub fn write_uri_and_query(
 #[must_use]
 pub fn uri_and_query(target: &[u8], host: Option<&[u8]>) -> (String, String) {
     let (mut uri, mut query) = (String::new(), String::new());
-    write_uri_and_query(target, host, &mut uri, &mut query);
+    write_uri_and_query(target, host, false, &mut uri, &mut query);
     (uri, query)
 }
 

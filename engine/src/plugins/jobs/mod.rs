@@ -76,8 +76,8 @@ pub struct JobsSection {
     pipelines: Vec<PipelineSpec>,
     /// Configured pipelines whose driver is missing or not ours: listed, pushes fail.
     unregistered: BTreeMap<String, String>,
-    /// The broker (`amqp.addr`) when the `amqp` section is there.
-    amqp_addr: Option<String>,
+    /// The broker (the `amqp` section) when it is there.
+    amqp: Option<amqp::config::Connection>,
     /// `jobs.timeout`: how long a push may wait for a broker.
     timeout: Duration,
 }
@@ -94,7 +94,7 @@ impl JobsSection {
             .unsigned("jobs.timeout")?
             .filter(|n| *n > 0)
             .map_or(Duration::from_secs(60), Duration::from_secs);
-        let amqp_addr = amqp::config::read_connection(reader)?;
+        let amqp = amqp::config::read_connection(reader)?;
         let _ = reader.has("jobs.options.parallelism");
         let pipeline_size = reader
             .unsigned("jobs.pipeline_size")?
@@ -116,7 +116,7 @@ impl JobsSection {
             let driver = reader.string(&key("driver"))?.unwrap_or_default();
             let supported = match driver.as_str() {
                 "memory" => true,
-                "amqp" => amqp_addr.is_some(),
+                "amqp" => amqp.is_some(),
                 _ => false,
             };
             if !supported {
@@ -140,8 +140,8 @@ impl JobsSection {
                     ),
                 });
             }
-            if let Some(addr) = amqp_addr.as_deref().filter(|_| driver == "amqp") {
-                let options = amqp::config::Options::read(reader, &name, addr)?;
+            if let Some(broker) = amqp.as_ref().filter(|_| driver == "amqp") {
+                let options = amqp::config::Options::read(reader, &name, &broker.addr)?;
                 pipelines.push(PipelineSpec::Amqp {
                     name,
                     options: Box::new(options),
@@ -165,7 +165,7 @@ impl JobsSection {
             consume,
             pipelines,
             unregistered,
-            amqp_addr,
+            amqp,
             timeout,
         })
     }
@@ -317,6 +317,8 @@ pub struct JobsShared {
 #[derive(Debug)]
 struct AmqpBroker {
     addr: String,
+    /// Why no pipeline may dial it (see [`amqp::config::Connection::refusal`]).
+    refusal: Option<String>,
     timeout: Duration,
     runtime: amqp::AmqpRuntime,
 }
@@ -357,6 +359,9 @@ fn start_pipeline(
             let Some(broker) = &shared.amqp else {
                 return Err(format!("jobs.pipelines.{name}: no amqp section"));
             };
+            if let Some(refusal) = &broker.refusal {
+                return Err(format!("jobs.pipelines.{name}: {refusal}"));
+            }
             let pipeline = amqp::Amqp::pipeline(
                 &name,
                 *options,
@@ -406,9 +411,10 @@ impl Plugin for JobsSection {
         let section = self.pool.clone();
         ServerPlugin::run_with_pool("jobs", &section, ctx, |pool| {
             let pollers = pool.config().num_workers + 2;
-            let amqp = match self.amqp_addr {
-                Some(addr) => Some(AmqpBroker {
-                    addr,
+            let amqp = match self.amqp {
+                Some(connection) => Some(AmqpBroker {
+                    addr: connection.addr,
+                    refusal: connection.refusal,
                     timeout: self.timeout,
                     runtime: amqp::AmqpRuntime::start()?,
                 }),

@@ -292,6 +292,9 @@ async fn declare(
             pipeline
         }
         Some(broker) => {
+            if let Some(refusal) = &broker.refusal {
+                return Err(refusal.clone());
+            }
             let mut options = amqp::config::Options::from_declare(map, &broker.addr)?;
             options.priority = priority;
             let pipeline = amqp::Amqp::pipeline(

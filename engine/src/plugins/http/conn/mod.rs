@@ -192,6 +192,7 @@ pub(super) async fn serve(
 ) {
     let _counted = shared.lifecycle.connection_opened();
     let _ = stream.set_nodelay(true);
+    let https = stream.is_tls();
     let mut conn = Connection {
         stream,
         buf: Vec::with_capacity(READ_CHUNK),
@@ -206,8 +207,24 @@ pub(super) async fn serve(
         chain_head: Vec::new(),
         compress: false,
     };
+    conn.scratch.https = https;
+    let redirect_port = shared.redirect_port.filter(|_| !https);
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
+            Ok(_) if redirect_port.is_some() => {
+                let mut date_line = Vec::with_capacity(40);
+                conn.date
+                    .header(&mut date_line, crate::clock::unix_seconds());
+                let answer = super::tls::redirect_answer(
+                    &conn.buf[conn.head.method.clone()],
+                    &conn.buf[conn.head.target.clone()],
+                    conn.head.value(&conn.buf, "host"),
+                    redirect_port.unwrap_or(443),
+                    &date_line,
+                );
+                conn.refuse(Refusal::Close(answer), &shared).await;
+                false
+            }
             Ok(request) => match answer_in_chain(&mut conn, &shared, &request).await {
                 Some(keep_open) => keep_open,
                 None => relay(&mut conn, peer, &shared, request).await,

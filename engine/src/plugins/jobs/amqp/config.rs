@@ -12,35 +12,40 @@ use std::time::Duration;
 /// The broker rr dials when `amqp.addr` is empty.
 pub const DEFAULT_ADDR: &str = "amqp://guest:guest@127.0.0.1:5672/";
 
-/// Reads `amqp` (so its keys count as known) and returns the broker's address; None when
-/// the section is absent (then `driver: amqp` pipelines have no driver, as in rr).
+/// The top-level `amqp` section.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The broker's URI.
+    pub addr: String,
+    /// Why its pipelines cannot dial (TLS to the broker, not supported yet): they fail to
+    /// start with this, rather than fall back to plain text.
+    pub refusal: Option<String>,
+}
+
+/// Reads `amqp` (so its keys count as known); None when the section is absent (then
+/// `driver: amqp` pipelines have no driver, as in rr).
 ///
 /// # Errors
-/// A value of the wrong type; TLS settings (not supported yet).
-pub fn read_connection(reader: &Reader<'_>) -> Result<Option<String>, ConfigError> {
+/// A value of the wrong type.
+pub fn read_connection(reader: &Reader<'_>) -> Result<Option<Connection>, ConfigError> {
     if !reader.has("amqp") {
         return Ok(None);
-    }
-    if let Some(node) = reader.node("amqp.tls") {
-        return Err(ConfigError {
-            path: "amqp.tls".into(),
-            line: node.line,
-            message: "TLS to the broker (client certificates) is not supported by ringrunner yet; use amqp:// on a trusted network".into(),
-        });
     }
     let addr = reader
         .string("amqp.addr")?
         .filter(|addr| !addr.is_empty())
         .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-    if addr.starts_with("amqps://") {
-        let line = reader.node("amqp.addr").map_or(0, |node| node.line);
-        return Err(ConfigError {
-            path: "amqp.addr".into(),
-            line,
-            message: "amqps:// is not supported by ringrunner yet; use amqp://".into(),
-        });
-    }
-    Ok(Some(default_vhost(&addr)))
+    let refusal = if reader.has("amqp.tls") {
+        Some("amqp.tls: TLS to the broker is not supported by ringrunner yet".to_owned())
+    } else if addr.starts_with("amqps://") {
+        Some("amqp.addr: amqps:// is not supported by ringrunner yet; use amqp://".to_owned())
+    } else {
+        None
+    };
+    Ok(Some(Connection {
+        addr: default_vhost(&addr),
+        refusal,
+    }))
 }
 
 /// An address whose path is empty or `/` names the default vhost `/` (as rr's Go client

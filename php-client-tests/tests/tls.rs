@@ -1,0 +1,321 @@
+//! `http.ssl` through the real binary and real PHP workers, with certificates made by the
+//! test (Debian's `openssl`) and `curl` as the client: HTTPS with the worker seeing
+//! `https://`, multi-megabyte bodies both ways, client certificates against `root_ca`, the
+//! plain listener's 308 redirect, a malformed handshake, and a missing certificate file.
+//! Skips, visibly, when `openssl` or `curl` is missing.
+
+use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+/// A test CA, a server certificate for `localhost` and 127.0.0.1, and a client one.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn make() -> Option<Self> {
+        for tool in ["openssl", "curl"] {
+            if Command::new(tool).arg("--version").output().is_err()
+                && Command::new(tool).arg("version").output().is_err()
+            {
+                eprintln!("SKIPPED: {tool} is not installed; scripts/install-deps installs it");
+                return None;
+            }
+        }
+        let dir = scratch_dir().join("pki");
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = Self { dir };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=ringrunner test CA",
+        ]);
+        std::fs::write(
+            pki.path("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+        std::fs::write(pki.path("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        for (name, subject) in [("server", "/CN=localhost"), ("client", "/CN=a client")] {
+            pki.openssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ]);
+            pki.openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        // A client certificate no CA of ours signed.
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "stranger.key",
+            "-out",
+            "stranger.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=a stranger",
+        ]);
+        Some(pki)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// A config with the plain listener on a free port and the TLS one on another; `ssl_extra`
+/// lines go under `ssl:` (indented 4).
+fn config(pki: &Pki, ssl_extra: &str) -> (String, u16) {
+    let tls_port = free_port();
+    let yaml = format!(
+        "version: \"3\"\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:{}\n  ssl:\n    address: 127.0.0.1:{tls_port}\n    cert: {}\n    key: {}\n{ssl_extra}  pool:\n    num_workers: 2\nlogs:\n  level: info\n",
+        worker_command("http.php"),
+        free_port(),
+        pki.path("server.pem").display(),
+        pki.path("server.key").display(),
+    );
+    (yaml, tls_port)
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl runs")
+}
+
+fn https(pki: &Pki, port: u16, path: &str, extra: &[&str]) -> Output {
+    let url = format!("https://localhost:{port}{path}");
+    let ca = pki.path("ca.pem");
+    let mut args = vec!["--cacert", ca.to_str().unwrap(), "--resolve"];
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    args.push(&resolve);
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args)
+}
+
+#[test]
+fn https_serves_php_and_the_worker_sees_https() {
+    let Some(pki) = Pki::make() else { return };
+    let (yaml, port) = config(&pki, "");
+    let server = RrServer::start(&yaml);
+    assert!(server.wait_for_line("https server listening", Duration::from_secs(5)));
+    let hello = https(&pki, port, "/hello", &[]);
+    assert!(
+        hello.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hello.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "Hello from PHP\n");
+    let echo = https(&pki, port, "/echo?x=1", &[]);
+    let echo: Value = serde_json::from_slice(&echo.stdout).unwrap();
+    assert_eq!(echo["uri"], format!("https://localhost:{port}/echo?x=1"));
+    assert_eq!(echo["protocol"], "HTTP/1.1");
+    // Multi-megabyte both ways, on one connection (keep-alive over TLS).
+    let body = scratch_dir().join("body");
+    std::fs::write(&body, vec![b'z'; 3 << 20]).unwrap();
+    let data = format!("@{}", body.display());
+    let len = https(
+        &pki,
+        port,
+        "/len",
+        &[
+            "--data-binary",
+            &data,
+            "-H",
+            "Content-Type: application/octet-stream",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&len.stdout).starts_with(&format!("{} ", 3 << 20)));
+    let big = https(&pki, port, "/big?kb=3072", &[]);
+    assert_eq!(big.stdout.len(), 3 << 20);
+    assert!(big.stdout.iter().all(|b| *b == b'x'));
+}
+
+#[test]
+fn client_certificates_are_verified_against_root_ca() {
+    let Some(pki) = Pki::make() else { return };
+    let root_ca = format!(
+        "    root_ca: {}\n    client_auth_type: require_and_verify_client_cert\n",
+        pki.path("ca.pem").display()
+    );
+    let (yaml, port) = config(&pki, &root_ca);
+    let _server = RrServer::start(&yaml);
+    let cert = |name: &str| {
+        (
+            pki.path(&format!("{name}.pem")),
+            pki.path(&format!("{name}.key")),
+        )
+    };
+    let (client_pem, client_key) = cert("client");
+    let shown = https(
+        &pki,
+        port,
+        "/hello",
+        &[
+            "--cert",
+            client_pem.to_str().unwrap(),
+            "--key",
+            client_key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let none = https(&pki, port, "/hello", &[]);
+    assert!(
+        !none.status.success(),
+        "no certificate, yet: {}",
+        String::from_utf8_lossy(&none.stdout)
+    );
+    let (stranger_pem, stranger_key) = cert("stranger");
+    let stranger = https(
+        &pki,
+        port,
+        "/hello",
+        &[
+            "--cert",
+            stranger_pem.to_str().unwrap(),
+            "--key",
+            stranger_key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !stranger.status.success(),
+        "a certificate no CA of ours signed was taken"
+    );
+}
+
+#[test]
+fn the_plain_listener_redirects_to_the_tls_port() {
+    let Some(pki) = Pki::make() else { return };
+    let (yaml, port) = config(&pki, "    redirect: true\n");
+    let server = RrServer::start(&yaml);
+    let plain = server.http();
+    let answer = curl(&["-i", &format!("http://{plain}/a%20b?x=1")]);
+    let text = String::from_utf8_lossy(&answer.stdout);
+    assert!(
+        text.starts_with("HTTP/1.1 308 Permanent Redirect\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("Location: https://127.0.0.1:{port}/a%20b?x=1\r\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains("Strict-Transport-Security: max-age=31536000; includeSubDomains; preload")
+    );
+    // Followed, it lands on the worker over TLS.
+    let followed = curl(&[
+        "-L",
+        "--cacert",
+        pki.path("ca.pem").to_str().unwrap(),
+        &format!("http://{plain}/hello"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&followed.stdout),
+        "Hello from PHP\n"
+    );
+}
+
+#[test]
+fn a_malformed_handshake_is_closed_and_others_are_served() {
+    use std::io::{Read, Write};
+    let Some(pki) = Pki::make() else { return };
+    let (yaml, port) = config(&pki, "");
+    let _server = RrServer::start(&yaml);
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    garbage
+        .write_all(b"GET / HTTP/1.1\r\nHost: plain-text-on-tls\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    // rustls answers with an alert (or nothing) and the server closes: EOF, not a hang.
+    let _ = garbage.read_to_end(&mut reply);
+    assert!(reply.len() < 64, "{} bytes back", reply.len());
+    let hello = https(&pki, port, "/hello", &[]);
+    assert!(hello.status.success());
+}
+
+#[test]
+fn a_missing_certificate_file_stops_the_start_with_rr_s_error() {
+    let Some(pki) = Pki::make() else { return };
+    let (yaml, _) = config(&pki, "");
+    let yaml = yaml.replace(
+        pki.path("server.pem").to_str().unwrap(),
+        "/nonexistent/server.pem",
+    );
+    let (status, output) = RrServer::start_with(&yaml, &[]).expect_err("rr must not start");
+    assert!(!status.success());
+    assert!(
+        output
+            .contains("validation: ssl_valid: cert file '/nonexistent/server.pem' does not exists"),
+        "{output}"
+    );
+}
