@@ -259,7 +259,8 @@ impl RrServer {
             http: None,
             status: None,
         };
-        let wants_http = yaml.contains("\nhttp:");
+        // An `http` section with a plain listener (our configs name its address first).
+        let wants_http = yaml.contains("\nhttp:\n  address:");
         let wants_status = yaml.contains("\nstatus:");
         let started = server.wait_for(START_TIMEOUT, |lines| {
             lines

@@ -11,6 +11,7 @@
 //!   response shapes, cookies, the urlencoded form tree.
 #![forbid(unsafe_code)]
 
+pub mod fcgi;
 pub mod frame;
 pub mod http;
 pub mod http1;

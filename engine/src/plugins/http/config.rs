@@ -26,6 +26,8 @@ pub struct HttpSection {
     pub address: String,
     /// `http.ssl`, when it asks for a TLS listener.
     pub ssl: Option<super::tls::SslSection>,
+    /// `http.fcgi.address`, when set: a FastCGI listener.
+    pub fcgi: Option<String>,
     /// Body cap in bytes (`max_request_size` MiB; 0 → 1000 MiB).
     pub max_request_size: u64,
     /// Forms sent raw.
@@ -112,14 +114,17 @@ impl HttpSection {
     pub fn read(reader: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
         let address = reader.string("http.address")?.unwrap_or_default();
         let ssl = super::tls::SslSection::read(reader, warnings)?;
-        if (address.is_empty() && ssl.is_none()) || (!address.is_empty() && !address.contains(':'))
+        let fcgi = reader
+            .string("http.fcgi.address")?
+            .filter(|address| !address.is_empty());
+        if (address.is_empty() && ssl.is_none() && fcgi.is_none())
+            || (!address.is_empty() && !address.contains(':'))
         {
             return Err(ConfigError {
                 path: "http.address".into(),
                 line: reader.node("http.address").map_or(0, |n| n.line),
                 message: if address.is_empty() {
-                    "http.address or http.ssl (cert and key) is required (fcgi and http3 listeners are not supported)"
-                        .into()
+                    "http.address, http.ssl (cert and key) or http.fcgi.address is required".into()
                 } else {
                     format!("malformed http server address: {address}")
                 },
@@ -174,7 +179,7 @@ impl HttpSection {
             None
         };
         let chain = chain(&middleware, static_files.is_some(), headers.is_some());
-        for option in ["fcgi", "http2", "http3"] {
+        for option in ["http2", "http3"] {
             let path = format!("http.{option}");
             if reader.has(&path) {
                 warnings.push(format!(
@@ -193,6 +198,7 @@ impl HttpSection {
         Ok(Self {
             address,
             ssl,
+            fcgi,
             max_request_size: max_request_size.saturating_mul(1 << 20),
             raw_body: reader.bool("http.raw_body")?.unwrap_or(false),
             access_logs: reader.bool("http.access_logs")?.unwrap_or(false),

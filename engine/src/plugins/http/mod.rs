@@ -5,6 +5,7 @@ mod config;
 mod conn;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
 pub use ringrunner_protocol::http1 as head;
+mod fcgi;
 pub mod gzip;
 pub mod headers;
 #[cfg(test)]
@@ -155,6 +156,10 @@ impl HttpPlugin {
         } else {
             Some(bind(&config.address, shards.count(), sharing)?)
         };
+        let fcgi = match &config.fcgi {
+            Some(address) => Some(bind_fcgi(address)?),
+            None => None,
+        };
         let redirect_port = match (&config.ssl, &tls) {
             (Some(ssl), Some((_, address, _))) if ssl.redirect => Some(address.port()),
             _ => None,
@@ -195,7 +200,22 @@ impl HttpPlugin {
             tracing::info!(target: "http", %address, "https server listening");
             first.get_or_insert(address);
         }
-        let address = first.ok_or("http: no listener")?;
+        if let Some((listener, address)) = fcgi {
+            let shared = Arc::clone(&shared);
+            shards.spawn_on(0, move |shard| async move {
+                let lifecycle = Arc::clone(&shared.lifecycle);
+                stream::accept_loop(listener, shard.backend(), lifecycle, "http", |stream, _| {
+                    tokio::task::spawn_local(fcgi::serve(
+                        stream,
+                        Arc::clone(&shared),
+                        Rc::clone(&shard),
+                    ));
+                })
+                .await;
+            });
+            tracing::info!(target: "http", %address, "fcgi server listening");
+        }
+        let address = first.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         Ok(Self { shared, address })
     }
 
@@ -210,6 +230,18 @@ impl HttpPlugin {
     pub fn pool(&self) -> &Pool {
         &self.shared.pool
     }
+}
+
+/// Binds `http.fcgi.address`: `tcp://host:port`, `unix:///path.sock` or `host:port`.
+fn bind_fcgi(address: &str) -> Result<(Listener, String), String> {
+    if let Some(path) = address.strip_prefix("unix://") {
+        let listener = Listener::bind_unix(std::path::Path::new(path))?;
+        return Ok((listener, address.to_owned()));
+    }
+    let host_port = address.strip_prefix("tcp://").unwrap_or(address);
+    let (listener, bound) =
+        Listener::bind_tcp(host_port).map_err(|error| format!("fcgi: {error}"))?;
+    Ok((listener, format!("tcp://{bound}")))
 }
 
 /// Resolves and binds `address` on every shard (one SO_REUSEPORT socket each).
@@ -272,9 +304,11 @@ async fn accept_loop(
             };
             // A TCP listener always names the peer.
             let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let https = stream.is_tls();
             tokio::task::spawn_local(conn::serve(
                 stream,
                 peer,
+                https,
                 Arc::clone(&shared),
                 Rc::clone(&shard),
             ));

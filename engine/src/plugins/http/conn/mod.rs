@@ -183,16 +183,17 @@ impl Connection {
     }
 }
 
-/// Serves one connection until it closes.
+/// Serves one connection until it closes; `https`: the client came over TLS (here, or at
+/// the FastCGI front server).
 pub(super) async fn serve(
     stream: Stream,
     peer: SocketAddr,
+    https: bool,
     shared: Arc<HttpShared>,
     shard: Rc<ShardContext>,
 ) {
     let _counted = shared.lifecycle.connection_opened();
     let _ = stream.set_nodelay(true);
-    let https = stream.is_tls();
     let mut conn = Connection {
         stream,
         buf: Vec::with_capacity(READ_CHUNK),
