@@ -203,47 +203,33 @@ fn client_certificates_are_verified_against_root_ca() {
     );
     let (yaml, port) = config(&pki, &root_ca);
     let _server = RrServer::start(&yaml);
-    let cert = |name: &str| {
-        (
+    // curl with the client certificate `name` (none when empty).
+    let with_cert = |name: &str| {
+        let (pem, key) = (
             pki.path(&format!("{name}.pem")),
             pki.path(&format!("{name}.key")),
-        )
+        );
+        let (pem, key) = (pem.display().to_string(), key.display().to_string());
+        let args: Vec<&str> = if name.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--cert", &pem, "--key", &key]
+        };
+        https(&pki, port, "/hello", &args)
     };
-    let (client_pem, client_key) = cert("client");
-    let shown = https(
-        &pki,
-        port,
-        "/hello",
-        &[
-            "--cert",
-            client_pem.to_str().unwrap(),
-            "--key",
-            client_key.to_str().unwrap(),
-        ],
-    );
+    let shown = with_cert("client");
     assert!(
         shown.status.success(),
         "{}",
         String::from_utf8_lossy(&shown.stderr)
     );
-    let none = https(&pki, port, "/hello", &[]);
+    let none = with_cert("");
     assert!(
         !none.status.success(),
         "no certificate, yet: {}",
         String::from_utf8_lossy(&none.stdout)
     );
-    let (stranger_pem, stranger_key) = cert("stranger");
-    let stranger = https(
-        &pki,
-        port,
-        "/hello",
-        &[
-            "--cert",
-            stranger_pem.to_str().unwrap(),
-            "--key",
-            stranger_key.to_str().unwrap(),
-        ],
-    );
+    let stranger = with_cert("stranger");
     assert!(
         !stranger.status.success(),
         "a certificate no CA of ours signed was taken"

@@ -485,7 +485,7 @@ fn gzip_allowed(head: &ResponseHead<'_>, body: &[u8]) -> bool {
 }
 
 /// Go's `html.EscapeString`.
-fn html_escape(text: &str) -> String {
+pub(super) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

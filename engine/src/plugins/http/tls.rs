@@ -214,7 +214,7 @@ pub fn redirect_answer(
     let body = match method {
         b"GET" => format!(
             "<a href=\"{}\">Permanent Redirect</a>.\n\n",
-            html_escape(&location)
+            super::sink::html_escape(&location)
         ),
         _ => String::new(),
     };
@@ -243,21 +243,6 @@ fn strip_port(host: &str) -> &str {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }
     host.rsplit_once(':').map_or(host, |(name, _)| name)
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&#34;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
