@@ -72,6 +72,8 @@ fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
 }
 
 /// Polls until `check` holds (a broker's or the server's figure), or panics with `what`.
+/// A poll, not a wait on an event: RabbitMQ's queue counts and rr's Stat are figures
+/// read on request, with nothing to subscribe to.
 fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
     let deadline = Instant::now() + limit;
     while !check() {

@@ -83,6 +83,11 @@ fn server(address: &str) -> RrServer {
     server
 }
 
+/// The status code an answer has, as curl prints it.
+fn status_of(url: &str) -> Vec<u8> {
+    curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+}
+
 fn curl(args: &[&str]) -> Vec<u8> {
     let output = Command::new("curl")
         .args(["-sS", "--max-time", "20"])
@@ -147,14 +152,7 @@ fn nginx_fastcgi_pass_reaches_the_php_workers() {
         stream.contains("chunk 0") && stream.contains("chunk 2"),
         "{stream}"
     );
-    let status = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &nginx.url("/status/404"),
-    ]);
+    let status = status_of(&nginx.url("/status/404"));
     assert_eq!(status, b"404");
     let head = String::from_utf8(curl(&["-i", &nginx.url("/cookies")])).unwrap();
     assert!(
@@ -162,14 +160,7 @@ fn nginx_fastcgi_pass_reaches_the_php_workers() {
         "{head}"
     );
     // A worker error is rr's 500.
-    let error = curl(&[
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &nginx.url("/error"),
-    ]);
+    let error = status_of(&nginx.url("/error"));
     assert_eq!(error, b"500");
 }
 

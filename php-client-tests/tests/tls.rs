@@ -28,85 +28,72 @@ impl Pki {
         let dir = scratch_dir().join("pki");
         std::fs::create_dir_all(&dir).unwrap();
         let pki = Self { dir };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=ringrunner test CA",
-        ]);
+        pki.key_and_certificate("ca", "/CN=ringrunner test CA", None);
         std::fs::write(
             pki.path("server.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
         )
         .unwrap();
         std::fs::write(pki.path("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        for (name, subject) in [("server", "/CN=localhost"), ("client", "/CN=a client")] {
-            pki.openssl(&[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                subject,
-            ]);
-            pki.openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "2",
-                "-extfile",
-                &format!("{name}.ext"),
-            ]);
-        }
+        pki.key_and_certificate("server", "/CN=localhost", Some("ca"));
+        pki.key_and_certificate("client", "/CN=a client", Some("ca"));
         // A client certificate no CA of ours signed.
-        pki.openssl(&[
-            "req",
-            "-x509",
+        pki.key_and_certificate("stranger", "/CN=a stranger", None);
+        Some(pki)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// `<name>.key` and `<name>.pem` for `subject`: signed by the CA `signer` (with the
+    /// extensions of `<name>.ext`), or self-signed.
+    fn key_and_certificate(&self, name: &str, subject: &str, signer: Option<&str>) {
+        let (key, pem, csr) = (
+            format!("{name}.key"),
+            format!("{name}.pem"),
+            format!("{name}.csr"),
+        );
+        let new_key = [
             "-newkey",
             "ec",
             "-pkeyopt",
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-            "stranger.key",
+        ];
+        let Some(signer) = signer else {
+            let mut args = vec!["req", "-x509"];
+            args.extend(new_key);
+            args.extend([key.as_str(), "-out", &pem, "-days", "2", "-subj", subject]);
+            return self.openssl(&args);
+        };
+        let mut args = vec!["req"];
+        args.extend(new_key);
+        args.extend([key.as_str(), "-out", &csr, "-subj", subject]);
+        self.openssl(&args);
+        let (ca, ca_key, ext) = (
+            format!("{signer}.pem"),
+            format!("{signer}.key"),
+            format!("{name}.ext"),
+        );
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
             "-out",
-            "stranger.pem",
+            &pem,
             "-days",
             "2",
-            "-subj",
-            "/CN=a stranger",
+            "-extfile",
+            &ext,
         ]);
-        Some(pki)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
     }
 
     fn openssl(&self, args: &[&str]) {
