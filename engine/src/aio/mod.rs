@@ -8,11 +8,13 @@
 
 mod epoll;
 mod file;
+mod poll_io;
 mod probe;
 mod stream;
 mod tls;
 
 pub use file::{File, FileFacts};
+pub use poll_io::PollStream;
 pub use stream::Stream;
 pub use tls::TlsStream;
 

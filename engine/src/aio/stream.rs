@@ -71,6 +71,18 @@ impl Stream {
         matches!(self.inner, Inner::Tls(_))
     }
 
+    /// On TLS, completes the handshake and gives the protocol ALPN agreed on; None on a
+    /// plain stream.
+    ///
+    /// # Errors
+    /// The client closed or failed the handshake.
+    pub async fn handshake(&self) -> io::Result<Option<Vec<u8>>> {
+        match &self.inner {
+            Inner::Tls(tls) => Box::pin(tls.handshake()).await,
+            _ => Ok(None),
+        }
+    }
+
     /// The backend this stream is on.
     #[must_use]
     pub fn backend(&self) -> Backend {

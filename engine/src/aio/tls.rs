@@ -20,14 +20,37 @@ const PLAIN_CHUNK: usize = 16 * 1024;
 struct Session {
     connection: ServerConnection,
     ciphertext_in: Vec<u8>,
+    /// Bytes of `ciphertext_in` the session took.
+    fed: usize,
     ciphertext_out: Vec<u8>,
     plaintext: Vec<u8>,
+}
+
+impl Session {
+    /// Gives the session the ciphertext not yet fed, record by record, and stops while it
+    /// holds plaintext (rustls refuses more past its plaintext limit): the rest waits for
+    /// the next read, which takes no system call while some is left.
+    fn feed(&mut self) -> io::Result<()> {
+        let mut first = true;
+        while self.fed < self.ciphertext_in.len() && (first || self.connection.wants_read()) {
+            first = false;
+            let mut records = &self.ciphertext_in[self.fed..];
+            self.fed += self.connection.read_tls(&mut records)?;
+            self.connection
+                .process_new_packets()
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+        }
+        Ok(())
+    }
 }
 
 /// A server-side TLS session over a plain stream.
 pub struct TlsStream {
     plain: Stream,
     session: RefCell<Session>,
+    /// Held while ciphertext is written: a read (handshake, alerts) and a write may flush
+    /// at once (HTTP/2 reads and writes concurrently), and records must leave in order.
+    write_gate: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -50,10 +73,39 @@ impl TlsStream {
             session: RefCell::new(Session {
                 connection,
                 ciphertext_in: Vec::new(),
+                fed: 0,
                 ciphertext_out: Vec::new(),
                 plaintext: Vec::new(),
             }),
+            write_gate: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Completes the handshake (a server's first flight answers the client's); then the
+    /// protocol the client and we agreed through ALPN, if any.
+    ///
+    /// # Errors
+    /// The client closed, or sent something that is not a TLS handshake.
+    pub async fn handshake(&self) -> io::Result<Option<Vec<u8>>> {
+        while self.session.borrow().connection.is_handshaking() {
+            self.flush().await?;
+            match self.read_records().await {
+                Ok(true) => {}
+                Ok(false) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(error) => {
+                    let _ = self.flush().await;
+                    return Err(error);
+                }
+            }
+        }
+        // The server's last handshake messages (TLS 1.3 tickets) go out now.
+        self.flush().await?;
+        Ok(self
+            .session
+            .borrow()
+            .connection
+            .alpn_protocol()
+            .map(<[u8]>::to_vec))
     }
 
     /// The plain stream beneath.
@@ -104,35 +156,33 @@ impl TlsStream {
         }
     }
 
-    /// Reads ciphertext and hands it to the session; false at the peer's close.
+    /// Hands the session ciphertext: what an earlier read left over, else a new read's;
+    /// false at the peer's close.
     async fn read_records(&self) -> io::Result<bool> {
+        {
+            let mut session = self.session.borrow_mut();
+            if session.fed < session.ciphertext_in.len() {
+                session.feed()?;
+                return Ok(true);
+            }
+        }
         let mut incoming = std::mem::take(&mut self.session.borrow_mut().ciphertext_in);
         incoming.clear();
         incoming.reserve(RECORD_READ);
         let (result, incoming) = self.plain.read(incoming).await;
         let mut session = self.session.borrow_mut();
         session.ciphertext_in = incoming;
-        let count = result?;
-        if count == 0 {
+        session.fed = 0;
+        if result? == 0 {
             return Ok(false);
         }
-        let Session {
-            connection,
-            ciphertext_in,
-            ..
-        } = &mut *session;
-        let mut records = &ciphertext_in[..count];
-        while !records.is_empty() {
-            connection.read_tls(&mut records)?;
-            connection
-                .process_new_packets()
-                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
-        }
+        session.feed()?;
         Ok(true)
     }
 
     /// Writes what the session has queued (handshake, alerts, records).
     async fn flush(&self) -> io::Result<()> {
+        let _writing = self.write_gate.lock().await;
         loop {
             let mut outgoing = std::mem::take(&mut self.session.borrow_mut().ciphertext_out);
             outgoing.clear();

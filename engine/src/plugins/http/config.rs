@@ -28,6 +28,8 @@ pub struct HttpSection {
     pub ssl: Option<super::tls::SslSection>,
     /// `http.fcgi.address`, when set: a FastCGI listener.
     pub fcgi: Option<String>,
+    /// `http.http2`.
+    pub http2: Http2Section,
     /// Body cap in bytes (`max_request_size` MiB; 0 → 1000 MiB).
     pub max_request_size: u64,
     /// Forms sent raw.
@@ -67,6 +69,29 @@ pub struct HttpSection {
     pub chain: Vec<Layer>,
     /// `http.pool`.
     pub pool: PoolSection,
+}
+
+/// `http.http2`: HTTP/2 over TLS (always offered through ALPN) and cleartext (h2c).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Section {
+    /// Cleartext HTTP/2 with prior knowledge on `http.address`.
+    pub h2c: bool,
+    /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); 0 → 128.
+    /// Applied to h2c and TLS alike.
+    pub max_concurrent_streams: u32,
+}
+
+impl Http2Section {
+    fn read(reader: &Reader<'_>) -> Result<Self, ConfigError> {
+        let streams = reader
+            .unsigned("http.http2.max_concurrent_streams")?
+            .filter(|&n| n > 0)
+            .unwrap_or(128);
+        Ok(Self {
+            h2c: reader.bool("http.http2.h2c")?.unwrap_or(false),
+            max_concurrent_streams: u32::try_from(streams).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 /// Middleware ringrunner runs; others are skipped with a warning, as rr skips unknown names.
@@ -179,13 +204,8 @@ impl HttpSection {
             None
         };
         let chain = chain(&middleware, static_files.is_some(), headers.is_some());
-        for option in ["http2", "http3"] {
-            let path = format!("http.{option}");
-            if reader.has(&path) {
-                warnings.push(format!(
-                    "{path} is not supported by ringrunner yet, ignored"
-                ));
-            }
+        if reader.has("http.http3") {
+            warnings.push("http.http3 is not supported by ringrunner yet, ignored".into());
         }
         let uploads = Uploads {
             dir: reader
@@ -199,6 +219,7 @@ impl HttpSection {
             address,
             ssl,
             fcgi,
+            http2: Http2Section::read(reader)?,
             max_request_size: max_request_size.saturating_mul(1 << 20),
             raw_body: reader.bool("http.raw_body")?.unwrap_or(false),
             access_logs: reader.bool("http.access_logs")?.unwrap_or(false),

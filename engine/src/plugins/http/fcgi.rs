@@ -354,10 +354,14 @@ async fn respond(
     let backend = shard.backend();
     let client = Stream::new(ours, backend).map_err(|e| e.to_string())?;
     let server = Stream::new(theirs, backend).map_err(|e| e.to_string())?;
+    let origin = super::conn::Origin {
+        https,
+        http2: false,
+    };
     tokio::task::spawn_local(super::conn::serve(
         server,
         peer,
-        https,
+        origin,
         Arc::clone(shared),
         Rc::clone(shard),
     ));

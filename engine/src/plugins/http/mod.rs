@@ -6,6 +6,7 @@ mod conn;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
 pub use ringrunner_protocol::http1 as head;
 mod fcgi;
+mod http2;
 pub mod gzip;
 pub mod headers;
 #[cfg(test)]
@@ -19,7 +20,7 @@ pub mod uploads;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
 
-pub use config::{HttpSection, Layer, Uploads, SUPPORTED_MIDDLEWARE};
+pub use config::{Http2Section, HttpSection, Layer, Uploads, SUPPORTED_MIDDLEWARE};
 
 use super::server::ServerPlugin;
 use super::stream::{self, Listener};
@@ -304,11 +305,14 @@ async fn accept_loop(
             };
             // A TCP listener always names the peer.
             let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-            let https = stream.is_tls();
+            let origin = conn::Origin {
+                https: stream.is_tls(),
+                http2: false,
+            };
             tokio::task::spawn_local(conn::serve(
                 stream,
                 peer,
-                https,
+                origin,
                 Arc::clone(&shared),
                 Rc::clone(&shard),
             ));

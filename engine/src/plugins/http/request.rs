@@ -52,6 +52,8 @@ pub struct RequestScratch {
     pub remote_addr: String,
     /// The connection is TLS: an origin-form target's URI is `https://…`.
     pub https: bool,
+    /// The request came as an HTTP/2 stream: the worker's `protocol` is `HTTP/2.0`.
+    pub http2: bool,
 }
 
 impl RequestScratch {

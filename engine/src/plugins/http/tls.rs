@@ -173,7 +173,8 @@ impl SslSection {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|error| format!("http.ssl: cert and key: {error}"))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first, as rr offers it: a client that speaks it gets it.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 

@@ -502,6 +502,14 @@ impl LogFlusher {
     }
 }
 
+/// Our events at every level, a dependency's (h2's frames, lapin's, rustls's: a target that
+/// is a module path not ours) only from WARN: their debug events are per frame and would
+/// drown ours. Decided per call site once, so a filtered event costs nothing.
+fn ours_or_a_warning(metadata: &tracing::Metadata<'_>) -> bool {
+    let target = metadata.target();
+    *metadata.level() <= Level::WARN || !target.contains("::") || target.starts_with("ringrunner")
+}
+
 /// Installs the logger for the process.
 ///
 /// # Errors
@@ -511,7 +519,9 @@ pub fn install(logs: &LogsSection) -> Result<LogFlusher, String> {
     let flusher = LogFlusher(layer.queue());
     let max = tracing_subscriber::filter::LevelFilter::from_level(layer.max_level());
     tracing_subscriber::registry()
-        .with(layer.with_filter(max))
+        .with(layer.with_filter(max).with_filter(
+            tracing_subscriber::filter::filter_fn(ours_or_a_warning),
+        ))
         .try_init()
         .map_err(|error| error.to_string())?;
     Ok(flusher)

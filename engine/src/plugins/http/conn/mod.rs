@@ -183,17 +183,50 @@ impl Connection {
     }
 }
 
-/// Serves one connection until it closes; `https`: the client came over TLS (here, or at
-/// the FastCGI front server).
+/// How a connection's requests reached us.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Origin {
+    /// The client came over TLS (here, or at the FastCGI front server).
+    pub https: bool,
+    /// The requests are HTTP/2 streams relayed over this connection.
+    pub http2: bool,
+}
+
+/// The first bytes of a cleartext HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one connection until it closes: HTTP/1.1, or HTTP/2 when TLS's ALPN agreed on
+/// `h2` or (with `http2.h2c`) a cleartext client opens with the HTTP/2 preface.
 pub(super) async fn serve(
     stream: Stream,
     peer: SocketAddr,
-    https: bool,
+    origin: Origin,
     shared: Arc<HttpShared>,
     shard: Rc<ShardContext>,
 ) {
     let _counted = shared.lifecycle.connection_opened();
     let _ = stream.set_nodelay(true);
+    let https = origin.https;
+    if stream.is_tls() {
+        let handshake = tokio::time::timeout(shared.read_header_timeout, stream.handshake());
+        match handshake.await {
+            Ok(Ok(Some(protocol))) if protocol == b"h2" => {
+                let shared = Arc::clone(&shared);
+                return super::http2::serve(stream, Vec::new(), peer, true, shared, shard).await;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(target: "http", %peer, %error, "tls handshake failed");
+                stream.shut_down();
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(target: "http", %peer, "tls handshake timed out");
+                stream.shut_down();
+                return;
+            }
+        }
+    }
     let mut conn = Connection {
         stream,
         buf: Vec::with_capacity(READ_CHUNK),
@@ -209,6 +242,20 @@ pub(super) async fn serve(
         compress: false,
     };
     conn.scratch.https = https;
+    conn.scratch.http2 = origin.http2;
+    if shared.config.http2.h2c && !origin.http2 && !https {
+        match opens_with_preface(&mut conn, &shared).await {
+            None => return,
+            Some(true) => {
+                let Connection {
+                    stream, buf, shard, ..
+                } = conn;
+                let shared = Arc::clone(&shared);
+                return super::http2::serve(stream, buf, peer, false, shared, shard).await;
+            }
+            Some(false) => {}
+        }
+    }
     let redirect_port = shared.redirect_port.filter(|_| !https);
     loop {
         let keep_open = match read_request(&mut conn, peer, &shared).await {
@@ -247,6 +294,25 @@ pub(super) async fn serve(
     drop(conn);
     if large {
         crate::memory::release_freed_pages();
+    }
+}
+
+/// Reads until the connection's first bytes tell HTTP/2's preface from an HTTP/1 request
+/// (most often the first read tells); None when the client left or went quiet.
+async fn opens_with_preface(conn: &mut Connection, shared: &HttpShared) -> Option<bool> {
+    let deadline = Deadline::now() + shared.read_header_timeout;
+    loop {
+        let seen = conn.buf.len().min(H2_PREFACE.len());
+        if conn.buf[..seen] != H2_PREFACE[..seen] {
+            return Some(false);
+        }
+        if seen == H2_PREFACE.len() {
+            return Some(true);
+        }
+        if conn.read_more(deadline, shared, conn.buf.is_empty()).await.is_err() {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+            return None;
+        }
     }
 }
 
@@ -470,10 +536,10 @@ async fn relay(
         let method_text = String::from_utf8_lossy(method);
         let request_context = RequestContext {
             remote_addr,
-            protocol: if minor_version == 0 {
-                "HTTP/1.0"
-            } else {
-                "HTTP/1.1"
+            protocol: match (scratch.http2, minor_version) {
+                (true, _) => "HTTP/2.0",
+                (false, 0) => "HTTP/1.0",
+                (false, _) => "HTTP/1.1",
             },
             method: &method_text,
             uri,

@@ -1,0 +1,543 @@
+//! One HTTP/2 stream relayed through the plugin's HTTP/1.1 connection code: its head and
+//! body written as an HTTP/1.1 request into a socket pair whose other end
+//! [`conn::serve`](super::super::conn::serve) serves, the answer read back and sent as the
+//! stream's response (1xx heads as informational responses). Pairs are kept between the
+//! streams of a connection (the connection code keeps them alive), so a stream costs no
+//! socket and no task once the connection is warm.
+//!
+//! Flow control is the backpressure: the request body's window is given back only once
+//! its bytes went into the pair, and the answer is read from the pair only as fast as the
+//! client's window takes it. A client that resets a stream ends its pair: the request
+//! runs on and the worker goes back to the pool, as when an HTTP/1.1 client goes away.
+
+use super::super::conn::{self, Origin};
+use super::super::HttpShared;
+use crate::aio::Stream;
+use crate::runtime::ShardContext;
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use ringrunner_protocol::http1::{ChunkedDecoder, Http1Limits};
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_uring::buf::BoundedBuf;
+
+/// Bytes asked of the pair per read.
+const READ_CHUNK: usize = 64 * 1024;
+/// Header lines of an answer the relay reads (the connection code writes what the worker
+/// sent; more than this is a 502).
+const MAX_ANSWER_HEADERS: usize = 512;
+
+/// A socket pair whose other end the connection code serves.
+struct Bridge {
+    stream: Stream,
+    /// Answer bytes read and not yet relayed.
+    input: Vec<u8>,
+    idle_since: Instant,
+}
+
+/// A connection's pairs: the idle ones, and what opening another takes.
+pub(super) struct Bridges {
+    idle: RefCell<Vec<Bridge>>,
+    peer: SocketAddr,
+    https: bool,
+    shared: Arc<HttpShared>,
+    shard: Rc<ShardContext>,
+}
+
+impl Bridges {
+    pub(super) fn new(
+        peer: SocketAddr,
+        https: bool,
+        shared: Arc<HttpShared>,
+        shard: Rc<ShardContext>,
+    ) -> Self {
+        Self {
+            idle: RefCell::new(Vec::new()),
+            peer,
+            https,
+            shared,
+            shard,
+        }
+    }
+
+    /// An idle pair the connection code still holds open, else a new one.
+    fn take(&self) -> std::io::Result<Bridge> {
+        // The connection code closes a pair idle for `read_header_timeout`; one idle for
+        // half of it is safely open.
+        let fresh = self.shared.read_header_timeout / 2;
+        while let Some(bridge) = self.idle.borrow_mut().pop() {
+            if bridge.idle_since.elapsed() < fresh {
+                return Ok(bridge);
+            }
+            bridge.stream.shut_down();
+        }
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )?;
+        let backend = self.shard.backend();
+        let stream = Stream::new(ours, backend)?;
+        let served = Stream::new(theirs, backend)?;
+        let origin = Origin {
+            https: self.https,
+            http2: true,
+        };
+        tokio::task::spawn_local(conn::serve(
+            served,
+            self.peer,
+            origin,
+            Arc::clone(&self.shared),
+            Rc::clone(&self.shard),
+        ));
+        Ok(Bridge {
+            stream,
+            input: Vec::with_capacity(READ_CHUNK),
+            idle_since: Instant::now(),
+        })
+    }
+
+    /// Keeps `bridge` for the next stream, as many as the connection may have streams.
+    fn put(&self, mut bridge: Bridge) {
+        let mut idle = self.idle.borrow_mut();
+        let max = self.shared.config.http2.max_concurrent_streams as usize;
+        if idle.len() >= max || self.shared.lifecycle.is_stopping() {
+            bridge.stream.shut_down();
+            return;
+        }
+        bridge.idle_since = Instant::now();
+        idle.push(bridge);
+    }
+}
+
+impl Drop for Bridges {
+    fn drop(&mut self) {
+        for bridge in self.idle.get_mut().drain(..) {
+            bridge.stream.shut_down();
+        }
+    }
+}
+
+/// How the request's body goes into the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFraming {
+    None,
+    Length,
+    Chunked,
+}
+
+/// How an answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Where its framing said: the pair can serve the next stream.
+    Whole,
+    /// The pair is spent (the answer ran to the pair's end, or said `Connection: close`).
+    Spent,
+}
+
+/// Relays one stream: request into a pair, answer back; the pair is kept when both went
+/// whole.
+pub(super) async fn relay(
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    bridges: &Bridges,
+) {
+    let (parts, body) = request.into_parts();
+    let framing = if body.is_end_stream() {
+        BodyFraming::None
+    } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        BodyFraming::Length
+    } else {
+        BodyFraming::Chunked
+    };
+    let mut head = Vec::with_capacity(1024);
+    request_head(&parts, framing, &mut head);
+    let is_head = parts.method == http::Method::HEAD;
+    let mut bridge = match bridges.take() {
+        Ok(bridge) => bridge,
+        Err(error) => {
+            tracing::error!(target: "http", %error, "http/2: a socket pair for the stream");
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            return;
+        }
+    };
+    let write_timeout = bridges.shared.config.write_timeout;
+    let outcome = {
+        let Bridge { stream, input, .. } = &mut bridge;
+        let sending = send_request(stream, head, body, framing);
+        let answering = answer(stream, input, &mut respond, is_head, write_timeout);
+        tokio::pin!(sending, answering);
+        let mut sent = None;
+        loop {
+            tokio::select! {
+                whole = &mut sending, if sent.is_none() => sent = Some(whole),
+                ended = &mut answering => break (sent, ended),
+            }
+        }
+    };
+    match outcome {
+        (Some(true), Ok(Ended::Whole)) => bridges.put(bridge),
+        (_, Ok(_)) => bridge.stream.shut_down(),
+        (_, Err(reason)) => {
+            bridge.stream.shut_down();
+            if let Some(reason) = reason {
+                respond.send_reset(reason);
+            }
+        }
+    }
+}
+
+/// The stream's head as an HTTP/1.1 request head: `:authority` as `Host`, the cookie
+/// fields joined into one `Cookie` (RFC 9113 §8.2.3), the body's framing ours.
+fn request_head(parts: &http::request::Parts, framing: BodyFraming, out: &mut Vec<u8>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| parts.headers.get(http::header::HOST).map(|h| h.as_bytes()))
+        .unwrap_or_default();
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+    let mut cookies = parts.headers.get_all(http::header::COOKIE).iter().peekable();
+    if cookies.peek().is_some() {
+        out.extend_from_slice(b"cookie: ");
+        for (index, cookie) in cookies.enumerate() {
+            if index > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(cookie.as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &parts.headers {
+        let framed_here = matches!(
+            name.as_str(),
+            "host"
+                | "cookie"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "upgrade"
+                | "te"
+        );
+        if framed_here {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        BodyFraming::None => {}
+        BodyFraming::Length => {
+            if let Some(length) = parts.headers.get(http::header::CONTENT_LENGTH) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(length.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head and the body into the pair, giving the body's window back as its bytes
+/// go in; true when the request went whole. A broken body (reset, a length that does not
+/// match) shuts the pair's write side, so the connection code sees it end.
+async fn send_request(
+    stream: &Stream,
+    head: Vec<u8>,
+    mut body: RecvStream,
+    framing: BodyFraming,
+) -> bool {
+    let (written, mut out) = stream.write_all(head).await;
+    if written.is_err() {
+        return false;
+    }
+    if framing == BodyFraming::None {
+        return true;
+    }
+    while let Some(data) = body.data().await {
+        let Ok(data) = data else {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            return false;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        out.clear();
+        if framing == BodyFraming::Chunked {
+            let _ = write!(out, "{:x}\r\n", data.len());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(&data);
+        }
+        let (written, returned) = stream.write_all(out).await;
+        out = returned;
+        if written.is_err() {
+            return false;
+        }
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    if framing == BodyFraming::Chunked {
+        let (written, _) = stream.write_all(b"0\r\n\r\n".to_vec()).await;
+        return written.is_ok();
+    }
+    true
+}
+
+/// Reads more of the answer; false at the pair's end.
+async fn read_more(stream: &Stream, input: &mut Vec<u8>) -> bool {
+    if input.capacity() - input.len() < READ_CHUNK / 2 {
+        input.reserve(READ_CHUNK);
+    }
+    let buf = std::mem::take(input);
+    let filled = buf.len();
+    let (result, slice) = stream.read(buf.slice(filled..)).await;
+    *input = slice.into_inner();
+    matches!(result, Ok(count) if count > 0)
+}
+
+/// How an answer's body is framed on the pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AnswerBody {
+    Length(u64),
+    Chunked,
+    ToEnd,
+}
+
+/// An answer head read off the pair.
+struct AnswerHead {
+    response: http::Response<()>,
+    body: AnswerBody,
+    close: bool,
+    consumed: usize,
+}
+
+/// The answer head at the start of `input`: None while incomplete, Err for bytes that are
+/// no HTTP/1.1 answer.
+fn answer_head(input: &[u8], is_head: bool) -> Result<Option<AnswerHead>, ()> {
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let consumed = match parsed.parse(input) {
+        Ok(httparse::Status::Complete(consumed)) => consumed,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(()),
+    };
+    let code = parsed.code.ok_or(())?;
+    let mut response = http::Response::new(());
+    *response.status_mut() = http::StatusCode::from_u16(code).map_err(drop)?;
+    let mut body = AnswerBody::ToEnd;
+    let mut close = false;
+    for header in parsed.headers.iter() {
+        let name = header.name;
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            if header.value.eq_ignore_ascii_case(b"chunked") {
+                body = AnswerBody::Chunked;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("connection") {
+            close |= header.value.eq_ignore_ascii_case(b"close");
+            continue;
+        }
+        if ["keep-alive", "proxy-connection", "upgrade"]
+            .iter()
+            .any(|hop| name.eq_ignore_ascii_case(hop))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") && body == AnswerBody::ToEnd {
+            let length = std::str::from_utf8(header.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(())?;
+            body = AnswerBody::Length(length);
+        }
+        // A name or value h2 refuses (the worker's own bytes) is left out, not fatal.
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(header.value),
+        ) else {
+            continue;
+        };
+        response.headers_mut().append(name, value);
+    }
+    let bodiless = is_head || matches!(code, 100..=199 | 204 | 304);
+    if bodiless {
+        body = AnswerBody::Length(0);
+    }
+    Ok(Some(AnswerHead {
+        response,
+        body,
+        close,
+        consumed,
+    }))
+}
+
+/// Reads the answer off the pair and sends it on the stream. Err(Some(reason)): reset the
+/// stream with it; Err(None): the client reset it already.
+async fn answer(
+    stream: &Stream,
+    input: &mut Vec<u8>,
+    respond: &mut SendResponse<Bytes>,
+    is_head: bool,
+    write_timeout: Duration,
+) -> Result<Ended, Option<h2::Reason>> {
+    let head = loop {
+        match answer_head(input, is_head) {
+            Ok(Some(head)) if head.response.status().is_informational() => {
+                input.drain(..head.consumed);
+                // 101 never comes from the connection code; the others are interim.
+                if head.response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                    respond.send_informational(head.response).map_err(|_| None)?;
+                }
+            }
+            Ok(Some(head)) => break head,
+            Ok(None) => {
+                let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
+                tokio::select! {
+                    more = read_more(stream, input) => if !more {
+                        return Err(Some(h2::Reason::INTERNAL_ERROR));
+                    },
+                    _ = reset => return Err(None),
+                }
+            }
+            Err(()) => {
+                tracing::warn!(target: "http", "http/2: the relayed answer was not HTTP/1.1");
+                return Err(Some(h2::Reason::INTERNAL_ERROR));
+            }
+        }
+    };
+    input.drain(..head.consumed);
+    let empty = head.body == AnswerBody::Length(0);
+    let mut send = respond
+        .send_response(head.response, empty)
+        .map_err(|_| None)?;
+    let ended = match head.body {
+        AnswerBody::Length(0) => Ended::Whole,
+        AnswerBody::Length(length) => {
+            relay_length(stream, input, &mut send, length, write_timeout).await?
+        }
+        AnswerBody::Chunked => relay_chunked(stream, input, &mut send, write_timeout).await?,
+        AnswerBody::ToEnd => {
+            loop {
+                if !input.is_empty() {
+                    let data = Bytes::copy_from_slice(input);
+                    input.clear();
+                    send_data(&mut send, data, false, write_timeout).await?;
+                }
+                if !read_more(stream, input).await {
+                    break;
+                }
+            }
+            send_data(&mut send, Bytes::new(), true, write_timeout).await?;
+            Ended::Spent
+        }
+    };
+    Ok(if head.close { Ended::Spent } else { ended })
+}
+
+/// Relays a body of `length` bytes.
+async fn relay_length(
+    stream: &Stream,
+    input: &mut Vec<u8>,
+    send: &mut SendStream<Bytes>,
+    length: u64,
+    write_timeout: Duration,
+) -> Result<Ended, Option<h2::Reason>> {
+    let mut left = length;
+    loop {
+        let take = input
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        if take > 0 {
+            let data = Bytes::copy_from_slice(&input[..take]);
+            input.drain(..take);
+            left -= take as u64;
+            send_data(send, data, left == 0, write_timeout).await?;
+        }
+        if left == 0 {
+            return Ok(Ended::Whole);
+        }
+        if !read_more(stream, input).await {
+            return Err(Some(h2::Reason::INTERNAL_ERROR));
+        }
+    }
+}
+
+/// Relays a chunked body, its chunks as DATA frames (trailers are not relayed).
+async fn relay_chunked(
+    stream: &Stream,
+    input: &mut Vec<u8>,
+    send: &mut SendStream<Bytes>,
+    write_timeout: Duration,
+) -> Result<Ended, Option<h2::Reason>> {
+    let mut decoder = ChunkedDecoder::within(&Http1Limits::default());
+    let mut body = Vec::new();
+    loop {
+        let used = decoder
+            .decode(input, &mut body)
+            .map_err(|_| Some(h2::Reason::INTERNAL_ERROR))?;
+        input.drain(..used);
+        let done = decoder.is_done();
+        if !body.is_empty() || done {
+            let data = Bytes::copy_from_slice(&body);
+            body.clear();
+            send_data(send, data, done, write_timeout).await?;
+        }
+        if done {
+            return Ok(Ended::Whole);
+        }
+        if !read_more(stream, input).await {
+            return Err(Some(h2::Reason::INTERNAL_ERROR));
+        }
+    }
+}
+
+/// Sends `data` as the client's window opens, each wait bounded by `write_timeout`.
+async fn send_data(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+    write_timeout: Duration,
+) -> Result<(), Option<h2::Reason>> {
+    if data.is_empty() {
+        return if end {
+            send.send_data(data, true).map_err(|_| None)
+        } else {
+            Ok(())
+        };
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let capacity = std::future::poll_fn(|cx| send.poll_capacity(cx));
+        let granted = match tokio::time::timeout(write_timeout, capacity).await {
+            Ok(Some(Ok(granted))) => granted,
+            Ok(_) => return Err(None),
+            Err(_) => return Err(Some(h2::Reason::CANCEL)),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let piece = data.split_to(granted.min(data.len()));
+        send.send_data(piece, end && data.is_empty())
+            .map_err(|_| None)?;
+    }
+    Ok(())
+}

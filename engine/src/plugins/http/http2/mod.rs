@@ -1,0 +1,149 @@
+//! HTTP/2 (`http.http2`): over TLS when ALPN agrees on `h2`, and in clear text with prior
+//! knowledge when `h2c` is on. The h2 crate speaks the protocol on the shard, over the
+//! connection's own socket ([`PollStream`]); each stream is relayed as an HTTP/1.1 request
+//! through the plugin's connection code ([`bridge`]), so HTTP/2 requests meet the same
+//! middleware, limits, timeouts, error answers, logs and metrics as HTTP/1.1 ones, and the
+//! worker sees `HTTP/2.0`.
+//!
+//! Bounds: `max_concurrent_streams` open streams per connection (more are refused with
+//! REFUSED_STREAM), a flow-control window per stream and per connection (what a client
+//! may send before the worker's side takes it), header lists as large as an HTTP/1.1 head,
+//! and the h2 crate's guards against the known floods (rapid reset: streams reset before
+//! they were accepted end the connection past a small count; CONTINUATION and header-list
+//! floods: bounded by the header-list size; PING and SETTINGS: each answered once, the
+//! answers bounded by the send buffer). An idle connection closes after
+//! `read_header_timeout`, as an idle HTTP/1.1 one does.
+
+mod bridge;
+
+use super::HttpShared;
+use crate::aio::{PollStream, Stream};
+use crate::runtime::ShardContext;
+use bytes::Bytes;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Bytes a client may send on one stream before the worker's side takes them.
+const STREAM_WINDOW: u32 = 256 * 1024;
+/// Bytes a client may send on all streams of a connection before they are taken.
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Response bytes h2 may hold per stream for a client that has not opened its window.
+const SEND_BUFFER: usize = 128 * 1024;
+/// Streams the client may reset before we accepted them, before the connection ends
+/// (CVE-2023-44487, rapid reset).
+const PENDING_ACCEPT_RESETS: usize = 20;
+
+/// The streams open on a connection and when the last one ended.
+struct OpenStreams {
+    count: Cell<usize>,
+    idle_since: Cell<Instant>,
+    drained: Notify,
+}
+
+impl OpenStreams {
+    fn opened(&self) {
+        self.count.set(self.count.get() + 1);
+    }
+
+    fn closed(&self) {
+        self.count.set(self.count.get() - 1);
+        if self.count.get() == 0 {
+            self.idle_since.set(Instant::now());
+            self.drained.notify_waiters();
+        }
+    }
+}
+
+/// Serves an HTTP/2 connection until it closes; `seed`: bytes already read off `stream`
+/// (the cleartext preface); `https`: it came over TLS.
+pub(super) async fn serve(
+    stream: Stream,
+    seed: Vec<u8>,
+    peer: SocketAddr,
+    https: bool,
+    shared: Arc<HttpShared>,
+    shard: Rc<ShardContext>,
+) {
+    let stream = Rc::new(stream);
+    let io = PollStream::new(Rc::clone(&stream), seed, shared.config.write_timeout);
+    let header_list = u32::try_from(ringrunner_protocol::http1::MAX_HEAD_BYTES).unwrap_or(u32::MAX);
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(shared.config.http2.max_concurrent_streams)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(header_list)
+        .max_send_buffer_size(SEND_BUFFER)
+        .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
+    let handshake = builder.handshake::<_, Bytes>(io);
+    let mut connection =
+        match tokio::time::timeout(shared.read_header_timeout, handshake).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => {
+                tracing::debug!(target: "http", %peer, %error, "http/2 handshake failed");
+                stream.shut_down();
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(target: "http", %peer, "http/2 handshake timed out");
+                stream.shut_down();
+                return;
+            }
+        };
+    let bridges = Rc::new(bridge::Bridges::new(
+        peer,
+        https,
+        Arc::clone(&shared),
+        shard,
+    ));
+    let open = Rc::new(OpenStreams {
+        count: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
+        drained: Notify::new(),
+    });
+    let stop = shared.lifecycle.stop.notified();
+    tokio::pin!(stop);
+    // Registered now: a stop that begins from here on wakes the loop.
+    stop.as_mut().enable();
+    let mut closing = false;
+    loop {
+        if !closing && shared.lifecycle.is_stopping() {
+            connection.graceful_shutdown();
+            closing = true;
+        }
+        let idle_deadline = open.idle_since.get() + shared.read_header_timeout;
+        let idle = !closing && open.count.get() == 0;
+        tokio::select! {
+            accepted = connection.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    open.opened();
+                    let (bridges, open) = (Rc::clone(&bridges), Rc::clone(&open));
+                    tokio::task::spawn_local(async move {
+                        bridge::relay(request, respond, &bridges).await;
+                        open.closed();
+                    });
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(target: "http", %peer, %error, "http/2 connection ended");
+                    break;
+                }
+                None => break,
+            },
+            () = &mut stop, if !closing => {
+                connection.graceful_shutdown();
+                closing = true;
+            }
+            () = tokio::time::sleep_until(idle_deadline), if idle => {
+                connection.graceful_shutdown();
+                closing = true;
+            }
+            () = open.drained.notified(), if !idle => {}
+        }
+    }
+    drop(connection);
+    stream.shut_down();
+}
