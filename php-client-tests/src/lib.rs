@@ -161,6 +161,7 @@ pub fn self_check(rounds: usize) -> Result<SelfCheckReport, String> {
     })
 }
 
+pub mod h2_frames;
 pub mod harness;
 pub mod http_client;
 pub mod jobs_log;

@@ -61,6 +61,9 @@ while ($request = $http->waitRequest()) {
                 for ($i = 0; $i < $n; $i++) {
                     $status = ($i === 0 && ($query['hints'] ?? '') !== '1') ? 200 : null;
                     $http->respondChunk("chunk $i\n", $i < $n - 1, $status);
+                    if (isset($query['ms']) && $i < $n - 1) {
+                        usleep((int) $query['ms'] * 1000);
+                    }
                 }
             } catch (RingRunnerTest\StreamStopped) {
                 $http->respondChunk('', false);

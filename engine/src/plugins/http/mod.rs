@@ -6,11 +6,11 @@ mod conn;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
 pub use ringrunner_protocol::http1 as head;
 mod fcgi;
-mod http2;
 pub mod gzip;
 pub mod headers;
 #[cfg(test)]
 mod hot_path_tests;
+mod http2;
 pub mod metrics;
 pub mod request;
 mod sink;

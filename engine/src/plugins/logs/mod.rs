@@ -519,9 +519,11 @@ pub fn install(logs: &LogsSection) -> Result<LogFlusher, String> {
     let flusher = LogFlusher(layer.queue());
     let max = tracing_subscriber::filter::LevelFilter::from_level(layer.max_level());
     tracing_subscriber::registry()
-        .with(layer.with_filter(max).with_filter(
-            tracing_subscriber::filter::filter_fn(ours_or_a_warning),
-        ))
+        .with(
+            layer
+                .with_filter(max)
+                .with_filter(tracing_subscriber::filter::filter_fn(ours_or_a_warning)),
+        )
         .try_init()
         .map_err(|error| error.to_string())?;
     Ok(flusher)

@@ -309,7 +309,11 @@ async fn opens_with_preface(conn: &mut Connection, shared: &HttpShared) -> Optio
         if seen == H2_PREFACE.len() {
             return Some(true);
         }
-        if conn.read_more(deadline, shared, conn.buf.is_empty()).await.is_err() {
+        if conn
+            .read_more(deadline, shared, conn.buf.is_empty())
+            .await
+            .is_err()
+        {
             let _ = conn.stream.shutdown(std::net::Shutdown::Both);
             return None;
         }

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use ringrunner_protocol::http1::{ChunkedDecoder, Http1Limits};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -38,11 +38,19 @@ struct Bridge {
     /// Answer bytes read and not yet relayed.
     input: Vec<u8>,
     idle_since: Instant,
+    /// Resolves when the connection code is done with the pair.
+    served: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// A connection's pairs: the idle ones, and what opening another takes.
 pub(super) struct Bridges {
     idle: RefCell<Vec<Bridge>>,
+    /// Requests in the connection code: the streams being relayed and those the client
+    /// reset whose request still runs. Bounded by `max_concurrent_streams`, so resetting
+    /// streams cannot pile up work (CVE-2023-44487).
+    in_flight: Cell<usize>,
+    /// Streams the client reset mid-request, less those that ended whole.
+    net_resets: Cell<usize>,
     peer: SocketAddr,
     https: bool,
     shared: Arc<HttpShared>,
@@ -58,11 +66,28 @@ impl Bridges {
     ) -> Self {
         Self {
             idle: RefCell::new(Vec::new()),
+            in_flight: Cell::new(0),
+            net_resets: Cell::new(0),
             peer,
             https,
             shared,
             shard,
         }
+    }
+
+    /// True while another stream may start a request.
+    pub(super) fn has_room(&self) -> bool {
+        self.in_flight.get() < self.max_streams()
+    }
+
+    /// True when the client reset so many streams mid-request, net of those it let end,
+    /// that it looks like a reset flood: the connection should end.
+    pub(super) fn reset_flood(&self) -> bool {
+        self.net_resets.get() > 2 * self.max_streams().max(50)
+    }
+
+    fn max_streams(&self) -> usize {
+        self.shared.config.http2.max_concurrent_streams as usize
     }
 
     /// An idle pair the connection code still holds open, else a new one.
@@ -89,25 +114,24 @@ impl Bridges {
             https: self.https,
             http2: true,
         };
-        tokio::task::spawn_local(conn::serve(
-            served,
-            self.peer,
-            origin,
-            Arc::clone(&self.shared),
-            Rc::clone(&self.shard),
-        ));
+        let (done, served_signal) = tokio::sync::oneshot::channel();
+        let (peer, shared, shard) = (self.peer, Arc::clone(&self.shared), Rc::clone(&self.shard));
+        tokio::task::spawn_local(async move {
+            conn::serve(served, peer, origin, shared, shard).await;
+            let _ = done.send(());
+        });
         Ok(Bridge {
             stream,
             input: Vec::with_capacity(READ_CHUNK),
             idle_since: Instant::now(),
+            served: served_signal,
         })
     }
 
     /// Keeps `bridge` for the next stream, as many as the connection may have streams.
     fn put(&self, mut bridge: Bridge) {
         let mut idle = self.idle.borrow_mut();
-        let max = self.shared.config.http2.max_concurrent_streams as usize;
-        if idle.len() >= max || self.shared.lifecycle.is_stopping() {
+        if idle.len() >= self.max_streams() || self.shared.lifecycle.is_stopping() {
             bridge.stream.shut_down();
             return;
         }
@@ -168,6 +192,7 @@ pub(super) async fn relay(
         }
     };
     let write_timeout = bridges.shared.config.write_timeout;
+    bridges.in_flight.set(bridges.in_flight.get() + 1);
     let outcome = {
         let Bridge { stream, input, .. } = &mut bridge;
         let sending = send_request(stream, head, body, framing);
@@ -181,14 +206,29 @@ pub(super) async fn relay(
             }
         }
     };
+    bridges.in_flight.set(bridges.in_flight.get() - 1);
     match outcome {
-        (Some(true), Ok(Ended::Whole)) => bridges.put(bridge),
+        (Some(true), Ok(Ended::Whole)) => {
+            bridges
+                .net_resets
+                .set(bridges.net_resets.get().saturating_sub(1));
+            bridges.put(bridge);
+        }
         (_, Ok(_)) => bridge.stream.shut_down(),
-        (_, Err(reason)) => {
+        (_, Err(Some(reason))) => {
             bridge.stream.shut_down();
-            if let Some(reason) = reason {
-                respond.send_reset(reason);
-            }
+            respond.send_reset(reason);
+        }
+        (_, Err(None)) => {
+            // The client reset it: the pair closes, and the connection code ends the
+            // request as for a client gone away (a body cut short is dropped, a streamed
+            // reply is stopped, a worker still running finishes and goes back to the
+            // pool). It counts until then.
+            bridges.net_resets.set(bridges.net_resets.get() + 1);
+            bridges.in_flight.set(bridges.in_flight.get() + 1);
+            bridge.stream.shut_down();
+            let _ = bridge.served.await;
+            bridges.in_flight.set(bridges.in_flight.get() - 1);
         }
     }
 }
@@ -199,7 +239,11 @@ fn request_head(parts: &http::request::Parts, framing: BodyFraming, out: &mut Ve
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+    out.extend_from_slice(if target.is_empty() {
+        b"/"
+    } else {
+        target.as_bytes()
+    });
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     let host = parts
         .uri
@@ -209,7 +253,11 @@ fn request_head(parts: &http::request::Parts, framing: BodyFraming, out: &mut Ve
         .unwrap_or_default();
     out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
-    let mut cookies = parts.headers.get_all(http::header::COOKIE).iter().peekable();
+    let mut cookies = parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .peekable();
     if cookies.peek().is_some() {
         out.extend_from_slice(b"cookie: ");
         for (index, cookie) in cookies.enumerate() {
@@ -405,7 +453,9 @@ async fn answer(
                 input.drain(..head.consumed);
                 // 101 never comes from the connection code; the others are interim.
                 if head.response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-                    respond.send_informational(head.response).map_err(|_| None)?;
+                    respond
+                        .send_informational(head.response)
+                        .map_err(|_| None)?;
                 }
             }
             Ok(Some(head)) => break head,
@@ -463,9 +513,7 @@ async fn relay_length(
 ) -> Result<Ended, Option<h2::Reason>> {
     let mut left = length;
     loop {
-        let take = input
-            .len()
-            .min(usize::try_from(left).unwrap_or(usize::MAX));
+        let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         if take > 0 {
             let data = Bytes::copy_from_slice(&input[..take]);
             input.drain(..take);

@@ -80,20 +80,19 @@ pub(super) async fn serve(
         .max_send_buffer_size(SEND_BUFFER)
         .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
     let handshake = builder.handshake::<_, Bytes>(io);
-    let mut connection =
-        match tokio::time::timeout(shared.read_header_timeout, handshake).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                tracing::debug!(target: "http", %peer, %error, "http/2 handshake failed");
-                stream.shut_down();
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(target: "http", %peer, "http/2 handshake timed out");
-                stream.shut_down();
-                return;
-            }
-        };
+    let mut connection = match tokio::time::timeout(shared.read_header_timeout, handshake).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::debug!(target: "http", %peer, %error, "http/2 handshake failed");
+            stream.shut_down();
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(target: "http", %peer, "http/2 handshake timed out");
+            stream.shut_down();
+            return;
+        }
+    };
     let bridges = Rc::new(bridge::Bridges::new(
         peer,
         https,
@@ -119,7 +118,18 @@ pub(super) async fn serve(
         let idle = !closing && open.count.get() == 0;
         tokio::select! {
             accepted = connection.accept() => match accepted {
+                Some(Ok((_, mut respond))) if !bridges.has_room() => {
+                    // Streams reset mid-request still hold the pool: no more work for now.
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                }
                 Some(Ok((request, respond))) => {
+                    if bridges.reset_flood() {
+                        tracing::warn!(target: "http", %peer,
+                            "http/2 client resets streams mid-request in a flood: connection closed");
+                        connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                        closing = true;
+                        continue;
+                    }
                     open.opened();
                     let (bridges, open) = (Rc::clone(&bridges), Rc::clone(&open));
                     tokio::task::spawn_local(async move {
