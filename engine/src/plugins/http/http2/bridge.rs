@@ -12,25 +12,21 @@
 
 use super::super::conn::{self, Origin};
 use super::super::HttpShared;
+use super::answer::answer;
 use crate::aio::Stream;
 use crate::runtime::ShardContext;
 use bytes::Bytes;
 use h2::server::SendResponse;
-use h2::{RecvStream, SendStream};
-use ringrunner_protocol::http1::{ChunkedDecoder, Http1Limits};
+use h2::RecvStream;
 use std::cell::{Cell, RefCell};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_uring::buf::BoundedBuf;
+use std::time::Instant;
 
-/// Bytes asked of the pair per read.
+/// Bytes of answer buffer a new pair starts with.
 const READ_CHUNK: usize = 64 * 1024;
-/// Header lines of an answer the relay reads (the connection code writes what the worker
-/// sent; more than this is a 502).
-const MAX_ANSWER_HEADERS: usize = 512;
 
 /// A socket pair whose other end the connection code serves.
 struct Bridge {
@@ -158,7 +154,7 @@ enum BodyFraming {
 
 /// How an answer ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
+pub(super) enum Ended {
     /// Where its framing said: the pair can serve the next stream.
     Whole,
     /// The pair is spent (the answer ran to the pair's end, or said `Connection: close`).
@@ -349,243 +345,36 @@ async fn send_request(
     true
 }
 
-/// Reads more of the answer; false at the pair's end.
-async fn read_more(stream: &Stream, input: &mut Vec<u8>) -> bool {
-    if input.capacity() - input.len() < READ_CHUNK / 2 {
-        input.reserve(READ_CHUNK);
-    }
-    let buf = std::mem::take(input);
-    let filled = buf.len();
-    let (result, slice) = stream.read(buf.slice(filled..)).await;
-    *input = slice.into_inner();
-    matches!(result, Ok(count) if count > 0)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// How an answer's body is framed on the pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AnswerBody {
-    Length(u64),
-    Chunked,
-    ToEnd,
-}
-
-/// An answer head read off the pair.
-struct AnswerHead {
-    response: http::Response<()>,
-    body: AnswerBody,
-    close: bool,
-    consumed: usize,
-}
-
-/// The answer head at the start of `input`: None while incomplete, Err for bytes that are
-/// no HTTP/1.1 answer.
-fn answer_head(input: &[u8], is_head: bool) -> Result<Option<AnswerHead>, ()> {
-    let mut headers = vec![httparse::EMPTY_HEADER; MAX_ANSWER_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    let consumed = match parsed.parse(input) {
-        Ok(httparse::Status::Complete(consumed)) => consumed,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(()),
-    };
-    let code = parsed.code.ok_or(())?;
-    let mut response = http::Response::new(());
-    *response.status_mut() = http::StatusCode::from_u16(code).map_err(drop)?;
-    let mut body = AnswerBody::ToEnd;
-    let mut close = false;
-    for header in parsed.headers.iter() {
-        let name = header.name;
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            if header.value.eq_ignore_ascii_case(b"chunked") {
-                body = AnswerBody::Chunked;
-            }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("connection") {
-            close |= header.value.eq_ignore_ascii_case(b"close");
-            continue;
-        }
-        if ["keep-alive", "proxy-connection", "upgrade"]
-            .iter()
-            .any(|hop| name.eq_ignore_ascii_case(hop))
-        {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") && body == AnswerBody::ToEnd {
-            let length = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or(())?;
-            body = AnswerBody::Length(length);
-        }
-        // A name or value h2 refuses (the worker's own bytes) is left out, not fatal.
-        let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_bytes(header.value),
-        ) else {
-            continue;
-        };
-        response.headers_mut().append(name, value);
+    fn parts(request: http::Request<()>) -> http::request::Parts {
+        request.into_parts().0
     }
-    let bodiless = is_head || matches!(code, 100..=199 | 204 | 304);
-    if bodiless {
-        body = AnswerBody::Length(0);
-    }
-    Ok(Some(AnswerHead {
-        response,
-        body,
-        close,
-        consumed,
-    }))
-}
 
-/// Reads the answer off the pair and sends it on the stream. Err(Some(reason)): reset the
-/// stream with it; Err(None): the client reset it already.
-async fn answer(
-    stream: &Stream,
-    input: &mut Vec<u8>,
-    respond: &mut SendResponse<Bytes>,
-    is_head: bool,
-    write_timeout: Duration,
-) -> Result<Ended, Option<h2::Reason>> {
-    let head = loop {
-        match answer_head(input, is_head) {
-            Ok(Some(head)) if head.response.status().is_informational() => {
-                input.drain(..head.consumed);
-                // 101 never comes from the connection code; the others are interim.
-                if head.response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-                    respond
-                        .send_informational(head.response)
-                        .map_err(|_| None)?;
-                }
-            }
-            Ok(Some(head)) => break head,
-            Ok(None) => {
-                let reset = std::future::poll_fn(|cx| respond.poll_reset(cx));
-                tokio::select! {
-                    more = read_more(stream, input) => if !more {
-                        return Err(Some(h2::Reason::INTERNAL_ERROR));
-                    },
-                    _ = reset => return Err(None),
-                }
-            }
-            Err(()) => {
-                tracing::warn!(target: "http", "http/2: the relayed answer was not HTTP/1.1");
-                return Err(Some(h2::Reason::INTERNAL_ERROR));
-            }
-        }
-    };
-    input.drain(..head.consumed);
-    let empty = head.body == AnswerBody::Length(0);
-    let mut send = respond
-        .send_response(head.response, empty)
-        .map_err(|_| None)?;
-    let ended = match head.body {
-        AnswerBody::Length(0) => Ended::Whole,
-        AnswerBody::Length(length) => {
-            relay_length(stream, input, &mut send, length, write_timeout).await?
-        }
-        AnswerBody::Chunked => relay_chunked(stream, input, &mut send, write_timeout).await?,
-        AnswerBody::ToEnd => {
-            loop {
-                if !input.is_empty() {
-                    let data = Bytes::copy_from_slice(input);
-                    input.clear();
-                    send_data(&mut send, data, false, write_timeout).await?;
-                }
-                if !read_more(stream, input).await {
-                    break;
-                }
-            }
-            send_data(&mut send, Bytes::new(), true, write_timeout).await?;
-            Ended::Spent
-        }
-    };
-    Ok(if head.close { Ended::Spent } else { ended })
-}
-
-/// Relays a body of `length` bytes.
-async fn relay_length(
-    stream: &Stream,
-    input: &mut Vec<u8>,
-    send: &mut SendStream<Bytes>,
-    length: u64,
-    write_timeout: Duration,
-) -> Result<Ended, Option<h2::Reason>> {
-    let mut left = length;
-    loop {
-        let take = input.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if take > 0 {
-            let data = Bytes::copy_from_slice(&input[..take]);
-            input.drain(..take);
-            left -= take as u64;
-            send_data(send, data, left == 0, write_timeout).await?;
-        }
-        if left == 0 {
-            return Ok(Ended::Whole);
-        }
-        if !read_more(stream, input).await {
-            return Err(Some(h2::Reason::INTERNAL_ERROR));
-        }
+    #[test]
+    fn the_request_head_folds_authority_and_cookies_and_frames_the_body_itself() {
+        let request = http::Request::post("https://example.com:8443/a%20b?x=1")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("content-type", "text/plain")
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
+        let mut head = Vec::new();
+        request_head(&parts(request), BodyFraming::Length, &mut head);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "POST /a%20b?x=1 HTTP/1.1\r\nHost: example.com:8443\r\ncookie: a=1; b=2\r\n\
+             content-type: text/plain\r\ncontent-length: 5\r\n\r\n"
+        );
+        let request = http::Request::put("/up").body(()).unwrap();
+        let mut head = Vec::new();
+        request_head(&parts(request), BodyFraming::Chunked, &mut head);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "PUT /up HTTP/1.1\r\nHost: \r\ntransfer-encoding: chunked\r\n\r\n"
+        );
     }
-}
-
-/// Relays a chunked body, its chunks as DATA frames (trailers are not relayed).
-async fn relay_chunked(
-    stream: &Stream,
-    input: &mut Vec<u8>,
-    send: &mut SendStream<Bytes>,
-    write_timeout: Duration,
-) -> Result<Ended, Option<h2::Reason>> {
-    let mut decoder = ChunkedDecoder::within(&Http1Limits::default());
-    let mut body = Vec::new();
-    loop {
-        let used = decoder
-            .decode(input, &mut body)
-            .map_err(|_| Some(h2::Reason::INTERNAL_ERROR))?;
-        input.drain(..used);
-        let done = decoder.is_done();
-        if !body.is_empty() || done {
-            let data = Bytes::copy_from_slice(&body);
-            body.clear();
-            send_data(send, data, done, write_timeout).await?;
-        }
-        if done {
-            return Ok(Ended::Whole);
-        }
-        if !read_more(stream, input).await {
-            return Err(Some(h2::Reason::INTERNAL_ERROR));
-        }
-    }
-}
-
-/// Sends `data` as the client's window opens, each wait bounded by `write_timeout`.
-async fn send_data(
-    send: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-    write_timeout: Duration,
-) -> Result<(), Option<h2::Reason>> {
-    if data.is_empty() {
-        return if end {
-            send.send_data(data, true).map_err(|_| None)
-        } else {
-            Ok(())
-        };
-    }
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        let capacity = std::future::poll_fn(|cx| send.poll_capacity(cx));
-        let granted = match tokio::time::timeout(write_timeout, capacity).await {
-            Ok(Some(Ok(granted))) => granted,
-            Ok(_) => return Err(None),
-            Err(_) => return Err(Some(h2::Reason::CANCEL)),
-        };
-        if granted == 0 {
-            continue;
-        }
-        let piece = data.split_to(granted.min(data.len()));
-        send.send_data(piece, end && data.is_empty())
-            .map_err(|_| None)?;
-    }
-    Ok(())
 }

@@ -14,6 +14,7 @@
 //! answers bounded by the send buffer). An idle connection closes after
 //! `read_header_timeout`, as an idle HTTP/1.1 one does.
 
+mod answer;
 mod bridge;
 
 use super::HttpShared;
