@@ -68,6 +68,27 @@ fn load(text: &str) -> Result<Loaded, LoadError> {
 }
 
 #[test]
+fn http2_reads_h2c_and_the_stream_limit_with_rr_s_defaults() {
+    let read = |extra: &str| {
+        let text = format!(
+            "version: \"3\"\nserver:\n  command: php w.php\nhttp:\n  address: 127.0.0.1:0\n{extra}"
+        );
+        load(&text).unwrap().http().unwrap().http2
+    };
+    let default = read("");
+    assert!(!default.h2c);
+    assert_eq!(default.max_concurrent_streams, 128);
+    let set = read("  http2:\n    h2c: true\n    max_concurrent_streams: 7\n");
+    assert!(set.h2c);
+    assert_eq!(set.max_concurrent_streams, 7);
+    assert_eq!(
+        read("  http2:\n    max_concurrent_streams: 0\n").max_concurrent_streams,
+        128
+    );
+    assert!(load("version: \"3\"\nserver:\n  command: php w.php\nhttp:\n  address: 127.0.0.1:0\n  http2:\n    h2c: maybe\n").is_err());
+}
+
+#[test]
 fn roadrunner_s_own_sample_config_loads() {
     let text = include_str!("../../tests/data/rr-v2025.1.15-sample.rr.yaml");
     let config = load(text).unwrap();
@@ -87,6 +108,13 @@ fn roadrunner_s_own_sample_config_loads() {
     assert_eq!(http.internal_error_code, 505);
     assert_eq!(http.max_request_size, 256 << 20);
     assert_eq!(http.uploads.forbid, [".php", ".exe", ".bat", ".sh"]);
+    assert_eq!(
+        http.http2,
+        super::http::Http2Section {
+            h2c: false,
+            max_concurrent_streams: 128
+        }
+    );
     assert_eq!(http.pool.command, ["php", "my-super-app.php"]);
     let supervisor = http.pool.supervisor.unwrap();
     assert_eq!(supervisor.max_worker_memory_mib, 128);
