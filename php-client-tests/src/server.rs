@@ -28,7 +28,27 @@ pub fn rr_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
+            let mut build = Command::new(cargo);
+            // The variables cargo set for this test binary: build scripts that watch them
+            // (ring's watches CARGO_MANIFEST_DIR and CARGO_PKG_*) would otherwise see them
+            // change between this build and the shell's, and rebuild every time.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                let set_for_the_test = name == "OUT_DIR"
+                    || name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_MANIFEST_")
+                    || name.starts_with("CARGO_BIN_")
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                    ]
+                    .contains(&name.as_ref());
+                if set_for_the_test {
+                    build.env_remove(name.as_ref());
+                }
+            }
+            let status = build
                 .args(["build", "-q", "-p", "ringrunner", "--bin", "rr"])
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
