@@ -402,3 +402,16 @@ impl Drop for RrServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Runs `curl -sS --max-time 20` with `args` (the TLS, HTTP/2 and FastCGI tests' client).
+///
+/// # Panics
+/// When curl cannot be run.
+#[must_use]
+pub fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl runs")
+}

@@ -89,11 +89,7 @@ fn status_of(url: &str) -> Vec<u8> {
 }
 
 fn curl(args: &[&str]) -> Vec<u8> {
-    let output = Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl runs");
+    let output = php_client_tests::server::curl(args);
     assert!(
         output.status.success(),
         "curl {args:?}: {}",

@@ -5,7 +5,7 @@
 //! when `curl` or `openssl` is missing.
 
 use php_client_tests::h2_frames::{self as h2, RawH2};
-use php_client_tests::server::{http_config, scratch_dir, RrServer};
+use php_client_tests::server::{curl, http_config, scratch_dir, RrServer};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::process::{Command, Output};
@@ -21,14 +21,6 @@ fn tools_present() -> bool {
         }
     }
     true
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl runs")
 }
 
 fn text(output: &Output) -> String {

@@ -4,7 +4,7 @@
 //! plain listener's 308 redirect, a malformed handshake, and a missing certificate file.
 //! Skips, visibly, when `openssl` or `curl` is missing.
 
-use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
+use php_client_tests::server::{curl, free_port, scratch_dir, worker_command, RrServer};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -122,14 +122,6 @@ fn config(pki: &Pki, ssl_extra: &str) -> (String, u16) {
         pki.path("server.key").display(),
     );
     (yaml, tls_port)
-}
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "20"])
-        .args(args)
-        .output()
-        .expect("curl runs")
 }
 
 fn https(pki: &Pki, port: u16, path: &str, extra: &[&str]) -> Output {
