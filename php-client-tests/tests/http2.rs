@@ -267,6 +267,26 @@ fn a_stream_reset_mid_request_gives_its_worker_back() {
 }
 
 #[test]
+fn a_graceful_stop_finishes_the_streams_in_flight_and_says_goaway() {
+    let mut server = h2c_server("", 1);
+    let mut client = RawH2::connect(server.http());
+    client.request(1, "GET", "/slow?ms=800", true).unwrap();
+    // Under way once a PING sent after it is answered.
+    client.send(h2::PING, 0, 0, &[2; 8]).unwrap();
+    client
+        .read_until(|f| f.kind == h2::PING)
+        .expect("PING answered");
+    server.signal(rustix::process::Signal::TERM);
+    let goaway = client.read_until(|f| f.kind == h2::GOAWAY).expect("GOAWAY");
+    assert_eq!(goaway.error_code(), Some(0), "NO_ERROR");
+    let (ok, body) = answer_of(&mut client, 1).expect("the stream in flight answered");
+    assert!(ok);
+    assert!(!body.is_empty(), "the worker's pid");
+    // The client never answers h2's closing PING: a second's grace, then the server exits.
+    assert!(server.wait_exit(Duration::from_secs(10)).is_some());
+}
+
+#[test]
 fn max_concurrent_streams_is_advertised_and_enforced() {
     let server = h2c_server("    max_concurrent_streams: 2\n", 2);
     let mut client = RawH2::connect(server.http());

@@ -38,6 +38,9 @@ const SEND_BUFFER: usize = 128 * 1024;
 /// (CVE-2023-44487, rapid reset).
 const PENDING_ACCEPT_RESETS: usize = 20;
 
+/// How long a connection that said GOAWAY and has no stream left is given to close.
+const CLOSING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The streams open on a connection and when the last one ended.
 struct OpenStreams {
     count: Cell<usize>,
@@ -110,13 +113,21 @@ pub(super) async fn serve(
     // Registered now: a stop that begins from here on wakes the loop.
     stop.as_mut().enable();
     let mut closing = false;
+    let mut closing_since = Instant::now();
     loop {
         if !closing && shared.lifecycle.is_stopping() {
             connection.graceful_shutdown();
             closing = true;
         }
+        if !closing {
+            closing_since = Instant::now();
+        }
         let idle_deadline = open.idle_since.get() + shared.read_header_timeout;
         let idle = !closing && open.count.get() == 0;
+        // Once GOAWAY went out and the last stream ended, the client has a moment to close
+        // (h2 waits for a PING's answer a client may never send).
+        let closed_deadline = closing_since.max(open.idle_since.get()) + CLOSING_GRACE;
+        let closed = closing && open.count.get() == 0;
         tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((_, mut respond))) if !bridges.has_room() => {
@@ -152,6 +163,7 @@ pub(super) async fn serve(
                 connection.graceful_shutdown();
                 closing = true;
             }
+            () = tokio::time::sleep_until(closed_deadline), if closed => break,
             () = open.drained.notified(), if !idle => {}
         }
     }
