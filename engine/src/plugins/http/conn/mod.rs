@@ -92,6 +92,9 @@ impl Connection {
         let filled = buf.len();
         let read = self.stream.read(buf.slice(filled..));
         let stopping = shared.lifecycle.stop.notified();
+        // A relayed HTTP/2 stream's pair is never idle to a stop: its request may be on
+        // the way, and the HTTP/2 connection closes the pair itself.
+        let idle = idle && !self.scratch.http2;
         let outcome = if idle {
             if shared.lifecycle.is_stopping() {
                 return Err(ReadEnd::Stopping);
