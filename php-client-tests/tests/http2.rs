@@ -287,6 +287,42 @@ fn a_graceful_stop_finishes_the_streams_in_flight_and_says_goaway() {
 }
 
 #[test]
+fn more_streams_than_the_descriptors_allow_wait_for_a_pair_instead_of_failing() {
+    use std::os::unix::fs::PermissionsExt;
+    // rr with 256 open files: 64 pairs for streams (48 in use), 180 streams at once.
+    let dir = scratch_dir();
+    let wrapper = dir.join("few-files");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec prlimit --nofile=256:256 \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = http_config("  http2:\n    h2c: true\n", "");
+    let launch = php_client_tests::server::Launch {
+        wrapper: Some(wrapper),
+        env: Vec::new(),
+    };
+    let server = RrServer::start_launched(&yaml, &[], &launch).expect("rr starts");
+    let mut clients: Vec<RawH2> = (0..3).map(|_| RawH2::connect(server.http())).collect();
+    let ids: Vec<u32> = (0..60).map(|n| 2 * n + 1).collect();
+    for client in &mut clients {
+        for id in &ids {
+            client.request(*id, "GET", "/slow?ms=10", true).unwrap();
+        }
+    }
+    for client in &mut clients {
+        let answers = answers_of(client, &ids).expect("every stream answered");
+        assert!(answers.iter().all(|(ok, _)| *ok));
+    }
+    assert!(
+        !server.output().contains("Too many open files"),
+        "{}",
+        server.output()
+    );
+}
+
+#[test]
 fn max_concurrent_streams_is_advertised_and_enforced() {
     let server = h2c_server("    max_concurrent_streams: 2\n", 2);
     let mut client = RawH2::connect(server.http());

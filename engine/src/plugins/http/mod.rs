@@ -109,6 +109,8 @@ pub struct HttpShared {
     pub metrics: Option<metrics::HttpMetrics>,
     /// `ssl.redirect`: the TLS listener's port, which the plain listener redirects to.
     pub redirect_port: Option<u16>,
+    /// The socket pairs HTTP/2 streams are relayed over.
+    pub h2_pairs: http2::PairBudget,
 }
 
 /// The running plugin.
@@ -189,6 +191,7 @@ impl HttpPlugin {
             read_header_timeout,
             lifecycle,
             redirect_port,
+            h2_pairs: http2::PairBudget::from_open_files_limit(),
         });
         let mut first = None;
         if let Some((sockets, address)) = plain {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_uring::buf::BoundedBuf;
 
 /// Bytes asked of the pair per read.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 32 * 1024;
 /// Header lines of an answer the relay reads (the connection code writes what the worker
 /// sent; more than this is a 502).
 const MAX_ANSWER_HEADERS: usize = 512;

@@ -26,7 +26,56 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes of answer buffer a new pair starts with.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// The process's budget of socket pairs for relayed streams: two descriptors each, so
+/// many concurrent streams (a thousand connections of 128 streams each) cannot take the
+/// descriptors the listeners and the workers' restarts need. A stream waits for a pair in
+/// use to end; idle pairs kept for reuse are capped apart and closed past the cap.
+#[derive(Debug)]
+pub struct PairBudget {
+    in_use: Arc<tokio::sync::Semaphore>,
+    idle: std::sync::atomic::AtomicUsize,
+    idle_max: usize,
+}
+
+impl PairBudget {
+    /// Pairs in use at most.
+    const IN_USE_MAX: usize = 2048;
+    /// Idle pairs at most.
+    const IDLE_MAX: usize = 512;
+
+    /// A budget from the open-files limit: a quarter of it for pairs (half the
+    /// descriptors), three quarters of those in use, the rest idle, within the caps.
+    #[must_use]
+    pub fn from_open_files_limit() -> Self {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let pairs = (limit / 4).max(16);
+        Self {
+            in_use: Arc::new(tokio::sync::Semaphore::new(
+                (pairs * 3 / 4).min(Self::IN_USE_MAX),
+            )),
+            idle: std::sync::atomic::AtomicUsize::new(0),
+            idle_max: (pairs / 4).min(Self::IDLE_MAX),
+        }
+    }
+
+    /// Counts one more idle pair; false (nothing counted) when the cap is reached.
+    fn keep_idle(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
+                (idle < self.idle_max).then_some(idle + 1)
+            })
+            .is_ok()
+    }
+
+    fn idle_ended(&self) {
+        self.idle.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
 
 /// A socket pair whose other end the connection code serves.
 struct Bridge {
@@ -36,6 +85,12 @@ struct Bridge {
     idle_since: Instant,
     /// Resolves when the connection code is done with the pair.
     served: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// A pair taken for a stream, with its place in the budget.
+struct InUse {
+    bridge: Bridge,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A connection's pairs: the idle ones, and what opening another takes.
@@ -86,17 +141,39 @@ impl Bridges {
         self.shared.config.http2.max_concurrent_streams as usize
     }
 
-    /// An idle pair the connection code still holds open, else a new one.
-    fn take(&self) -> std::io::Result<Bridge> {
+    /// A pair for a stream: an idle one the connection code still holds open, else a new
+    /// one, once the budget has room (within the pool's `allocate_timeout`).
+    async fn take(&self) -> std::io::Result<InUse> {
+        let budget = &self.shared.h2_pairs;
+        let wait = self.shared.pool.config().allocate_timeout;
+        let permit = tokio::time::timeout(wait, Arc::clone(&budget.in_use).acquire_owned())
+            .await
+            .map_err(|_| std::io::Error::other("no socket pair free in time"))?
+            .map_err(std::io::Error::other)?;
         // The connection code closes a pair idle for `read_header_timeout`; one idle for
         // half of it is safely open.
         let fresh = self.shared.read_header_timeout / 2;
-        while let Some(bridge) = self.idle.borrow_mut().pop() {
+        loop {
+            let Some(bridge) = self.idle.borrow_mut().pop() else {
+                break;
+            };
+            budget.idle_ended();
             if bridge.idle_since.elapsed() < fresh {
-                return Ok(bridge);
+                return Ok(InUse {
+                    bridge,
+                    _permit: permit,
+                });
             }
             bridge.stream.shut_down();
         }
+        Ok(InUse {
+            bridge: self.open()?,
+            _permit: permit,
+        })
+    }
+
+    /// A new pair, its other end served by the connection code.
+    fn open(&self) -> std::io::Result<Bridge> {
         let (ours, theirs) = rustix::net::socketpair(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::STREAM,
@@ -124,10 +201,14 @@ impl Bridges {
         })
     }
 
-    /// Keeps `bridge` for the next stream, as many as the connection may have streams.
+    /// Keeps `bridge` for the next stream, within the connection's stream limit and the
+    /// process's idle cap.
     fn put(&self, mut bridge: Bridge) {
         let mut idle = self.idle.borrow_mut();
-        if idle.len() >= self.max_streams() || self.shared.lifecycle.is_stopping() {
+        if idle.len() >= self.max_streams()
+            || self.shared.lifecycle.is_stopping()
+            || !self.shared.h2_pairs.keep_idle()
+        {
             bridge.stream.shut_down();
             return;
         }
@@ -139,6 +220,7 @@ impl Bridges {
 impl Drop for Bridges {
     fn drop(&mut self) {
         for bridge in self.idle.get_mut().drain(..) {
+            self.shared.h2_pairs.idle_ended();
             bridge.stream.shut_down();
         }
     }
@@ -179,11 +261,18 @@ pub(super) async fn relay(
     let mut head = Vec::with_capacity(1024);
     request_head(&parts, framing, &mut head);
     let is_head = parts.method == http::Method::HEAD;
-    let mut bridge = match bridges.take() {
-        Ok(bridge) => bridge,
+    let taken = tokio::select! {
+        taken = bridges.take() => taken,
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => return,
+    };
+    let InUse {
+        mut bridge,
+        _permit,
+    } = match taken {
+        Ok(taken) => taken,
         Err(error) => {
-            tracing::error!(target: "http", %error, "http/2: a socket pair for the stream");
-            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            tracing::warn!(target: "http", %error, "http/2: stream refused");
+            respond.send_reset(h2::Reason::REFUSED_STREAM);
             return;
         }
     };

@@ -17,6 +17,8 @@
 mod answer;
 mod bridge;
 
+pub use bridge::PairBudget;
+
 use super::HttpShared;
 use crate::aio::{PollStream, Stream};
 use crate::runtime::ShardContext;
