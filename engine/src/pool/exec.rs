@@ -218,14 +218,25 @@ impl Pool {
     /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2).
     async fn take(&self, here: usize) -> Result<u32, ExecError> {
         let shared = self.shared();
-        let deadline = tokio::time::Instant::now() + shared.config.allocate_timeout;
+        // Read the clock only when there is a wait to bound.
+        let mut deadline = None;
         if shared.config.debug {
             shared.demand.notify_one();
         }
         loop {
             let index = match shared.idle.pop() {
                 Some(index) => index,
-                None => match shared.waiters.wait(&shared.idle, deadline, here).await {
+                None => match shared
+                    .waiters
+                    .wait(
+                        &shared.idle,
+                        *deadline.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + shared.config.allocate_timeout
+                        }),
+                        here,
+                    )
+                    .await
+                {
                     Ok(index) => index,
                     Err(super::waiters::WaitError::Closed) => return Err(ExecError::Stopped),
                     Err(super::waiters::WaitError::TimedOut) => {

@@ -54,6 +54,9 @@ pub struct RequestScratch {
     pub https: bool,
     /// The request came as an HTTP/2 stream: the worker's `protocol` is `HTTP/2.0`.
     pub http2: bool,
+    /// The peer `remote_addr` holds the text of, when no proxy header can change it: the
+    /// same connection's next request reuses it.
+    remote_addr_of: Option<IpAddr>,
 }
 
 impl RequestScratch {
@@ -68,7 +71,11 @@ impl RequestScratch {
         );
         fill_headers(head, buf, &mut self.headers);
         self.cookies.parse(head.values(buf, "cookie"));
-        write_remote_addr(peer, trusted, head, buf, &mut self.remote_addr);
+        let proxied = trusted.iter().any(|subnet| subnet.contains(peer));
+        if proxied || self.remote_addr_of != Some(peer) {
+            write_remote_addr(peer, trusted, head, buf, &mut self.remote_addr);
+            self.remote_addr_of = (!proxied).then_some(peer);
+        }
     }
 }
 

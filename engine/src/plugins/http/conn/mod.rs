@@ -603,29 +603,19 @@ async fn relay(
     if let Some(metrics) = &shared.metrics {
         metrics.end(shard.index(), sink.status, started.elapsed(), no_workers);
     }
-    let method_text = buf
-        .get(head.method.clone())
-        .map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy);
-    let target = buf
-        .get(head.target.clone())
-        .map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy);
-    // rr's fields and types (Laravel Octane parses them): `elapsed` in whole milliseconds,
-    // `start` in Unix nanoseconds, `URI` the request target, `remote_address` with its port.
-    let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let start = u64::try_from(
-        crate::clock::unix_now()
-            .saturating_sub(started.elapsed())
-            .as_nanos(),
-    )
-    .unwrap_or(0);
-    if shared.config.access_logs {
-        tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %target,
-            URL = %target, remote_address = %peer, read_bytes = raw_len,
-            write_bytes = sink.written, start, elapsed, "http access log");
-    } else {
-        tracing::info!(target: "http", status = sink.status, method = %method_text, URI = %target,
-            URL = %target, remote_address = %peer, read_bytes = raw_len,
-            write_bytes = sink.written, start, elapsed, "http log");
+    // The record's fields are only built when it is written (rr's default logs write it;
+    // `level: error` and above do not).
+    if tracing::enabled!(target: "http", tracing::Level::INFO) {
+        let record = RequestRecord {
+            method: buf.get(head.method.clone()),
+            target: buf.get(head.target.clone()),
+            status: sink.status,
+            written: sink.written,
+            peer,
+            read_bytes: raw_len,
+            started,
+        };
+        record.emit(shared.config.access_logs);
     }
     let close = sink.close;
     *moved_bytes = raw_len + usize::try_from(sink.written).unwrap_or(usize::MAX);
@@ -633,4 +623,44 @@ async fn relay(
         buf.drain(..consumed);
     }
     !close
+}
+
+/// What the `http log` record of a request says.
+struct RequestRecord<'a> {
+    method: Option<&'a [u8]>,
+    target: Option<&'a [u8]>,
+    status: u16,
+    written: u64,
+    peer: SocketAddr,
+    read_bytes: usize,
+    started: std::time::Instant,
+}
+
+impl RequestRecord<'_> {
+    /// Writes it with rr's fields and types (Laravel Octane parses them): `elapsed` in whole
+    /// milliseconds, `start` in Unix nanoseconds, `URI` the request target,
+    /// `remote_address` with its port.
+    fn emit(&self, access_logs: bool) {
+        let (method, target) = (lossy(self.method), lossy(self.target));
+        let took = self.started.elapsed();
+        let elapsed = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        let start =
+            u64::try_from(crate::clock::unix_now().saturating_sub(took).as_nanos()).unwrap_or(0);
+        let (status, peer, read_bytes, written) =
+            (self.status, self.peer, self.read_bytes, self.written);
+        if access_logs {
+            tracing::info!(target: "http", status, method = %method, URI = %target,
+                URL = %target, remote_address = %peer, read_bytes,
+                write_bytes = written, start, elapsed, "http access log");
+        } else {
+            tracing::info!(target: "http", status, method = %method, URI = %target,
+                URL = %target, remote_address = %peer, read_bytes,
+                write_bytes = written, start, elapsed, "http log");
+        }
+    }
+}
+
+/// Request-line bytes as log text ("?" when missing).
+fn lossy(bytes: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
+    bytes.map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy)
 }
