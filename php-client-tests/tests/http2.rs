@@ -87,6 +87,56 @@ fn h2c_with_prior_knowledge_reaches_the_worker_as_http2() {
 }
 
 #[test]
+fn curl_multiplexes_parallel_transfers_on_one_connection() {
+    if !tools_present() {
+        return;
+    }
+    // Over TLS: Debian's curl 7.88 fails parallel transfers with prior knowledge against
+    // any server (nginx too: "Error in the HTTP2 framing layer"), and multiplexes by ALPN.
+    let (cert, key) = certificate();
+    let tls_port = php_client_tests::server::free_port();
+    let yaml = http_config(
+        &format!("  ssl:\n    address: 127.0.0.1:{tls_port}\n    cert: {cert}\n    key: {key}\n"),
+        "",
+    )
+    .replace("num_workers: 2", "num_workers: 4");
+    let server = RrServer::start(&yaml);
+    assert!(server.wait_for_line("https server listening", Duration::from_secs(5)));
+    let url = format!("https://127.0.0.1:{tls_port}/slow?ms=600");
+    let mut args = vec![
+        "--http2",
+        "--cacert",
+        &cert,
+        "--parallel",
+        "--parallel-max",
+        "4",
+        "-w",
+        "%{num_connects} %{http_version} %{http_code}\n",
+    ];
+    for _ in 0..4 {
+        args.extend(["-o", "/dev/null", url.as_str()]);
+    }
+    let started = Instant::now();
+    let transfers = text(&curl(&args));
+    let lines: Vec<&str> = transfers.lines().collect();
+    assert_eq!(lines.len(), 4, "{transfers}");
+    assert!(
+        lines.iter().all(|line| line.ends_with(" 2 200")),
+        "{transfers}"
+    );
+    let connects: u32 = lines
+        .iter()
+        .map(|line| line.split(' ').next().unwrap().parse::<u32>().unwrap())
+        .sum();
+    assert_eq!(connects, 1, "one connection for the four: {transfers}");
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "four 600 ms requests took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn without_h2c_the_preface_is_refused_at_once() {
     if !tools_present() {
         return;
