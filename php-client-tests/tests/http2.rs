@@ -93,15 +93,7 @@ fn curl_multiplexes_parallel_transfers_on_one_connection() {
     }
     // Over TLS: Debian's curl 7.88 fails parallel transfers with prior knowledge against
     // any server (nginx too: "Error in the HTTP2 framing layer"), and multiplexes by ALPN.
-    let (cert, key) = certificate();
-    let tls_port = php_client_tests::server::free_port();
-    let yaml = http_config(
-        &format!("  ssl:\n    address: 127.0.0.1:{tls_port}\n    cert: {cert}\n    key: {key}\n"),
-        "",
-    )
-    .replace("num_workers: 2", "num_workers: 4");
-    let server = RrServer::start(&yaml);
-    assert!(server.wait_for_line("https server listening", Duration::from_secs(5)));
+    let (_server, cert, tls_port) = tls_server(4);
     let url = format!("https://127.0.0.1:{tls_port}/slow?ms=600");
     let mut args = vec![
         "--http2",
@@ -181,19 +173,27 @@ fn certificate() -> (String, String) {
     (cert.display().to_string(), key.display().to_string())
 }
 
-#[test]
-fn http2_over_tls_is_agreed_by_alpn_and_carries_large_bodies() {
-    if !tools_present() {
-        return;
-    }
+/// A server with a TLS listener (a certificate of [`certificate`]) and `workers` workers:
+/// (the server, the certificate's path, the TLS port).
+fn tls_server(workers: usize) -> (RrServer, String, u16) {
     let (cert, key) = certificate();
     let tls_port = php_client_tests::server::free_port();
     let yaml = http_config(
         &format!("  ssl:\n    address: 127.0.0.1:{tls_port}\n    cert: {cert}\n    key: {key}\n"),
         "",
-    );
+    )
+    .replace("num_workers: 2", &format!("num_workers: {workers}"));
     let server = RrServer::start(&yaml);
     assert!(server.wait_for_line("https server listening", Duration::from_secs(5)));
+    (server, cert, tls_port)
+}
+
+#[test]
+fn http2_over_tls_is_agreed_by_alpn_and_carries_large_bodies() {
+    if !tools_present() {
+        return;
+    }
+    let (_server, cert, tls_port) = tls_server(2);
     let https = |path: &str, extra: &[&str]| {
         let mut args = vec!["--http2", "--cacert", &cert];
         args.extend_from_slice(extra);

@@ -103,6 +103,23 @@ impl Stream {
         }
     }
 
+    /// Reads more bytes onto the end of `input` (first making room for `chunk` when less
+    /// than half of it is spare); gives the count, 0 at the end. Dropped before it
+    /// completes, it leaves `input` empty: the read in flight holds the buffer.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub async fn read_appending(&self, input: &mut Vec<u8>, chunk: usize) -> io::Result<usize> {
+        if input.capacity() - input.len() < chunk / 2 {
+            input.reserve(chunk);
+        }
+        let buf = std::mem::take(input);
+        let filled = buf.len();
+        let (result, slice) = self.read(buf.slice(filled..)).await;
+        *input = slice.into_inner();
+        result
+    }
+
     /// Writes `buf`'s initialised bytes, possibly not all of them; gives the count and
     /// `buf`. Dropped before it completes, on io_uring the ring keeps the buffer until the
     /// write ends (closing the descriptor ends it).

@@ -182,6 +182,10 @@ impl TlsStream {
 
     /// Writes what the session has queued (handshake, alerts, records).
     async fn flush(&self) -> io::Result<()> {
+        // Most reads have nothing to send: no gate to take.
+        if !self.session.borrow().connection.wants_write() {
+            return Ok(());
+        }
         let _writing = self.write_gate.lock().await;
         loop {
             let mut outgoing = std::mem::take(&mut self.session.borrow_mut().ciphertext_out);

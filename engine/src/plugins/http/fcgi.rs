@@ -61,22 +61,14 @@ async fn read_more(
     input: &mut Vec<u8>,
     shared: Option<&HttpShared>,
 ) -> std::io::Result<bool> {
-    use tokio_uring::buf::BoundedBuf;
-    if input.capacity() - input.len() < READ_CHUNK / 2 {
-        input.reserve(READ_CHUNK);
-    }
-    let buf = std::mem::take(input);
-    let filled = buf.len();
-    let read = stream.read(buf.slice(filled..));
-    let (result, slice) = match shared {
-        Some(shared) => match tokio::time::timeout(shared.read_header_timeout, read).await {
-            Ok(done) => done,
-            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-        },
-        None => read.await,
+    let read = stream.read_appending(input, READ_CHUNK);
+    let count = match shared {
+        Some(shared) => tokio::time::timeout(shared.read_header_timeout, read)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+        None => read.await?,
     };
-    *input = slice.into_inner();
-    Ok(result? > 0)
+    Ok(count > 0)
 }
 
 /// A request being gathered from its records.

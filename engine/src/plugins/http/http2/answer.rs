@@ -10,7 +10,6 @@ use h2::server::SendResponse;
 use h2::SendStream;
 use ringrunner_protocol::http1::{ChunkedDecoder, Http1Limits};
 use std::time::Duration;
-use tokio_uring::buf::BoundedBuf;
 
 /// Bytes asked of the pair per read.
 const READ_CHUNK: usize = 32 * 1024;
@@ -20,14 +19,7 @@ const MAX_ANSWER_HEADERS: usize = 512;
 
 /// Reads more of the answer; false at the pair's end.
 pub(super) async fn read_more(stream: &Stream, input: &mut Vec<u8>) -> bool {
-    if input.capacity() - input.len() < READ_CHUNK / 2 {
-        input.reserve(READ_CHUNK);
-    }
-    let buf = std::mem::take(input);
-    let filled = buf.len();
-    let (result, slice) = stream.read(buf.slice(filled..)).await;
-    *input = slice.into_inner();
-    matches!(result, Ok(count) if count > 0)
+    matches!(stream.read_appending(input, READ_CHUNK).await, Ok(count) if count > 0)
 }
 
 /// How an answer's body is framed on the pair.

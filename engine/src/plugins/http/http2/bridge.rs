@@ -96,10 +96,6 @@ struct InUse {
 /// A connection's pairs: the idle ones, and what opening another takes.
 pub(super) struct Bridges {
     idle: RefCell<Vec<Bridge>>,
-    /// Requests in the connection code: the streams being relayed and those the client
-    /// reset whose request still runs. Bounded by `max_concurrent_streams`, so resetting
-    /// streams cannot pile up work (CVE-2023-44487).
-    in_flight: Cell<usize>,
     /// Streams the client reset mid-request, less those that ended whole.
     net_resets: Cell<usize>,
     peer: SocketAddr,
@@ -117,7 +113,6 @@ impl Bridges {
     ) -> Self {
         Self {
             idle: RefCell::new(Vec::new()),
-            in_flight: Cell::new(0),
             net_resets: Cell::new(0),
             peer,
             https,
@@ -126,18 +121,13 @@ impl Bridges {
         }
     }
 
-    /// True while another stream may start a request.
-    pub(super) fn has_room(&self) -> bool {
-        self.in_flight.get() < self.max_streams()
-    }
-
     /// True when the client reset so many streams mid-request, net of those it let end,
     /// that it looks like a reset flood: the connection should end.
     pub(super) fn reset_flood(&self) -> bool {
         self.net_resets.get() > 2 * self.max_streams().max(50)
     }
 
-    fn max_streams(&self) -> usize {
+    pub(super) fn max_streams(&self) -> usize {
         self.shared.config.http2.max_concurrent_streams as usize
     }
 
@@ -277,7 +267,6 @@ pub(super) async fn relay(
         }
     };
     let write_timeout = bridges.shared.config.write_timeout;
-    bridges.in_flight.set(bridges.in_flight.get() + 1);
     let outcome = {
         let Bridge { stream, input, .. } = &mut bridge;
         let sending = send_request(stream, head, body, framing);
@@ -291,7 +280,6 @@ pub(super) async fn relay(
             }
         }
     };
-    bridges.in_flight.set(bridges.in_flight.get() - 1);
     match outcome {
         (Some(true), Ok(Ended::Whole)) => {
             bridges
@@ -308,12 +296,10 @@ pub(super) async fn relay(
             // The client reset it: the pair closes, and the connection code ends the
             // request as for a client gone away (a body cut short is dropped, a streamed
             // reply is stopped, a worker still running finishes and goes back to the
-            // pool). It counts until then.
+            // pool). The stream counts as open until then (this task lives on).
             bridges.net_resets.set(bridges.net_resets.get() + 1);
-            bridges.in_flight.set(bridges.in_flight.get() + 1);
             bridge.stream.shut_down();
             let _ = bridge.served.await;
-            bridges.in_flight.set(bridges.in_flight.get() - 1);
         }
     }
 }

@@ -132,8 +132,9 @@ pub(super) async fn serve(
         let closed = closing && open.count.get() == 0;
         tokio::select! {
             accepted = connection.accept() => match accepted {
-                Some(Ok((_, mut respond))) if !bridges.has_room() => {
-                    // Streams reset mid-request still hold the pool: no more work for now.
+                Some(Ok((_, mut respond))) if open.count.get() >= bridges.max_streams() => {
+                    // Streams reset mid-request count as open until their request is done
+                    // (h2 no longer does): no more work for now (CVE-2023-44487).
                     respond.send_reset(h2::Reason::REFUSED_STREAM);
                 }
                 Some(Ok((request, respond))) => {
