@@ -24,6 +24,36 @@ fn memory_of(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// The mappings of `pid` with over 4 MiB resident, and the process's RSS by kind: what a
+/// failure of the memory test reports (it failed rarely in CI and never on a developer's
+/// machine, so the failure has to say where the memory is).
+fn resident_mappings(pid: u32) -> String {
+    let mut report = String::new();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    for line in status.lines().filter(|line| line.starts_with("Rss")) {
+        report.push_str(line);
+        report.push('\n');
+    }
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut mapping = "";
+    for line in smaps.lines() {
+        if let Some(kib) = line.strip_prefix("Rss:") {
+            let kib: u64 = kib
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            if kib > 4096 {
+                report.push_str(&format!("{kib} KiB resident in {mapping}\n"));
+            }
+        } else if !line.starts_with(|c: char| c.is_ascii_uppercase()) {
+            mapping = line;
+        }
+    }
+    report
+}
+
 fn post_len(address: std::net::SocketAddr, body: &[u8]) -> String {
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(
@@ -92,8 +122,9 @@ fn large_bodies_cost_about_their_size_and_the_memory_goes_back() {
     }
     assert!(
         after < idle + (24 << 20),
-        "{} MiB held after the requests (idle: {} MiB)",
+        "{} MiB held after the requests (idle: {} MiB); what holds it:\n{}",
         after >> 20,
-        idle >> 20
+        idle >> 20,
+        resident_mappings(server.pid())
     );
 }
