@@ -7,6 +7,8 @@
 //! - `raw`: the smallest ring loop the `io-uring` crate allows: multishot accept, multishot
 //!   recv into a provided buffer ring, one send per batch of requests, and submitting and
 //!   waiting in one `io_uring_enter` per turn.
+//! - `raw-oneshot`: the same loop with a recv armed again after every completion (what a
+//!   driver without multishot does), to tell the loop's saving from multishot's.
 //! - `epoll`: tokio's current-thread loop with readiness and plain `read`/`write`.
 //!
 //! Usage: `ring-ceiling DRIVER PORT` (prints `listening` once the port is bound).
@@ -24,14 +26,15 @@ const ANSWER: &[u8] =
 fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let (Some(driver), Some(port)) = (args.next(), args.next()) else {
-        eprintln!("usage: ring-ceiling tokio-uring|raw|epoll PORT");
+        eprintln!("usage: ring-ceiling tokio-uring|raw|raw-oneshot|epoll PORT");
         std::process::exit(2);
     };
     let listener = TcpListener::bind(("127.0.0.1", port.parse::<u16>().expect("a port")))?;
     println!("listening");
     match driver.as_str() {
         "tokio-uring" => tokio_uring_driver(listener),
-        "raw" => raw::serve(&listener),
+        "raw" => raw::serve(&listener, true),
+        "raw-oneshot" => raw::serve(&listener, false),
         "epoll" => epoll_driver(listener),
         other => {
             eprintln!("unknown driver {other}");
@@ -221,10 +224,19 @@ mod raw {
         id << 8 | operation
     }
 
-    fn recv(connection: &Connection, id: u64) -> squeue::Entry {
-        opcode::RecvMulti::new(types::Fd(connection.socket.as_raw_fd()), BUFFER_GROUP)
-            .build()
-            .user_data(tag(id, RECV))
+    /// A recv into the buffer ring: multishot (armed once, a completion per arrival) or
+    /// one-shot (armed again after each completion, as tokio-uring's reads are).
+    fn recv(connection: &Connection, id: u64, multishot: bool) -> squeue::Entry {
+        let fd = types::Fd(connection.socket.as_raw_fd());
+        let entry = if multishot {
+            opcode::RecvMulti::new(fd, BUFFER_GROUP).build()
+        } else {
+            opcode::Recv::new(fd, std::ptr::null_mut(), BUFFER_BYTES as u32)
+                .buf_group(BUFFER_GROUP)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+        };
+        entry.user_data(tag(id, RECV))
     }
 
     fn send(connection: &mut Connection, id: u64, ring: &mut IoUring) {
@@ -240,7 +252,7 @@ mod raw {
         push(ring, &entry);
     }
 
-    pub fn serve(listener: &TcpListener) -> io::Result<()> {
+    pub fn serve(listener: &TcpListener, multishot: bool) -> io::Result<()> {
         let mut ring: IoUring = IoUring::builder()
             .setup_coop_taskrun()
             .setup_single_issuer()
@@ -275,7 +287,7 @@ mod raw {
                                 queued: 0,
                                 ended: false,
                             };
-                            push(&mut ring, &recv(&connection, next_id));
+                            push(&mut ring, &recv(&connection, next_id, multishot));
                             connections.insert(next_id, connection);
                             next_id += 1;
                         }
@@ -296,7 +308,7 @@ mod raw {
                         if result <= 0 && result != -ENOBUFS {
                             connection.ended = true;
                         } else if !cqueue::more(flags) {
-                            push(&mut ring, &recv(connection, id));
+                            push(&mut ring, &recv(connection, id, multishot));
                         }
                         if connection.sending.is_none()
                             && connection.queued > 0
