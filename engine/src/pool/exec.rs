@@ -398,11 +398,16 @@ async fn exchange<S: ReplySink>(
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(request.context);
     frame.extend_from_slice(request.body);
-    let (sent, frame) = relay.send(frame).await;
-    buffers.give_back(frame);
-    sent?;
     if let Some(lent) = request.lent {
+        let (sent, frame) = relay.send(frame).await;
+        buffers.give_back(frame);
+        sent?;
         send_lent(relay, lent).await?;
+    } else {
+        let len = frame.len();
+        let (sent, frame) = relay.send_range_then_read(frame, 0..len).await;
+        buffers.give_back(frame);
+        sent?;
     }
     slot.execs.fetch_add(1, Ordering::Relaxed);
     let result = receive_reply(relay, buffers, sink, stream_timeout).await;
@@ -412,15 +417,15 @@ async fn exchange<S: ReplySink>(
 
 /// Writes a lent body after the frame's header and context: the buffer goes to the ring
 /// and comes back into `lent` (it stays out if this future is dropped mid-write).
-async fn send_lent(relay: &RelayIo, lent: &LentBody) -> Result<(), RelayError> {
+async fn send_lent(relay: &mut RelayIo, lent: &LentBody) -> Result<(), RelayError> {
     let Some(buffer) = lent.buffer.borrow_mut().take() else {
         return Err(RelayError::Io(std::io::Error::other(
             "the request body was lost to an abandoned write",
         )));
     };
-    let (sent, buffer) = relay.send_range(buffer, lent.range.clone()).await;
+    let (sent, buffer) = relay.send_range_then_read(buffer, lent.range.clone()).await;
     *lent.buffer.borrow_mut() = Some(buffer);
-    Ok(sent?)
+    sent
 }
 
 /// A reply the worker sent that is not a valid reply.

@@ -58,19 +58,37 @@ impl RelayIo {
         })
     }
 
-    /// Writes the bytes `range` of `buf` (a body lent without a copy); hands `buf` back.
-    pub async fn send_range(
-        &self,
-        buf: Vec<u8>,
-        range: std::ops::Range<usize>,
-    ) -> (io::Result<()>, Vec<u8>) {
-        self.write.write_range(buf, range).await
-    }
-
     /// Writes all of `buf` (a socket takes a large frame in several short writes); hands
     /// the buffer back for reuse.
     pub async fn send(&self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         self.write.write_all(buf).await
+    }
+
+    /// Writes the bytes `range` of `buf`, the last of a request, and meanwhile reads the
+    /// start of the reply into the decoder: the worker answers once the request is whole, so
+    /// the read just waits for it, and the caller is woken once for both instead of once
+    /// per operation. Write errors come first (as when writing, then reading); a read error
+    /// with the write done is the reply's. Without a read when a frame is already buffered.
+    pub async fn send_range_then_read(
+        &mut self,
+        buf: Vec<u8>,
+        range: std::ops::Range<usize>,
+    ) -> (Result<(), RelayError>, Vec<u8>) {
+        match self.decoder.has_frame() {
+            Ok(false) => {}
+            Ok(true) | Err(_) => {
+                let (sent, buf) = self.write.write_range(buf, range).await;
+                return (sent.map_err(RelayError::from), buf);
+            }
+        }
+        let Self {
+            write,
+            read,
+            decoder,
+        } = self;
+        let ((sent, buf), read) =
+            tokio::join!(write.write_range(buf, range), read_more(read, decoder));
+        (sent.map_err(RelayError::from).and(read), buf)
     }
 
     /// Reads until one frame is complete and lends it: the caller reads it in place (no
@@ -90,15 +108,7 @@ impl RelayIo {
 
     /// One read into the decoder's buffer; `Closed` (or the decoder's error) at EOF.
     async fn read_more(&mut self) -> Result<(), RelayError> {
-        let buf = self.decoder.take_read_buffer(READ_CHUNK_BYTES);
-        let filled = buf.len();
-        let (result, slice) = self.read.read(buf.slice(filled..)).await;
-        self.decoder.restore_read_buffer(slice.into_inner());
-        if result? == 0 {
-            self.decoder.finish()?;
-            return Err(RelayError::Closed);
-        }
-        Ok(())
+        read_more(&self.read, &mut self.decoder).await
     }
 
     /// Reads until one frame is complete and gives it to `on_frame`.
@@ -139,6 +149,19 @@ impl RelayIo {
     pub fn is_collecting_stray_output(&self) -> bool {
         self.decoder.is_collecting_stray_output()
     }
+}
+
+/// One read from `read` into `decoder`'s buffer; `Closed` (or the decoder's error) at EOF.
+async fn read_more(read: &Stream, decoder: &mut FrameDecoder) -> Result<(), RelayError> {
+    let buf = decoder.take_read_buffer(READ_CHUNK_BYTES);
+    let filled = buf.len();
+    let (result, slice) = read.read(buf.slice(filled..)).await;
+    decoder.restore_read_buffer(slice.into_inner());
+    if result? == 0 {
+        decoder.finish()?;
+        return Err(RelayError::Closed);
+    }
+    Ok(())
 }
 
 /// Key of a cached relay: (pool id, slot index).
