@@ -180,7 +180,7 @@ impl Connection {
             self.context = Vec::new();
         }
         if released + self.moved_bytes > LARGE_REQUEST_BYTES {
-            crate::memory::release_freed_pages();
+            crate::memory::release_freed_pages_now_and_later();
         }
         self.moved_bytes = 0;
     }
@@ -296,7 +296,7 @@ pub(super) async fn serve(
     let large = conn.moved_bytes > LARGE_REQUEST_BYTES || conn.buf.capacity() > LARGE_REQUEST_BYTES;
     drop(conn);
     if large {
-        crate::memory::release_freed_pages();
+        crate::memory::release_freed_pages_now_and_later();
     }
 }
 
