@@ -62,17 +62,37 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Appends `HTTP/1.x <status> <reason>\r\n`.
+/// Appends `HTTP/1.x <status> <reason>\r\n` (once per answer: digits appended by hand,
+/// not through `fmt`).
 pub fn status_line(out: &mut Vec<u8>, minor_version: u8, status: u16) {
+    out.extend_from_slice(b"HTTP/1.");
+    push_decimal(out, u64::from(minor_version));
+    out.push(b' ');
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
     let text = reason(status);
     if text.is_empty() {
-        let _ = write!(
-            out,
-            "HTTP/1.{minor_version} {status} status code {status}\r\n"
-        );
+        out.extend_from_slice(b"status code ");
+        push_decimal(out, u64::from(status));
     } else {
-        let _ = write!(out, "HTTP/1.{minor_version} {status} {text}\r\n");
+        out.extend_from_slice(text.as_bytes());
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `value` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends `Name: value\r\n`; CR and LF in a value are replaced by spaces (no header
@@ -281,6 +301,15 @@ mod tests {
         assert_eq!(imf_fixdate(1_709_251_200), "Fri, 01 Mar 2024 00:00:00 GMT");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn push_decimal_writes_what_display_writes(value: u64) {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, value);
+            proptest::prop_assert_eq!(out, format!("x{value}").into_bytes());
+        }
+    }
+
     #[test]
     fn sniffing_and_status_lines() {
         assert_eq!(
@@ -299,10 +328,15 @@ mod tests {
         let mut out = Vec::new();
         status_line(&mut out, 1, 599);
         status_line(&mut out, 0, 404);
+        status_line(&mut out, 1, 200);
         assert_eq!(
             out,
-            b"HTTP/1.1 599 status code 599\r\nHTTP/1.0 404 Not Found\r\n"
+            b"HTTP/1.1 599 status code 599\r\nHTTP/1.0 404 Not Found\r\nHTTP/1.1 200 OK\r\n"
         );
+        let mut out = Vec::new();
+        push_decimal(&mut out, 0);
+        push_decimal(&mut out, u64::MAX);
+        assert_eq!(out, b"018446744073709551615");
         let mut out = Vec::new();
         header(&mut out, b"X", b"a\r\nSet-Cookie: evil");
         assert_eq!(out, b"X: a  Set-Cookie: evil\r\n");

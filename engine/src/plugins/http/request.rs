@@ -97,8 +97,15 @@ pub fn fill_headers(head: &Head, buf: &[u8], table: &mut HeaderTable) {
     }
 }
 
-/// Appends `bytes` without CR and LF (invalid UTF-8 replaced).
+/// Appends `bytes` without CR and LF (invalid UTF-8 replaced). Most targets and hosts are
+/// valid UTF-8 with neither: those are copied whole, not char by char.
 fn push_clean(out: &mut String, bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        if !text.contains(['\r', '\n']) {
+            out.push_str(text);
+            return;
+        }
+    }
     out.extend(
         String::from_utf8_lossy(bytes)
             .chars()
@@ -281,6 +288,37 @@ mod tests {
         let mut head = Head::default();
         Head::parse(text, &mut head).unwrap().unwrap();
         head
+    }
+
+    proptest::proptest! {
+        /// The whole-copy fast path appends exactly what the char-by-char path does.
+        #[test]
+        fn push_clean_copies_what_the_lossy_path_would(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut fast = String::from("x");
+            push_clean(&mut fast, &bytes);
+            let slow: String = String::from_utf8_lossy(&bytes)
+                .chars()
+                .filter(|c| *c != '\r' && *c != '\n')
+                .collect();
+            proptest::prop_assert_eq!(fast, format!("x{slow}"));
+        }
+
+        /// Valid UTF-8 (the fast path's input), with and without line breaks.
+        #[test]
+        fn push_clean_keeps_text_less_its_line_breaks(text in "[a-z/?=&\r\né]{0,40}") {
+            let mut out = String::new();
+            push_clean(&mut out, text.as_bytes());
+            proptest::prop_assert_eq!(out, text.replace(['\r', '\n'], ""));
+        }
+    }
+
+    #[test]
+    fn push_clean_drops_line_breaks_and_replaces_bad_utf8() {
+        let mut out = String::new();
+        push_clean(&mut out, b"/a\r\nb");
+        push_clean(&mut out, b"/\xff");
+        push_clean(&mut out, "/é".as_bytes());
+        assert_eq!(out, "/ab/\u{fffd}/é");
     }
 
     #[test]

@@ -340,7 +340,9 @@ impl<'a> HttpSink<'a> {
                     (true, Some(length)) => length,
                     _ => first_body.len() as u64,
                 };
-                let _ = write!(self.out, "Content-Length: {length}\r\n");
+                self.out.extend_from_slice(b"Content-Length: ");
+                wire::push_decimal(self.out, length);
+                self.out.extend_from_slice(b"\r\n");
             }
         } else if facts.minor_version == 1 {
             wire::header(self.out, b"Transfer-Encoding", b"chunked");
