@@ -2,6 +2,9 @@
 //! the `rr` binary) purges freed pages lazily, when the freeing thread allocates again after
 //! a delay: a shard that served one 50 MB reply and then sat idle kept ~150 MB resident.
 
+use crate::runtime::ShardContext;
+use std::rc::Rc;
+
 /// Buffers past this size are not kept after a request; freeing one is worth a collect.
 pub const LARGE_REQUEST_BYTES: usize = 1 << 20;
 
@@ -23,11 +26,17 @@ const SECOND_COLLECT_AFTER: std::time::Duration = std::time::Duration::from_mill
 /// without purging: when two shards end large requests at the same moment, one of them
 /// can leave a whole body's pages resident until its next large allocation (seen in CI:
 /// one 40 MiB body held for ten seconds of small requests). The second collect, after the
-/// other thread's purge is long done, returns them. Must run on a shard (a `LocalSet`).
-pub fn release_freed_pages_now_and_later() {
+/// other thread's purge is long done, returns them; one at a time per shard, so a stream of
+/// large requests schedules no more than one every 100 ms. Must run on `shard`'s loop.
+pub fn release_freed_pages_now_and_later(shard: &Rc<ShardContext>) {
     release_freed_pages();
-    tokio::task::spawn_local(async {
+    if shard.late_collect_pending().replace(true) {
+        return;
+    }
+    let shard = Rc::clone(shard);
+    tokio::task::spawn_local(async move {
         tokio::time::sleep(SECOND_COLLECT_AFTER).await;
+        shard.late_collect_pending().set(false);
         release_freed_pages();
     });
 }

@@ -23,6 +23,8 @@ pub struct ShardContext {
     backend: Backend,
     relays: RelayCache,
     send_buffers: SendBuffers,
+    /// A second collect of freed pages is scheduled (see `memory`).
+    late_collect_pending: std::cell::Cell<bool>,
 }
 
 impl ShardContext {
@@ -34,7 +36,14 @@ impl ShardContext {
             backend,
             relays: RelayCache::default(),
             send_buffers: SendBuffers::default(),
+            late_collect_pending: std::cell::Cell::new(false),
         }
+    }
+
+    /// Whether this shard has a second collect of freed pages scheduled.
+    #[must_use]
+    pub fn late_collect_pending(&self) -> &std::cell::Cell<bool> {
+        &self.late_collect_pending
     }
 
     /// This shard's index.

@@ -180,7 +180,7 @@ impl Connection {
             self.context = Vec::new();
         }
         if released + self.moved_bytes > LARGE_REQUEST_BYTES {
-            crate::memory::release_freed_pages_now_and_later();
+            crate::memory::release_freed_pages_now_and_later(&self.shard);
         }
         self.moved_bytes = 0;
     }
@@ -294,9 +294,10 @@ pub(super) async fn serve(
     // completes; shutdown completes it, so the client sees the close now.
     let _ = conn.stream.shutdown(std::net::Shutdown::Both);
     let large = conn.moved_bytes > LARGE_REQUEST_BYTES || conn.buf.capacity() > LARGE_REQUEST_BYTES;
+    let shard = Rc::clone(&conn.shard);
     drop(conn);
     if large {
-        crate::memory::release_freed_pages_now_and_later();
+        crate::memory::release_freed_pages_now_and_later(&shard);
     }
 }
 
