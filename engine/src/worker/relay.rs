@@ -67,8 +67,9 @@ impl RelayIo {
     /// Writes the bytes `range` of `buf`, the last of a request, and meanwhile reads the
     /// start of the reply into the decoder: the worker answers once the request is whole, so
     /// the read just waits for it, and the caller is woken once for both instead of once
-    /// per operation. Write errors come first (as when writing, then reading); a read error
-    /// with the write done is the reply's. Without a read when a frame is already buffered.
+    /// per operation. A write error ends it at once (the read is dropped: no reply comes to
+    /// a request that did not get through); a read error with the write done is the
+    /// reply's. Without a read when a frame is already buffered.
     pub async fn send_range_then_read(
         &mut self,
         buf: Vec<u8>,
@@ -86,9 +87,27 @@ impl RelayIo {
             read,
             decoder,
         } = self;
-        let ((sent, buf), read) =
-            tokio::join!(write.write_range(buf, range), read_more(read, decoder));
-        (sent.map_err(RelayError::from).and(read), buf)
+        let write = write.write_range(buf, range);
+        let read = read_more(read, decoder);
+        tokio::pin!(write, read);
+        let mut read_result = None;
+        let (sent, buf) = loop {
+            tokio::select! {
+                biased;
+                written = &mut write => break written,
+                result = &mut read, if read_result.is_none() => read_result = Some(result),
+            }
+        };
+        if let Err(error) = sent {
+            // The request did not get through: no reply is coming, and its read (which a
+            // process that inherited the worker's stdout could keep open) is not waited for.
+            return (Err(error.into()), buf);
+        }
+        let read = match read_result {
+            Some(result) => result,
+            None => read.await,
+        };
+        (read, buf)
     }
 
     /// Reads until one frame is complete and lends it: the caller reads it in place (no
