@@ -398,16 +398,19 @@ async fn exchange<S: ReplySink>(
     frame.extend_from_slice(header.as_bytes());
     frame.extend_from_slice(request.context);
     frame.extend_from_slice(request.body);
-    if let Some(lent) = request.lent {
+    // The request's last write also starts reading the reply: the frame's, or the lent
+    // body's after it.
+    let (sent, frame) = if request.lent.is_some() {
         let (sent, frame) = relay.send(frame).await;
-        buffers.give_back(frame);
-        sent?;
-        send_lent(relay, lent).await?;
+        (sent.map_err(RelayError::from), frame)
     } else {
         let len = frame.len();
-        let (sent, frame) = relay.send_range_then_read(frame, 0..len).await;
-        buffers.give_back(frame);
-        sent?;
+        relay.send_range_then_read(frame, 0..len).await
+    };
+    buffers.give_back(frame);
+    sent?;
+    if let Some(lent) = request.lent {
+        send_lent(relay, lent).await?;
     }
     slot.execs.fetch_add(1, Ordering::Relaxed);
     let result = receive_reply(relay, buffers, sink, stream_timeout).await;
