@@ -151,9 +151,11 @@ fn tokio_uring_driver(listener: TcpListener, workers: Vec<workers::Worker>) -> i
                         _ => return,
                     }
                     let count = count_requests(&mut carry, &buf);
-                    for _ in 0..if hop { count } else { 0 } {
-                        if relay_through(&pool).await.is_err() {
-                            return;
+                    if hop {
+                        for _ in 0..count {
+                            if relay_through(&pool).await.is_err() {
+                                return;
+                            }
                         }
                     }
                     if count > 0 && stream.write_all(answers(count)).await.0.is_err() {
