@@ -4,6 +4,7 @@
 use php_client_tests::harness::{php_pool_config, test_relay, PoolHarness};
 use ringrunner::pool::{ExecError, ReplyFrame, ReplySink, Request, SpawnError, SupervisorConfig};
 use ringrunner_protocol::Flags;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -267,6 +268,54 @@ fn reset_replaces_every_worker() {
         "{before:?} -> {after:?}"
     );
     assert_eq!(harness.exec("echo:x").unwrap(), "x");
+}
+
+#[test]
+fn reset_under_load_replaces_every_worker_each_time() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut config = php_pool_config("behave.php", 2);
+    config.reset_timeout = Duration::from_secs(30);
+    let harness = Arc::new(PoolHarness::start(config).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    // Requests from both shards keep the two workers flipping between ready and working.
+    let load: Vec<_> = (0..4)
+        .map(|client| {
+            let (harness, stop) = (harness.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut served = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    assert_eq!(harness.exec_on(client % 2, "echo:x").unwrap(), "x");
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    let pids = |harness: &PoolHarness| {
+        let mut pids: Vec<u32> = harness.pool.workers().iter().map(|w| w.pid).collect();
+        pids.sort_unstable();
+        pids
+    };
+    for round in 0..15 {
+        let before = pids(&harness);
+        let pool = harness.pool.clone();
+        let started = std::time::Instant::now();
+        harness
+            .shards
+            .block_on(1, move |_| async move { pool.reset().await });
+        // A worker the reset failed to retire is only killed at `reset_timeout`.
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "round {round}: {took:?}");
+        let after = pids(&harness);
+        assert!(
+            after.iter().all(|pid| !before.contains(pid)),
+            "round {round}: {before:?} -> {after:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in load {
+        assert!(thread.join().unwrap() > 0);
+    }
 }
 
 #[test]

@@ -230,17 +230,25 @@ fn rr_reset_replaces_every_worker_without_failing_a_request() {
     let address = server.http();
     let before = worker_pids(&dsn);
     let stop = Arc::new(AtomicBool::new(false));
-    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let load: Vec<_> = (0..4)
         .map(|_| {
             let (stop, served, failed) = (stop.clone(), served.clone(), failed.clone());
             std::thread::spawn(move || {
                 let mut client = Client::connect(address);
                 while !stop.load(Ordering::Relaxed) {
-                    if client.get("/hello").status == 200 {
+                    let started = std::time::Instant::now();
+                    let reply = client.get("/hello");
+                    if reply.status == 200 {
                         served.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        let elapsed = started.elapsed();
+                        failed.lock().unwrap().push(format!(
+                            "{} after {elapsed:?}: {}",
+                            reply.status,
+                            reply.text()
+                        ));
                     }
                 }
             })
@@ -262,7 +270,8 @@ fn rr_reset_replaces_every_worker_without_failing_a_request() {
     for thread in load {
         thread.join().unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    let failed = failed.lock().unwrap();
+    assert!(failed.is_empty(), "failed during the reset: {failed:?}");
     let after = wait_for_workers(&dsn, |pids| pids.len() == 2);
     assert!(
         after.iter().all(|pid| !before.contains(pid)),

@@ -236,6 +236,31 @@ impl PoolShared {
     /// slots, not by emptying the stack: when nothing is picked (the usual supervisor tick)
     /// the stack is not touched, and otherwise it is popped only until every pick is found,
     /// the others pushed back at once, so other shards find idle workers meanwhile.
+    /// Retires every slot still running the worker of generation `old[index]`: a busy one
+    /// when its request ends, an idle one now. A slot flips between ready and working as
+    /// requests take and return it, so each is retired in whichever of the two it is in at
+    /// the moment of the swap (testing one state and then the other in separate passes
+    /// missed a worker taken in between: it was never replaced).
+    fn retire_generation(&self, old: &[u64]) {
+        self.sweep_idle(|index, slot| {
+            if slot.generation.load(Ordering::Acquire) != old[index as usize] {
+                return Sweep::Keep;
+            }
+            loop {
+                if slot.transition(WorkerState::Working, WorkerState::Invalid) {
+                    return Sweep::Keep;
+                }
+                // A taker that pops it meanwhile fails its Ready → Working and hands it on.
+                if slot.transition(WorkerState::Ready, WorkerState::Invalid) {
+                    return Sweep::Fetch;
+                }
+                if !matches!(slot.state(), WorkerState::Ready | WorkerState::Working) {
+                    return Sweep::Keep;
+                }
+            }
+        });
+    }
+
     fn sweep_idle(&self, mut pick: impl FnMut(u32, &WorkerSlot) -> Sweep) {
         let mut picked = vec![false; self.slots.len()];
         let mut left = 0usize;
@@ -543,10 +568,6 @@ impl Pool {
             .iter()
             .map(|slot| slot.generation.load(Ordering::Acquire))
             .collect();
-        for slot in shared.slots.iter() {
-            slot.transition(WorkerState::Working, WorkerState::Invalid);
-        }
-        shared.sweep_idle(|_, _| Sweep::Retire(WorkerState::Invalid));
         let deadline = tokio::time::Instant::now() + shared.config.reset_timeout;
         let replaced = || {
             // Extra slots the dynamic allocator does not use hold no worker to replace.
@@ -559,6 +580,9 @@ impl Pool {
         loop {
             // Registered before the check, so a start between check and wait is not missed.
             let started = shared.worker_started.notified();
+            // Again after every start: a worker that was still booting when the reset began
+            // belongs to the old generation and is retired once it is in service.
+            shared.retire_generation(&old);
             if replaced() || tokio::time::timeout_at(deadline, started).await.is_err() {
                 break;
             }
