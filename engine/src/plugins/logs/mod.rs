@@ -8,6 +8,7 @@
 
 mod config;
 mod file;
+mod filter;
 pub mod writer;
 
 pub use config::{FileLoggerOptions, LogChannel, LogsSection, ENTRY};
@@ -502,14 +503,6 @@ impl LogFlusher {
     }
 }
 
-/// Our events at every level, a dependency's (h2's frames, lapin's, rustls's: a target that
-/// is a module path not ours) only from WARN: their debug events are per frame and would
-/// drown ours. Decided per call site once, so a filtered event costs nothing.
-fn ours_or_a_warning(metadata: &tracing::Metadata<'_>) -> bool {
-    let target = metadata.target();
-    *metadata.level() <= Level::WARN || !target.contains("::") || target.starts_with("ringrunner")
-}
-
 /// Installs the logger for the process.
 ///
 /// # Errors
@@ -517,13 +510,9 @@ fn ours_or_a_warning(metadata: &tracing::Metadata<'_>) -> bool {
 pub fn install(logs: &LogsSection) -> Result<LogFlusher, String> {
     let layer = RrLogLayer::new(logs)?;
     let flusher = LogFlusher(layer.queue());
-    let max = tracing_subscriber::filter::LevelFilter::from_level(layer.max_level());
+    let filter = filter::LogFilter::new(layer.max_level());
     tracing_subscriber::registry()
-        .with(
-            layer
-                .with_filter(max)
-                .with_filter(tracing_subscriber::filter::filter_fn(ours_or_a_warning)),
-        )
+        .with(layer.with_filter(filter))
         .try_init()
         .map_err(|error| error.to_string())?;
     Ok(flusher)
