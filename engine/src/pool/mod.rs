@@ -231,11 +231,6 @@ impl PoolShared {
         self.waiters.release(&self.idle, index, here);
     }
 
-    /// Takes idle workers off the stack for their lifecycle tasks: `pick` is asked about
-    /// every slot and says which to take ([`Sweep`]). The picks are made by looking at the
-    /// slots, not by emptying the stack: when nothing is picked (the usual supervisor tick)
-    /// the stack is not touched, and otherwise it is popped only until every pick is found,
-    /// the others pushed back at once, so other shards find idle workers meanwhile.
     /// Retires every slot still running the worker of generation `old[index]`: a busy one
     /// when its request ends, an idle one now. A slot flips between ready and working as
     /// requests take and return it, so each is retired in whichever of the two it is in at
@@ -261,6 +256,11 @@ impl PoolShared {
         });
     }
 
+    /// Takes idle workers off the stack for their lifecycle tasks: `pick` is asked about
+    /// every slot and says which to take ([`Sweep`]). The picks are made by looking at the
+    /// slots, not by emptying the stack: when nothing is picked (the usual supervisor tick)
+    /// the stack is not touched, and otherwise it is popped only until every pick is found,
+    /// the others pushed back at once, so other shards find idle workers meanwhile.
     fn sweep_idle(&self, mut pick: impl FnMut(u32, &WorkerSlot) -> Sweep) {
         let mut picked = vec![false; self.slots.len()];
         let mut left = 0usize;
