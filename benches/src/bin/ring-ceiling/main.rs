@@ -9,12 +9,18 @@
 //!   waiting in one `io_uring_enter` per turn.
 //! - `raw-oneshot`: the same loop with a recv armed again after every completion (what a
 //!   driver without multishot does), to tell the loop's saving from multishot's.
+//! - `executor`: a driver of our own as the shards would need it: the raw ring's one enter
+//!   per turn under a small executor of tasks, running the tokio-uring driver's task code.
+//! - `executor-epoll`: the same, parked as tokio-uring is (epoll_wait on the ring's
+//!   descriptor after an enter that only submits).
+//! - `own-ring-on-tokio`: the same ring and ops under tokio's loop and `LocalSet` as
+//!   tokio-uring runs (submitted in the park hook): our driver with tokio as the executor.
 //! - `epoll`: tokio's current-thread loop with readiness and plain `read`/`write`.
 //!
 //! With WORKERS, every request also makes a round trip through one of that many
 //! `native-echo-worker --ping-pong 64` processes over their pipes before it is answered (a
 //! worker taken from an idle list, its message written, its reply read), as rr relays a
-//! request to a PHP worker: the ceiling's shape, for the tokio-uring and raw drivers.
+//! request to a PHP worker: the ceiling's shape, for every driver but epoll.
 //!
 //! Usage: `ring-ceiling DRIVER PORT [WORKERS]` (prints `listening` once the port is bound).
 
@@ -30,13 +36,14 @@ use std::rc::Rc;
 const ANSWER: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n";
 
+mod executor;
 mod raw;
 mod workers;
 
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(driver), Some(port)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: ring-ceiling tokio-uring|raw|raw-oneshot|epoll PORT [WORKERS]");
+        eprintln!("usage: ring-ceiling tokio-uring|raw|raw-oneshot|executor|executor-epoll|own-ring-on-tokio|epoll PORT [WORKERS]");
         std::process::exit(2);
     };
     let worker_count: usize = args
@@ -49,6 +56,9 @@ fn main() -> io::Result<()> {
         "tokio-uring" => tokio_uring_driver(listener, workers),
         "raw" => raw::serve(&listener, true, workers),
         "raw-oneshot" => raw::serve(&listener, false, workers),
+        "executor" => executor::serve(&listener, executor::Park::Enter, workers),
+        "executor-epoll" => executor::serve(&listener, executor::Park::Epoll, workers),
+        "own-ring-on-tokio" => executor::serve_on_tokio(&listener, workers),
         "epoll" if workers.is_empty() => epoll_driver(listener),
         other => {
             eprintln!("unknown driver {other} (epoll takes no workers)");
@@ -57,15 +67,23 @@ fn main() -> io::Result<()> {
     }
 }
 
-/// Requests completed by the bytes read so far: each ends with an empty line. `carry` keeps
-/// the last three bytes so that a terminator split across reads is found.
-fn count_requests(carry: &mut [u8; 3], bytes: &[u8]) -> usize {
-    let mut window = carry.to_vec();
-    window.extend_from_slice(bytes);
-    let count = window.windows(4).filter(|w| *w == b"\r\n\r\n").count();
-    let tail = window.len().saturating_sub(3);
-    carry.fill(0);
-    carry[3 - (window.len() - tail)..].copy_from_slice(&window[tail..]);
+/// Requests completed by the bytes read so far: each ends with an empty line. `matched`
+/// is how much of that ending the bytes before these ended with, so that one split across
+/// reads is found (no allocation: every driver pays the same few instructions per byte).
+fn count_requests(matched: &mut usize, bytes: &[u8]) -> usize {
+    const END: &[u8; 4] = b"\r\n\r\n";
+    let mut count = 0;
+    for &byte in bytes {
+        *matched = if byte == END[*matched] {
+            *matched + 1
+        } else {
+            usize::from(byte == b'\r')
+        };
+        if *matched == END.len() {
+            count += 1;
+            *matched = 0;
+        }
+    }
     count
 }
 
@@ -140,7 +158,7 @@ fn tokio_uring_driver(listener: TcpListener, workers: Vec<workers::Worker>) -> i
             let (stream, _) = listener.accept().await?;
             let pool = Rc::clone(&pool);
             tokio_uring::spawn(async move {
-                let mut carry = [0; 3];
+                let mut matched = 0;
                 let mut buf = Vec::with_capacity(16 * 1024);
                 loop {
                     buf.clear();
@@ -150,7 +168,7 @@ fn tokio_uring_driver(listener: TcpListener, workers: Vec<workers::Worker>) -> i
                         Ok(n) if n > 0 => {}
                         _ => return,
                     }
-                    let count = count_requests(&mut carry, &buf);
+                    let count = count_requests(&mut matched, &buf);
                     if hop {
                         for _ in 0..count {
                             if relay_through(&pool).await.is_err() {
@@ -178,14 +196,14 @@ fn epoll_driver(listener: TcpListener) -> io::Result<()> {
         loop {
             let (mut stream, _) = listener.accept().await?;
             tokio::task::spawn_local(async move {
-                let mut carry = [0; 3];
+                let mut matched = 0;
                 let mut buf = vec![0; 16 * 1024];
                 loop {
                     let n = match stream.read(&mut buf).await {
                         Ok(n) if n > 0 => n,
                         _ => return,
                     };
-                    let count = count_requests(&mut carry, &buf[..n]);
+                    let count = count_requests(&mut matched, &buf[..n]);
                     if count > 0 && stream.write_all(&answers(count)).await.is_err() {
                         return;
                     }
@@ -193,4 +211,20 @@ fn epoll_driver(listener: TcpListener) -> io::Result<()> {
             });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_requests;
+
+    #[test]
+    fn requests_are_counted_across_reads() {
+        let stream = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\n\r\r\n\r\n";
+        for split in 0..=stream.len() {
+            let mut matched = 0;
+            let (first, second) = stream.split_at(split);
+            let count = count_requests(&mut matched, first) + count_requests(&mut matched, second);
+            assert_eq!(count, 2, "split at {split}");
+        }
+    }
 }

@@ -89,7 +89,7 @@ impl BufferRing {
 /// completes, and a worker's reply is read before the worker goes back).
 struct Connection {
     socket: OwnedFd,
-    carry: [u8; 3],
+    matched: usize,
     pending: usize,
     waiting: bool,
     worker: Option<usize>,
@@ -220,7 +220,7 @@ pub fn serve(listener: &TcpListener, multishot: bool, workers: Vec<Worker>) -> i
                     let socket = unsafe { OwnedFd::from_raw_fd(result) };
                     let connection = Connection {
                         socket,
-                        carry: [0; 3],
+                        matched: 0,
                         pending: 0,
                         waiting: false,
                         worker: None,
@@ -244,7 +244,7 @@ pub fn serve(listener: &TcpListener, multishot: bool, workers: Vec<Worker>) -> i
                 RECV => {
                     if let Some(bid) = cqueue::buffer_select(flags) {
                         let len = usize::try_from(result).unwrap_or(0);
-                        let read = count_requests(&mut connection.carry, buffers.bytes(bid, len));
+                        let read = count_requests(&mut connection.matched, buffers.bytes(bid, len));
                         buffers.give_back(bid);
                         match hop {
                             Some(_) => connection.pending += read,
