@@ -16,7 +16,7 @@
 //! threads (an eventfd read kept armed in the ring would carry those).
 
 use super::workers::{Worker, MESSAGE_BYTES};
-use super::{answers, count_requests, AsRawFd, FromRawFd, OwnedFd};
+use super::{answers, count_requests, AsRawFd, FromRawFd, IdleList, OwnedFd};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::cell::RefCell;
 use std::future::Future;
@@ -148,14 +148,10 @@ impl Driver {
     /// Polls every woken task, then submits and waits in one enter and wakes the tasks
     /// whose operations completed.
     fn run(&self, park: Park) -> io::Result<()> {
-        let epoll = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)?;
-        rustix::event::epoll::add(
-            &epoll,
-            // SAFETY: the ring owns this descriptor and outlives the loop.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.borrow().as_raw_fd()) },
-            rustix::event::epoll::EventData::new_u64(0),
-            rustix::event::epoll::EventFlags::IN,
-        )?;
+        let epoll = match park {
+            Park::Enter => None,
+            Park::Epoll => Some(self.epoll_on_ring()?),
+        };
         let mut events = Vec::with_capacity(1);
         let mut batch = Vec::new();
         loop {
@@ -173,35 +169,40 @@ impl Driver {
                 .unwrap_or_else(PoisonError::into_inner)
                 .is_empty();
             let mut ring = self.ring.borrow_mut();
-            if woken {
-                ring.submit()?;
-                continue;
+            // A task woken meanwhile runs before any wait.
+            let want = if woken || epoll.is_some() { 0 } else { 1 };
+            // Interrupted: io_uring's task work runs as a signal-like notification.
+            if let Err(error) = ring.submit_and_wait(want) {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
             }
-            match park {
-                Park::Enter => match ring.submit_and_wait(1) {
-                    Err(error) if error.kind() != io::ErrorKind::Interrupted => return Err(error),
-                    _ => {}
-                },
-                Park::Epoll => {
-                    match ring.submit() {
-                        Err(error) if error.kind() != io::ErrorKind::Interrupted => {
-                            return Err(error)
-                        }
-                        _ => {}
-                    }
-                    if ring.completion().is_empty() {
-                        events.clear();
-                        // Interrupted: io_uring's task work runs as a signal-like notification.
-                        match rustix::event::epoll::wait(&epoll, spare(&mut events), None) {
-                            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-                            Err(error) => return Err(error.into()),
-                        }
+            if let (Some(epoll), false) = (&epoll, woken) {
+                if ring.completion().is_empty() {
+                    events.clear();
+                    let spare = rustix::buffer::spare_capacity(&mut events);
+                    match rustix::event::epoll::wait(epoll, spare, None) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(error) => return Err(error.into()),
                     }
                 }
             }
             drop(ring);
             self.reap();
         }
+    }
+
+    /// An epoll set watching the ring's descriptor (readable when completions wait).
+    fn epoll_on_ring(&self) -> io::Result<OwnedFd> {
+        let epoll = rustix::event::epoll::create(rustix::event::epoll::CreateFlags::CLOEXEC)?;
+        rustix::event::epoll::add(
+            &epoll,
+            // SAFETY: the ring owns this descriptor and outlives the loop.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.borrow().as_raw_fd()) },
+            rustix::event::epoll::EventData::new_u64(0),
+            rustix::event::epoll::EventFlags::IN,
+        )?;
+        Ok(epoll)
     }
 
     /// Wakes the tasks whose operations completed.
@@ -350,29 +351,8 @@ async fn read_exact(driver: &Rc<Driver>, fd: RawFd, mut buffer: Vec<u8>) -> (boo
     (true, buffer)
 }
 
-/// The idle workers (their indexes and message buffers) and the wake-up for a task
-/// waiting for one.
-#[derive(Default)]
-struct Pool {
-    idle: RefCell<Vec<(usize, Vec<u8>)>>,
-    returned: tokio::sync::Notify,
-}
-
-impl Pool {
-    async fn take(&self) -> (usize, Vec<u8>) {
-        loop {
-            if let Some(worker) = self.idle.borrow_mut().pop() {
-                return worker;
-            }
-            self.returned.notified().await;
-        }
-    }
-
-    fn give_back(&self, worker: (usize, Vec<u8>)) {
-        self.idle.borrow_mut().push(worker);
-        self.returned.notify_one();
-    }
-}
+/// An idle worker: its index and its message buffer.
+type Pool = IdleList<(usize, Vec<u8>)>;
 
 async fn relay_through(driver: &Rc<Driver>, pool: &Pool, workers: &[Worker]) -> bool {
     let (index, message) = pool.take().await;
@@ -524,10 +504,4 @@ pub fn serve_on_tokio(listener: &TcpListener, workers: Vec<Worker>) -> io::Resul
         .await;
         Ok(())
     })
-}
-
-fn spare(
-    events: &mut Vec<rustix::event::epoll::Event>,
-) -> rustix::buffer::SpareCapacity<'_, rustix::event::epoll::Event> {
-    rustix::buffer::spare_capacity(events)
 }

@@ -92,11 +92,36 @@ fn answers(count: usize) -> Vec<u8> {
     ANSWER.repeat(count)
 }
 
-/// The idle workers of the tokio-uring driver and the wake-up for a task waiting for one.
-#[derive(Default)]
-struct UringPool {
-    idle: RefCell<Vec<UringWorker>>,
+/// Idle workers (whatever a driver holds of one) and the wake-up for a task waiting for
+/// one: the pool's shape, shared by the task-based drivers.
+struct IdleList<T> {
+    idle: RefCell<Vec<T>>,
     returned: tokio::sync::Notify,
+}
+
+impl<T> Default for IdleList<T> {
+    fn default() -> Self {
+        Self {
+            idle: RefCell::default(),
+            returned: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl<T> IdleList<T> {
+    async fn take(&self) -> T {
+        loop {
+            if let Some(worker) = self.idle.borrow_mut().pop() {
+                return worker;
+            }
+            self.returned.notified().await;
+        }
+    }
+
+    fn give_back(&self, worker: T) {
+        self.idle.borrow_mut().push(worker);
+        self.returned.notify_one();
+    }
 }
 
 /// A worker's pipes as the shards hold them (tokio-uring files), and its message buffer.
@@ -107,24 +132,8 @@ struct UringWorker {
     _process: workers::Worker,
 }
 
-impl UringPool {
-    async fn take(&self) -> UringWorker {
-        loop {
-            if let Some(worker) = self.idle.borrow_mut().pop() {
-                return worker;
-            }
-            self.returned.notified().await;
-        }
-    }
-
-    fn give_back(&self, worker: UringWorker) {
-        self.idle.borrow_mut().push(worker);
-        self.returned.notify_one();
-    }
-}
-
 /// One request's round trip through a worker: its message written, the reply read.
-async fn relay_through(pool: &UringPool) -> io::Result<()> {
+async fn relay_through(pool: &IdleList<UringWorker>) -> io::Result<()> {
     let mut worker = pool.take().await;
     let (written, message) = worker.input.write_all_at(worker.message, 0).await;
     let (read, message) = worker.output.read_exact_at(message, 0).await;
@@ -140,7 +149,7 @@ fn tokio_uring_driver(listener: TcpListener, workers: Vec<workers::Worker>) -> i
     builder.entries(1024).uring_builder(&ring);
     tokio_uring::Runtime::new(&builder)?.block_on(async move {
         let hop = !workers.is_empty();
-        let pool = Rc::new(UringPool::default());
+        let pool = Rc::new(IdleList::default());
         for worker in workers {
             let input =
                 tokio_uring::fs::File::from_std(std::fs::File::from(worker.input.try_clone()?));
