@@ -132,6 +132,18 @@ fn read_pid(path: &Path) -> Option<u32> {
         .ok()
 }
 
+/// The pid of `name`'s daemon once its PID file names a live process: rr's start waits for
+/// a daemon's launcher up to `start_secs` only, and the daemon writes its file when it gets to.
+fn daemon_pid(stack: &Stack, name: &str) -> u32 {
+    let path = stack.pid_file(name);
+    wait_until(
+        Duration::from_secs(10),
+        &format!("{name}'s pid file"),
+        || read_pid(&path).is_some_and(alive),
+    );
+    read_pid(&path).unwrap()
+}
+
 fn alive(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     !stat.is_empty()
@@ -222,7 +234,7 @@ fn three_daemons_start_by_priority_and_stop_in_reverse_with_their_own_signals() 
     ));
     let pids: Vec<u32> = ["redis", "fpm", "nginx"]
         .iter()
-        .map(|n| read_pid(&stack.pid_file(n)).expect("pid file"))
+        .map(|n| daemon_pid(&stack, n))
         .collect();
     assert!(pids.iter().all(|pid| alive(*pid)));
     let output = server.output();
@@ -291,8 +303,8 @@ fn a_daemon_killed_behind_rrs_back_is_restarted_and_a_stale_pid_file_is_cleaned(
         "{}",
         server.output()
     );
-    let first = read_pid(&stack.pid_file("redis")).unwrap();
-    assert!(redis_up(&stack));
+    let first = daemon_pid(&stack, "redis");
+    wait_until(Duration::from_secs(10), "redis up", || redis_up(&stack));
     rustix::process::kill_process(Pid::from_raw(first as i32).unwrap(), Signal::KILL).unwrap();
     wait_until(Duration::from_secs(10), "redis restarted", || {
         read_pid(&stack.pid_file("redis")).is_some_and(|pid| pid != first && alive(pid))
@@ -304,6 +316,44 @@ fn a_daemon_killed_behind_rrs_back_is_restarted_and_a_stale_pid_file_is_cleaned(
 }
 
 #[test]
+fn a_launcher_slower_than_start_secs_still_hands_its_daemon_to_rr() {
+    let mut stack = Stack::new();
+    let d = stack.dir.display();
+    // The launcher outlives start_secs (as a daemon's does on a loaded machine), so rr counts
+    // the service started on the launcher; then it forks the daemon and exits 0.
+    std::fs::write(
+        stack.dir.join("slow-launcher.sh"),
+        format!("sleep 1\nsh -c 'echo $$ > {d}/run/slow.pid; exec sleep 300' </dev/null >/dev/null 2>&1 &\nexit 0\n"),
+    )
+    .unwrap();
+    let (yaml, dsn) = config(&format!(
+        "  slow:\n    command: \"sh {d}/slow-launcher.sh\"\n    pid_file: {d}/run/slow.pid\n    start_secs: 100ms\n    stop_signal: SIGTERM\n"
+    ));
+    let mut server = RrServer::start(&yaml);
+    let daemon = daemon_pid(&stack, "slow");
+    stack.strays.push(daemon);
+    wait_until(Duration::from_secs(10), "rr to follow the daemon", || {
+        let described = describe(&dsn, "slow");
+        described[0]["pid"] == json!(daemon) && described[0]["state"] == json!("running")
+    });
+    assert!(
+        server.wait_for_line(
+            "pid changed\t{\"name\":\"slow\",\"old\":",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.output()
+    );
+    // The launcher's exit ended nothing: the daemon is still rr's to stop.
+    assert_eq!(describe(&dsn, "slow")[0]["state"], json!("running"));
+    assert_eq!(server.stop().code(), Some(0), "{}", server.output());
+    wait_until(Duration::from_secs(5), "the daemon stopped with rr", || {
+        !alive(daemon)
+    });
+    assert!(!stack.pid_file("slow").exists());
+}
+
+#[test]
 fn daemons_are_found_again_after_rr_itself_was_killed() {
     if !daemons_installed() {
         return;
@@ -311,10 +361,7 @@ fn daemons_are_found_again_after_rr_itself_was_killed() {
     let stack = Stack::new();
     let (yaml, _) = config(&format!("{}{}", stack.redis(""), stack.nginx("")));
     let mut first = RrServer::start(&yaml);
-    let pids = (
-        read_pid(&stack.pid_file("redis")).unwrap(),
-        read_pid(&stack.pid_file("nginx")).unwrap(),
-    );
+    let pids = (daemon_pid(&stack, "redis"), daemon_pid(&stack, "nginx"));
     first.signal(Signal::KILL);
     first.wait_exit(Duration::from_secs(5)).expect("rr died");
     assert!(

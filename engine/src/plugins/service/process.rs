@@ -250,18 +250,18 @@ fn stat_state(pid: u32) -> Option<char> {
         .next()
 }
 
+/// The number on a PID file's first line, whether or not that process lives.
+#[must_use]
+pub fn pid_in_file(path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
 /// Removes a PID file if it still names `pid` (never one a new instance wrote), or any
 /// content when `pid` is None; a failure is a warning.
 pub fn remove_pid_file(path: &Path, pid: Option<u32>) {
-    if let Some(pid) = pid {
-        let names = std::fs::read_to_string(path).ok().and_then(|text| {
-            text.lines()
-                .next()
-                .and_then(|line| line.trim().parse::<u32>().ok())
-        });
-        if names != Some(pid) {
-            return;
-        }
+    if pid.is_some_and(|pid| pid_in_file(path) != Some(pid)) {
+        return;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -12,6 +12,7 @@ use crate::worker::process::{self as worker_process, reap};
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -383,24 +384,17 @@ async fn run_once(
         match checked {
             Err(_) => {}
             Ok(Some(status)) if status.success() => {
-                let deadline = Instant::now() + spec.pid_file_timeout;
-                loop {
-                    if let PidFile::Live(daemon) = process::read_pid_file(pid_file) {
-                        started(record, first, daemon);
-                        return watch_daemon(spec, record, daemon).await;
-                    }
-                    if Instant::now() >= deadline {
-                        return RunEnd::StartFailed(format!(
-                            "service {}: its launcher exited and no live pid appeared in {} within {}s{}",
-                            spec.name,
-                            pid_file.display(),
-                            spec.pid_file_timeout.as_secs(),
-                            last_output(spec, &tail)
-                        ));
-                    }
-                    // A daemon writes its PID file a few ms after its launcher exits.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                if let Some(daemon) = forked_daemon(spec, pid_file, pid).await {
+                    started(record, first, daemon);
+                    return watch_daemon(spec, record, daemon).await;
                 }
+                return RunEnd::StartFailed(format!(
+                    "service {}: its launcher exited and no live pid appeared in {} within {}s{}",
+                    spec.name,
+                    pid_file.display(),
+                    spec.pid_file_timeout.as_secs(),
+                    last_output(spec, &tail)
+                ));
             }
             Ok(status) => {
                 let status = status.map_or_else(|| "unknown exit".into(), go_exit_text);
@@ -416,6 +410,22 @@ async fn run_once(
     }
     started(record, first, pid);
     watch_child(spec, record, &mut child, &exit, pid).await
+}
+
+/// After `launcher` exited 0: polls `pid_file` for up to `pid_file_timeout` until it names
+/// a live process, the daemon the launcher forked (a daemon writes its PID file a few ms
+/// after its launcher exits, and may create it empty first). `None` at once when the file
+/// names the launcher itself: a foreground run that wrote its own PID file and is done.
+async fn forked_daemon(spec: &ServiceSpec, pid_file: &Path, launcher: u32) -> Option<u32> {
+    let deadline = Instant::now() + spec.pid_file_timeout;
+    loop {
+        match process::read_pid_file(pid_file) {
+            PidFile::Live(daemon) => return Some(daemon),
+            _ if process::pid_in_file(pid_file) == Some(launcher) => return None,
+            _ if Instant::now() >= deadline => return None,
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// The output's last lines for a start error (from the log file or the kept tail).
@@ -466,6 +476,14 @@ async fn watch_child(
                     tracing::error!(target: "service", name = %spec.name, error = %text, "wait");
                 }
                 if let Some(pid_file) = &spec.pid_file {
+                    // A launcher slower than start_secs (a loaded machine) that has now
+                    // forked its daemon: the service lives on in the daemon, follow it.
+                    if status.success() && !timed_out {
+                        if let Some(daemon) = forked_daemon(spec, pid_file, pid).await {
+                            note_pid_change(spec, record, daemon);
+                            return watch_daemon(spec, record, daemon).await;
+                        }
+                    }
                     process::remove_pid_file(pid_file, Some(pid));
                 }
                 return RunEnd::Exited { failed: !status.success() || timed_out, status: text };
