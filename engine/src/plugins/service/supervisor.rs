@@ -453,6 +453,9 @@ async fn watch_child(
         .exec_timeout
         .map(|timeout| tokio::time::Instant::now() + timeout);
     let mut timed_out = false;
+    // The PID file named the child itself: a foreground daemon (php-fpm --nodaemonize),
+    // whose clean exit is the end of the service, not a launcher's hand-over.
+    let mut named_itself = false;
     loop {
         let run_out = async {
             match deadline {
@@ -478,7 +481,7 @@ async fn watch_child(
                 if let Some(pid_file) = &spec.pid_file {
                     // A launcher slower than start_secs (a loaded machine) that has now
                     // forked its daemon: the service lives on in the daemon, follow it.
-                    if status.success() && !timed_out {
+                    if status.success() && !timed_out && !named_itself {
                         if let Some(daemon) = forked_daemon(spec, pid_file, pid).await {
                             note_pid_change(spec, record, daemon);
                             return watch_daemon(spec, record, daemon).await;
@@ -495,7 +498,9 @@ async fn watch_child(
             }
             () = daemon_check => {
                 if let Some(PidFile::Live(daemon)) = spec.pid_file.as_deref().map(process::read_pid_file) {
-                    if daemon != pid {
+                    if daemon == pid {
+                        named_itself = true;
+                    } else {
                         // The child re-forked its daemon: follow the PID file.
                         note_pid_change(spec, record, daemon);
                     }
