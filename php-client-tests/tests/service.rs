@@ -227,7 +227,9 @@ fn three_daemons_start_by_priority_and_stop_in_reverse_with_their_own_signals() 
     );
     let (yaml, dsn) = config(&services);
     let mut server = RrServer::start(&yaml);
-    assert!(nginx_up(&stack) && redis_up(&stack), "{}", server.output());
+    wait_until(Duration::from_secs(10), "nginx and redis up", || {
+        nginx_up(&stack) && redis_up(&stack)
+    });
     assert!(server.wait_for_line(
         "service was started\t{\"name\":\"nginx\"",
         Duration::from_secs(10)
