@@ -230,7 +230,7 @@ enum Open {
     Map(Node, usize, Option<(String, usize)>),
 }
 
-/// The most a document may grow to once its aliases are expanded, in [`weight`] units
+/// The most a document may grow to once its aliases are expanded, in `weight` units
 /// (a node, or 64 bytes of a string). RoadRunner's own full sample weighs about 2,000;
 /// a 623-byte alias bomb would weigh billions.
 pub const EXPANDED_WEIGHT_MAX: u64 = 1 << 20;

@@ -203,7 +203,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// The fields of `/proc/<process>/stat` after the command name (`process` a pid, or `self`):
-/// the state is [0], utime [11], stime [12], starttime [19], vsize [20], rss [21].
+/// the state is `[0]`, utime `[11]`, stime `[12]`, starttime `[19]`, vsize `[20]`, rss `[21]`.
 #[must_use]
 pub fn stat_fields(process: &str) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;

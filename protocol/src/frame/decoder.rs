@@ -131,7 +131,7 @@ impl FrameDecoder {
     }
 
     /// Releases the frame returned last; if nothing else is buffered and the buffer grew
-    /// past [`RETAINED_BUFFER_BYTES_MAX`] for it, the room goes back to the allocator now
+    /// past `RETAINED_BUFFER_BYTES_MAX` for it, the room goes back to the allocator now
     /// rather than at the next read.
     pub fn release_frame(&mut self) {
         self.release_returned();
