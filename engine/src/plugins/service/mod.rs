@@ -7,6 +7,7 @@ pub mod config;
 mod output;
 mod process;
 mod proto;
+mod record;
 mod rpc;
 mod stop;
 mod supervisor;
@@ -18,10 +19,10 @@ use crate::config::ConfigError;
 use crate::pool::{WorkerInfo, WorkerState};
 use crate::runtime::Shards;
 use config::ServiceSpec;
+use record::{Phase, ProcessRecord};
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use supervisor::{Phase, ProcessRecord};
 use tokio::sync::oneshot;
 
 /// The registry's entry.

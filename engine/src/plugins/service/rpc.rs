@@ -4,7 +4,7 @@
 
 use super::config::{self, ServiceSpec};
 use super::proto;
-use super::supervisor::{self, Phase};
+use super::record::{Info, Phase};
 use super::{cpu_percent, ServicePlugin};
 use crate::plugins::rpc::{Reply, RpcService};
 use crate::plugins::LocalFuture;
@@ -293,7 +293,7 @@ fn spec_from_create(create: &proto::Create) -> Result<ServiceSpec, String> {
 
 /// rr's `Status` of one process: its figures, or for one not running the recorded pid and
 /// command with the reason.
-fn status_of(info: &supervisor::Info) -> proto::Status {
+fn status_of(info: &Info) -> proto::Status {
     let pid = i32::try_from(info.pid).unwrap_or(0);
     if info.phase.is_up() {
         if let Some(rss) = crate::worker::process::rss_bytes(info.pid) {
@@ -325,7 +325,7 @@ fn status_of(info: &supervisor::Info) -> proto::Status {
 }
 
 /// What `rr service status` prints of one process.
-fn describe(service: &str, info: &supervisor::Info) -> serde_json::Value {
+fn describe(service: &str, info: &Info) -> serde_json::Value {
     serde_json::json!({
         "name": service,
         "state": info.phase.name(),

@@ -5,8 +5,9 @@
 
 use super::config::ServiceSpec;
 use super::process::{self, PidFile, Sent};
+use super::record::{Phase, ProcessRecord};
 use super::supervisor::go_exit_text;
-use super::supervisor::{Phase, ProcessRecord, RunEnd, AFTER_KILL};
+use super::supervisor::{RunEnd, AFTER_KILL};
 use crate::worker::process::reap;
 use rustix::process::Signal;
 use std::os::fd::OwnedFd;

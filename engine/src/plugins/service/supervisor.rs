@@ -6,6 +6,7 @@
 use super::config::{Restart, ServiceSpec};
 use super::output::{self, Tail};
 use super::process::{self, PidFile, Spawned};
+use super::record::{Phase, ProcessRecord};
 use super::stop::{kill_child, stop_child, stop_daemon};
 use crate::aio::Backend;
 use crate::worker::process::{self as worker_process, reap};
@@ -13,161 +14,15 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 /// How often a daemon that is not our child is checked (its pid alive, its PID file).
 const DAEMON_CHECK: Duration = Duration::from_millis(500);
 /// How long a process gets to die after SIGKILL.
 pub(super) const AFTER_KILL: Duration = Duration::from_millis(1500);
-
-/// Where a process is in its life (spec service §10.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Spawned, inside `start_secs`.
-    Starting,
-    /// Up.
-    Running,
-    /// Exited, waiting to restart.
-    Backoff,
-    /// Exited, no restart.
-    Exited,
-    /// Stop signal sent.
-    Stopping,
-    /// Stopped on request.
-    Stopped,
-    /// Start limit reached, or it cannot be started again.
-    Fatal,
-    /// State unknown (signal refused, survived SIGKILL).
-    Error,
-}
-
-impl Phase {
-    /// The state's name (`rr service status`).
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Backoff => "backoff",
-            Self::Exited => "exited",
-            Self::Stopping => "stopping",
-            Self::Stopped => "stopped",
-            Self::Fatal => "fatal",
-            Self::Error => "error",
-        }
-    }
-
-    /// Running as rr counts it (its state can be read).
-    #[must_use]
-    pub fn is_up(self) -> bool {
-        matches!(self, Self::Starting | Self::Running | Self::Stopping)
-    }
-}
-
-/// What is known of one process, for status queries.
-#[derive(Debug, Clone)]
-pub struct Info {
-    /// Phase.
-    pub phase: Phase,
-    /// The current pid (0 before the first start).
-    pub pid: u32,
-    /// The command as run.
-    pub command: String,
-    /// When the current run began.
-    pub since: Option<Instant>,
-    /// Automatic restarts so far.
-    pub restarts: u32,
-    /// How the last run ended (`exit status 1`, `signal: killed`).
-    pub last_exit: Option<String>,
-    /// Why it is not running, for the non-running phases.
-    pub message: String,
-}
-
-/// One supervised process: its state and the handles to stop it.
-#[derive(Debug)]
-pub struct ProcessRecord {
-    info: Mutex<Info>,
-    stop_requested: AtomicBool,
-    stop: Notify,
-    finished: AtomicBool,
-    done: Notify,
-}
-
-impl ProcessRecord {
-    /// A record for a process not started yet.
-    #[must_use]
-    pub fn new(command: &str) -> Arc<Self> {
-        Arc::new(Self {
-            info: Mutex::new(Info {
-                phase: Phase::Starting,
-                pid: 0,
-                command: command.to_owned(),
-                since: None,
-                restarts: 0,
-                last_exit: None,
-                message: String::new(),
-            }),
-            stop_requested: AtomicBool::new(false),
-            stop: Notify::new(),
-            finished: AtomicBool::new(false),
-            done: Notify::new(),
-        })
-    }
-
-    /// A copy of what is known.
-    #[must_use]
-    pub fn info(&self) -> Info {
-        self.info
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(super) fn update(&self, change: impl FnOnce(&mut Info)) {
-        change(&mut self.info.lock().unwrap_or_else(PoisonError::into_inner));
-    }
-
-    /// Asks the supervising task to stop the process (for good).
-    pub fn request_stop(&self) {
-        self.stop_requested.store(true, Ordering::Release);
-        self.stop.notify_one();
-    }
-
-    fn stop_requested(&self) -> bool {
-        self.stop_requested.load(Ordering::Acquire)
-    }
-
-    /// Waits until a stop is requested (at once when one was).
-    async fn stop_wanted(&self) {
-        loop {
-            let notified = self.stop.notified();
-            if self.stop_requested() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Waits until the supervising task has ended (its process stopped or exited for good).
-    pub async fn finished(&self) {
-        loop {
-            let notified = self.done.notified();
-            if self.finished.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    fn finish(&self) {
-        self.finished.store(true, Ordering::Release);
-        self.done.notify_waiters();
-    }
-}
 
 /// How one run ended.
 pub(super) enum RunEnd {
@@ -304,43 +159,16 @@ async fn run_once(
     first: &mut Option<oneshot::Sender<Result<(), String>>>,
     backend: Backend,
 ) -> RunEnd {
-    let started = |record: &ProcessRecord,
-                   first: &mut Option<oneshot::Sender<Result<(), String>>>,
-                   pid: u32| {
-        record.update(|info| {
-            info.phase = Phase::Running;
-            info.pid = pid;
-            info.message.clear();
-        });
-        if let Some(first) = first.take() {
-            let _ = first.send(Ok(()));
-        }
-    };
     if let Some(pid_file) = &spec.pid_file {
-        match process::read_pid_file(pid_file) {
-            PidFile::Live(pid) => {
+        match settle_pid_file(spec, pid_file) {
+            Ok(Some(pid)) => {
                 tracing::info!(target: "service", name = %spec.name, pid, "adopted running daemon");
                 record.update(|info| info.since = Some(Instant::now()));
-                started(record, first, pid);
+                mark_started(record, first, pid);
                 return watch_daemon(spec, record, pid).await;
             }
-            PidFile::Stale => {
-                process::remove_pid_file(pid_file, None);
-                tracing::info!(target: "service", name = %spec.name, path = %pid_file.display(), "removed stale pid file");
-            }
-            PidFile::Unreadable(reason) => {
-                return RunEnd::StartFailed(format!("service {}: {reason}", spec.name))
-            }
-            PidFile::Missing => {}
-        }
-        if let Some(parent) = pid_file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if let Err(error) = std::fs::create_dir_all(parent) {
-                return RunEnd::StartFailed(format!(
-                    "service {}: pid file folder {}: {error}",
-                    spec.name,
-                    parent.display()
-                ));
-            }
+            Ok(None) => {}
+            Err(error) => return RunEnd::StartFailed(error),
         }
     }
     let Spawned {
@@ -378,38 +206,95 @@ async fn run_once(
         }
     };
     if let Some(pid_file) = &spec.pid_file {
-        // The instant-exit check: a daemon that dies within start_secs failed to start; one
-        // that exits 0 has forked, and its PID file names the daemon.
-        let checked = tokio::time::timeout(spec.start_secs, reap(&mut child, &exit)).await;
-        match checked {
-            Err(_) => {}
-            Ok(Some(status)) if status.success() => {
-                if let Some(daemon) = forked_daemon(spec, pid_file, pid).await {
-                    started(record, first, daemon);
-                    return watch_daemon(spec, record, daemon).await;
-                }
-                return RunEnd::StartFailed(format!(
+        match instant_exit_check(spec, pid_file, &mut child, &exit, pid, &tail).await {
+            Ok(Some(daemon)) => {
+                mark_started(record, first, daemon);
+                return watch_daemon(spec, record, daemon).await;
+            }
+            Ok(None) => {}
+            Err(error) => return RunEnd::StartFailed(error),
+        }
+    }
+    mark_started(record, first, pid);
+    watch_child(spec, record, &mut child, &exit, pid).await
+}
+
+/// The process runs: the record says so, and the first start's waiter hears it.
+fn mark_started(
+    record: &ProcessRecord,
+    first: &mut Option<oneshot::Sender<Result<(), String>>>,
+    pid: u32,
+) {
+    record.update(|info| {
+        info.phase = Phase::Running;
+        info.pid = pid;
+        info.message.clear();
+    });
+    if let Some(first) = first.take() {
+        let _ = first.send(Ok(()));
+    }
+}
+
+/// Before a PID-file service is spawned: Some(pid) of a daemon already running (adopt it),
+/// None to spawn (a stale file removed, its folder made), or the start error.
+fn settle_pid_file(spec: &ServiceSpec, pid_file: &Path) -> Result<Option<u32>, String> {
+    match process::read_pid_file(pid_file) {
+        PidFile::Live(pid) => return Ok(Some(pid)),
+        PidFile::Stale => {
+            process::remove_pid_file(pid_file, None);
+            tracing::info!(target: "service", name = %spec.name, path = %pid_file.display(), "removed stale pid file");
+        }
+        PidFile::Unreadable(reason) => return Err(format!("service {}: {reason}", spec.name)),
+        PidFile::Missing => {}
+    }
+    if let Some(parent) = pid_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| {
+            format!(
+                "service {}: pid file folder {}: {error}",
+                spec.name,
+                parent.display()
+            )
+        })?;
+    }
+    Ok(None)
+}
+
+/// The instant-exit check of a PID-file service: a launcher that dies within `start_secs`
+/// failed to start; one that exits 0 has forked, and its PID file names the daemon
+/// (Some(daemon)); one still running is the service itself (None).
+async fn instant_exit_check(
+    spec: &ServiceSpec,
+    pid_file: &Path,
+    child: &mut std::process::Child,
+    exit: &AsyncFd<OwnedFd>,
+    launcher: u32,
+    tail: &Tail,
+) -> Result<Option<u32>, String> {
+    match tokio::time::timeout(spec.start_secs, reap(child, exit)).await {
+        Err(_) => Ok(None),
+        Ok(Some(status)) if status.success() => {
+            match forked_daemon(spec, pid_file, launcher).await {
+                Some(daemon) => Ok(Some(daemon)),
+                None => Err(format!(
                     "service {}: its launcher exited and no live pid appeared in {} within {}s{}",
                     spec.name,
                     pid_file.display(),
                     spec.pid_file_timeout.as_secs(),
-                    last_output(spec, &tail)
-                ));
-            }
-            Ok(status) => {
-                let status = status.map_or_else(|| "unknown exit".into(), go_exit_text);
-                process::remove_pid_file(pid_file, None);
-                tracing::error!(target: "service", name = %spec.name, status = %status, "service failed to start");
-                return RunEnd::StartFailed(format!(
-                    "service {}: exited at once ({status}){}",
-                    spec.name,
-                    last_output(spec, &tail)
-                ));
+                    last_output(spec, tail)
+                )),
             }
         }
+        Ok(status) => {
+            let status = status.map_or_else(|| "unknown exit".into(), go_exit_text);
+            process::remove_pid_file(pid_file, None);
+            tracing::error!(target: "service", name = %spec.name, status = %status, "service failed to start");
+            Err(format!(
+                "service {}: exited at once ({status}){}",
+                spec.name,
+                last_output(spec, tail)
+            ))
+        }
     }
-    started(record, first, pid);
-    watch_child(spec, record, &mut child, &exit, pid).await
 }
 
 /// After `launcher` exited 0: polls `pid_file` for up to `pid_file_timeout` until it names
