@@ -272,18 +272,18 @@ async fn instant_exit_check(
 ) -> Result<Option<u32>, String> {
     match tokio::time::timeout(spec.start_secs, reap(child, exit)).await {
         Err(_) => Ok(None),
-        Ok(Some(status)) if status.success() => {
-            match forked_daemon(spec, pid_file, launcher).await {
-                Some(daemon) => Ok(Some(daemon)),
-                None => Err(format!(
+        Ok(Some(status)) if status.success() => forked_daemon(spec, pid_file, launcher)
+            .await
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
                     "service {}: its launcher exited and no live pid appeared in {} within {}s{}",
                     spec.name,
                     pid_file.display(),
                     spec.pid_file_timeout.as_secs(),
                     last_output(spec, tail)
-                )),
-            }
-        }
+                )
+            }),
         Ok(status) => {
             let status = status.map_or_else(|| "unknown exit".into(), go_exit_text);
             process::remove_pid_file(pid_file, None);
