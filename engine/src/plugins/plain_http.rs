@@ -4,6 +4,7 @@
 use super::http::head::Head;
 use super::http::wire;
 use crate::aio::Stream;
+use ringrunner_protocol::http1::HeadScan;
 use tokio_uring::buf::BoundedBuf;
 
 /// Request heads larger than this are answered 400.
@@ -44,8 +45,14 @@ async fn read_and_answer(
 ) -> Option<Vec<u8>> {
     let mut buf = Vec::with_capacity(4096);
     let mut head = Head::default();
+    let mut scan = HeadScan::default();
     loop {
-        match Head::parse(&buf, &mut head) {
+        let parsed = if scan.worth_parsing(&buf, HEAD_BYTES_MAX) {
+            Head::parse(&buf, &mut head)
+        } else {
+            Ok(None)
+        };
+        match parsed {
             Ok(Some(())) => break,
             Ok(None) if buf.len() < HEAD_BYTES_MAX => {
                 if buf.capacity() - buf.len() < 1024 {

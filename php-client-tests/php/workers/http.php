@@ -101,6 +101,14 @@ while ($request = $http->waitRequest()) {
         case $path === '/garbage':
             $http->respondRaw("\xff\xff\xff", 'body');
             break;
+        case $path === '/badheaders':
+            // Names that are not tokens and values with line breaks or NUL, beside good ones.
+            $http->respond(200, 'ok', [
+                "X-A\r\nX-Injected" => ['1'], 'X-Good' => ['kept'], 'Bad Name' => ['x'],
+                'X-Split' => ["a\r\nX-Injected: 2"], 'X-Nul' => ["a\0b"], 'X-Many' => ['one', "t\nwo"],
+                '' => ['empty'],
+            ]);
+            break;
         case $path === '/badstatus':
             $http->respond(999, 'nope');
             break;

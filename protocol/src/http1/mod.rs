@@ -5,10 +5,12 @@
 
 mod chunked;
 mod head;
+mod head_scan;
 pub mod response;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use head::{BodyKind, Head, HeadError, MAX_HEADERS, MAX_HEAD_BYTES};
+pub use head_scan::HeadScan;
 pub use response::DateCache;
 
 /// The bounds a request must stay within; past each, a defined refusal (431 for the head,

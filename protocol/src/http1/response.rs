@@ -108,6 +108,35 @@ pub fn canonical_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     push_value_line(out, value);
 }
 
+/// Why a worker's header line was left out of an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DroppedHeader {
+    /// The name is empty or has a byte that is not an RFC 9110 token character: written
+    /// verbatim it could end the line and add headers of the worker's choosing (Go drops such
+    /// names too).
+    BadName,
+    /// The value holds CR, LF or NUL: a line break would split the response and NUL is
+    /// refused by clients. *[deviation]* Go's HTTP/1 writer turns CR and LF into spaces and
+    /// passes NUL; its HTTP/2 writer drops the value, as we do on both.
+    BadValue,
+}
+
+/// A worker's header line in Go's canonical form, or why it is dropped instead (nothing is
+/// written then). Linear in the line.
+///
+/// # Errors
+/// [`DroppedHeader`] when the name is not a token or the value holds CR, LF or NUL.
+pub fn worker_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> Result<(), DroppedHeader> {
+    if name.is_empty() || !name.iter().all(|&byte| crate::http::is_token_byte(byte)) {
+        return Err(DroppedHeader::BadName);
+    }
+    if value.iter().any(|&byte| matches!(byte, b'\r' | b'\n' | 0)) {
+        return Err(DroppedHeader::BadValue);
+    }
+    canonical_header(out, name, value);
+    Ok(())
+}
+
 /// `: value\r\n`, CR and LF in the value replaced by spaces.
 fn push_value_line(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(b": ");

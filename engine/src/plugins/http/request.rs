@@ -135,11 +135,18 @@ pub fn write_uri_and_query(
             push_clean(uri, target);
         }
     }
-    if let Some(at) = target.iter().position(|&b| b == b'?') {
-        let rest = &target[at + 1..];
-        let end = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
-        push_clean(query, &rest[..end]);
-    }
+    push_clean(query, raw_query(target));
+}
+
+/// The query of a request target: after the first `?`, before any `#`; empty without one.
+#[must_use]
+pub fn raw_query(target: &[u8]) -> &[u8] {
+    let Some(at) = target.iter().position(|&b| b == b'?') else {
+        return &[];
+    };
+    let rest = &target[at + 1..];
+    let end = rest.iter().position(|&b| b == b'#').unwrap_or(rest.len());
+    &rest[..end]
 }
 
 /// [`write_uri_and_query`] into new strings.

@@ -316,9 +316,7 @@ impl<'a> HttpSink<'a> {
             }
             has_type |= is(b"content-type");
             has_date |= is(b"date");
-            for value in values {
-                wire::canonical_header(out, name, value);
-            }
+            push_worker_header(out, name, values);
         });
         if !has_type && !first_body.is_empty() && !bodiless {
             wire::header(
@@ -438,11 +436,7 @@ impl ReplySink for HttpSink<'_> {
                 self.out.clear();
                 wire::status_line(self.out, 1, status);
                 let out = &mut *self.out;
-                head.for_each_header(|name, values| {
-                    for value in values {
-                        wire::canonical_header(out, name, value);
-                    }
-                });
+                head.for_each_header(|name, values| push_worker_header(out, name, values));
                 self.out.extend_from_slice(b"\r\n");
                 return self.flush().await;
             }
@@ -500,4 +494,16 @@ pub(super) fn html_escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// Writes the lines of one of the worker's headers, leaving out (with a log line) a name that
+/// is not a token or a value with CR, LF or NUL: the worker's bytes never split the response.
+fn push_worker_header<'v>(out: &mut Vec<u8>, name: &[u8], values: impl Iterator<Item = &'v [u8]>) {
+    for value in values {
+        if let Err(reason) = wire::worker_header(out, name, value) {
+            let header = String::from_utf8_lossy(name);
+            tracing::warn!(target: "http", header = %header.escape_debug(), ?reason,
+                "worker header dropped");
+        }
+    }
 }

@@ -79,16 +79,17 @@ pub struct StoredForm {
 /// shard in a blocking write; a chunk is the most extra memory it costs).
 ///
 /// # Errors
-/// A malformed body or a tree conflict: the request is answered 400 and no file is left.
+/// A malformed body or a tree conflict: the request is answered with the error's status
+/// (400, or 500 for more fields than Go takes) and no file is left.
 pub async fn store_multipart(
     body: &[u8],
     content_type: &[u8],
     policy: &UploadPolicy,
     backend: Backend,
-) -> Result<StoredForm, String> {
-    let boundary = multipart::boundary(content_type)
-        .ok_or_else(|| multipart::MultipartError::NoBoundary.to_string())?;
-    let parts = multipart::parse(body, boundary).map_err(|error| error.to_string())?;
+) -> Result<StoredForm, FormRefusal> {
+    let boundary =
+        multipart::boundary(content_type).ok_or(multipart::MultipartError::NoBoundary)?;
+    let parts = multipart::parse(body, boundary)?;
     let mut form = StoredForm::default();
     let mut chunk = Vec::new();
     let mut fields = Vec::new();
@@ -112,18 +113,42 @@ pub async fn store_multipart(
     }
     let mut tree = DataTree::default();
     for (name, values) in group_by_name(fields) {
-        tree.push(&name, values)
-            .map_err(|e: FormError| e.to_string())?;
+        tree.push(&name, values)?;
     }
     tree.write_json(&mut form.body);
     let mut uploads = DataTree::default();
     for (name, described) in group_by_name(files) {
-        uploads
-            .push_files(&name, described)
-            .map_err(|e| e.to_string())?;
+        uploads.push_files(&name, described)?;
     }
     uploads.write_json_object(&mut form.uploads);
     Ok(form)
+}
+
+/// Why a form body was refused: rr's status and its error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormRefusal {
+    /// 400 for a malformed body, 500 for one past Go's field limit.
+    pub status: u16,
+    /// The error text rr writes after `serve_http: `.
+    pub text: String,
+}
+
+impl From<FormError> for FormRefusal {
+    fn from(error: FormError) -> Self {
+        Self {
+            status: error.status(),
+            text: error.to_string(),
+        }
+    }
+}
+
+impl From<multipart::MultipartError> for FormRefusal {
+    fn from(error: multipart::MultipartError) -> Self {
+        Self {
+            status: 400,
+            text: error.to_string(),
+        }
+    }
 }
 
 /// Bytes of an upload copied and written per ring write.
@@ -257,7 +282,7 @@ mod tests {
         body: &[u8],
         content_type: &[u8],
         policy: &UploadPolicy,
-    ) -> Result<StoredForm, String> {
+    ) -> Result<StoredForm, FormRefusal> {
         let on_epoll = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
@@ -364,15 +389,16 @@ mod tests {
     fn malformed_bodies_and_conflicts_are_errors_and_leave_no_file() {
         let dir = scratch_dir("bad");
         let policy = policy(&dir);
-        assert!(store(BODY, b"multipart/form-data", &policy)
-            .unwrap_err()
-            .contains("boundary"));
+        let no_boundary = store(BODY, b"multipart/form-data", &policy).unwrap_err();
+        assert!(no_boundary.text.contains("boundary"));
+        assert_eq!(no_boundary.status, 400);
         let conflict =
             b"--X\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n1\r\n\
             --X\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n\
             --X\r\nContent-Disposition: form-data; name=\"a[b]\"\r\n\r\n2\r\n--X--";
         let error = store(conflict, b"multipart/form-data; boundary=X", &policy).unwrap_err();
-        assert!(error.contains("invalid multiple values"), "{error}");
+        assert!(error.text.contains("invalid multiple values"), "{error:?}");
+        assert_eq!(error.status, 400);
         assert_eq!(
             std::fs::read_dir(&dir).unwrap().count(),
             0,

@@ -12,7 +12,7 @@ mod read;
 use super::head::{BodyKind, Head};
 use super::request::{self, BodyClass, RequestScratch};
 use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
-use super::uploads;
+use super::uploads::{self, FormRefusal};
 use super::wire::DateCache;
 use super::HttpShared;
 use crate::aio::Stream;
@@ -22,7 +22,7 @@ use crate::pool::{ExecError, LentBody, Request};
 use crate::runtime::ShardContext;
 use chain::answer_in_chain;
 use read::{read_request, ReadRequest};
-use ringrunner_protocol::http::{parse_urlencoded, RequestContext};
+use ringrunner_protocol::http::{check_field_count, parse_urlencoded, FormError, RequestContext};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -381,11 +381,18 @@ async fn relay(
     // until this function returns, after the last response byte.
     let mut parsed_body = Vec::new();
     let mut stored_form = None;
+    let parses_form =
+        matches!(class, BodyClass::UrlEncoded | BodyClass::Multipart) && !shared.config.raw_body;
+    // rr's ParseForm counts the query's fields too (Go's limit) before the body's.
+    let query = request::raw_query(&buf[head.target.clone()]);
     let parsed_form = match class {
-        BodyClass::UrlEncoded if !shared.config.raw_body => parse_urlencoded(raw_body)
+        _ if parses_form && check_field_count(query).is_err() => {
+            Err(FormRefusal::from(FormError::TooManyFields))
+        }
+        BodyClass::UrlEncoded if parses_form => parse_urlencoded(raw_body)
             .map(|tree| tree.write_json(&mut parsed_body))
-            .map_err(|e| e.to_string()),
-        BodyClass::Multipart if !shared.config.raw_body => {
+            .map_err(FormRefusal::from),
+        BodyClass::Multipart if parses_form => {
             let content_type = head.value(buf, "content-type").unwrap_or_default();
             uploads::store_multipart(raw_body, content_type, &shared.uploads, shard.backend())
                 .await
@@ -393,13 +400,13 @@ async fn relay(
         }
         _ => Ok(()),
     };
-    if let Err(error) = parsed_form {
-        tracing::warn!(target: "http", %peer, %error, "malformed form body");
-        let text = format!("serve_http: {error}\n");
-        sink.send_plain(400, &[], text.as_bytes());
+    if let Err(FormRefusal { status, text }) = parsed_form {
+        tracing::warn!(target: "http", %peer, status, error = %text, "malformed form body");
+        let text = format!("serve_http: {text}\n");
+        sink.send_plain(status, &[], text.as_bytes());
         sink.flush_pending().await;
         if let Some(metrics) = &shared.metrics {
-            metrics.end(shard.index(), 400, started.elapsed(), false);
+            metrics.end(shard.index(), status, started.elapsed(), false);
         }
         let close = sink.close;
         buf.drain(..consumed);

@@ -6,6 +6,7 @@ use super::{Connection, ReadEnd, Refusal};
 use crate::clock::unix_seconds;
 use crate::plugins::http::head::{BodyKind, ChunkedDecoder, Head, HeadError};
 use crate::plugins::http::{wire, HttpShared};
+use ringrunner_protocol::http1::{HeadScan, MAX_HEAD_BYTES};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::time::Instant as Deadline;
@@ -60,8 +61,15 @@ async fn read_head(
 ) -> Result<(), Refusal> {
     let timeout = shared.read_header_timeout;
     let mut head_deadline = None;
+    // Parsed again only when the new bytes may end it (linear in a trickled head).
+    let mut scan = HeadScan::default();
     loop {
-        match Head::parse(&conn.buf, &mut conn.head) {
+        let parsed = if scan.worth_parsing(&conn.buf, MAX_HEAD_BYTES) {
+            Head::parse(&conn.buf, &mut conn.head)
+        } else {
+            Ok(None)
+        };
+        match parsed {
             Ok(Some(())) => return Ok(()),
             Ok(None) => {
                 let idle = conn.buf.is_empty();
@@ -130,6 +138,33 @@ impl BodyClock {
     }
 }
 
+/// The least a body's buffer grows by.
+const BODY_GROWTH_MIN_BYTES: usize = 64 * 1024;
+
+/// Room a read wants before the buffer grows (or what is missing of the body, if less).
+const BODY_READ_ROOM_BYTES: usize = 16 * 1024;
+
+/// Makes room in `buf` for more of a body that ends at `end`, by what has arrived and never
+/// by what was announced: the capacity doubles, and takes the whole announced length only
+/// once a quarter of it is in. An announced length alone reserves nothing (ten clients that
+/// announced 900 MB and sent 1 KB grew the server's address space by 8.7 GiB when the whole
+/// length was reserved on the head). The buffer stays within four times the bytes received
+/// (or [`BODY_GROWTH_MIN_BYTES`]), and the last growth copies under half the body, so a
+/// body's peak is about its own size.
+fn grow_body_room(buf: &mut Vec<u8>, end: usize) {
+    let missing = end.saturating_sub(buf.len());
+    if buf.capacity() - buf.len() >= missing.min(BODY_READ_ROOM_BYTES) {
+        return;
+    }
+    let doubled = buf.capacity().saturating_mul(2).max(BODY_GROWTH_MIN_BYTES);
+    let capacity = if buf.capacity().saturating_mul(4) >= end {
+        end
+    } else {
+        doubled.min(end)
+    };
+    buf.reserve_exact(capacity - buf.len());
+}
+
 /// Reads the body `kind` announces; returns the bytes of `buf` the request used.
 async fn read_body(
     conn: &mut Connection,
@@ -174,10 +209,8 @@ async fn read_body(
         BodyKind::Length(length) if length > limit => Err(too_large()),
         BodyKind::Length(length) => {
             let end = head_len + length as usize;
-            // Room for the whole body at once (it is within max_request_size): growing by
-            // doubling would hold up to twice the body while it arrives.
-            conn.buf.reserve_exact(end.saturating_sub(conn.buf.len()));
             while conn.buf.len() < end {
+                grow_body_room(&mut conn.buf, end);
                 conn.continue_once(&mut continue_pending, shared).await?;
                 let received = conn.buf.len() - head_len;
                 match conn
@@ -236,5 +269,38 @@ async fn read_body(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_buffer_grows_with_what_arrived_not_with_what_was_announced() {
+        let announced = 900 << 20;
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(&[b'h'; 200]);
+        grow_body_room(&mut buf, 200 + announced);
+        assert!(
+            buf.capacity() <= BODY_GROWTH_MIN_BYTES,
+            "{}",
+            buf.capacity()
+        );
+        // Filled a step at a time: capacity within 4x received (or the minimum step), and
+        // the whole announced length once a quarter has come.
+        let end = 200 + (10 << 20);
+        let mut buf = vec![b'h'; 200];
+        while buf.len() < end {
+            grow_body_room(&mut buf, end);
+            assert!(
+                buf.capacity() <= (buf.len() * 4).max(BODY_GROWTH_MIN_BYTES)
+                    || buf.capacity() == end
+            );
+            let room = (buf.capacity() - buf.len()).min(end - buf.len());
+            assert!(room > 0);
+            buf.resize(buf.len() + room, b'b');
+        }
+        assert_eq!(buf.capacity(), end);
     }
 }
