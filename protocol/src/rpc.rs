@@ -1,6 +1,9 @@
 //! goridge RPC framing (spec relay-protocol §6): a request frame carries the sequence number
 //! and the method-name length as its two options; the payload is the method name followed by
 //! the encoded argument. The reply echoes both.
+//!
+//! Work: constant per frame beyond the frame decoder's single pass over its bytes (the
+//! method name is a slice of the payload; nothing is searched).
 
 use crate::frame::{EncodedHeader, Flags, Frame, FrameError, FrameHeader};
 use std::fmt;

@@ -1,4 +1,8 @@
 //! The incremental frame decoder (spec relay-protocol §1.8).
+//!
+//! Work: each byte is copied once into the decoder and looked at once; a header's CRC is
+//! computed once when it is whole; a payload is taken when its last byte arrives (a frame in
+//! pieces is never re-parsed from its start). Payloads are bounded by the decoder's limit.
 
 use super::header::{u32_at, MAX_HEADER_WORDS, MIN_HEADER_WORDS};
 use super::{header_crc, FrameError, FrameHeader, BASE_HEADER_BYTES};

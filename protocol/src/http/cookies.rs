@@ -18,7 +18,7 @@ const RETAINED_INDEX_MAX: usize = 1024;
 
 /// The cookies of one request: decoded text back to back and (name, value) ranges into it.
 /// `parse` clears and refills it; once warm it allocates nothing for a request of at most
-/// [`LINEAR_SEARCH_MAX`] cookies.
+/// 16 cookies.
 #[derive(Debug, Default, Clone)]
 pub struct CookieJar {
     /// Names and decoded values back to back, each range checked UTF-8 when added.

@@ -3,6 +3,10 @@
 //! epilogue are ignored, delimiter lines may carry trailing blanks, a body whose first
 //! delimiter ends in a bare LF uses bare LF throughout, a part without a `form-data` name is
 //! skipped, a file name is reduced to its last path element, at most [`MAX_PARTS`] parts.
+//!
+//! Work: one pass over the body; each candidate delimiter (a line end) is compared with the
+//! delimiter, at most 74 bytes, so the worst case (a body of line ends) is 74 comparisons a
+//! byte. A part has at most 100 header lines, each looked up by a scan of those.
 
 use super::percent_decode;
 

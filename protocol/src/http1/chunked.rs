@@ -1,5 +1,11 @@
 //! The chunked transfer coding of request bodies (RFC 9112 §7.1), incrementally: bytes in,
 //! data out, no I/O.
+//!
+//! Work is linear in the body whatever the pieces it arrives in: a line that arrives in
+//! pieces is searched for its end from where the last search stopped (not from its start),
+//! each line is bounded ([`Http1Limits::max_chunk_line_bytes`]), and the trailer section as a
+//! whole is bounded by [`Http1Limits::max_trailer_bytes`] (it was bounded per line, so a
+//! client could send trailer lines for as long as the body's time allowed).
 
 use super::Http1Limits;
 
@@ -10,6 +16,10 @@ pub struct ChunkedDecoder {
     state: ChunkState,
     max_line_bytes: usize,
     max_trailer_bytes: usize,
+    /// Bytes of the pending (incomplete) line already searched for its CRLF.
+    line_scanned: usize,
+    /// Bytes of the trailer section consumed so far.
+    trailer_bytes: usize,
 }
 
 impl Default for ChunkedDecoder {
@@ -41,6 +51,8 @@ impl ChunkedDecoder {
             state: ChunkState::default(),
             max_line_bytes: limits.max_chunk_line_bytes,
             max_trailer_bytes: limits.max_trailer_bytes,
+            line_scanned: 0,
+            trailer_bytes: 0,
         }
     }
 
@@ -70,7 +82,8 @@ impl ChunkedDecoder {
             match self.state {
                 ChunkState::Done => return Ok(at),
                 ChunkState::Size => {
-                    let Some(line) = next_line(&input[at..], self.max_line_bytes)? else {
+                    let limit = self.max_line_bytes;
+                    let Some(line) = self.next_line(&input[at..], limit)? else {
                         return Ok(at);
                     };
                     // A bare CR in the line: another parser may split it elsewhere.
@@ -123,10 +136,15 @@ impl ChunkedDecoder {
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers => {
-                    let Some(line) = next_line(&input[at..], self.max_trailer_bytes)? else {
+                    let limit = self.max_trailer_bytes - self.trailer_bytes;
+                    let Some(line) = self.next_line(&input[at..], limit)? else {
                         return Ok(at);
                     };
                     let line_end = line.len();
+                    self.trailer_bytes += line_end + 2;
+                    if self.trailer_bytes > self.max_trailer_bytes {
+                        return Err(ChunkError);
+                    }
                     at += line_end + 2;
                     if line_end == 0 {
                         self.state = ChunkState::Done;
@@ -137,24 +155,97 @@ impl ChunkedDecoder {
     }
 }
 
-/// The line at the start of `input`, without its CRLF; None while it is incomplete and
-/// within `max_bytes`. A bare LF inside it is malformed (another parser may end the line
-/// there).
-fn next_line(input: &[u8], max_bytes: usize) -> Result<Option<&[u8]>, ChunkError> {
-    let Some(end) = find_crlf(input) else {
-        return if input.len() > max_bytes {
-            Err(ChunkError)
-        } else {
-            Ok(None)
+impl ChunkedDecoder {
+    /// The line at the start of `input`, without its CRLF; None while it is incomplete and
+    /// within `max_bytes`. A bare LF inside it is malformed (another parser may end the line
+    /// there). An incomplete line is searched again from where this search stopped.
+    fn next_line<'i>(
+        &mut self,
+        input: &'i [u8],
+        max_bytes: usize,
+    ) -> Result<Option<&'i [u8]>, ChunkError> {
+        // The CR of a CRLF may be the last byte searched: step back one.
+        let from = self.line_scanned.saturating_sub(1).min(input.len());
+        let Some(end) = find_crlf(&input[from..]).map(|end| from + end) else {
+            self.line_scanned = input.len();
+            return if input.len() > max_bytes {
+                Err(ChunkError)
+            } else {
+                Ok(None)
+            };
         };
-    };
-    let line = &input[..end];
-    if line.contains(&b'\n') {
-        return Err(ChunkError);
+        self.line_scanned = 0;
+        let line = &input[..end];
+        if line.contains(&b'\n') {
+            return Err(ChunkError);
+        }
+        Ok(Some(line))
     }
-    Ok(Some(line))
 }
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
     bytes.windows(2).position(|pair| pair == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `body` fed `piece` bytes at a time, as the server does (consumed bytes are
+    /// dropped, the rest is given again with what arrived).
+    fn decode_in_pieces(body: &[u8], piece: usize) -> Result<(Vec<u8>, bool), ChunkError> {
+        let mut decoder = ChunkedDecoder::default();
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for part in body.chunks(piece) {
+            pending.extend_from_slice(part);
+            let used = decoder.decode(&pending, &mut out)?;
+            pending.drain(..used);
+            if decoder.is_done() {
+                break;
+            }
+        }
+        Ok((out, decoder.is_done()))
+    }
+
+    #[test]
+    fn any_split_of_a_body_decodes_the_same() {
+        let body = b"3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\nTrailer: x\r\nMore: y\r\n\r\n";
+        for piece in 1..body.len() {
+            assert_eq!(
+                decode_in_pieces(body, piece),
+                Ok((b"abcdefgh".to_vec(), true)),
+                "pieces of {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_trailer_section_is_bounded_as_a_whole() {
+        let limits = Http1Limits::default();
+        let mut body = b"1\r\na\r\n0\r\n".to_vec();
+        // Short lines, none past the per-line bound, that never end the section.
+        while body.len() < limits.max_trailer_bytes * 2 {
+            body.extend_from_slice(b"X-T: 1\r\n");
+        }
+        assert_eq!(decode_in_pieces(&body, 100), Err(ChunkError));
+    }
+
+    #[test]
+    fn a_trickled_line_is_refused_past_its_bound_and_scanned_once() {
+        // A size line that never ends, a byte at a time: refused at the line bound, and
+        // each call searches only the new byte (the whole line each time was quadratic).
+        let mut decoder = ChunkedDecoder::default();
+        let mut line = b"1".to_vec();
+        let mut out = Vec::new();
+        let result = loop {
+            line.push(b' ');
+            match decoder.decode(&line, &mut out) {
+                Ok(0) => assert!(decoder.line_scanned == line.len()),
+                other => break other,
+            }
+        };
+        assert_eq!(result, Err(ChunkError));
+        assert!(line.len() <= Http1Limits::default().max_chunk_line_bytes + 2);
+    }
 }

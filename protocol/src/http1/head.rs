@@ -1,6 +1,11 @@
 //! The request head: parsed with httparse into byte ranges of the connection's read buffer
 //! (nothing allocated per request), the checks Go's server makes before a handler runs, and
 //! the framing decisions of RFC 9112 §6.
+//!
+//! Work per head: httparse is one pass over its bytes (at most [`MAX_HEAD_BYTES`]); each
+//! header looked up by name is a scan of at most [`MAX_HEADERS`] lines, a fixed number of
+//! times a request. A head arriving in pieces is parsed again only as
+//! [`HeadScan`](super::HeadScan) allows, so a trickled head costs about three passes.
 
 use super::Http1Limits;
 use std::ops::Range;

@@ -116,7 +116,7 @@ pub enum DroppedHeader {
     /// names too).
     BadName,
     /// The value holds CR, LF or NUL: a line break would split the response and NUL is
-    /// refused by clients. *[deviation]* Go's HTTP/1 writer turns CR and LF into spaces and
+    /// refused by clients. Deviation from rr: Go's HTTP/1 writer turns CR and LF into spaces and
     /// passes NUL; its HTTP/2 writer drops the value, as we do on both.
     BadValue,
 }
