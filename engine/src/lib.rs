@@ -22,11 +22,13 @@ pub const RR_COMPATIBLE_VERSION: &str = "2025.1.15";
 /// ringrunner's own version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The `rr --version` line, in RoadRunner's shape (spec config-cli-rpc §3).
+/// The `rr --version` line, in RoadRunner's shape (spec config-cli-rpc §3): its third token
+/// is the rr release this one is compatible with (Laravel Octane reads it and offers to
+/// download rr below 2023.3.0), ringrunner's own version follows on the same line.
 #[must_use]
 pub fn version_line() -> String {
     format!(
-        "rr version {VERSION} (build time: {}, rust), OS: {}, arch: {}",
+        "rr version {RR_COMPATIBLE_VERSION} (ringrunner {VERSION}, build time: {}, rust), OS: {}, arch: {}",
         option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown"),
         std::env::consts::OS,
         go_arch_name(std::env::consts::ARCH)

@@ -244,7 +244,20 @@ impl RrServer {
         args: &[&str],
         launch: &Launch,
     ) -> Result<Self, (ExitStatus, String)> {
-        let dir = scratch_dir();
+        Self::start_in(scratch_dir(), yaml, args, launch)
+    }
+
+    /// [`RrServer::start_launched`] in `dir` (its working directory, which holds the
+    /// config; removed when the server is dropped).
+    ///
+    /// # Errors
+    /// The exit status and output when the server exits instead of starting.
+    pub fn start_in(
+        dir: PathBuf,
+        yaml: &str,
+        args: &[&str],
+        launch: &Launch,
+    ) -> Result<Self, (ExitStatus, String)> {
         std::fs::write(dir.join(".rr.yaml"), yaml).expect("write config");
         let mut child = spawn_serve_launched(&dir, args, launch);
         let output = Arc::new(Output::default());

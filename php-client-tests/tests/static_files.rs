@@ -92,6 +92,8 @@ fn files_are_served_by_rr_s_rules_and_the_rest_goes_to_php() {
     assert!(not_modified.body.is_empty());
     assert_eq!(not_modified.header("etag"), Some("\"12-4004000938\""));
     assert_eq!(not_modified.header("content-type"), None);
+    // RFC 9110 §8.6: a 304's length would be the 200's; none is sent (rr sent 0).
+    assert_eq!(not_modified.header("content-length"), None);
     let changed = request(
         address,
         b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"1-1\"\r\nConnection: close\r\n\r\n",
@@ -103,6 +105,7 @@ fn files_are_served_by_rr_s_rules_and_the_rest_goes_to_php() {
         format!("GET /app.css HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: {modified}\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     assert_eq!(since.status, 304);
+    assert_eq!(since.header("content-length"), None);
     // Ranges.
     let range = |header: &str| {
         request(

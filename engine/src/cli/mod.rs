@@ -207,11 +207,16 @@ fn load_config(cli: &Cli, purpose: ConfigUse) -> Result<(Config, Vec<(String, St
     };
     let text = crate::config::read_file(&config_path).map_err(|e| e.to_string())?;
     let env = dotenv_env(&dotenv_vars);
-    let config = match purpose {
+    let mut config = match purpose {
         ConfigUse::Server => Config::load(&text, &cli.overrides, &env),
         ConfigUse::Client => Config::load_for_client(&text, &cli.overrides, &env),
     }
     .map_err(|e| e.to_string())?;
+    // rr's config plugin prints its notices (the 2.7 one) to stderr itself, whatever the
+    // log level: a `logs.level: error` must not hide that the file is outdated.
+    for notice in config.warnings.drain(..) {
+        eprintln!("{notice}");
+    }
     drop(env);
     Ok((config, dotenv_vars))
 }
@@ -242,6 +247,9 @@ fn prepare(cli: &Cli) -> Result<(Configured, logs::LogFlusher), String> {
     let flusher = logs::install(logs_section)?;
     for warning in &configured.warnings {
         tracing::warn!("{warning}");
+    }
+    for note in &configured.notes {
+        tracing::debug!("{note}");
     }
     Ok((configured, flusher))
 }

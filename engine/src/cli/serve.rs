@@ -57,17 +57,19 @@ pub(super) fn serve(cli: &Cli) -> Result<(), String> {
 
 fn serve_configured(
     cli: &Cli,
-    configured: Configured,
+    mut configured: Configured,
     flusher: &logs::LogFlusher,
 ) -> Result<(), String> {
+    configured.drop_server_dependents_without_server();
     if !SERVING_PLUGINS.iter().any(|name| configured.has(name)) {
-        // A server that says "started" and serves nothing hides a typo (`htttp:`) until
-        // the first request fails; the warnings above name the sections not recognised.
-        return Err(format!(
-            "serve: nothing to serve: the configuration has none of the sections that serve \
-             requests ({})",
+        // rr starts whatever has a section and idles (a kv or lock sidecar over RPC, a
+        // metrics exporter, Octane's config of `-o` flags); the warnings above name the
+        // sections not recognised, so a typo (`htttp:`) still shows.
+        tracing::warn!(
+            "no plugin of this configuration serves requests ({}): running the others until \
+             a stop signal",
             SERVING_PLUGINS.join(", ")
-        ));
+        );
     }
     raise_open_file_limit();
     if cli.debug {
@@ -92,7 +94,8 @@ fn serve_configured(
     }
     if !cli.silent {
         print_notice(&format!(
-            "[INFO] RoadRunner server started; version: {}, buildtime: {}",
+            "[INFO] RoadRunner server started; version: {} (ringrunner {}), buildtime: {}",
+            crate::RR_COMPATIBLE_VERSION,
             crate::VERSION,
             option_env!("RINGRUNNER_BUILD_TIME").unwrap_or("unknown")
         ));

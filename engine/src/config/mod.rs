@@ -170,23 +170,30 @@ impl Config {
     }
 }
 
-/// Warnings for what no plugin read: unknown keys inside `owned` sections (with the likely
-/// meaning of a typo), top-level sections rr does not know, and rr's sections that have no
-/// ringrunner plugin yet.
+/// Notes (logged at debug, as rr ignores them silently) for the keys no plugin read inside
+/// the `owned` sections, each with the likely meaning of a typo.
 #[must_use]
-pub fn unread_warnings(reader: &Reader<'_>, root: &Node, owned: &[&str]) -> Vec<String> {
-    let mut warnings = Vec::new();
+pub fn unknown_key_notes(reader: &Reader<'_>, owned: &[&str]) -> Vec<String> {
+    let mut notes = Vec::new();
     for section in owned {
         for (path, line) in reader.unknown_keys(section) {
             let hint = reader
                 .closest_known(&path)
                 .map(|known| format!(" (did you mean {known}?)"))
                 .unwrap_or_default();
-            warnings.push(format!(
+            notes.push(format!(
                 "unknown configuration key {path} (line {line}), ignored{hint}"
             ));
         }
     }
+    notes
+}
+
+/// Warnings for the top-level sections no plugin read: sections rr does not know (with the
+/// likely meaning of a typo), and rr's sections that have no ringrunner plugin yet.
+#[must_use]
+pub fn unread_warnings(root: &Node, owned: &[&str]) -> Vec<String> {
+    let mut warnings = Vec::new();
     let Value::Map(entries) = &root.value else {
         return warnings;
     };

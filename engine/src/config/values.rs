@@ -147,10 +147,36 @@ impl<'a> Reader<'a> {
         )
     }
 
-    /// A list of strings; a string is split on commas (rr's weak typing).
+    /// A whole number of seconds, where rr's option is an integer of seconds
+    /// (`status.check_timeout`, `jobs.timeout`, `timeout_stop_sec`): `10` or `"10"` is ten
+    /// seconds, and a Go duration string (`10s`, `1m30s`) is read as the duration it says.
     ///
     /// # Errors
-    /// A map, or a list with non-scalar items.
+    /// Anything else.
+    pub fn seconds(&self, path: &str) -> Result<Option<Duration>, ConfigError> {
+        self.typed(
+            path,
+            "a number of seconds or a duration such as 10s",
+            |value| match value {
+                Value::Int(n) => u64::try_from(*n).ok().map(Duration::from_secs),
+                Value::Float(f) if *f >= 0.0 && f.is_finite() => Some(Duration::from_secs_f64(*f)),
+                Value::Str(text) => {
+                    let text = text.trim();
+                    text.parse::<u64>()
+                        .ok()
+                        .map(Duration::from_secs)
+                        .or_else(|| parse_go_duration(text))
+                }
+                _ => None,
+            },
+        )
+    }
+
+    /// A list of strings; a string is split on commas (rr's weak typing), and an empty map
+    /// (`consume: {}`) is an empty list, as mapstructure decodes it.
+    ///
+    /// # Errors
+    /// A map with entries, or a list with non-scalar items.
     pub fn strings(&self, path: &str) -> Result<Option<Vec<String>>, ConfigError> {
         let Some(node) = self.node(path) else {
             return Ok(None);
@@ -180,6 +206,7 @@ impl<'a> Reader<'a> {
                 })
                 .collect::<Result<_, _>>()
                 .map(Some),
+            Value::Map(entries) if entries.is_empty() => Ok(Some(Vec::new())),
             other => Err(Self::error(
                 node,
                 path,

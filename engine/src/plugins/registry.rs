@@ -59,6 +59,11 @@ pub const REGISTRY: &[Entry] = &[
 /// The sections the container itself reads.
 const CONTAINER_SECTIONS: [&str; 1] = ["endure"];
 
+/// Plugins that run workers from the `server` section. Without that section rr's container
+/// disables them (a plugin whose dependency is off is off): they are left out here too, with
+/// a warning, and their listeners stay silent.
+const SERVER_DEPENDENTS: [&str; 3] = ["http", "tcp", "jobs"];
+
 /// The plugins a config asks for, ready to start.
 #[derive(Debug)]
 pub struct Configured {
@@ -66,8 +71,10 @@ pub struct Configured {
     pub plugins: Vec<Box<dyn Plugin>>,
     /// `endure.grace_period` (30 s default): the shutdown deadline.
     pub grace_period: Duration,
-    /// The config's warnings, then the plugins': unknown keys, unsupported options.
+    /// The config's warnings, then the plugins': unsupported options, sections left out.
     pub warnings: Vec<String>,
+    /// What is logged at debug: keys no plugin read (rr ignores them silently).
+    pub notes: Vec<String>,
 }
 
 impl Configured {
@@ -77,6 +84,26 @@ impl Configured {
         self.plugins
             .iter()
             .find_map(|plugin| plugin.as_any().downcast_ref::<T>())
+    }
+
+    /// Leaves out, with a warning each, the plugins that run workers when there is no
+    /// `server` section to run them from: rr starts without them and their listeners stay
+    /// silent.
+    pub fn drop_server_dependents_without_server(&mut self) {
+        if self.has("server") {
+            return;
+        }
+        self.plugins.retain(|plugin| {
+            let needs_server = SERVER_DEPENDENTS.contains(&plugin.name());
+            if needs_server {
+                let name = plugin.name();
+                tracing::warn!(
+                    "{name} section without a server section (server.command): the {name} \
+                     plugin is not started, as rr disables it"
+                );
+            }
+            !needs_server
+        });
     }
 
     /// True when a plugin called `name` is configured.
@@ -109,6 +136,7 @@ pub fn configure(
             plugins.push(plugin);
         }
     }
+
     let grace_period = reader
         .duration("endure.grace_period")?
         .filter(|d| !d.is_zero())
@@ -125,14 +153,12 @@ pub fn configure(
         .map(|entry| entry.section)
         .chain(CONTAINER_SECTIONS)
         .collect();
-    warnings.extend(crate::config::unread_warnings(
-        &reader,
-        &config.root,
-        &owned,
-    ));
+    let notes = crate::config::unknown_key_notes(&reader, &owned);
+    warnings.extend(crate::config::unread_warnings(&config.root, &owned));
     Ok(Configured {
         plugins,
         grace_period,
         warnings,
+        notes,
     })
 }

@@ -80,6 +80,14 @@ pub fn status_line(out: &mut Vec<u8>, minor_version: u8, status: u16) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// False for the statuses whose answers never carry a body (1xx, 204, 304): RFC 9110
+/// §8.6 forbids a `Content-Length` on 1xx and 204, and on a 304 it would have to be the
+/// length of the 200 that was not sent, so none is written on any of them.
+#[must_use]
+pub const fn status_has_body(status: u16) -> bool {
+    !matches!(status, 100..=199 | 204 | 304)
+}
+
 /// Appends `value` in decimal.
 pub fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
     let mut digits = [0u8; 20];

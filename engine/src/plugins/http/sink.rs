@@ -277,7 +277,7 @@ impl<'a> HttpSink<'a> {
         let mut has_type = false;
         let mut has_date = false;
         let mut worker_length = None;
-        let bodiless = status == 204 || status == 304;
+        let bodiless = !wire::status_has_body(status);
         // A whole reply is compressed at once; a streamed one frame by frame (sync flushes).
         let gzip = self.compress
             && !bodiless

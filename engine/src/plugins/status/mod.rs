@@ -25,7 +25,14 @@ fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, Co
     if !ctx.reader.has("status") {
         return Ok(None);
     }
-    Ok(Some(Box::new(StatusSection::read(ctx.reader)?)))
+    let section = StatusSection::read(ctx.reader)?;
+    if section.address.is_empty() {
+        // rr starts with such a section and answers nothing there.
+        ctx.warnings
+            .push("status section without an address: the status plugin serves nothing".into());
+        return Ok(None);
+    }
+    Ok(Some(Box::new(section)))
 }
 
 #[derive(Debug)]

@@ -110,7 +110,9 @@ async fn answer_preflight(
     out.clear();
     wire::status_line(&mut out, conn.head.minor_version, status);
     out.extend_from_slice(&conn.chain_head);
-    out.extend_from_slice(b"Content-Length: 0\r\n");
+    if wire::status_has_body(status) {
+        out.extend_from_slice(b"Content-Length: 0\r\n");
+    }
     conn.date.header(&mut out, crate::clock::unix_seconds());
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");

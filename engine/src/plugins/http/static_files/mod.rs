@@ -339,7 +339,8 @@ impl StaticFiles {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Outcome {
-        self.write_head(request, scratch, status, headers, Some(body.len()));
+        let length = wire::status_has_body(status).then_some(body.len());
+        self.write_head(request, scratch, status, headers, length);
         scratch.extend_from_slice(body);
         let out = std::mem::take(scratch);
         let written = write_all_within(request.stream, out, request.write_timeout).await;
