@@ -1,7 +1,8 @@
 //! The `service` plugin's stops through the real binary: a double-forked daemon with
 //! `kill_mode: group` (not its group's leader) is really gone after rr's stop; a PID file
-//! rewritten after its daemon exited does not get the process it names signalled; concurrent
-//! `Create` and `Restart` calls for one name leave one set of processes, all stopped by rr.
+//! rewritten after its daemon (adopted or forked) exited does not get the process it names
+//! signalled; concurrent `Create` and `Restart` calls for one name leave one set of
+//! processes, all stopped by rr.
 
 use php_client_tests::rpc_call::concurrent_calls;
 use php_client_tests::server::RrServer;
@@ -69,17 +70,42 @@ fn a_double_forked_daemon_with_kill_mode_group_is_really_stopped() {
 }
 
 #[test]
-fn a_pid_file_rewritten_after_its_daemon_exited_gets_nobody_signalled() {
+fn a_pid_file_rewritten_after_its_adopted_daemon_exited_gets_nobody_signalled() {
+    a_pid_file_rewritten_after_its_daemon_exited_gets_nobody_signalled(true);
+}
+
+#[test]
+fn a_pid_file_rewritten_after_its_forked_daemon_exited_gets_nobody_signalled() {
+    a_pid_file_rewritten_after_its_daemon_exited_gets_nobody_signalled(false);
+}
+
+/// The daemon (running before rr, adopted from its PID file, or forked by rr's launcher)
+/// dies behind rr's back and its PID file is then rewritten to name another process, as a
+/// recycled pid would: rr never signals that process.
+fn a_pid_file_rewritten_after_its_daemon_exited_gets_nobody_signalled(adopted: bool) {
     let mut stack = Stack::new();
     let (yaml, dsn) = config(&double_forking_daemon(&stack, "gone", ""));
+    if adopted {
+        let launched = Command::new("sh")
+            .arg(stack.dir.join("gone.sh"))
+            .status()
+            .unwrap();
+        assert!(launched.success());
+    }
     let mut server = RrServer::start(&yaml);
     let daemon = daemon_pid(&stack, "gone");
     stack.strays.push(daemon);
+    if adopted {
+        let line = format!("adopted running daemon\t{{\"name\":\"gone\",\"pid\":{daemon}}}");
+        assert!(
+            server.wait_for_line(&line, Duration::from_secs(10)),
+            "{}",
+            server.output()
+        );
+    }
     // Another process of ours, which rr must never signal.
     let mut bystander = Command::new("sleep").arg("300").spawn().unwrap();
     stack.strays.push(bystander.id());
-    // The daemon dies behind rr's back; its PID file then names the bystander, as a
-    // recycled pid would.
     rustix::process::kill_process(Pid::from_raw(daemon as i32).unwrap(), Signal::KILL).unwrap();
     wait_until(Duration::from_secs(5), "the daemon's death", || {
         !alive(daemon)
