@@ -67,6 +67,13 @@ impl RedisServer {
         Some(server)
     }
 
+    /// Its pid (a test pauses it with SIGSTOP: an outage where connections hang rather
+    /// than fail).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its address.
     #[must_use]
     pub fn address(&self) -> SocketAddr {

@@ -4,6 +4,7 @@
 
 use php_client_tests::redis::RedisServer;
 use php_client_tests::server::{free_port, http_config, RrServer};
+use rustix::process::{Pid, Signal};
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -39,6 +40,14 @@ fn start(kv_section: &str) -> (RrServer, String) {
         http_config("", "")
     );
     (RrServer::start(&yaml), dsn)
+}
+
+/// A server with the redis storage `shared` on 127.0.0.1:`port`, `extra` config keys
+/// added; its RPC DSN.
+fn start_shared_redis(port: u16, extra: &str) -> (RrServer, String) {
+    start(&format!(
+        "  shared:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:{port}\"]\n{extra}"
+    ))
 }
 
 /// Polls `has` until the key is gone (its expiry), within `limit`.
@@ -191,9 +200,7 @@ fn the_redis_driver_on_a_real_redis_restarted_mid_run() {
         return;
     };
     let port = redis.port;
-    let (_server, dsn) = start(&format!(
-        "  shared:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:{port}\"]\n      db: 1\n"
-    ));
+    let (_server, dsn) = start_shared_redis(port, "      db: 1\n");
     common_behaviour(&dsn, "shared");
     // The value lands in Redis as the PHP serializer wrote it, in the configured db.
     kv(
@@ -237,9 +244,7 @@ fn the_redis_driver_on_a_real_redis_restarted_mid_run() {
 #[test]
 fn a_redis_down_at_start_is_reported_by_the_calls_not_the_start() {
     let port = free_port();
-    let (server, dsn) = start(&format!(
-        "  shared:\n    driver: redis\n    config:\n      addrs: [\"127.0.0.1:{port}\"]\n"
-    ));
+    let (server, dsn) = start_shared_redis(port, "");
     let error = kv(&dsn, "shared", "has", &["\"a\""]).unwrap_err();
     assert!(error.starts_with("rpc_has: "), "{error}");
     // The rest of the server is unaffected.
@@ -258,4 +263,50 @@ fn a_storage_without_a_driver_stops_the_start() {
         output.contains("could not find mandatory driver field in the local storage"),
         "{output}"
     );
+}
+
+#[test]
+fn calls_during_a_paused_redis_answer_by_their_deadline_and_a_full_queue_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let port = redis.port;
+    // A call's deadline: dial + write + read timeouts, 3 s here.
+    let (_server, dsn) = start_shared_redis(
+        port,
+        "      dial_timeout: 1s\n      read_timeout: 1s\n      write_timeout: 1s\n",
+    );
+    let rpc_port: u16 = dsn.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(
+        kv(&dsn, "shared", "set", &[&json!({"a": 1}).to_string()]),
+        Ok(json!(true))
+    );
+    // Paused, Redis accepts connections and never answers: the outage where calls hang.
+    let redis_pid = Pid::from_raw(redis.pid() as i32).unwrap();
+    rustix::process::kill_process(redis_pid, Signal::STOP).unwrap();
+    // More calls than the queue holds (64): some are refused at once, the rest answer
+    // by their deadline; before, they ran one after the other, a second or two each.
+    let has = json!({"storage": "shared", "items": [{"key": "a"}]});
+    let calls = vec![("kv.Has", has); 80];
+    let started = Instant::now();
+    let replies = php_client_tests::rpc_call::concurrent_calls(rpc_port, &calls);
+    let elapsed = started.elapsed();
+    rustix::process::kill_process(redis_pid, Signal::CONT).unwrap();
+    eprintln!("80 calls to a paused redis answered in {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "80 calls answered in {elapsed:?}"
+    );
+    let refused = replies
+        .iter()
+        .filter(|reply| matches!(reply, Err(text) if text.contains("64 calls are already waiting for redis")))
+        .count();
+    assert!(refused > 0, "{replies:?}");
+    assert!(replies.iter().all(Result::is_err), "{replies:?}");
+    // Back: calls work again.
+    assert_eq!(
+        kv(&dsn, "shared", "get", &[&json!(["a"]).to_string()]),
+        Ok(json!({"a": 1}))
+    );
+    drop(redis);
 }

@@ -1,13 +1,14 @@
 //! The `memory` driver: a map in the server's memory, lost at exit. A key with an expiry is
-//! gone from its deadline on (reads check it; a sweep at most once a second drops what
-//! expired), at the precision the client sent, not rounded down to whole seconds as rr does.
+//! gone from its deadline on (reads check it; each call first drops what has expired, in
+//! deadline order, so the work is proportional to what expires, not to the map's size), at
+//! the precision the client sent, not rounded down to whole seconds as rr does.
 //! MExpire keeps the value of the key it re-arms, ignores missing keys and deletes a key
 //! whose new time is not in the future (rr overwrote the value, created missing keys and
 //! crashed on a past time).
 
 use super::rfc3339::{self, UnixNanos};
 use super::{Item, Timeout};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 #[derive(Debug)]
@@ -18,10 +19,74 @@ struct Entry {
     expires: Option<UnixNanos>,
 }
 
+/// The keys and, for those with an expiry, an index by deadline. Invariant: `deadlines`
+/// holds `(at, key)` exactly for the entries whose `expires` is `Some(at)` (kept eagerly:
+/// an overwrite or delete takes its old deadline out, so the index never outgrows the map).
 #[derive(Debug, Default)]
 struct Map {
     entries: HashMap<String, Entry>,
-    next_sweep: UnixNanos,
+    deadlines: BTreeSet<(UnixNanos, String)>,
+}
+
+impl Map {
+    /// Drops every entry whose deadline is not after `now`, earliest first; gives how many
+    /// index entries it visited (those it dropped).
+    fn sweep(&mut self, now: UnixNanos) -> usize {
+        let mut visited = 0;
+        while let Some(first) = self.deadlines.first() {
+            if first.0 > now {
+                break;
+            }
+            let (at, key) = self.deadlines.pop_first().expect("first() was Some");
+            visited += 1;
+            let removed = self.entries.remove(&key);
+            debug_assert!(
+                removed.is_some_and(|entry| entry.expires == Some(at)),
+                "the deadline index names only live expiries"
+            );
+        }
+        visited
+    }
+
+    fn live(&self, key: &str, now: UnixNanos) -> Option<&Entry> {
+        self.entries
+            .get(key)
+            .filter(|entry| entry.expires.is_none_or(|at| at > now))
+    }
+
+    fn insert(&mut self, key: String, entry: Entry) {
+        self.remove(&key);
+        if let Some(at) = entry.expires {
+            self.deadlines.insert((at, key.clone()));
+        }
+        self.entries.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.entries.remove(key) {
+            if let Some(at) = old.expires {
+                self.deadlines.remove(&(at, key.to_owned()));
+            }
+        }
+    }
+
+    /// Re-arms an existing key's expiry.
+    fn rearm(&mut self, key: &str, timeout: String, at: UnixNanos) {
+        let Some(entry) = self.entries.get_mut(key) else {
+            return;
+        };
+        let old = entry.expires.replace(at);
+        entry.timeout = timeout;
+        if let Some(old) = old {
+            self.deadlines.remove(&(old, key.to_owned()));
+        }
+        self.deadlines.insert((at, key.to_owned()));
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.deadlines.clear();
+    }
 }
 
 /// A memory storage.
@@ -36,21 +101,11 @@ pub fn now() -> UnixNanos {
 }
 
 impl MemoryStorage {
-    /// The map, with what expired by `now` dropped (at most one sweep a second).
+    /// The map, with what expired by `now` dropped.
     fn map(&self, now: UnixNanos) -> MutexGuard<'_, Map> {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if now >= map.next_sweep {
-            map.entries
-                .retain(|_, entry| entry.expires.is_none_or(|at| at > now));
-            map.next_sweep = now + 1_000_000_000;
-        }
+        map.sweep(now);
         map
-    }
-
-    fn live<'a>(map: &'a Map, key: &str, now: UnixNanos) -> Option<&'a Entry> {
-        map.entries
-            .get(key)
-            .filter(|entry| entry.expires.is_none_or(|at| at > now))
     }
 
     /// The keys that exist.
@@ -58,7 +113,7 @@ impl MemoryStorage {
         let now = now();
         let map = self.map(now);
         keys.iter()
-            .filter(|key| Self::live(&map, key, now).is_some())
+            .filter(|key| map.live(key, now).is_some())
             .cloned()
             .collect()
     }
@@ -76,7 +131,7 @@ impl MemoryStorage {
                 }
                 Timeout::None => (String::new(), None),
             };
-            map.entries.insert(
+            map.insert(
                 item.key,
                 Entry {
                     value: item.value,
@@ -92,7 +147,7 @@ impl MemoryStorage {
         let now = now();
         let map = self.map(now);
         keys.iter()
-            .filter_map(|key| Some((key.clone(), Self::live(&map, key, now)?.value.clone())))
+            .filter_map(|key| Some((key.clone(), map.live(key, now)?.value.clone())))
             .collect()
     }
 
@@ -101,14 +156,13 @@ impl MemoryStorage {
         let now = now();
         let mut map = self.map(now);
         for (key, timeout, at) in items {
-            if Self::live(&map, &key, now).is_none() {
+            if map.live(&key, now).is_none() {
                 continue;
             }
             if at <= now {
-                map.entries.remove(&key);
-            } else if let Some(entry) = map.entries.get_mut(&key) {
-                entry.timeout = timeout;
-                entry.expires = Some(at);
+                map.remove(&key);
+            } else {
+                map.rearm(&key, timeout, at);
             }
         }
     }
@@ -119,7 +173,7 @@ impl MemoryStorage {
         let now = now();
         let map = self.map(now);
         keys.iter()
-            .filter_map(|key| Some((key.clone(), Self::live(&map, key, now)?.timeout.clone())))
+            .filter_map(|key| Some((key.clone(), map.live(key, now)?.timeout.clone())))
             .collect()
     }
 
@@ -127,13 +181,13 @@ impl MemoryStorage {
     pub fn delete(&self, keys: &[String]) {
         let mut map = self.map(now());
         for key in keys {
-            map.entries.remove(key);
+            map.remove(key);
         }
     }
 
     /// Removes every key.
     pub fn clear(&self) {
-        self.map(now()).entries.clear();
+        self.map(now()).clear();
     }
 }
 
@@ -161,6 +215,105 @@ mod tests {
         };
         let timeout = timeout_of(&item).unwrap();
         (item, timeout)
+    }
+
+    fn entry(value: u8, expires: Option<UnixNanos>) -> Entry {
+        Entry {
+            value: vec![value],
+            timeout: String::new(),
+            expires,
+        }
+    }
+
+    #[test]
+    fn a_sweep_visits_what_expired_not_the_whole_map() {
+        let mut map = Map::default();
+        for n in 0..100_000 {
+            let expires = (n % 2 == 0).then_some(1_000_000 + UnixNanos::from(n));
+            map.insert(format!("live{n}"), entry(1, expires));
+        }
+        for n in 0..10 {
+            map.insert(format!("old{n}"), entry(2, Some(100 + n)));
+        }
+        assert_eq!(map.sweep(50), 0, "nothing due yet: nothing visited");
+        assert_eq!(map.sweep(500), 10, "the ten expired, and only them");
+        assert_eq!(map.entries.len(), 100_000);
+        assert_eq!(map.deadlines.len(), 50_000);
+        assert_eq!(map.sweep(600), 0);
+        // Overwritten and deleted keys leave nothing in the index.
+        map.insert("live0".into(), entry(3, None));
+        map.remove("live2");
+        map.rearm("live4", String::new(), 2_000_000);
+        assert_eq!(map.deadlines.len(), 49_998);
+        assert!(map.live("live0", 10_000_000).is_some());
+    }
+
+    /// One step of the property test: the clock moves on by `advance`, then one operation.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Set(u8, u8, Option<u8>),
+        Delete(u8),
+        Rearm(u8, u8),
+        Clear,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = (u8, Step)> {
+        use proptest::prelude::*;
+        let key = 0u8..8;
+        let operation = prop_oneof![
+            6 => (key.clone(), any::<u8>(), proptest::option::of(1u8..40)).prop_map(|(k, v, t)| Step::Set(k, v, t)),
+            2 => key.clone().prop_map(Step::Delete),
+            2 => (key, 1u8..40).prop_map(|(k, t)| Step::Rearm(k, t)),
+            1 => Just(Step::Clear),
+        ];
+        (0u8..30, operation)
+    }
+
+    proptest::proptest! {
+        /// Against a naive model (a map whose reads compare each deadline with the clock):
+        /// the same keys live at every step, a sweep drops exactly what the model says has
+        /// expired, and the index holds one deadline per expiring entry.
+        #[test]
+        fn expiry_matches_the_naive_model(steps in proptest::collection::vec(step(), 1..200)) {
+            let mut map = Map::default();
+            let mut model: HashMap<String, (u8, Option<UnixNanos>)> = HashMap::new();
+            let mut now: UnixNanos = 0;
+            for (advance, operation) in steps {
+                now += UnixNanos::from(advance);
+                let due = model.values().filter(|(_, at)| at.is_some_and(|at| at <= now)).count();
+                proptest::prop_assert_eq!(map.sweep(now), due);
+                model.retain(|_, (_, at)| at.is_none_or(|at| at > now));
+                match operation {
+                    Step::Set(key, value, ttl) => {
+                        let at = ttl.map(|ttl| now + UnixNanos::from(ttl));
+                        map.insert(key.to_string(), entry(value, at));
+                        model.insert(key.to_string(), (value, at));
+                    }
+                    Step::Delete(key) => {
+                        map.remove(&key.to_string());
+                        model.remove(&key.to_string());
+                    }
+                    Step::Rearm(key, ttl) => {
+                        let at = now + UnixNanos::from(ttl);
+                        map.rearm(&key.to_string(), String::new(), at);
+                        if let Some(entry) = model.get_mut(&key.to_string()) {
+                            entry.1 = Some(at);
+                        }
+                    }
+                    Step::Clear => {
+                        map.clear();
+                        model.clear();
+                    }
+                }
+                for key in 0u8..8 {
+                    let key = key.to_string();
+                    let expected = model.get(&key).filter(|(_, at)| at.is_none_or(|at| at > now)).map(|(value, _)| vec![*value]);
+                    proptest::prop_assert_eq!(map.live(&key, now).map(|entry| entry.value.clone()), expected);
+                }
+                let expiring = map.entries.values().filter(|entry| entry.expires.is_some()).count();
+                proptest::prop_assert_eq!(map.deadlines.len(), expiring);
+            }
+        }
     }
 
     #[test]

@@ -2,15 +2,26 @@
 //! blocking client on a thread of the storage's own: calls are sent to it and awaited, so
 //! no shard waits on Redis. One command per key, as rr sends them. A connection that fails
 //! is dropped and made again at the next call, so a Redis that restarts costs the calls
-//! made while it is down (each an error naming the cause) and no more.
+//! made while it is down (each an error naming the cause) and no more. During an outage
+//! calls do not pile up: at most [`QUEUED_CALLS_MAX`] wait for the thread (the next are
+//! refused at once), each has a deadline (`dial_timeout + write_timeout + read_timeout`)
+//! after which its caller gets an error, and the thread sends nothing for a call whose
+//! caller has gone or whose deadline has passed.
 
 use super::rfc3339::{self, UnixNanos};
 use super::{Item, Timeout};
 use crate::config::values::Reader;
 use crate::config::ConfigError;
 use redis::{ConnectionLike, IntoConnectionInfo, RedisConnectionInfo};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// The most calls one redis storage holds waiting for its connection (one connection runs
+/// one call at a time). A call past it is answered at once with an error: while Redis is
+/// slow or away, callers learn it without waiting behind calls that will time out.
+pub const QUEUED_CALLS_MAX: usize = 64;
 
 /// `kv.<name>.config` for the `redis` driver (the keys a single node uses).
 #[derive(Debug, Clone)]
@@ -123,6 +134,9 @@ struct Link {
     client: redis::Client,
     config: RedisConfig,
     connection: Option<redis::Connection>,
+    /// The deadline of the call being run: no command is sent past it, and no socket wait
+    /// outlasts it.
+    deadline: Instant,
 }
 
 impl Link {
@@ -152,6 +166,12 @@ impl Link {
         &mut self,
         command: &mut impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, String> {
+        // Checked before each command is sent: the caller has had its error already.
+        let left = self
+            .deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+            .ok_or_else(|| DEADLINE_PASSED.to_owned())?;
         if self
             .connection
             .as_ref()
@@ -159,17 +179,18 @@ impl Link {
         {
             let connection = self
                 .client
-                .get_connection_with_timeout(self.config.dial_timeout)
+                .get_connection_with_timeout(self.config.dial_timeout.min(left))
                 .map_err(|error| error.to_string())?;
-            connection
-                .set_read_timeout(Some(self.config.read_timeout))
-                .map_err(|e| e.to_string())?;
-            connection
-                .set_write_timeout(Some(self.config.write_timeout))
-                .map_err(|e| e.to_string())?;
             self.connection = Some(connection);
         }
         let connection = self.connection.as_mut().expect("connected above");
+        let timeouts = connection
+            .set_read_timeout(Some(self.config.read_timeout.min(left)))
+            .and_then(|()| connection.set_write_timeout(Some(self.config.write_timeout.min(left))));
+        if let Err(error) = timeouts {
+            self.connection = None;
+            return Err(error.to_string());
+        }
         command(connection).map_err(|error| {
             if error.is_io_error()
                 || error.is_connection_dropped()
@@ -183,10 +204,38 @@ impl Link {
     }
 }
 
+/// What a call whose deadline passed before its command was sent says.
+const DEADLINE_PASSED: &str = "the call's deadline passed before Redis was reached";
+
+/// `SET key value`, with `PX` for an expiry `at` after `now`: the milliseconds left,
+/// rounded down, and at least 1 (go-redis's `formatMs`: a deadline under a millisecond away
+/// must still expire, not be stored for ever). A past deadline is stored without expiry, as
+/// rr's go-redis does with a negative duration (and the memory driver with its warning).
+fn set_command(item: &Item, timeout: Timeout, now: UnixNanos) -> redis::Cmd {
+    let mut command = redis::cmd("SET");
+    command.arg(&item.key).arg(&item.value);
+    if let Timeout::At(at) = timeout {
+        let left_ns = at - now;
+        if left_ns > 0 {
+            let left_ms = (left_ns / 1_000_000).max(1);
+            command
+                .arg("PX")
+                .arg(i64::try_from(left_ms).unwrap_or(i64::MAX));
+        }
+    }
+    command
+}
+
 /// A redis storage: the sender of its thread's queue.
 #[derive(Debug)]
 pub struct RedisStorage {
-    jobs: std::sync::mpsc::Sender<Job>,
+    name: String,
+    jobs: SyncSender<Job>,
+    /// A call's deadline: `dial_timeout + write_timeout + read_timeout`, the longest one
+    /// attempt may take.
+    call_timeout: Duration,
+    /// The queue was full at the last call (logged once per episode, not per call).
+    saturated: AtomicBool,
 }
 
 impl RedisStorage {
@@ -207,11 +256,13 @@ impl RedisStorage {
         }
         let client = redis::Client::open(info.set_redis_settings(redis))
             .map_err(|error| error.to_string())?;
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(QUEUED_CALLS_MAX);
+        let call_timeout = config.dial_timeout + config.write_timeout + config.read_timeout;
         let mut link = Link {
             client,
             config,
             connection: None,
+            deadline: Instant::now(),
         };
         std::thread::Builder::new()
             .name(format!("rr-kv-{name}"))
@@ -221,24 +272,52 @@ impl RedisStorage {
                 }
             })
             .map_err(|error| format!("cannot start its thread: {error}"))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            name: name.to_owned(),
+            jobs,
+            call_timeout,
+            saturated: AtomicBool::new(false),
+        })
     }
 
-    /// Runs `call` on the storage's thread and waits for its answer.
+    /// Runs `call` on the storage's thread and waits for its answer, until the call's
+    /// deadline. A full queue is an error at once; a call whose caller has gone (its RPC
+    /// connection closed) or whose deadline has passed is skipped by the thread.
     async fn run<T: Send + 'static>(
         &self,
         call: impl FnOnce(&mut Link) -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
+        let deadline = Instant::now() + self.call_timeout;
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move |link| {
+            if answer.is_closed() || Instant::now() >= deadline {
+                return;
+            }
+            link.deadline = deadline;
             let _ = answer.send(call(link));
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| "the redis storage has stopped".to_owned())?;
-        answered
-            .await
-            .unwrap_or_else(|_| Err("the redis storage has stopped".into()))
+        match self.jobs.try_send(job) {
+            Ok(()) => self.saturated.store(false, Ordering::Relaxed),
+            Err(TrySendError::Full(_)) => {
+                if !self.saturated.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(target: "kv", storage = %self.name, queued_max = QUEUED_CALLS_MAX,
+                        "redis is not keeping up: calls are refused until the queue drains");
+                }
+                return Err(format!(
+                    "{QUEUED_CALLS_MAX} calls are already waiting for redis"
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err("the redis storage has stopped".to_owned())
+            }
+        }
+        match tokio::time::timeout_at(deadline.into(), answered).await {
+            Ok(answer) => answer.unwrap_or_else(|_| Err(DEADLINE_PASSED.into())),
+            Err(_) => Err(format!(
+                "redis did not answer within {} ms",
+                self.call_timeout.as_millis()
+            )),
+        }
     }
 
     /// The keys that exist (`EXISTS` each).
@@ -255,20 +334,11 @@ impl RedisStorage {
         .await
     }
 
-    /// `SET`s each item, with `PX` for a future expiry.
+    /// `SET`s each item, with `PX` for a future expiry (see [`set_command`]).
     pub async fn set(&self, items: Vec<(Item, Timeout)>) -> Result<(), String> {
         self.run(move |link| {
             for (item, timeout) in items {
-                let mut command = redis::cmd("SET");
-                command.arg(&item.key).arg(&item.value);
-                if let Timeout::At(at) = timeout {
-                    let left_ms = (at - super::memory::now()).div_euclid(1_000_000);
-                    if left_ms > 0 {
-                        command
-                            .arg("PX")
-                            .arg(i64::try_from(left_ms).unwrap_or(i64::MAX));
-                    }
-                }
+                let command = set_command(&item, timeout, super::memory::now());
                 link.with(|c| command.query::<()>(c))?;
             }
             Ok(())
@@ -348,5 +418,102 @@ impl RedisStorage {
     pub async fn clear(&self) -> Result<(), String> {
         self.run(|link| link.with(|c| redis::cmd("FLUSHDB").query::<()>(c)))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(command: &redis::Cmd) -> Vec<String> {
+        command
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => "<cursor>".into(),
+            })
+            .collect()
+    }
+
+    /// A redis-server of the test's own on a free port, killed when dropped; None (a
+    /// visible skip) when it is not installed.
+    struct ScratchRedis(std::process::Child, u16);
+
+    impl ScratchRedis {
+        fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn();
+            let Ok(child) = child else {
+                eprintln!("SKIPPED: redis-server is not installed");
+                return None;
+            };
+            Some(Self(child, port))
+        }
+
+        /// A connection, once it answers (it takes a moment to listen).
+        fn connect(&self) -> redis::Connection {
+            let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.1)).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match client.get_connection() {
+                    Ok(connection) => return connection,
+                    Err(error) => assert!(Instant::now() < deadline, "redis-server: {error}"),
+                }
+                std::thread::park_timeout(Duration::from_millis(10));
+            }
+        }
+    }
+
+    impl Drop for ScratchRedis {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_deadline_under_a_millisecond_away_still_expires() {
+        let item = Item {
+            key: "soon".into(),
+            value: b"v".to_vec(),
+            timeout: "2030-01-01T00:00:00Z".into(),
+        };
+        let now: UnixNanos = 1_000_000_000_000;
+        // On a real Redis the key sent with half a millisecond left is gone at once.
+        if let Some(redis) = ScratchRedis::start() {
+            let mut connection = redis.connect();
+            set_command(&item, Timeout::At(now + 500_000), now)
+                .query::<()>(&mut connection)
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while redis::cmd("EXISTS")
+                .arg("soon")
+                .query::<i64>(&mut connection)
+                .unwrap()
+                > 0
+            {
+                assert!(Instant::now() < deadline, "the key never expired");
+                std::thread::park_timeout(Duration::from_millis(5));
+            }
+        }
+        let set = |left_ns: UnixNanos| args(&set_command(&item, Timeout::At(now + left_ns), now));
+        assert_eq!(set(500_000), ["SET", "soon", "v", "PX", "1"]);
+        assert_eq!(set(1), ["SET", "soon", "v", "PX", "1"]);
+        assert_eq!(set(2_500_000), ["SET", "soon", "v", "PX", "2"]);
+        // A past deadline: stored without expiry, as rr's go-redis does.
+        assert_eq!(set(0), ["SET", "soon", "v"]);
+        assert_eq!(set(-5), ["SET", "soon", "v"]);
+        assert_eq!(
+            args(&set_command(&item, Timeout::None, now)),
+            ["SET", "soon", "v"]
+        );
     }
 }

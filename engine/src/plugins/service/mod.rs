@@ -4,6 +4,7 @@
 //! `Statuses`, `List` as rr, and `Start`, `Stop`, `Describe` for `rr service`).
 
 pub mod config;
+mod daemon;
 mod output;
 mod process;
 mod proto;
@@ -22,6 +23,7 @@ use config::ServiceSpec;
 use record::{Phase, ProcessRecord};
 use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::oneshot;
 
@@ -70,6 +72,9 @@ pub struct ServicePlugin {
     services: Mutex<BTreeMap<String, ServiceRun>>,
     /// The configured specs, for `Start` after a `Stop`.
     configured: BTreeMap<String, Arc<ServiceSpec>>,
+    /// Set (under the `services` lock) when rr's stop has taken the list of processes to
+    /// stop: a launch after it would start processes nobody stops.
+    closed: AtomicBool,
 }
 
 impl Plugin for ServiceSection {
@@ -90,6 +95,7 @@ impl Plugin for ServiceSection {
             shards: Arc::clone(ctx.shards),
             services: Mutex::new(BTreeMap::new()),
             configured,
+            closed: AtomicBool::new(false),
         });
         let mut specs = self.specs;
         specs.sort_by_key(|spec| spec.priority);
@@ -99,7 +105,8 @@ impl Plugin for ServiceSection {
             let mut waits = Vec::new();
             while index < specs.len() && specs[index].priority == priority {
                 let spec = Arc::new(specs[index].clone());
-                waits.extend(plugin.launch(spec));
+                // Configured names are the keys of one map: each is new.
+                waits.extend(plugin.launch(spec, Launch::New)?);
                 index += 1;
             }
             for wait in waits {
@@ -122,16 +129,51 @@ impl Plugin for ServiceSection {
     }
 }
 
+/// What a launch may find registered under its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    /// A new name (configured, or `service.Create`): one registered already is an error.
+    New,
+    /// Again (`Start`, `Restart`): a service whose processes are all finished gets new
+    /// ones; one still supervised is left as it is.
+    Again,
+}
+
 impl ServicePlugin {
-    /// Starts `spec`'s processes (supervised on the shards) and registers the service;
-    /// gives a receiver per process for how its first start went.
-    fn launch(&self, spec: Arc<ServiceSpec>) -> Vec<oneshot::Receiver<Result<(), String>>> {
+    /// Registers `spec`'s processes and starts them (supervised on the shards), the check of
+    /// what is registered and the registration in one step under the map's lock, so two
+    /// concurrent launches for one name cannot both start processes; gives a receiver per
+    /// process for how its first start went (none when `Again` found it supervised).
+    ///
+    /// # Errors
+    /// rr's text when `New` finds the name registered; an error once rr's stop has begun.
+    fn launch(
+        &self,
+        spec: Arc<ServiceSpec>,
+        launch: Launch,
+    ) -> Result<Vec<oneshot::Receiver<Result<(), String>>>, String> {
+        let mut services = self.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(format!("service {}: rr is stopping", spec.name));
+        }
+        if let Some(run) = services.get(&spec.name) {
+            if launch == Launch::New {
+                return Err(format!(
+                    "the service with {} name already exists",
+                    spec.name
+                ));
+            }
+            if run.processes.iter().any(|record| !record.is_finished()) {
+                return Ok(Vec::new());
+            }
+        }
         let mut waits = Vec::with_capacity(spec.process_num);
         let mut processes = Vec::with_capacity(spec.process_num);
         for copy in 0..spec.process_num {
             let record = ProcessRecord::new(&spec.command);
             let (sender, receiver) = oneshot::channel();
             let (task_spec, task_record) = (Arc::clone(&spec), Arc::clone(&record));
+            // spawn_on only queues the task: nothing here waits on the shards under the lock.
             let started = self.shards.spawn_on(copy, move |shard| {
                 supervisor::supervise(task_spec, task_record, Some(sender), shard.backend())
             });
@@ -140,9 +182,8 @@ impl ServicePlugin {
                 waits.push(receiver);
             }
         }
-        self.lock()
-            .insert(spec.name.clone(), ServiceRun { spec, processes });
-        waits
+        services.insert(spec.name.clone(), ServiceRun { spec, processes });
+        Ok(waits)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ServiceRun>> {
@@ -152,11 +193,15 @@ impl ServicePlugin {
     /// Stops every service: by priority, highest first, each group's processes at once.
     async fn stop_all(&self) {
         let mut groups: BTreeMap<i64, Vec<Arc<ProcessRecord>>> = BTreeMap::new();
-        for run in self.lock().values() {
-            groups
-                .entry(run.spec.priority)
-                .or_default()
-                .extend(run.processes.iter().cloned());
+        {
+            let services = self.lock();
+            self.closed.store(true, Ordering::Release);
+            for run in services.values() {
+                groups
+                    .entry(run.spec.priority)
+                    .or_default()
+                    .extend(run.processes.iter().cloned());
+            }
         }
         let (mut stopped, mut failed) = (0, 0);
         for (_, records) in groups.into_iter().rev() {
@@ -202,14 +247,17 @@ impl ServicePlugin {
             .map(|run| Arc::clone(&run.spec))
             .ok_or_else(|| format!("the service with {name} name doesn't exist"))?;
         self.stop_service(name).await?;
-        self.start_spec(spec).await
+        self.start_spec(spec, Launch::Again).await
     }
 
     /// Starts `spec` and waits for the first start of each process; a failure stops the
     /// others and unregisters the service.
-    async fn start_spec(&self, spec: Arc<ServiceSpec>) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// As [`ServicePlugin::launch`], or the first start's error.
+    async fn start_spec(&self, spec: Arc<ServiceSpec>, launch: Launch) -> Result<(), String> {
         let name = spec.name.clone();
-        for wait in self.launch(spec) {
+        for wait in self.launch(spec, launch)? {
             if let Err(error) = wait
                 .await
                 .unwrap_or_else(|_| Err("service start was abandoned".into()))

@@ -145,12 +145,13 @@ pub enum Sent {
     Denied,
 }
 
-/// Sends `signal` to `pid`, or to its process group when `group`.
+/// Sends `signal` to `pid`, or to the process group it leads when `group` (one that leads
+/// none is signalled alone: `kill(-pid)` would miss it).
 pub fn signal_pid(pid: u32, signal: Signal, group: bool) -> Sent {
     let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         return Sent::Gone;
     };
-    let sent = if group {
+    let sent = if group && rustix::process::getpgid(Some(target)).ok() == Some(target) {
         rustix::process::kill_process_group(target, signal)
     } else {
         rustix::process::kill_process(target, signal)

@@ -145,6 +145,11 @@ impl ProcessRecord {
         }
     }
 
+    /// Whether the supervising task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     pub(super) fn finish(&self) {
         self.finished.store(true, Ordering::Release);
         self.done.notify_waiters();

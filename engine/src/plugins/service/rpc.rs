@@ -4,8 +4,8 @@
 
 use super::config::{self, ServiceSpec};
 use super::proto;
-use super::record::{Info, Phase};
-use super::{cpu_percent, ServicePlugin};
+use super::record::Info;
+use super::{cpu_percent, Launch, ServicePlugin};
 use crate::plugins::rpc::{Reply, RpcService};
 use crate::plugins::LocalFuture;
 use prost::Message;
@@ -130,13 +130,9 @@ impl ServicePlugin {
             "Create" => {
                 let create = arg.create()?;
                 let spec = spec_from_create(&create)?;
-                if self.lock().contains_key(&spec.name) {
-                    return Err(format!(
-                        "the service with {} name already exists",
-                        spec.name
-                    ));
-                }
-                self.start_spec(Arc::new(spec)).await.map(|()| Answer::Ok)
+                self.start_spec(Arc::new(spec), Launch::New)
+                    .await
+                    .map(|()| Answer::Ok)
             }
             "Terminate" => {
                 let name = arg.name()?;
@@ -169,21 +165,16 @@ impl ServicePlugin {
             "Stop" => self.stop_service(&arg.name()?).await.map(|()| Answer::Ok),
             "Start" => {
                 let name = arg.name()?;
-                let running = self.lock().get(&name).is_some_and(|run| {
-                    run.processes
-                        .iter()
-                        .any(|r| r.info().phase.is_up() || r.info().phase == Phase::Backoff)
-                });
-                if running {
-                    return Ok(Answer::Ok);
-                }
+                // One still supervised is left running (launch checks under its lock).
                 let spec = self
                     .lock()
                     .get(&name)
                     .map(|run| Arc::clone(&run.spec))
                     .or_else(|| self.configured.get(&name).cloned())
                     .ok_or_else(|| format!("the service with {name} name doesn't exist"))?;
-                self.start_spec(spec).await.map(|()| Answer::Ok)
+                self.start_spec(spec, Launch::Again)
+                    .await
+                    .map(|()| Answer::Ok)
             }
             "Describe" => {
                 let name = arg.name()?;

@@ -1,17 +1,17 @@
 //! Stopping a service's process: its signal (to the process or its group), the grace
-//! time, then SIGKILL; through the pidfd for our own child (no PID-reuse race), by pid and
-//! polling for a daemon we did not start. A PID file is removed only when it still names the
+//! time, then SIGKILL; through the pidfd for our own child and for a daemon it forked (no
+//! PID-reuse race). A PID file is removed only when it still names the
 //! process stopped.
 
 use super::config::ServiceSpec;
-use super::process::{self, PidFile, Sent};
+use super::daemon::{stop_daemon, Daemon};
+use super::process;
 use super::record::{Phase, ProcessRecord};
 use super::supervisor::go_exit_text;
 use super::supervisor::{RunEnd, AFTER_KILL};
 use crate::worker::process::reap;
 use rustix::process::Signal;
 use std::os::fd::OwnedFd;
-use std::time::{Duration, Instant};
 use tokio::io::unix::AsyncFd;
 
 pub(super) fn kill_child(spec: &ServiceSpec, exit: &AsyncFd<OwnedFd>, pid: u32) {
@@ -32,11 +32,13 @@ pub(super) async fn stop_child(
     pid: u32,
 ) -> RunEnd {
     record.update(|info| info.phase = Phase::Stopping);
-    if let Some(PidFile::Live(daemon)) = spec.pid_file.as_deref().map(process::read_pid_file) {
-        if daemon != pid {
-            if let RunEnd::Broken(reason) = stop_daemon(spec, record, daemon).await {
-                return RunEnd::Broken(reason);
-            }
+    if let Some(daemon) = spec
+        .pid_file
+        .as_deref()
+        .and_then(|path| Daemon::other_than(path, pid))
+    {
+        if let RunEnd::Broken(reason) = stop_daemon(spec, record, &daemon).await {
+            return RunEnd::Broken(reason);
         }
     }
     if spec.kill_group {
@@ -62,49 +64,7 @@ pub(super) async fn stop_child(
     RunEnd::Stopped
 }
 
-/// Stops a process we did not start: its signal, polling its liveness, then SIGKILL.
-pub(super) async fn stop_daemon(spec: &ServiceSpec, record: &ProcessRecord, pid: u32) -> RunEnd {
-    record.update(|info| info.phase = Phase::Stopping);
-    match process::signal_pid(pid, spec.stop_signal, spec.kill_group) {
-        Sent::Gone => {}
-        Sent::Denied => {
-            let reason = format!(
-                "permission denied sending {} to pid {pid}",
-                signal_name(spec.stop_signal)
-            );
-            tracing::error!(target: "service", name = %spec.name, "{reason}");
-            return RunEnd::Broken(reason);
-        }
-        Sent::Delivered => {
-            if !gone_within(pid, spec.timeout_stop).await {
-                tracing::warn!(target: "service", name = %spec.name, pid, "did not stop in time, sending SIGKILL");
-                let _ = process::signal_pid(pid, Signal::KILL, spec.kill_group);
-                if !gone_within(pid, AFTER_KILL).await {
-                    return RunEnd::Broken(format!("process {pid} survived SIGKILL"));
-                }
-            }
-        }
-    }
-    if let Some(pid_file) = &spec.pid_file {
-        process::remove_pid_file(pid_file, Some(pid));
-    }
-    tracing::info!(target: "service", name = %spec.name, pid, "service was stopped");
-    RunEnd::Stopped
-}
-
-/// Polls every 100 ms until `pid` is gone; false when it outlives `limit`.
-async fn gone_within(pid: u32, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while process::alive(pid) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
-}
-
-fn signal_name(signal: Signal) -> String {
+pub(super) fn signal_name(signal: Signal) -> String {
     match signal {
         Signal::INT => "SIGINT".into(),
         Signal::TERM => "SIGTERM".into(),

@@ -4,10 +4,11 @@
 //! the policy, with backoff and a start limit, every delay cancellable by a stop.
 
 use super::config::{Restart, ServiceSpec};
+use super::daemon::{watch_daemon, Daemon};
 use super::output::{self, Tail};
 use super::process::{self, PidFile, Spawned};
 use super::record::{Phase, ProcessRecord};
-use super::stop::{kill_child, stop_child, stop_daemon};
+use super::stop::{kill_child, stop_child};
 use crate::aio::Backend;
 use crate::worker::process::{self as worker_process, reap};
 use std::collections::VecDeque;
@@ -20,7 +21,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 /// How often a daemon that is not our child is checked (its pid alive, its PID file).
-const DAEMON_CHECK: Duration = Duration::from_millis(500);
+pub(super) const DAEMON_CHECK: Duration = Duration::from_millis(500);
 /// How long a process gets to die after SIGKILL.
 pub(super) const AFTER_KILL: Duration = Duration::from_millis(1500);
 
@@ -161,11 +162,11 @@ async fn run_once(
 ) -> RunEnd {
     if let Some(pid_file) = &spec.pid_file {
         match settle_pid_file(spec, pid_file) {
-            Ok(Some(pid)) => {
-                tracing::info!(target: "service", name = %spec.name, pid, "adopted running daemon");
+            Ok(Some(daemon)) => {
+                tracing::info!(target: "service", name = %spec.name, pid = daemon.pid(), "adopted running daemon");
                 record.update(|info| info.since = Some(Instant::now()));
-                mark_started(record, first, pid);
-                return watch_daemon(spec, record, pid).await;
+                mark_started(record, first, daemon.pid());
+                return watch_daemon(spec, record, daemon).await;
             }
             Ok(None) => {}
             Err(error) => return RunEnd::StartFailed(error),
@@ -208,7 +209,7 @@ async fn run_once(
     if let Some(pid_file) = &spec.pid_file {
         match instant_exit_check(spec, pid_file, &mut child, &exit, pid, &tail).await {
             Ok(Some(daemon)) => {
-                mark_started(record, first, daemon);
+                mark_started(record, first, daemon.pid());
                 return watch_daemon(spec, record, daemon).await;
             }
             Ok(None) => {}
@@ -235,17 +236,22 @@ fn mark_started(
     }
 }
 
-/// Before a PID-file service is spawned: Some(pid) of a daemon already running (adopt it),
-/// None to spawn (a stale file removed, its folder made), or the start error.
-fn settle_pid_file(spec: &ServiceSpec, pid_file: &Path) -> Result<Option<u32>, String> {
-    match process::read_pid_file(pid_file) {
-        PidFile::Live(pid) => return Ok(Some(pid)),
-        PidFile::Stale => {
+/// Before a PID-file service is spawned: the daemon already running, held by its pidfd
+/// (adopt it), None to spawn (a stale file removed, its folder made), or the start error.
+fn settle_pid_file(spec: &ServiceSpec, pid_file: &Path) -> Result<Option<Daemon>, String> {
+    let found = match process::read_pid_file(pid_file) {
+        // Gone or replaced between the read and the pidfd: stale after all.
+        PidFile::Live(pid) => Daemon::from_pid_file(pid_file, pid).ok_or(PidFile::Stale),
+        other => Err(other),
+    };
+    match found {
+        Ok(daemon) => return Ok(Some(daemon)),
+        Err(PidFile::Live(_) | PidFile::Stale) => {
             process::remove_pid_file(pid_file, None);
             tracing::info!(target: "service", name = %spec.name, path = %pid_file.display(), "removed stale pid file");
         }
-        PidFile::Unreadable(reason) => return Err(format!("service {}: {reason}", spec.name)),
-        PidFile::Missing => {}
+        Err(PidFile::Unreadable(reason)) => return Err(format!("service {}: {reason}", spec.name)),
+        Err(PidFile::Missing) => {}
     }
     if let Some(parent) = pid_file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| {
@@ -269,7 +275,7 @@ async fn instant_exit_check(
     exit: &AsyncFd<OwnedFd>,
     launcher: u32,
     tail: &Tail,
-) -> Result<Option<u32>, String> {
+) -> Result<Option<Daemon>, String> {
     match tokio::time::timeout(spec.start_secs, reap(child, exit)).await {
         Err(_) => Ok(None),
         Ok(Some(status)) if status.success() => forked_daemon(spec, pid_file, launcher)
@@ -298,14 +304,14 @@ async fn instant_exit_check(
 }
 
 /// After `launcher` exited 0: polls `pid_file` for up to `pid_file_timeout` until it names
-/// a live process, the daemon the launcher forked (a daemon writes its PID file a few ms
+/// a live process, the daemon the launcher forked (held by its pidfd from then on) (a daemon writes its PID file a few ms
 /// after its launcher exits, and may create it empty first). `None` at once when the file
 /// names the launcher itself: a foreground run that wrote its own PID file and is done.
-async fn forked_daemon(spec: &ServiceSpec, pid_file: &Path, launcher: u32) -> Option<u32> {
+async fn forked_daemon(spec: &ServiceSpec, pid_file: &Path, launcher: u32) -> Option<Daemon> {
     let deadline = Instant::now() + spec.pid_file_timeout;
     loop {
-        match process::read_pid_file(pid_file) {
-            PidFile::Live(daemon) => return Some(daemon),
+        match Daemon::other_than(pid_file, launcher) {
+            Some(daemon) => return Some(daemon),
             _ if process::pid_in_file(pid_file) == Some(launcher) => return None,
             _ if Instant::now() >= deadline => return None,
             _ => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -368,7 +374,7 @@ async fn watch_child(
                     // forked its daemon: the service lives on in the daemon, follow it.
                     if status.success() && !timed_out && !named_itself {
                         if let Some(daemon) = forked_daemon(spec, pid_file, pid).await {
-                            note_pid_change(spec, record, daemon);
+                            note_pid_change(spec, record, daemon.pid());
                             return watch_daemon(spec, record, daemon).await;
                         }
                     }
@@ -398,39 +404,11 @@ async fn watch_child(
     }
 }
 
-fn note_pid_change(spec: &ServiceSpec, record: &ProcessRecord, new: u32) {
+pub(super) fn note_pid_change(spec: &ServiceSpec, record: &ProcessRecord, new: u32) {
     let old = record.info().pid;
     if old != new {
         tracing::info!(target: "service", name = %spec.name, old, new, "pid changed");
         record.update(|info| info.pid = new);
-    }
-}
-
-/// Watches a daemon that is not our child (adopted, or forked by its launcher) by polling.
-async fn watch_daemon(spec: &ServiceSpec, record: &ProcessRecord, pid: u32) -> RunEnd {
-    let mut pid = pid;
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(DAEMON_CHECK) => {
-                match spec.pid_file.as_deref().map(process::read_pid_file) {
-                    Some(PidFile::Live(current)) => {
-                        if current != pid {
-                            note_pid_change(spec, record, current);
-                            pid = current;
-                        }
-                    }
-                    _ if process::alive(pid) => {}
-                    _ => {
-                        if let Some(pid_file) = &spec.pid_file {
-                            process::remove_pid_file(pid_file, Some(pid));
-                        }
-                        tracing::error!(target: "service", name = %spec.name, pid, "daemon is gone");
-                        return RunEnd::Exited { status: "daemon is gone".into(), failed: true };
-                    }
-                }
-            }
-            () = record.stop_wanted() => return stop_daemon(spec, record, pid).await,
-        }
     }
 }
 
