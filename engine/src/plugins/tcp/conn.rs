@@ -5,6 +5,9 @@
 //! connection's own and reused; a message past `max_message_size`, a peer that stops
 //! reading our writes for `write_timeout`, and (when set) one that sends nothing for
 //! `read_timeout` close the connection; past `max_connections` a new one is closed at once.
+//!
+//! Worst-case work per input byte: one copy into the message buffer; per read, one
+//! comparison of the buffer's end with the delimiter (its length, not the message's).
 
 use super::{CloseSignal, TcpServer, TcpShared};
 use crate::aio::Stream;
