@@ -222,15 +222,17 @@ fn a_flood_of_silent_relay_connections_is_bounded_and_workers_still_start() {
         let mut request = [0u8; 64];
         assert!(stranger.read(&mut request).is_ok(), "rr never took it");
     }
+    // Margins for what a loaded machine varies (worker restarts, runtime threads); the flood
+    // is 200 connections.
     let threads = proc_status_field(pid, "Threads:");
     assert!(
-        threads <= threads_before + 8,
+        threads <= threads_before + 16,
         "{threads} threads, {threads_before} before the flood"
     );
     assert_fresh_workers_serve(&server);
     // allocate_timeout (10 s) later every stranger is closed: descriptors are back.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while open_fds(pid) > fds_before + 4 {
+    while open_fds(pid) > fds_before + 16 {
         assert!(
             std::time::Instant::now() < deadline,
             "{} descriptors, {fds_before} before the flood",
