@@ -272,3 +272,33 @@ fn a_handshake_reply_announcing_a_huge_frame_is_refused_before_it_is_buffered() 
     assert!(server.wait_for_line("failed its handshake", EVENT_TIMEOUT));
     assert_fresh_workers_serve(&server);
 }
+
+#[test]
+fn a_trickled_handshake_reply_is_cut_off_at_the_deadline_for_the_whole_handshake() {
+    let (server, relay) = serve_over_tcp_relay();
+    let mut peer = std::net::TcpStream::connect(&relay).unwrap();
+    peer.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    let mut request = [0u8; 64];
+    assert!(peer.read(&mut request).unwrap() >= 12);
+    let mut reply = Vec::new();
+    ringrunner_protocol::payload::encode_pid_reply(999_999, &mut reply);
+    // One byte every 500 ms: each read comes well within allocate_timeout (10 s) of the
+    // last, the whole reply (26 bytes, 13 s) does not. The pause shapes the input; the
+    // close below is the event checked.
+    let started = std::time::Instant::now();
+    for byte in &reply {
+        if peer.write_all(std::slice::from_ref(byte)).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = [0u8; 1];
+    let end = peer.read(&mut rest);
+    assert!(
+        matches!(end, Ok(0)) || end.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a trickled handshake was kept open {:?} after it began",
+        started.elapsed()
+    );
+    assert!(server.wait_for_line("did not finish its handshake", EVENT_TIMEOUT));
+}
