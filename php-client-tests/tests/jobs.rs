@@ -377,3 +377,74 @@ fn the_metrics_plugin_counts_pushes_and_jobs_as_rr_names_them() {
     );
     assert_eq!(value(&text, "rr_jobs_workers_ready"), Some(2.0));
 }
+
+#[test]
+fn a_requeue_past_the_delayed_cap_is_taken_back_not_lost() {
+    let jobs = start(1, MEMORY, "emails");
+    // 1000 delayed jobs (an hour away): the pipeline's delayed cap is reached.
+    call(
+        &jobs,
+        &["many", "emails", "1000", "500", "ack", "far-", "3600"],
+    )
+    .unwrap();
+    assert_eq!(stat(&jobs, "emails")["delayed"], json!(1000));
+    assert_eq!(
+        call(&jobs, &["push", "emails", "ack", "one-more", "x", "5"]),
+        Err("max concurrency number reached".into()),
+        "a push past the cap is still refused"
+    );
+    // Its first run nacks with requeue and a 1 s delay: that job is already ours, it comes
+    // back (before, the requeue's push was refused and the job lost with an error line).
+    call(&jobs, &["push", "emails", "later-once", "l1", "x"]).unwrap();
+    let lines = wait_taken(&jobs.log, 2, Duration::from_secs(20));
+    assert_eq!(
+        (&lines[0]["id"], &lines[1]["id"]),
+        (&json!("l1"), &json!("l1"))
+    );
+    assert!(!jobs.server.output().contains("job might be missed"));
+}
+
+#[test]
+fn a_pipeline_waiting_for_room_in_the_shared_queue_is_woken_when_room_appears() {
+    let pipelines = "    a:\n      driver: memory\n      config:\n        priority: 10\n    b:\n      driver: memory\n      config:\n        priority: 10\n";
+    // pipeline_size 1; one worker, three pollers.
+    let jobs = start_with(
+        1,
+        pipelines,
+        "a, b",
+        "  pipeline_size: 1\n",
+        &Launch::default(),
+    );
+    let release = jobs.log.with_file_name("release");
+    let release_arg = release.display().to_string();
+    // Three held jobs occupy the three pollers (the worker holds the first until the
+    // release file exists).
+    for id in ["h1", "h2", "h3"] {
+        call(&jobs, &["push", "a", "hold", id, &release_arg]).unwrap();
+    }
+    wait_taken(&jobs.log, 1, Duration::from_secs(10));
+    let wait_active = |pipeline: &str, active: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stat(&jobs, pipeline)["active"] != json!(active) {
+            assert!(
+                Instant::now() < deadline,
+                "{pipeline} never had {active} out"
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    };
+    wait_active("a", 3);
+    // The fourth fills the shared queue; b's job waits in b's local queue for room.
+    call(&jobs, &["push", "a", "ack", "a4", "x"]).unwrap();
+    wait_active("a", 4);
+    call(&jobs, &["push", "b", "ack", "b1", "x"]).unwrap();
+    assert_eq!(stat(&jobs, "b")["active"], json!(0), "no room for b1 yet");
+    // The held jobs end, a4 leaves the queue: b1 must follow without another push to b.
+    std::fs::write(&release, "").unwrap();
+    let lines = wait_taken(&jobs.log, 5, Duration::from_secs(20));
+    assert!(
+        lines.iter().any(|line| line["id"] == "b1"),
+        "{:?}",
+        lines.iter().map(|l| l["id"].clone()).collect::<Vec<_>>()
+    );
+}

@@ -583,3 +583,60 @@ fn rr_stop_signals_the_pid_in_the_pid_file() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("open .pid: no such file"));
 }
+
+#[test]
+fn a_client_that_stops_reading_its_replies_is_closed_after_write_timeout() {
+    use std::io::{Read, Write};
+    let port = free_port();
+    let dsn = format!("tcp://127.0.0.1:{port}");
+    // An unknown section rides along in `rpc.Config`'s reply: 256 KiB a reply.
+    let pad = "x".repeat(256 * 1024);
+    let yaml = format!(
+        "{}rpc:\n  listen: {dsn}\n  write_timeout: 3s\npad: \"{pad}\"\n",
+        http_config("", "")
+    );
+    let server = RrServer::start(&yaml);
+    // 200 calls (50 MiB of replies, far past the socket buffers), never a byte read.
+    let mut requests = Vec::new();
+    for seq in 0..200 {
+        ringrunner_protocol::rpc::encode_rpc_frame(
+            seq,
+            ringrunner_protocol::frame::Flags::CODEC_JSON,
+            b"rpc.Config",
+            b"true",
+            &mut requests,
+        )
+        .unwrap();
+    }
+    let mut stalled = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let reader = stalled.try_clone().unwrap();
+    // Once rr stops reading requests (it is blocked on a reply), this write blocks too,
+    // until rr closes the connection.
+    let writer = std::thread::spawn(move || {
+        let _ = stalled.write_all(&requests);
+    });
+    // Other clients are answered while that one is stuck.
+    assert_eq!(worker_pids(&dsn).len(), 2);
+    assert!(
+        server.wait_for_line(
+            "rpc client stopped reading its replies",
+            Duration::from_secs(60)
+        ),
+        "{}",
+        server.output()
+    );
+    writer.join().unwrap();
+    // What the kernel had buffered drains, then the end: the connection is closed.
+    let mut reader = reader;
+    reader
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut drained = Vec::new();
+    let end = reader.read_to_end(&mut drained);
+    assert!(
+        end.is_ok() || end.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection stays open"
+    );
+    assert!(drained.len() < 200 * pad.len(), "every reply was written");
+    assert_eq!(worker_pids(&dsn).len(), 2);
+}

@@ -166,3 +166,139 @@ fn rr_serve_over_tcp_and_unix_relays() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A field of `/proc/PID/status` (its first number: a count, or KiB).
+fn proc_status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// `rr serve` over a tcp relay on a port of its own, each worker serving one request.
+fn serve_over_tcp_relay() -> (php_client_tests::server::RrServer, String) {
+    let relay = format!("127.0.0.1:{}", php_client_tests::server::free_port());
+    let yaml = php_client_tests::server::http_config("", "    max_jobs: 1\n");
+    let server = php_client_tests::server::RrServer::start_with(
+        &yaml,
+        &["-o", &format!("server.relay=tcp://{relay}")],
+    )
+    .unwrap_or_else(|(status, output)| panic!("{status}: {output}"));
+    (server, relay)
+}
+
+/// Each GET needs a fresh worker (max_jobs 1), which connects through the relay.
+fn assert_fresh_workers_serve(server: &php_client_tests::server::RrServer) {
+    for _ in 0..4 {
+        let response = php_client_tests::http_client::get(server.http(), "/hello");
+        assert_eq!(response.status, 200, "{}", server.output());
+    }
+}
+
+#[test]
+fn a_flood_of_silent_relay_connections_is_bounded_and_workers_still_start() {
+    let (server, relay) = serve_over_tcp_relay();
+    let pid = server.pid();
+    assert_fresh_workers_serve(&server);
+    let threads_before = proc_status_field(pid, "Threads:");
+    let fds_before = open_fds(pid);
+    let mut strangers = Vec::new();
+    for _ in 0..200 {
+        let stranger = std::net::TcpStream::connect(&relay).unwrap();
+        stranger.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+        strangers.push(stranger);
+    }
+    // rr has taken each one once it sent its pid request or closed it (past the cap).
+    for stranger in &mut strangers {
+        let mut request = [0u8; 64];
+        assert!(stranger.read(&mut request).is_ok(), "rr never took it");
+    }
+    // Margins for what a loaded machine varies (worker restarts, runtime threads); the flood
+    // is 200 connections.
+    let threads = proc_status_field(pid, "Threads:");
+    assert!(
+        threads <= threads_before + 16,
+        "{threads} threads, {threads_before} before the flood"
+    );
+    assert_fresh_workers_serve(&server);
+    // allocate_timeout (10 s) later every stranger is closed: descriptors are back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while open_fds(pid) > fds_before + 16 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} descriptors, {fds_before} before the flood",
+            open_fds(pid)
+        );
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+    assert!(server.wait_for_line("did not finish its handshake", EVENT_TIMEOUT));
+    assert_fresh_workers_serve(&server);
+}
+
+#[test]
+fn a_handshake_reply_announcing_a_huge_frame_is_refused_before_it_is_buffered() {
+    let (server, relay) = serve_over_tcp_relay();
+    let pid = server.pid();
+    let peak_before_kib = proc_status_field(pid, "VmHWM:");
+    let mut peer = std::net::TcpStream::connect(&relay).unwrap();
+    peer.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    peer.set_write_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    let mut request = [0u8; 64];
+    assert!(peer.read(&mut request).unwrap() >= 12);
+    // A control frame header (version 1, 3 words) announcing 200 MiB, then 64 MiB of it.
+    let mut header = vec![0x13, 0x01];
+    header.extend_from_slice(&(200u32 << 20).to_le_bytes());
+    let crc = crc32fast::hash(&header);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(&[0, 0]);
+    let sent = peer
+        .write_all(&header)
+        .and_then(|()| peer.write_all(&vec![0u8; 64 << 20]));
+    assert!(sent.is_err(), "rr took 64 MiB of a handshake reply");
+    let peak_kib = proc_status_field(pid, "VmHWM:");
+    assert!(
+        peak_kib < peak_before_kib + 16 * 1024,
+        "peak RSS {peak_kib} KiB, {peak_before_kib} KiB before"
+    );
+    assert!(server.wait_for_line("failed its handshake", EVENT_TIMEOUT));
+    assert_fresh_workers_serve(&server);
+}
+
+#[test]
+fn a_trickled_handshake_reply_is_cut_off_at_the_deadline_for_the_whole_handshake() {
+    let (server, relay) = serve_over_tcp_relay();
+    let mut peer = std::net::TcpStream::connect(&relay).unwrap();
+    peer.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+    let mut request = [0u8; 64];
+    assert!(peer.read(&mut request).unwrap() >= 12);
+    let mut reply = Vec::new();
+    ringrunner_protocol::payload::encode_pid_reply(999_999, &mut reply);
+    // One byte every 500 ms: each read comes well within allocate_timeout (10 s) of the
+    // last, the whole reply (26 bytes, 13 s) does not. The pause shapes the input; the
+    // close below is the event checked.
+    let started = std::time::Instant::now();
+    for byte in &reply {
+        if peer.write_all(std::slice::from_ref(byte)).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut rest = [0u8; 1];
+    let end = peer.read(&mut rest);
+    assert!(
+        matches!(end, Ok(0)) || end.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a trickled handshake was kept open {:?} after it began",
+        started.elapsed()
+    );
+    assert!(server.wait_for_line("did not finish its handshake", EVENT_TIMEOUT));
+}

@@ -348,3 +348,65 @@ fn a_server_on_a_unix_socket() {
     assert!(!socket.exists(), "the socket file goes with the server");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn past_max_connections_a_new_connection_is_closed_and_logged() {
+    let server = TcpServer::start("  max_connections: 2\n", 2);
+    let address = server.address("lines");
+    let mut first = Peer::connect(address);
+    let _second = Peer::connect(address);
+    // The third gets no greeting: closed at once, PHP never hears of it.
+    let mut third = TcpStream::connect(address).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = Vec::new();
+    assert!(
+        third.read_to_end(&mut greeting).is_ok() && greeting.is_empty(),
+        "the third was served: {:?}",
+        String::from_utf8_lossy(&greeting)
+    );
+    assert!(server.rr.wait_for_line(
+        "tcp.max_connections connections are open",
+        Duration::from_secs(10)
+    ));
+    // Once one closes, there is room again.
+    first.send(b"quit\r\n");
+    assert_eq!(first.line(), "bye\r\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        if matches!(stream.read(&mut byte), Ok(1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no room after a close");
+    }
+}
+
+#[test]
+fn an_idle_client_is_closed_after_read_timeout_and_php_gets_close() {
+    let server = TcpServer::start("  read_timeout: 1s\n", 1);
+    let mut talker = Peer::connect(server.address("lines"));
+    talker.send(b"ping\r\n");
+    assert_eq!(talker.line(), "echo:ping\r\n");
+    // Then nothing: closed by the server (EOF, not our 20 s read timeout).
+    let mut byte = [0u8; 1];
+    let started = Instant::now();
+    assert!(
+        matches!(talker.reader.read(&mut byte), Ok(0)),
+        "still open after {:?}",
+        started.elapsed()
+    );
+    let events = server.wait_events(&talker.uuid, |e| {
+        e.last().is_some_and(|(kind, _)| kind == "CLOSE")
+    });
+    assert_eq!(kinds(&events), ["CONNECTED", "DATA", "CLOSE"]);
+    assert!(server.rr.wait_for_line(
+        "nothing received for tcp.read_timeout",
+        Duration::from_secs(10)
+    ));
+}

@@ -250,11 +250,12 @@ impl Pool {
         let socket_relay = match &config.relay {
             RelayAddress::Pipes => None,
             address => Some(
-                SocketRelay::listen(address, config.allocate_timeout, config.max_payload_bytes)
-                    .map_err(|error| SpawnError::Start {
+                SocketRelay::listen(address, config.allocate_timeout).map_err(|error| {
+                    SpawnError::Start {
                         command: config.command.display(),
                         reason: format!("relay {}: {error}", config.relay_dsn),
-                    })?,
+                    }
+                })?,
             ),
         };
         // `tcp://host:0` picks a free port: the workers must be told which.

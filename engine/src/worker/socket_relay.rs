@@ -2,16 +2,18 @@
 //! worker connects, and every accepted connection runs the pid handshake at once and is filed
 //! under the pid the worker reports; the spawner of that pid picks it up. A connection whose
 //! handshake fails is closed and the accept loop goes on (rr's stops; the spec says not to
-//! copy that). Connections are rare (one per worker start), so accepting and handshaking run
-//! on one plain thread per listener and one per handshake; the frames then go over io_uring
-//! like a pipe's.
+//! copy that). Accepting and every handshake run on one thread per listener (see
+//! [`handshakes`] for the bounds on connections that never become workers); the frames then
+//! go over io_uring like a pipe's. Connections filed for a pid nobody asked for are kept at
+//! most [`UNCLAIMED_CONNECTIONS_MAX`] and [`UNCLAIMED_KEEP`].
 
-use ringrunner_protocol::payload::{encode_pid_request, parse_pid_reply};
-use ringrunner_protocol::FrameDecoder;
+mod handshakes;
+
+use handshakes::Listening;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -66,19 +68,25 @@ enum Filed {
 /// How long an unclaimed connection is kept (its spawner gave up, or nobody spawned it).
 const UNCLAIMED_KEEP: Duration = Duration::from_secs(60);
 
+/// Unclaimed connections kept at most; past it the oldest is closed. A spawner asks for its
+/// worker's connection right after the spawn, long before PHP connects, so a real worker's
+/// connection is claimed at once and only strangers (or workers whose spawner gave up) wait.
+const UNCLAIMED_CONNECTIONS_MAX: usize = 64;
+
 #[derive(Debug)]
 struct Registry {
     filed: Mutex<HashMap<u32, Filed>>,
     server_pid: u32,
+    /// The whole handshake of one connection must end within this (`allocate_timeout`).
     handshake_timeout: Duration,
-    max_payload_bytes: u32,
 }
 
 /// A listening relay and the connections filed by pid.
 #[derive(Debug)]
 pub struct SocketRelay {
     registry: Arc<Registry>,
-    listener: OwnedFd,
+    /// An eventfd the accept thread polls: written once to stop it.
+    stop: OwnedFd,
     unix_path: Option<PathBuf>,
     accept_thread: Option<std::thread::JoinHandle<()>>,
     /// Where it listens, for logs and tests.
@@ -86,55 +94,51 @@ pub struct SocketRelay {
 }
 
 impl SocketRelay {
-    /// Listens on `address` (not `Pipes`) and starts accepting.
+    /// Listens on `address` (not `Pipes`) and starts accepting. Every handshake must end
+    /// within `handshake_timeout`.
     ///
     /// # Errors
     /// The address cannot be bound.
-    pub fn listen(
-        address: &RelayAddress,
-        handshake_timeout: Duration,
-        max_payload_bytes: u32,
-    ) -> io::Result<Self> {
+    pub fn listen(address: &RelayAddress, handshake_timeout: Duration) -> io::Result<Self> {
         let registry = Arc::new(Registry {
             filed: Mutex::new(HashMap::new()),
             server_pid: std::process::id(),
             handshake_timeout,
-            max_payload_bytes,
         });
-        let (listener, local_address, unix_path, accept_thread) = match address {
+        let (listening, local_address, unix_path) = match address {
             RelayAddress::Pipes => {
                 return Err(io::Error::other("pipes have no listener"));
             }
             RelayAddress::Tcp(address) => {
                 let listener = TcpListener::bind(address)?;
                 let local = format!("tcp://{}", listener.local_addr()?);
-                let fd = OwnedFd::from(listener.try_clone()?);
-                let registry = Arc::clone(&registry);
-                let thread = std::thread::Builder::new()
-                    .name("rr-relay-accept".into())
-                    .spawn(move || accept_tcp(&listener, &registry))?;
-                (fd, local, None, thread)
+                listener.set_nonblocking(true)?;
+                (Listening::Tcp(listener), local, None)
             }
             RelayAddress::Unix(path) => {
                 remove_stale_socket(path);
                 let listener = UnixListener::bind(path)?;
-                let fd = OwnedFd::from(listener.try_clone()?);
-                let registry = Arc::clone(&registry);
-                let thread = std::thread::Builder::new()
-                    .name("rr-relay-accept".into())
-                    .spawn(move || accept_unix(&listener, &registry))?;
+                listener.set_nonblocking(true)?;
                 (
-                    fd,
+                    Listening::Unix(listener),
                     format!("unix://{}", path.display()),
                     Some(path.clone()),
-                    thread,
                 )
             }
         };
+        let stop = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        let thread_stop = stop.try_clone()?;
+        let thread_registry = Arc::clone(&registry);
+        let accept_thread = std::thread::Builder::new()
+            .name("rr-relay-accept".into())
+            .spawn(move || handshakes::run(&listening, &thread_stop, &thread_registry))?;
         tracing::debug!(target: "server", address = %local_address, "relay listening");
         Ok(Self {
             registry,
-            listener,
+            stop,
             unix_path,
             accept_thread: Some(accept_thread),
             local_address,
@@ -175,8 +179,8 @@ impl SocketRelay {
 
 impl Drop for SocketRelay {
     fn drop(&mut self) {
-        // Wakes the blocked accept (EINVAL on a shut-down listener), so the thread ends.
-        let _ = rustix::net::shutdown(self.listener.as_fd(), rustix::net::Shutdown::Both);
+        // Wakes the accept thread's poll, so the thread ends (and closes the listener).
+        let _ = rustix::io::write(&self.stop, &1u64.to_ne_bytes());
         if let Some(thread) = self.accept_thread.take() {
             let _ = thread.join();
         }
@@ -199,6 +203,7 @@ impl Registry {
         filed.retain(|_, entry| {
             !matches!(entry, Filed::Connection(_, since) if since.elapsed() > UNCLAIMED_KEEP)
         });
+        close_oldest_unclaimed_past_cap(&mut filed, pid);
         match filed.remove(&pid) {
             Some(Filed::Spawner(sender)) => {
                 if let Err(fd) = sender.send(fd) {
@@ -226,98 +231,29 @@ fn remove_stale_socket(path: &std::path::Path) {
     }
 }
 
-fn accept_tcp(listener: &TcpListener, registry: &Arc<Registry>) {
-    loop {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                spawn_handshake(stream, peer.to_string(), registry);
-            }
-            Err(error) if accept_should_stop(&error) => return,
-            Err(error) => accept_failed(&error),
-        }
-    }
-}
-
-fn accept_unix(listener: &UnixListener, registry: &Arc<Registry>) {
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => spawn_handshake(stream, "unix socket".into(), registry),
-            Err(error) if accept_should_stop(&error) => return,
-            Err(error) => accept_failed(&error),
-        }
-    }
-}
-
-/// EINVAL: the listener was shut down (the pool is going away).
-fn accept_should_stop(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
-}
-
-fn accept_failed(error: &io::Error) {
-    tracing::error!(target: "server", %error, "relay accept failed");
-    // EMFILE and friends: give the process a moment to release descriptors.
-    std::thread::park_timeout(Duration::from_millis(10));
-}
-
-/// A stream the handshake can use with timeouts.
-trait RelayStream: Read + Write + Into<OwnedFd> + Send + 'static {
-    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()>;
-}
-
-impl RelayStream for TcpStream {
-    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(timeout)?;
-        self.set_write_timeout(timeout)
-    }
-}
-
-impl RelayStream for UnixStream {
-    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(timeout)?;
-        self.set_write_timeout(timeout)
-    }
-}
-
-fn spawn_handshake<S: RelayStream>(stream: S, peer: String, registry: &Arc<Registry>) {
-    let registry = Arc::clone(registry);
-    let spawned = std::thread::Builder::new()
-        .name("rr-relay-handshake".into())
-        .spawn(move || match handshake(stream, &registry) {
-            Ok((pid, fd)) => registry.file(pid, fd),
-            Err(reason) => {
-                tracing::warn!(target: "server", %peer, %reason, "relay connection failed its handshake; closed");
-            }
-        });
-    if let Err(error) = spawned {
-        tracing::error!(target: "server", %error, "cannot start a relay handshake");
-    }
-}
-
-/// Sends `{"pid":<server pid>}` and reads the worker's pid (spec relay-protocol §3.1).
-fn handshake<S: RelayStream>(mut stream: S, registry: &Registry) -> Result<(u32, OwnedFd), String> {
-    stream
-        .set_timeouts(Some(
-            registry.handshake_timeout.max(Duration::from_millis(1)),
-        ))
-        .map_err(|e| e.to_string())?;
-    let mut request = Vec::with_capacity(32);
-    encode_pid_request(registry.server_pid, &mut request);
-    stream.write_all(&request).map_err(|e| e.to_string())?;
-    let mut decoder = FrameDecoder::new(registry.max_payload_bytes);
-    let mut buf = [0u8; 512];
-    let pid = loop {
-        if let Some(frame) = decoder.next_frame().map_err(|e| e.to_string())? {
-            break parse_pid_reply(&frame).map_err(|e| e.to_string())?;
-        }
-        let read = stream.read(&mut buf).map_err(|e| e.to_string())?;
-        if read == 0 {
-            return Err("closed before the handshake reply".into());
-        }
-        decoder.feed(&buf[..read]);
+/// Makes room for one more unclaimed connection (not `pid`'s, which replaces its own).
+fn close_oldest_unclaimed_past_cap(filed: &mut HashMap<u32, Filed>, pid: u32) {
+    let unclaimed = |entry: &Filed| match entry {
+        Filed::Connection(_, since) => Some(*since),
+        Filed::Spawner(_) => None,
     };
-    stream.set_timeouts(None).map_err(|e| e.to_string())?;
-    Ok((pid, stream.into()))
+    let count = filed
+        .values()
+        .filter(|entry| unclaimed(entry).is_some())
+        .count();
+    if count < UNCLAIMED_CONNECTIONS_MAX || matches!(filed.get(&pid), Some(Filed::Connection(..))) {
+        return;
+    }
+    let oldest = filed
+        .iter()
+        .filter_map(|(pid, entry)| Some((unclaimed(entry)?, *pid)))
+        .min()
+        .map(|(_, pid)| pid);
+    if let Some(oldest) = oldest {
+        filed.remove(&oldest);
+        tracing::warn!(target: "server", pid = oldest, limit = UNCLAIMED_CONNECTIONS_MAX,
+            "too many relay connections that no worker start claimed; the oldest is closed");
+    }
 }
 
 #[cfg(test)]
@@ -353,5 +289,24 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn unclaimed_connections_are_capped_oldest_first() {
+        let registry = Registry {
+            filed: Mutex::new(HashMap::new()),
+            server_pid: 1,
+            handshake_timeout: Duration::from_secs(1),
+        };
+        let mut peers = Vec::new();
+        for pid in 1..=(UNCLAIMED_CONNECTIONS_MAX as u32 + 10) {
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            peers.push(theirs);
+            registry.file(pid, ours.into());
+        }
+        let filed = registry.lock();
+        assert_eq!(filed.len(), UNCLAIMED_CONNECTIONS_MAX);
+        assert!(!filed.contains_key(&1), "the oldest stays");
+        assert!(filed.contains_key(&(UNCLAIMED_CONNECTIONS_MAX as u32 + 10)));
     }
 }

@@ -1,6 +1,12 @@
 //! The `memory` driver (spec tcp-jobs B.3): pushed jobs wait in the pipeline's local queue
 //! (delayed ones on a timer first) and move to the shared queue while it consumes and fewer
 //! than `prefetch` of its jobs are out; an ack, nack or requeue hands a slot back.
+//!
+//! A requeue (a nack with requeue, a worker's requeue) is never refused for room: the job is
+//! one this pipeline already holds (one of at most `prefetch` out), so it goes back past
+//! [`LOCAL_CAPACITY`] and [`DELAYED_MAX`] (rr waits without limit for room instead); a
+//! pipeline holds at most `LOCAL_CAPACITY + DELAYED_MAX + prefetch` jobs. Only a stopped
+//! pipeline refuses it, and drops it with the rest of its jobs.
 
 use super::pipeline::{Job, Pipeline, PipelineStat, Verdict};
 use super::queue::SharedQueue;
@@ -12,6 +18,15 @@ use std::time::Duration;
 const LOCAL_CAPACITY: usize = 100_000;
 /// Delayed jobs a pipeline holds at most.
 const DELAYED_MAX: u64 = 1000;
+
+/// How a job comes to the pipeline: the caps apply to the first only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// A client pushed it.
+    Pushed,
+    /// A worker sent it back (requeue, nack with requeue).
+    Requeued,
+}
 
 /// What a memory pipeline counts.
 #[derive(Debug, Default)]
@@ -56,17 +71,28 @@ impl Memory {
         job: Job,
         queue: &Arc<SharedQueue>,
     ) -> Result<(), String> {
+        self.accept(pipeline, job, Arrival::Pushed, queue)
+    }
+
+    fn accept(
+        &self,
+        pipeline: &Arc<Pipeline>,
+        job: Job,
+        arrival: Arrival,
+        queue: &Arc<SharedQueue>,
+    ) -> Result<(), String> {
         {
             let mut state = self.lock();
             if state.stopped {
                 return Err(format!("pipeline {} is stopped", pipeline.name));
             }
+            let capped = arrival == Arrival::Pushed;
             if job.delay > 0 {
-                if state.delayed >= DELAYED_MAX {
+                if capped && state.delayed >= DELAYED_MAX {
                     return Err("max concurrency number reached".into());
                 }
                 state.delayed += 1;
-            } else if state.local.len() >= LOCAL_CAPACITY {
+            } else if capped && state.local.len() >= LOCAL_CAPACITY {
                 return Err(format!(
                     "local pipeline is full, consider to increase prefetch number, current limit: {}, context error: context deadline exceeded",
                     self.prefetch
@@ -79,21 +105,9 @@ impl Memory {
             let delay = Duration::from_secs(job.delay);
             tokio::task::spawn_local(async move {
                 tokio::time::sleep(delay).await;
-                let super::pipeline::Driver::Memory(memory) = &pipeline.driver else {
-                    return;
-                };
-                let mut state = memory.lock();
-                // A pipeline stopped meanwhile drops it (rr wrote to a closed channel).
-                if state.stopped {
-                    return;
+                if let super::pipeline::Driver::Memory(memory) = &pipeline.driver {
+                    memory.land_delayed(&pipeline.name, job, arrival, &queue);
                 }
-                if state.local.len() >= LOCAL_CAPACITY {
-                    tracing::warn!(target: "jobs", pipeline = %pipeline.name, id = %job.id, "can't push job");
-                    return;
-                }
-                state.local.push_back(job);
-                drop(state);
-                memory.pump(&queue);
             });
             return Ok(());
         }
@@ -102,11 +116,34 @@ impl Memory {
         Ok(())
     }
 
+    /// A delayed job's timer fired: into the local queue, or dropped when a pushed one finds
+    /// it full (rr's behaviour, spec tcp-jobs B.3), which also ends its place among the
+    /// delayed: else a thousand drops would refuse every later delayed push.
+    fn land_delayed(&self, pipeline: &str, job: Job, arrival: Arrival, queue: &SharedQueue) {
+        let mut state = self.lock();
+        // A pipeline stopped meanwhile drops it (rr wrote to a closed channel).
+        if state.stopped {
+            return;
+        }
+        if arrival == Arrival::Pushed && state.local.len() >= LOCAL_CAPACITY {
+            state.delayed = state.delayed.saturating_sub(1);
+            tracing::warn!(target: "jobs", %pipeline, id = %job.id, "can't push job");
+            return;
+        }
+        state.local.push_back(job);
+        drop(state);
+        self.pump(queue);
+    }
+
     /// Moves jobs from the local queue to the shared one while consuming, under `prefetch`,
     /// and while the shared queue has room.
     pub fn pump(&self, queue: &SharedQueue) {
         let mut state = self.lock();
-        while state.consuming && !state.stopped && state.active < self.prefetch && queue.has_room()
+        while state.consuming
+            && !state.stopped
+            && state.active < self.prefetch
+            && !state.local.is_empty()
+            && queue.has_room()
         {
             let Some(job) = state.local.pop_front() else {
                 break;
@@ -138,10 +175,10 @@ impl Memory {
     }
 
     /// Carries out a verdict: the slot is freed; a nack drops the job (no dead-letter queue
-    /// in memory); a requeue pushes it again.
+    /// in memory); a requeue takes it back, whatever the room (see the module's comment).
     ///
     /// # Errors
-    /// The pipeline stopped; the push again failed.
+    /// The pipeline stopped.
     pub fn settle(
         &self,
         pipeline: &Arc<Pipeline>,
@@ -157,12 +194,12 @@ impl Memory {
                 delay,
             } => {
                 job.delay = delay;
-                self.push(pipeline, job, queue)
+                self.accept(pipeline, job, Arrival::Requeued, queue)
             }
             Verdict::Requeue { headers, delay } => {
                 job.headers.extend(headers);
                 job.delay = delay;
-                self.push(pipeline, job, queue)
+                self.accept(pipeline, job, Arrival::Requeued, queue)
             }
         }
     }
@@ -290,5 +327,36 @@ mod tests {
             queue.is_empty(),
             "a stopped pipeline's jobs leave the queue"
         );
+    }
+
+    #[test]
+    fn delayed_jobs_dropped_for_a_full_local_queue_leave_the_delayed_count() {
+        let queue = Arc::new(SharedQueue::new(10));
+        let pipeline = Pipeline::memory("p", 10, 1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let timers = tokio::task::LocalSet::new();
+        for index in 0..LOCAL_CAPACITY {
+            memory(&pipeline)
+                .push(&pipeline, job(&pipeline, &index.to_string(), 0), &queue)
+                .unwrap();
+        }
+        // Each round: a delayed push is accepted, its timer fires into the full local queue
+        // and drops it. Past DELAYED_MAX rounds the pushes must still be accepted.
+        for round in 0..=DELAYED_MAX {
+            let mut delayed = job(&pipeline, &format!("d{round}"), 0);
+            delayed.delay = 3600;
+            timers
+                .block_on(&runtime, async {
+                    memory(&pipeline).push(&pipeline, delayed, &queue)
+                })
+                .unwrap_or_else(|error| panic!("round {round}: {error}"));
+            let mut fired = job(&pipeline, &format!("d{round}"), 0);
+            fired.delay = 3600;
+            memory(&pipeline).land_delayed("p", fired, Arrival::Pushed, &queue);
+            assert_eq!(memory(&pipeline).stat("p").delayed, 0, "round {round}");
+        }
     }
 }

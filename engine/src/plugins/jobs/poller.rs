@@ -25,10 +25,25 @@ pub async fn poll(shared: Arc<JobsShared>, shard: std::rc::Rc<ShardContext>) {
             job = shared.queue.take() => job,
             () = stopping => return,
         };
+        if shared.queue.take_room_wanted() {
+            pump_pipelines(&shared);
+        }
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
         run(&shared, &shard, job, &mut context, &mut response).await;
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);
         shared.idle.notify_waiters();
+    }
+}
+
+/// Room appeared in the shared queue that a pipeline found full: each memory pipeline moves
+/// what waits in its local queue (spec tcp-jobs B.4: an insert waits until the length drops
+/// below `pipeline_size`).
+fn pump_pipelines(shared: &JobsShared) {
+    let pipelines: Vec<_> = shared.pipelines().values().cloned().collect();
+    for pipeline in pipelines {
+        if let super::pipeline::Driver::Memory(memory) = &pipeline.driver {
+            memory.pump(&shared.queue);
+        }
     }
 }
 

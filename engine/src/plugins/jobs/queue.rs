@@ -34,6 +34,8 @@ impl Ord for Queued {
 struct Heap {
     jobs: BinaryHeap<Reverse<Queued>>,
     seq: u64,
+    /// A pipeline found no room since the last take that reported it: it waits for a pump.
+    room_wanted: bool,
 }
 
 /// The shared queue, bounded by `pipeline_size`.
@@ -77,10 +79,20 @@ impl SharedQueue {
         self.len() == 0
     }
 
-    /// True while it has room.
+    /// True while it has room; when not, the next take reports that room was wanted.
     #[must_use]
     pub fn has_room(&self) -> bool {
-        self.len() < self.capacity
+        let mut heap = self.lock();
+        let room = heap.jobs.len() < self.capacity;
+        heap.room_wanted |= !room;
+        room
+    }
+
+    /// True, once, when a pipeline found the queue full since the last call: the caller of
+    /// [`take`](Self::take) then pumps the pipelines, or one whose jobs wait for room would
+    /// wait until something else pumps it (a push to it, an ack of one of its jobs).
+    pub fn take_room_wanted(&self) -> bool {
+        std::mem::take(&mut self.lock().room_wanted)
     }
 
     /// Queues `job` (the caller checked the room) and wakes a poller.

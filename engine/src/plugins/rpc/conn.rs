@@ -1,9 +1,15 @@
-//! RPC connections: read goridge RPC frames, run each call and write its reply (spec relay-protocol §6). Calls on one connection run one after another,
-//! replies in request order (the PHP client has one call in flight a connection; Go's
-//! multiplexing client correlates by sequence number, which order does not upset).
+//! RPC connections: read goridge RPC frames, run each call and write its reply (spec
+//! relay-protocol §6). Calls on one connection run one after another, replies in request
+//! order (the PHP client has one call in flight a connection; Go's multiplexing client
+//! correlates by sequence number, which order does not upset). A client that stops reading
+//! its replies is closed after `rpc.write_timeout` (rr waits for ever).
+//!
+//! Worst-case work per input byte: one copy into the decoder and one into the call (a
+//! frame's header is checked once, in constant time, before its payload is buffered).
 
 use super::RpcShared;
 use crate::aio::Stream;
+use crate::plugins::client_io::{write_all_within, WriteEnd};
 use ringrunner_protocol::frame::Flags;
 use ringrunner_protocol::rpc::{encode_rpc_reply, Codec, RpcCallError, RpcMessage};
 use ringrunner_protocol::FrameDecoder;
@@ -58,10 +64,21 @@ pub(super) async fn serve(stream: Stream, shared: Arc<RpcShared>) {
             frame_deadline = None;
             out.clear();
             answer(&shared, &call, &mut out).await;
-            let (written, returned) = stream.write_all(std::mem::take(&mut out)).await;
-            out = returned;
-            if written.is_err() {
-                return stream.shut_down();
+            let (written, returned) =
+                write_all_within(&stream, std::mem::take(&mut out), shared.write_timeout).await;
+            match written {
+                Ok(()) => {}
+                Err(WriteEnd::Stalled) => {
+                    tracing::warn!(target: "rpc", timeout = ?shared.write_timeout,
+                        "rpc client stopped reading its replies: write_timeout elapsed, connection closed");
+                    return stream.shut_down();
+                }
+                Err(WriteEnd::Closed) => return stream.shut_down(),
+            }
+            out = returned.unwrap_or_default();
+            if out.capacity() > READ_CHUNK {
+                // A large reply's room is not kept for an idle connection.
+                out = Vec::new();
             }
         }
         if decoder.is_collecting_stray_output() {
@@ -206,6 +223,7 @@ mod tests {
             services: vec![Box::new(Echo)],
             directory: Arc::new(Directory::default()),
             lifecycle: Arc::new(Lifecycle::default()),
+            write_timeout: Duration::from_secs(1),
         };
         assert_eq!(
             call(&shared, Flags::CODEC_PROTO, b"echo.Proto", b"\x0a\x02hi"),

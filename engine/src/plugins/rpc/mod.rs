@@ -14,9 +14,13 @@ use services::{Informer, Resetter, RpcInfo};
 use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// rr's default when the section has no `listen`.
 pub const DEFAULT_LISTEN: &str = "tcp://127.0.0.1:6001";
+
+/// `rpc.write_timeout` when the section has none (or 0): the http and tcp plugins' default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The registry's entry.
 pub const ENTRY: super::Entry = super::Entry {
@@ -59,6 +63,10 @@ pub struct RpcSection {
     pub listen: RpcAddress,
     /// The effective config as JSON, for `rpc.Config`.
     pub config_json: Vec<u8>,
+    /// Ours (`rpc.write_timeout`, default 60 s; rr has no bound): each write of a reply must
+    /// complete within this, else the client has stopped reading and is closed, so it
+    /// cannot pin its task and its reply (up to `MAX_RPC_PAYLOAD`) for ever.
+    pub write_timeout: Duration,
 }
 
 impl RpcSection {
@@ -76,9 +84,14 @@ impl RpcSection {
             line: reader.node("rpc.listen").map_or(0, |n| n.line),
             message,
         })?;
+        let write_timeout = reader
+            .duration("rpc.write_timeout")?
+            .filter(|timeout| !timeout.is_zero())
+            .unwrap_or(DEFAULT_WRITE_TIMEOUT);
         Ok(Self {
             listen,
             config_json: Vec::new(),
+            write_timeout,
         })
     }
 }
@@ -97,6 +110,8 @@ pub(crate) struct RpcShared {
     services: Vec<Box<dyn RpcService>>,
     directory: Arc<Directory>,
     lifecycle: Arc<Lifecycle>,
+    /// `rpc.write_timeout`.
+    write_timeout: Duration,
 }
 
 impl std::fmt::Debug for RpcShared {
@@ -158,6 +173,7 @@ impl Plugin for RpcSection {
             ],
             directory,
             lifecycle: Arc::clone(ctx.lifecycle),
+            write_timeout: self.write_timeout,
         });
         let lifecycle = Arc::clone(ctx.lifecycle);
         ctx.shards.spawn_on(0, move |shard| {

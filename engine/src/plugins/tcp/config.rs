@@ -1,5 +1,7 @@
 //! The `tcp` section (spec tcp-jobs A.1): named servers, their delimiters, the read size and
-//! the pool, with rr's defaults and error texts; the bounds on a slow or endless peer are ours.
+//! the pool, with rr's defaults and error texts; the bounds on a slow, idle or endless peer
+//! and on the number of connections are ours (their defaults keep rr's behaviour where rr
+//! has no bound).
 
 use super::super::server::PoolSection;
 use crate::config::values::{ConfigError, Reader};
@@ -61,6 +63,14 @@ pub struct TcpSection {
     /// Ours: each write to a peer must complete within this (default 60 s, the time between
     /// two successive writes); a peer that stops reading is closed and frees its worker.
     pub write_timeout: Duration,
+    /// Ours (`tcp.read_timeout`; rr has none): a connection that sends nothing for this long
+    /// while the server waits for its bytes is closed, and PHP gets its CLOSE event. The
+    /// default 0 keeps rr's behaviour: no limit.
+    pub read_timeout: Duration,
+    /// Ours (`tcp.max_connections`, all servers together; rr has none): a connection
+    /// accepted past it is closed at once (no CONNECTED event) and logged. The default 0
+    /// keeps rr's behaviour: no limit.
+    pub max_connections: usize,
     /// `tcp.pool`.
     pub pool: PoolSection,
 }
@@ -125,6 +135,11 @@ impl TcpSection {
                 .duration("tcp.write_timeout")?
                 .filter(|d| !d.is_zero())
                 .unwrap_or(Duration::from_secs(60)),
+            read_timeout: reader.duration("tcp.read_timeout")?.unwrap_or_default(),
+            max_connections: usize::try_from(
+                reader.unsigned("tcp.max_connections")?.unwrap_or_default(),
+            )
+            .unwrap_or(usize::MAX),
             pool: PoolSection::read(reader, "tcp.pool", warnings)?,
         })
     }

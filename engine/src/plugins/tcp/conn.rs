@@ -2,8 +2,12 @@
 //! then bytes accumulate until they end with the delimiter (a delimiter split across reads
 //! included) and go to a worker as one DATA event; reading pauses while the worker handles
 //! it. At EOF, leftover bytes go as DATA before the one CLOSE. Every buffer is the
-//! connection's own and reused; a message past `max_message_size` and a peer that stops
-//! reading our writes for `write_timeout` close the connection.
+//! connection's own and reused; a message past `max_message_size`, a peer that stops
+//! reading our writes for `write_timeout`, and (when set) one that sends nothing for
+//! `read_timeout` close the connection; past `max_connections` a new one is closed at once.
+//!
+//! Worst-case work per input byte: one copy into the message buffer; per read, one
+//! comparison of the buffer's end with the delimiter (its length, not the message's).
 
 use super::{CloseSignal, TcpServer, TcpShared};
 use crate::aio::Stream;
@@ -111,10 +115,13 @@ pub(super) async fn serve(
     let _counted = shared.lifecycle.connection_opened();
     let config: &TcpServer = &shared.config.servers[server];
     let uuid = crate::uuid::new_v4();
-    let signal = Arc::new(CloseSignal::default());
-    shared
-        .connections()
-        .insert(uuid.clone(), Arc::clone(&signal));
+    let max_connections = shared.config.max_connections;
+    let Some(registration) = shared.connections.register(&uuid, max_connections) else {
+        tracing::warn!(target: "tcp", server = %config.name, limit = max_connections,
+            "tcp.max_connections connections are open, new connection closed");
+        return stream.shut_down();
+    };
+    let signal = Arc::clone(&registration.signal);
     let remote = peer.map(|peer| peer.to_string()).unwrap_or_default();
     let mut exchange = Exchange {
         shared: &shared,
@@ -136,7 +143,16 @@ pub(super) async fn serve(
         // Its reply is read and dropped; at shutdown the pool may be gone (ignored).
         let _ = exchange.event(&stream, "CLOSE", b"").await;
     }
-    shared.connections().remove(&uuid);
+    drop(registration);
+}
+
+/// Ends after `read_timeout`; never when it is 0 (rr's: no limit).
+async fn idle_limit(read_timeout: std::time::Duration) {
+    if read_timeout.is_zero() {
+        std::future::pending().await
+    } else {
+        tokio::time::sleep(read_timeout).await;
+    }
 }
 
 /// Reads messages and hands each to a worker until the connection is to close.
@@ -160,6 +176,11 @@ async fn read_messages(
             read = stream.read(buf) => read,
             () = closed => return Next::Close { close_event: true },
             () = stopping => return Next::Close { close_event: true },
+            () = idle_limit(shared.config.read_timeout) => {
+                tracing::warn!(target: "tcp", server = %server.name, timeout = ?shared.config.read_timeout,
+                    "nothing received for tcp.read_timeout, connection closed");
+                return Next::Close { close_event: true };
+            }
         };
         buf = returned;
         let read = match result {

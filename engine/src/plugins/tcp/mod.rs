@@ -53,22 +53,62 @@ impl CloseSignal {
     }
 }
 
+/// Open connections by uuid (what `tcp.Close` finds), at most `tcp.max_connections`.
+#[derive(Debug, Default)]
+struct Connections {
+    open: Mutex<HashMap<String, Arc<CloseSignal>>>,
+}
+
+/// A connection's entry in [`Connections`]: dropping it removes the entry, however its task
+/// ends (returned, or cancelled at an await).
+#[derive(Debug)]
+struct Registration<'a> {
+    connections: &'a Connections,
+    uuid: String,
+    signal: Arc<CloseSignal>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CloseSignal>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Files connection `uuid`; `None` when `max_open` (0: no limit) are open already.
+    fn register(&self, uuid: &str, max_open: usize) -> Option<Registration<'_>> {
+        let mut open = self.lock();
+        if max_open > 0 && open.len() >= max_open {
+            return None;
+        }
+        let signal = Arc::new(CloseSignal::default());
+        open.insert(uuid.to_owned(), Arc::clone(&signal));
+        Some(Registration {
+            connections: self,
+            uuid: uuid.to_owned(),
+            signal,
+        })
+    }
+
+    /// Asks connection `uuid` to close, if it is open.
+    fn close(&self, uuid: &str) {
+        if let Some(signal) = self.lock().get(uuid) {
+            signal.close();
+        }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.connections.lock().remove(&self.uuid);
+    }
+}
+
 /// What every connection of the plugin shares.
 #[derive(Debug)]
 struct TcpShared {
     config: TcpSection,
     pool: Pool,
     lifecycle: Arc<Lifecycle>,
-    /// Open connections by uuid.
-    connections: Mutex<HashMap<String, Arc<CloseSignal>>>,
-}
-
-impl TcpShared {
-    fn connections(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CloseSignal>>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
+    connections: Connections,
 }
 
 /// The running plugin.
@@ -89,7 +129,7 @@ impl Plugin for TcpSection {
                 config: *self,
                 pool,
                 lifecycle: Arc::clone(ctx.lifecycle),
-                connections: Mutex::new(HashMap::new()),
+                connections: Connections::default(),
             });
             listen(&shared, ctx)?;
             Ok(Arc::new(TcpPlugin { shared }) as Arc<dyn Service>)
@@ -230,12 +270,45 @@ impl RpcService for TcpPlugin {
         if method != "Close" {
             return None;
         }
-        let uuid = arg.as_str().unwrap_or_default();
-        if let Some(signal) = self.shared.connections().get(uuid) {
-            signal.close();
-        }
+        self.shared
+            .connections
+            .close(arg.as_str().unwrap_or_default());
         Some(super::rpc::services::ready(Ok(Reply::Json(
             serde_json::Value::Bool(true),
         ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancelled_connection_task_leaves_no_entry_and_the_cap_holds() {
+        let connections = Connections::default();
+        // A connection task that registers, then waits (on its peer, on a worker) and is
+        // dropped there: its entry must go with it.
+        let mut task = Box::pin(async {
+            let registration = connections.register("a", 0).expect("room");
+            std::future::pending::<()>().await;
+            drop(registration);
+        });
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(task.as_mut(), &mut context).is_pending());
+        assert_eq!(connections.lock().len(), 1);
+        drop(task);
+        assert!(
+            connections.lock().is_empty(),
+            "a cancelled task's entry stayed"
+        );
+        let first = connections.register("b", 2).expect("room");
+        let _second = connections.register("c", 2).expect("room");
+        assert!(
+            connections.register("d", 2).is_none(),
+            "past max_connections"
+        );
+        drop(first);
+        assert!(connections.register("d", 2).is_some());
+        assert!(connections.register("e", 0).is_some(), "0: no limit");
     }
 }
