@@ -430,6 +430,36 @@ mod tests {
     }
 
     #[test]
+    fn seconds_take_numbers_and_go_durations_and_lists_take_an_empty_map() {
+        let doc = parse(
+            "a:\n  n: 10\n  s: \"15\"\n  d: 1m30s\n  f: 1.5\n  bad: soon\n  none: {}\n  some: {x: 1}\n",
+        )
+        .unwrap();
+        let reader = Reader::new(&doc);
+        assert_eq!(
+            reader.seconds("a.n").unwrap(),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            reader.seconds("a.s").unwrap(),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(
+            reader.seconds("a.d").unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            reader.seconds("a.f").unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(reader.seconds("a.missing").unwrap(), None);
+        let error = reader.seconds("a.bad").unwrap_err();
+        assert!(error.to_string().contains("a.bad (line 6)"), "{error}");
+        assert_eq!(reader.strings("a.none").unwrap(), Some(Vec::new()));
+        assert!(reader.strings("a.some").is_err());
+    }
+
+    #[test]
     fn weak_typing_and_errors_with_lines() {
         let doc =
             parse("a:\n  n: \"8\"\n  bad: abc\n  d: 60\n  list: x,y\n  flag: \"true\"\n").unwrap();

@@ -91,9 +91,9 @@ impl JobsSection {
         let pool = PoolSection::read(reader, "jobs.pool", warnings)?;
         let _ = reader.has("jobs.num_pollers");
         let timeout = reader
-            .unsigned("jobs.timeout")?
-            .filter(|n| *n > 0)
-            .map_or(Duration::from_secs(60), Duration::from_secs);
+            .seconds("jobs.timeout")?
+            .filter(|timeout| !timeout.is_zero())
+            .unwrap_or(Duration::from_secs(60));
         let amqp = amqp::config::read_connection(reader)?;
         let _ = reader.has("jobs.options.parallelism");
         let pipeline_size = reader

@@ -152,12 +152,10 @@ impl ServiceSpec {
             .filter(|s| *s > 0)
             .unwrap_or(30);
         spec.restart_max_sec = reader.unsigned(&key("restart_max_sec"))?.unwrap_or(0);
-        spec.timeout_stop = Duration::from_secs(
-            reader
-                .unsigned(&key("timeout_stop_sec"))?
-                .filter(|s| *s > 0)
-                .unwrap_or(5),
-        );
+        spec.timeout_stop = reader
+            .seconds(&key("timeout_stop_sec"))?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(5));
         spec.name_in_log = reader.bool(&key("service_name_in_log"))?.unwrap_or(false);
         spec.env = reader
             .string_map(&key("env"))?
@@ -241,18 +239,14 @@ impl ServiceSpec {
         spec.start_limit_burst =
             u32::try_from(reader.unsigned(&key("start_limit_burst"))?.unwrap_or(0))
                 .unwrap_or(u32::MAX);
-        spec.start_limit_interval = Duration::from_secs(
-            reader
-                .unsigned(&key("start_limit_interval_sec"))?
-                .filter(|s| *s > 0)
-                .unwrap_or(10),
-        );
-        spec.pid_file_timeout = Duration::from_secs(
-            reader
-                .unsigned(&key("pid_file_timeout_sec"))?
-                .filter(|s| *s > 0)
-                .unwrap_or(5),
-        );
+        spec.start_limit_interval = reader
+            .seconds(&key("start_limit_interval_sec"))?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(10));
+        spec.pid_file_timeout = reader
+            .seconds(&key("pid_file_timeout_sec"))?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(5));
         spec.priority = signed(reader, &key("priority"))?.unwrap_or(0);
         Ok(spec)
     }

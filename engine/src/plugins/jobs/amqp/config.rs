@@ -160,8 +160,11 @@ impl Options {
                 *target = value;
             }
         }
-        if let Some(seconds) = reader.unsigned(&key("redial_timeout"))?.filter(|s| *s > 0) {
-            options.redial_timeout = Some(Duration::from_secs(seconds));
+        if let Some(timeout) = reader
+            .seconds(&key("redial_timeout"))?
+            .filter(|d| !d.is_zero())
+        {
+            options.redial_timeout = Some(timeout);
         }
         if let Some(node) = reader.node(&key("queue_headers")) {
             options.queue_headers = yaml_table(&node.value).map_err(|message| ConfigError {
