@@ -1,10 +1,12 @@
 //! The HTTP head parser, framing rules, chunked decoder and request helpers on arbitrary
-//! bytes: never a panic, ranges always inside the buffer.
+//! bytes: never a panic, ranges always inside the buffer; a head and a chunked body fed in
+//! pieces (as the server reads them) end as they do in one piece.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ringrunner::plugins::http::head::{ChunkedDecoder, Head};
 use ringrunner::plugins::http::request;
+use ringrunner_protocol::http1::{HeadScan, MAX_HEAD_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let mut head = Head::default();
@@ -26,8 +28,53 @@ fuzz_target!(|data: &[u8]| {
         );
         let mut decoder = ChunkedDecoder::default();
         let mut out = Vec::new();
-        if let Ok(used) = decoder.decode(&data[head.len..], &mut out) {
+        let whole = decoder.decode(&data[head.len..], &mut out);
+        if let Ok(used) = whole {
             assert!(used <= data.len() - head.len);
         }
+        // The same body in pieces: the same data and end as in one piece.
+        let piece = usize::from(data[0] % 7) + 1;
+        let mut pieces = ChunkedDecoder::default();
+        let (mut pending, mut decoded) = (Vec::new(), Vec::new());
+        let mut failed = false;
+        for part in data[head.len..].chunks(piece) {
+            pending.extend_from_slice(part);
+            match pieces.decode(&pending, &mut decoded) {
+                Ok(used) => drop(pending.drain(..used)),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+            if pieces.is_done() {
+                break;
+            }
+        }
+        if decoder.is_done() && !failed {
+            assert!(pieces.is_done());
+            assert_eq!(out, decoded);
+        }
+    }
+    // A head in pieces: parsed only when HeadScan says, it still completes.
+    let piece = usize::from(data.first().copied().unwrap_or(0) % 13) + 1;
+    let mut scan = HeadScan::default();
+    let mut pieced = Head::default();
+    let mut end = 0;
+    let complete = loop {
+        end = (end + piece).min(data.len());
+        let buf = &data[..end];
+        if scan.worth_parsing(buf, MAX_HEAD_BYTES) {
+            match Head::parse(buf, &mut pieced) {
+                Ok(Some(())) => break true,
+                Err(_) => break false,
+                Ok(None) => {}
+            }
+        }
+        if end == data.len() {
+            break false;
+        }
+    };
+    if complete {
+        assert!(pieced.len <= data.len());
     }
 });

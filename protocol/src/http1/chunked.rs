@@ -176,7 +176,8 @@ impl ChunkedDecoder {
         };
         self.line_scanned = 0;
         let line = &input[..end];
-        if line.contains(&b'\n') {
+        // The bound holds however the line arrived (in one read or in pieces).
+        if line.len() > max_bytes || line.contains(&b'\n') {
             return Err(ChunkError);
         }
         Ok(Some(line))
