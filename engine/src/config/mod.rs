@@ -311,7 +311,8 @@ pub fn read_file(path: &Path) -> Result<String, LoadError> {
 }
 
 /// An I/O error as Go words it (`no such file or directory`).
-fn go_io_error(error: &std::io::Error) -> String {
+#[must_use]
+pub fn go_io_error(error: &std::io::Error) -> String {
     match error.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),

@@ -101,6 +101,13 @@ while ($request = $http->waitRequest()) {
         case $path === '/garbage':
             $http->respondRaw("\xff\xff\xff", 'body');
             break;
+        case $path === '/sendfile':
+            // The file to send in X-Sendfile (the sendfile middleware replaces this answer).
+            $http->respond(201, 'the worker body', [
+                'X-Sendfile' => [$query['path'] ?? ''], 'Content-Type' => ['text/html'],
+                'X-Extra' => ['kept'],
+            ]);
+            break;
         case $path === '/badheaders':
             // Names that are not tokens and values with line breaks or NUL, beside good ones.
             $http->respond(200, 'ok', [

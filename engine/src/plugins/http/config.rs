@@ -67,6 +67,9 @@ pub struct HttpSection {
     /// The middleware that runs on the shard before the worker, outermost first (the last
     /// one listed wraps the others, as in rr's chain), each once and only when configured.
     pub chain: Vec<Layer>,
+    /// `sendfile` is in the middleware: a worker's `X-Sendfile` answer is replaced by the
+    /// file it names.
+    pub sendfile: bool,
     /// `http.pool`.
     pub pool: PoolSection,
 }
@@ -123,12 +126,13 @@ fn chain(middleware: &[String], has_static: bool, has_headers: bool) -> Vec<Laye
     chain
 }
 
-pub const SUPPORTED_MIDDLEWARE: [&str; 5] = [
+pub const SUPPORTED_MIDDLEWARE: [&str; 6] = [
     "proxy_ip_parser",
     "static",
     "headers",
     "gzip",
     "http_metrics",
+    "sendfile",
 ];
 
 impl HttpSection {
@@ -204,6 +208,7 @@ impl HttpSection {
             None
         };
         let chain = chain(&middleware, static_files.is_some(), headers.is_some());
+        let sendfile = middleware.iter().any(|name| name == "sendfile");
         if reader.has("http.http3") {
             warnings.push("http.http3 is not supported by ringrunner yet, ignored".into());
         }
@@ -238,6 +243,7 @@ impl HttpSection {
                 .unwrap_or(Duration::from_secs(60)),
             body_min_rate: reader.unsigned("http.body_min_rate")?.unwrap_or(1024),
             reuse_port: reader.bool("http.reuse_port")?.unwrap_or(false),
+            sendfile,
             chain,
             static_files,
             headers,

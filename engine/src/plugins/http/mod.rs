@@ -13,6 +13,7 @@ mod hot_path_tests;
 mod http2;
 pub mod metrics;
 pub mod request;
+mod sendfile;
 mod sink;
 pub mod static_files;
 pub mod tls;

@@ -9,6 +9,7 @@
 //! stop its stream) and the connection is closed.
 
 use super::gzip;
+use super::sendfile::{self, SendFile};
 use super::wire::{self, DateCache, LAST_CHUNK};
 use crate::aio::Stream;
 use crate::clock::unix_seconds;
@@ -65,6 +66,8 @@ pub struct HttpSink<'a> {
     compress: bool,
     /// A streamed reply being gzip-compressed: each frame goes out sync-flushed.
     gzip_stream: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    /// The `sendfile` middleware's state for this response.
+    sendfile: sendfile::Mode,
 }
 
 impl std::fmt::Debug for HttpSink<'_> {
@@ -125,6 +128,73 @@ impl<'a> HttpSink<'a> {
             middleware_head: &[],
             compress: false,
             gzip_stream: None,
+            sendfile: sendfile::Mode::Off,
+        }
+    }
+
+    /// Lets a worker's `X-Sendfile` answer be replaced by the file (the `sendfile`
+    /// middleware).
+    pub fn set_sendfile(&mut self, on: bool) {
+        self.sendfile = if on {
+            sendfile::Mode::Watching
+        } else {
+            sendfile::Mode::Off
+        };
+    }
+
+    /// With `sendfile` on and an `X-Sendfile` in the worker's head: keeps the path and the
+    /// worker's other headers for the file's answer; true when the answer is replaced.
+    fn take_sendfile(&mut self, head: &ResponseHead<'_>) -> bool {
+        if !matches!(self.sendfile, sendfile::Mode::Watching) {
+            return false;
+        }
+        let mut path = None;
+        head.for_each_header(|name, values| {
+            if name.eq_ignore_ascii_case(sendfile::HEADER) {
+                path = values
+                    .next()
+                    .map(|v| String::from_utf8_lossy(v).trim().to_owned());
+            }
+        });
+        let Some(path) = path.filter(|path| !path.is_empty()) else {
+            return false;
+        };
+        let mut header_lines = Vec::new();
+        head.for_each_header(|name, values| {
+            if !sendfile::replaced_by_the_file(name) {
+                push_worker_header(&mut header_lines, name, values);
+            }
+        });
+        self.sendfile = sendfile::Mode::Replace(SendFile { path, header_lines });
+        // The worker's body and later frames are not sent.
+        self.head_sent = true;
+        self.ended = true;
+        true
+    }
+
+    /// Answers with the file the worker named (after the worker is back in the pool).
+    async fn send_file(&mut self, send: SendFile) {
+        let Some(stream) = self.stream else {
+            return;
+        };
+        if !self.close && self.lifecycle.is_some_and(Lifecycle::is_stopping) {
+            self.close = true;
+        }
+        let how = sendfile::Answer {
+            minor_version: self.facts.minor_version,
+            is_head: self.facts.is_head,
+            close: self.close,
+            middleware_head: self.middleware_head,
+            write_timeout: self.write_timeout,
+        };
+        let sent = sendfile::answer(stream, &send, how, self.out).await;
+        self.status = sent.status;
+        match sent.written {
+            Some(bytes) => self.written += bytes,
+            None => self.close = true,
+        }
+        if self.out.capacity() > RETAINED_BUFFER_BYTES_MAX {
+            *self.out = Vec::new();
         }
     }
 
@@ -229,6 +299,16 @@ impl<'a> HttpSink<'a> {
         internal_error_code: u16,
         debug: bool,
     ) {
+        if let sendfile::Mode::Replace(send) = std::mem::take(&mut self.sendfile) {
+            if result.is_ok() {
+                self.pending = false;
+                self.send_file(send).await;
+                return;
+            }
+            // The worker failed after its head: rr's error answer, as without the file.
+            self.head_sent = false;
+            self.ended = false;
+        }
         match result {
             Ok(()) if !self.head_sent => self.send_plain(200, &[], b""),
             Ok(()) => {}
@@ -397,6 +477,10 @@ impl<'a> HttpSink<'a> {
 
 impl ReplySink for HttpSink<'_> {
     async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
+        if matches!(self.sendfile, sendfile::Mode::Replace(_)) {
+            // The rest of a reply replaced by a file is read and dropped.
+            return true;
+        }
         if self.head_sent {
             if self.ended {
                 return false;
@@ -440,6 +524,9 @@ impl ReplySink for HttpSink<'_> {
                 self.out.extend_from_slice(b"\r\n");
                 return self.flush().await;
             }
+            return true;
+        }
+        if self.take_sendfile(&head) {
             return true;
         }
         self.write_head(status, &head, frame.body, frame.last);

@@ -377,6 +377,7 @@ async fn relay(
     );
     sink.set_middleware_head(chain_head);
     sink.set_compress(*compress);
+    sink.set_sendfile(shared.config.sendfile);
     // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
     // until this function returns, after the last response byte.
     let mut parsed_body = Vec::new();

@@ -475,7 +475,7 @@ async fn content_crc(file: &File, size: u64, scratch: &mut Vec<u8>) -> Option<u3
 
 /// Reads up to `want` bytes of `file` at `position` into `buf`, behind the bytes it already
 /// holds: the count (None at EOF or on an error) and the buffer, its length grown by it.
-async fn read_behind(
+pub(super) async fn read_behind(
     file: &File,
     mut buf: Vec<u8>,
     want: usize,
