@@ -2,8 +2,9 @@
 /**
  * The producer side from PHP (jobs.v1 protobuf), printed as JSON:
  *   php jobs_call.php DSN push PIPELINE NAME ID PAYLOAD [DELAY] [PRIORITY] [HEADERS_JSON]
- *   php jobs_call.php DSN many PIPELINE COUNT [BATCH] [NAME] [PREFIX]
- *     (jobs NAME, default ack, ids PREFIX0 … PREFIX<N-1>, default prefix job-, by PushBatch)
+ *   php jobs_call.php DSN many PIPELINE COUNT [BATCH] [NAME] [PREFIX] [AUTO_ACK] [PAYLOAD]
+ *     (jobs NAME, default ack, ids PREFIX0 … PREFIX<N-1>, default prefix job-, by PushBatch;
+ *     AUTO_ACK `auto` pushes them with auto_ack; PAYLOAD default 1 KiB of `p`)
  *   php jobs_call.php DSN big PIPELINE ID BYTES   (a job `ack` whose payload is BYTES long)
  *   php jobs_call.php DSN pause|resume|destroy NAME…    php jobs_call.php DSN list|stat
  *   php jobs_call.php DSN declare '{"name":…,"driver":"memory",…}'
@@ -29,10 +30,12 @@ try {
             [$pipeline, $count] = [$args[0], (int) $args[1]];
             $batch = (int) ($args[2] ?? 500);
             [$name, $prefix] = [$args[3] ?? 'ack', $args[4] ?? 'job-'];
+            $autoAck = ($args[5] ?? '') === 'auto';
+            $payload = $args[6] ?? str_repeat('p', 1024);
             for ($start = 0; $start < $count; $start += $batch) {
                 $chunk = [];
                 for ($i = $start; $i < min($count, $start + $batch); $i++) {
-                    $chunk[] = JobsProducer::job($pipeline, $name, "$prefix$i", str_repeat('p', 1024));
+                    $chunk[] = JobsProducer::job($pipeline, $name, "$prefix$i", $payload, 0, 0, [], $autoAck);
                 }
                 $jobs->pushBatch($chunk);
             }

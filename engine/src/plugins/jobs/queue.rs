@@ -100,6 +100,26 @@ impl SharedQueue {
         self.ready.notify_one();
     }
 
+    /// Jobs it holds at most (`pipeline_size`).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Waits until the queue has room (returns at once when it has): a producer that
+    /// waits here before it inserts keeps the queue within its capacity, give or take one
+    /// job per producer woken together.
+    pub async fn wait_room(&self) {
+        loop {
+            // Made before the check: a job taken in between wakes it.
+            let room = self.room.notified();
+            if self.has_room() {
+                return;
+            }
+            room.await;
+        }
+    }
+
     /// The next job, waiting for one.
     pub async fn take(&self) -> Job {
         loop {

@@ -139,8 +139,9 @@ impl Link {
             Some(channel) if channel.status().connected() => channel.clone(),
             _ => {
                 let channel = self.channel().await?;
+                let prefetch = qos_prefetch(options.prefetch, inner.queue.capacity());
                 channel
-                    .basic_qos(options.prefetch, BasicQosOptions::default())
+                    .basic_qos(prefetch, BasicQosOptions::default())
                     .await
                     .map_err(amqp_error("basic.qos"))?;
                 channel
@@ -297,6 +298,16 @@ impl Link {
     }
 }
 
+/// The consume channel's `basic.qos` prefetch count: the configured one, and for 0 (rr's
+/// "unlimited", which let the broker push a whole queue into this process) the shared
+/// queue's capacity, so what waits in the client for room is bounded too.
+fn qos_prefetch(prefetch: u16, pipeline_size: usize) -> u16 {
+    if prefetch > 0 {
+        return prefetch;
+    }
+    u16::try_from(pipeline_size).unwrap_or(u16::MAX).max(1)
+}
+
 /// Messages ready in `queue` (a passive declare on `channel`).
 pub async fn ready_count(channel: &Channel, queue: &str) -> Result<u32, String> {
     channel
@@ -372,11 +383,20 @@ async fn watch(inner: Arc<Inner>, mut events: Events, generation: u64) {
 }
 
 /// Moves deliveries to the shared queue until the consumer ends: cancelled (pause, stop)
-/// or failed (then the link is redialed).
+/// or failed (then the link is redialed). A delivery waits for room in the shared queue
+/// before it is acknowledged (auto-ack) and queued, and the next is not read meanwhile:
+/// consuming stops at `pipeline_size`, whatever the ack mode, and the broker keeps the rest
+/// (rr's insert blocks the same way).
 async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u64) {
     loop {
         match poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await {
-            Some(Ok(delivery)) => inner.deliver(delivery).await,
+            Some(Ok(delivery)) => {
+                if !inner.wait_room().await {
+                    // Stopped: not acknowledged, the broker takes it back with the connection.
+                    break;
+                }
+                inner.deliver(delivery).await;
+            }
             Some(Err(error)) => {
                 if !inner.stopped.load(Ordering::Acquire) {
                     let inner = Arc::clone(&inner);
@@ -469,6 +489,13 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/"
         );
         assert_eq!(redacted("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+
+    #[test]
+    fn prefetch_zero_is_bounded_by_the_pipeline_size() {
+        assert_eq!(qos_prefetch(20, 100), 20);
+        assert_eq!(qos_prefetch(0, 100), 100);
+        assert_eq!(qos_prefetch(0, 1_000_000), u16::MAX);
     }
 
     #[test]

@@ -447,6 +447,18 @@ impl Inner {
         }
     }
 
+    /// Waits for room in the shared queue; false when the pipeline stopped meanwhile.
+    async fn wait_room(&self) -> bool {
+        let stop = self.stop.notified();
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        tokio::select! {
+            () = self.queue.wait_room() => !self.stopped.load(Ordering::Acquire),
+            () = stop => false,
+        }
+    }
+
     /// A delivery becomes a job in the shared queue (acknowledged first when it asks for
     /// auto-ack).
     async fn deliver(self: &Arc<Self>, delivery: lapin::message::Delivery) {
