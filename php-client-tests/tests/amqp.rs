@@ -253,9 +253,19 @@ fn the_broker_restarted_mid_run_loses_no_acknowledged_job() {
     wait_until("the queue empties", Duration::from_secs(20), || {
         broker.queue_counts("emails-q") == Some((0, 0))
     });
-    // At least once: only the jobs in flight at the restart may run twice.
-    let runs = taken(&jobs.log).len();
-    assert!(runs <= 800 + 20 + 2, "{runs} runs for 800 jobs");
+    // At least once: only the jobs in flight at the restart may run twice: those the
+    // pollers held (num_workers + 2) and those whose ack was on its way when the broker
+    // went (a few at this rate). The prefetched ones that had not started (20) are dropped
+    // with the old connection, not run and then redelivered.
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for line in taken(&jobs.log) {
+        *per_id
+            .entry(line["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_id.iter().filter(|(_, runs)| **runs > 1).collect();
+    assert!(twice.len() <= 2 + 2 + 4, "ran twice: {twice:?}");
+    assert!(per_id.values().all(|runs| *runs <= 2), "{per_id:?}");
 }
 
 #[test]

@@ -202,6 +202,17 @@ impl Pipeline {
         }
     }
 
+    /// True while `job`, taken from the shared queue, can still be settled with its driver:
+    /// an amqp delivery of a connection that was replaced cannot (the broker delivers it
+    /// again), so it is not run.
+    #[must_use]
+    pub fn is_live(&self, job: &Job) -> bool {
+        match (&self.driver, &job.receipt) {
+            (Driver::Amqp(amqp), Receipt::Amqp(delivery)) => amqp.is_live(delivery),
+            _ => true,
+        }
+    }
+
     /// Its figures.
     ///
     /// # Errors

@@ -25,6 +25,12 @@ const REDIAL_FIRST: Duration = Duration::from_millis(500);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
 /// How long closing a connection may take before it is dropped instead.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a dial (TCP, the AMQP handshake, the exchange, the channels) may take: the
+/// default dial timeout of rr's client (amqp091-go).
+const DIAL_WITHIN: Duration = Duration::from_secs(30);
+/// How long a control-plane call (Stat's passive declare, Pause's cancel, Resume's
+/// consume) waits for the broker before it answers without it.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// A live connection and its channels.
 pub struct Link {
@@ -32,6 +38,8 @@ pub struct Link {
     publish: Channel,
     /// The consume channel, kept while paused: jobs taken before are settled on it.
     consume: Option<Channel>,
+    /// A consumer is on the consume channel.
+    consuming: bool,
     generation: u64,
 }
 
@@ -46,7 +54,16 @@ impl Link {
     pub fn dial(
         inner: &Arc<Inner>,
     ) -> Pin<Box<dyn Future<Output = Result<Self, String>> + Send + '_>> {
-        Box::pin(Self::dial_now(inner))
+        Box::pin(async move {
+            tokio::time::timeout(DIAL_WITHIN, Self::dial_now(inner))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "amqp dial {}: no answer within {DIAL_WITHIN:?}",
+                        redacted(&inner.options.addr)
+                    ))
+                })
+        })
     }
 
     async fn dial_now(inner: &Arc<Inner>) -> Result<Self, String> {
@@ -87,6 +104,7 @@ impl Link {
             connection,
             publish,
             consume: None,
+            consuming: false,
             generation,
         };
         if inner.consuming.load(Ordering::Acquire) {
@@ -106,8 +124,16 @@ impl Link {
     }
 
     /// Declares and binds the queue, then consumes it (`basic.qos` prefetch) on the consume
-    /// channel, with a listener that moves deliveries to the shared queue.
-    pub async fn consume(&mut self, inner: &Arc<Inner>) -> Result<(), String> {
+    /// channel, with a listener that moves deliveries to the shared queue. (Boxed: the
+    /// listener may redial, and a redial consumes again.)
+    pub fn consume<'a>(
+        &'a mut self,
+        inner: &'a Arc<Inner>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.consume_now(inner))
+    }
+
+    async fn consume_now(&mut self, inner: &Arc<Inner>) -> Result<(), String> {
         let options = &inner.options;
         let queue = short(&options.queue)?;
         let declare = self.channel().await?;
@@ -156,8 +182,14 @@ impl Link {
             )
             .await
             .map_err(amqp_error("basic.consume"))?;
-        self.consume = Some(channel);
-        tokio::spawn(listen(Arc::clone(inner), consumer, self.generation));
+        self.consume = Some(channel.clone());
+        self.consuming = true;
+        tokio::spawn(listen(
+            Arc::clone(inner),
+            consumer,
+            self.generation,
+            channel,
+        ));
         tracing::debug!(target: "jobs", pipeline = %inner.name, driver = "amqp", "pipeline was started");
         Ok(())
     }
@@ -167,6 +199,7 @@ impl Link {
         let Some(channel) = &self.consume else {
             return Ok(());
         };
+        self.consuming = false;
         let cancelled = channel
             .basic_cancel(
                 short(&inner.options.consumer_id)?,
@@ -199,6 +232,14 @@ impl Link {
             let _ = self.connection.close(200, "OK".into()).await;
         };
         let _ = tokio::time::timeout(CLOSE_WITHIN, close).await;
+    }
+
+    /// Closes the connection of a link that failed (a redial replaces it): the broker takes
+    /// back what it delivered and was not acknowledged, and the old consumer stops (a
+    /// connection that only lost a channel would otherwise keep delivering to it); the
+    /// queue stays.
+    pub async fn abandon(self) {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, self.connection.close(200, "OK".into())).await;
     }
 
     /// True while the connection and the channels it needs are open.
@@ -387,7 +428,12 @@ async fn watch(inner: Arc<Inner>, mut events: Events, generation: u64) {
 /// before it is acknowledged (auto-ack) and queued, and the next is not read meanwhile:
 /// consuming stops at `pipeline_size`, whatever the ack mode, and the broker keeps the rest
 /// (rr's insert blocks the same way).
-async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u64) {
+async fn listen(
+    inner: Arc<Inner>,
+    mut consumer: lapin::Consumer,
+    generation: u64,
+    channel: Channel,
+) {
     loop {
         match poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await {
             Some(Ok(delivery)) => {
@@ -395,7 +441,7 @@ async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u6
                     // Stopped: not acknowledged, the broker takes it back with the connection.
                     break;
                 }
-                inner.deliver(delivery).await;
+                inner.deliver(delivery, generation, &channel).await;
             }
             Some(Err(error)) => {
                 if !inner.stopped.load(Ordering::Acquire) {
@@ -414,42 +460,56 @@ async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u6
 use futures_core::Stream as _;
 
 /// Replaces the link of dial `generation` (unless another redial did already): the old
-/// one is dropped, then dials are tried with back-off (500 ms, ×1.5, jittered, at most a
+/// one is taken out (its deliveries still queued are dropped: the broker delivers them
+/// again) and dropped, then dials are tried with back-off (500 ms, ×1.5, jittered, at most a
 /// minute apart) until one succeeds or the pipeline stops. Past `redial_timeout` the error
 /// is logged as rr logs it and a new round begins: the pipeline is kept, not destroyed.
+/// The link's lock is held only to take the old link out and to put the new one in: Stat,
+/// Push, Pause, Resume and Destroy answer meanwhile (rr holds it throughout).
 async fn redial(inner: &Arc<Inner>, generation: u64, error: &str) {
-    let mut link = inner.link.lock().await;
-    if inner.stopped.load(Ordering::Acquire)
-        || link
-            .as_ref()
-            .is_some_and(|link| link.generation != generation)
-        || inner.generation.load(Ordering::Acquire) != generation
-    {
-        return;
-    }
+    let old = {
+        let mut link = inner.link.lock().await;
+        if inner.stopped.load(Ordering::Acquire)
+            || link
+                .as_ref()
+                .is_none_or(|link| link.generation != generation)
+        {
+            return;
+        }
+        inner.live_generation.store(0, Ordering::Release);
+        link.take()
+    };
     tracing::error!(target: "jobs", %error, pipeline = %inner.name, driver = "amqp", "pipeline connection was closed, redialing");
-    if let Some(old) = link.take() {
-        drop(old);
+    let dropped = inner.drop_deliveries_of(generation);
+    if dropped > 0 {
+        tracing::info!(target: "jobs", pipeline = %inner.name, dropped, "deliveries of the closed connection were dropped, the broker redelivers them");
+    }
+    if let Some(old) = old {
+        if inner.until_stopped(old.abandon()).await.is_none() {
+            return;
+        }
     }
     let mut round = Instant::now();
     let mut wait = REDIAL_FIRST;
     loop {
-        if inner.stopped.load(Ordering::Acquire) {
+        let Some(dialed) = inner.until_stopped(Link::dial(inner)).await else {
             return;
-        }
-        match Link::dial(inner).await {
-            Ok(new) => {
-                if inner.consuming.load(Ordering::Acquire) {
-                    tracing::info!(target: "jobs", pipeline = %inner.name, "consumer restored successfully");
+        };
+        let failed = match dialed {
+            Ok(new) => match install(inner, new).await {
+                Ok(()) => {
+                    if inner.consuming.load(Ordering::Acquire) {
+                        tracing::info!(target: "jobs", pipeline = %inner.name, "consumer restored successfully");
+                    }
+                    tracing::info!(target: "jobs", pipeline = %inner.name, driver = "amqp", "connection was successfully restored");
+                    return;
                 }
-                *link = Some(new);
-                tracing::info!(target: "jobs", pipeline = %inner.name, driver = "amqp", "connection was successfully restored");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(target: "jobs", pipeline = %inner.name, %error, "redial failed");
-            }
-        }
+                Err(Installed::Stopped) => return,
+                Err(Installed::Closed) => "the connection closed while it was dialed".to_owned(),
+            },
+            Err(error) => error,
+        };
+        tracing::warn!(target: "jobs", pipeline = %inner.name, error = %failed, "redial failed");
         if inner
             .options
             .redial_timeout
@@ -459,16 +519,61 @@ async fn redial(inner: &Arc<Inner>, generation: u64, error: &str) {
             round = Instant::now();
             wait = REDIAL_FIRST;
         }
-        let stop = inner.stop.notified();
-        if inner.stopped.load(Ordering::Acquire) {
+        if inner
+            .until_stopped(tokio::time::sleep(jittered(wait)))
+            .await
+            .is_none()
+        {
             return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(jittered(wait)) => {}
-            () = stop => return,
         }
         wait = wait.mul_f64(1.5).min(REDIAL_MAX);
     }
+}
+
+/// Why a dialed link was not put in place.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// The pipeline stopped while it was dialed (the link is closed).
+    Stopped,
+    /// Its connection or a channel failed before it was in place.
+    Closed,
+}
+
+/// Puts a dialed `link` in place (the first dial, a redial), its deliveries live from now
+/// on; consuming is first brought in line with the pipeline's flag, which a Pause or a
+/// Resume during the dial may have changed.
+///
+/// # Errors
+/// The pipeline stopped meanwhile; the link failed before it was in place (its watcher,
+/// which found no link of its own, did not redial).
+pub async fn install(inner: &Arc<Inner>, mut link: Link) -> Result<(), Installed> {
+    let mut slot = inner.link.lock().await;
+    if inner.stopped.load(Ordering::Acquire) {
+        drop(slot);
+        link.close(inner).await;
+        return Err(Installed::Stopped);
+    }
+    let wanted = inner.consuming.load(Ordering::Acquire);
+    if wanted != link.consuming {
+        let brought = if wanted {
+            link.consume(inner).await
+        } else {
+            link.cancel(inner).await
+        };
+        if let Err(error) = brought {
+            tracing::warn!(target: "jobs", pipeline = %inner.name, %error, "consuming could not follow a pause or resume made while dialing");
+        }
+    }
+    if !link.healthy() {
+        drop(slot);
+        link.abandon().await;
+        return Err(Installed::Closed);
+    }
+    inner
+        .live_generation
+        .store(link.generation, Ordering::Release);
+    *slot = Some(link);
+    Ok(())
 }
 
 /// `wait` ±50 %.
