@@ -8,6 +8,7 @@
 pub mod config;
 mod headers;
 mod link;
+mod redial;
 mod runtime;
 
 pub use runtime::AmqpRuntime;
@@ -120,10 +121,16 @@ impl Amqp {
         runtime::on(&self.runtime, async move {
             inner.consuming.store(consume, Ordering::Release);
             let link = Link::dial(&inner).await?;
-            link::install(&inner, link).await.map_err(|why| match why {
-                link::Installed::Stopped => "the pipeline was stopped while it dialed".to_owned(),
-                link::Installed::Closed => "the connection closed while it was dialed".to_owned(),
-            })
+            redial::install(&inner, link)
+                .await
+                .map_err(|why| match why {
+                    redial::Installed::Stopped => {
+                        "the pipeline was stopped while it dialed".to_owned()
+                    }
+                    redial::Installed::Closed => {
+                        "the connection closed while it was dialed".to_owned()
+                    }
+                })
         })
         .await
     }
