@@ -281,7 +281,7 @@ impl Amqp {
     }
 }
 
-/// `call`, or rr-style error text naming `what` when the broker does not answer within
+/// `call`, or an error naming `what` when the broker does not answer within
 /// [`link::ANSWER_WITHIN`].
 async fn within_answer<T>(
     what: &str,
@@ -514,9 +514,12 @@ impl Inner {
     /// Waits for room in the shared queue; false when the pipeline stopped meanwhile.
     async fn wait_room(&self) -> bool {
         self.until_stopped(self.queue.wait_room()).await.is_some()
+            && !self.stopped.load(Ordering::Acquire)
     }
 
     /// `future`'s output, or None when the pipeline stops first (a dial, a back-off wait).
+    /// An output that comes with the stop is still returned: a dialed link is closed by
+    /// the install that finds the pipeline stopped, not dropped open.
     async fn until_stopped<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
         // Made before the check: a stop in between wakes it.
         let stop = self.stop.notified();
@@ -524,7 +527,7 @@ impl Inner {
             return None;
         }
         tokio::select! {
-            output = future => Some(output).filter(|_| !self.stopped.load(Ordering::Acquire)),
+            output = future => Some(output),
             () = stop => None,
         }
     }

@@ -42,7 +42,7 @@ pub async fn watch(inner: Arc<Inner>, mut events: Events, generation: u64) {
 
 /// Replaces the link of dial `generation` (unless another redial did already): the old
 /// one is taken out (its deliveries still queued are dropped: the broker delivers them
-/// again) and dropped, then dials are tried with back-off (500 ms, ×1.5, jittered, at most a
+/// again) and closed, then dials are tried with back-off (500 ms, ×1.5, jittered, at most a
 /// minute apart) until one succeeds or the pipeline stops. Past `redial_timeout` the error
 /// is logged as rr logs it and a new round begins: the pipeline is kept, not destroyed.
 /// The link's lock is held only to take the old link out and to put the new one in: Stat,
@@ -66,9 +66,9 @@ pub async fn redial(inner: &Arc<Inner>, generation: u64, error: &str) {
         tracing::info!(target: "jobs", pipeline = %inner.name, dropped, "deliveries of the closed connection were dropped, the broker redelivers them");
     }
     if let Some(old) = old {
-        if inner.until_stopped(old.abandon()).await.is_none() {
-            return;
-        }
+        // Closed even when a stop comes meanwhile (bounded by CLOSE_WITHIN): a connection
+        // left open would keep its unacknowledged deliveries from the broker.
+        old.abandon().await;
     }
     let mut round = Instant::now();
     let mut wait = REDIAL_FIRST;
