@@ -255,8 +255,9 @@ fn the_broker_restarted_mid_run_loses_no_acknowledged_job() {
     });
     // At least once: only the jobs in flight at the restart may run twice: those the
     // pollers held (num_workers + 2) and those whose ack was on its way when the broker
-    // went (a few at this rate). The prefetched ones that had not started (20) are dropped
-    // with the old connection, not run and then redelivered.
+    // went (0 to 2 seen at this rate; up to 8 allowed on a loaded machine). The prefetched
+    // ones that had not started (20) are dropped with the old connection, not run and then
+    // redelivered (before: 20 ran twice).
     let mut per_id: HashMap<String, usize> = HashMap::new();
     for line in taken(&jobs.log) {
         *per_id
@@ -264,7 +265,7 @@ fn the_broker_restarted_mid_run_loses_no_acknowledged_job() {
             .or_default() += 1;
     }
     let twice: Vec<_> = per_id.iter().filter(|(_, runs)| **runs > 1).collect();
-    assert!(twice.len() <= 2 + 2 + 4, "ran twice: {twice:?}");
+    assert!(twice.len() <= 2 + 2 + 8, "ran twice: {twice:?}");
     assert!(per_id.values().all(|runs| *runs <= 2), "{per_id:?}");
 }
 
