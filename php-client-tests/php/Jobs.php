@@ -84,7 +84,7 @@ final class JobsProducer
 
     /** One jobs.v1.Job. */
     public static function job(string $pipeline, string $name, string $id, string $payload, int $delay = 0,
-        int $priority = 0, array $headers = []): string
+        int $priority = 0, array $headers = [], bool $autoAck = false): string
     {
         $job = Protobuf::field(1, $name) . Protobuf::field(2, $id);
         if ($payload !== '') {
@@ -103,6 +103,9 @@ final class JobsProducer
         }
         if ($delay !== 0) {
             $options .= Protobuf::varintField(3, $delay);
+        }
+        if ($autoAck) {
+            $options .= Protobuf::varintField(6, 1);
         }
         return $job . Protobuf::field(5, $options);
     }

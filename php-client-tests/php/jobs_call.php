@@ -2,9 +2,10 @@
 /**
  * The producer side from PHP (jobs.v1 protobuf), printed as JSON:
  *   php jobs_call.php DSN push PIPELINE NAME ID PAYLOAD [DELAY] [PRIORITY] [HEADERS_JSON]
- *   php jobs_call.php DSN many PIPELINE COUNT [BATCH] [NAME] [PREFIX] [DELAY]
+ *   php jobs_call.php DSN many PIPELINE COUNT [BATCH] [NAME] [PREFIX] [DELAY] [AUTO_ACK] [PAYLOAD]
  *     (jobs NAME, default ack, ids PREFIX0 … PREFIX<N-1>, default prefix job-, by PushBatch,
- *     each delayed DELAY seconds, default 0)
+ *     each delayed DELAY seconds, default 0; AUTO_ACK `auto` pushes them with auto_ack;
+ *     PAYLOAD default 1 KiB of `p`)
  *   php jobs_call.php DSN big PIPELINE ID BYTES   (a job `ack` whose payload is BYTES long)
  *   php jobs_call.php DSN pause|resume|destroy NAME…    php jobs_call.php DSN list|stat
  *   php jobs_call.php DSN declare '{"name":…,"driver":"memory",…}'
@@ -30,10 +31,12 @@ try {
             [$pipeline, $count] = [$args[0], (int) $args[1]];
             $batch = (int) ($args[2] ?? 500);
             [$name, $prefix, $delay] = [$args[3] ?? 'ack', $args[4] ?? 'job-', (int) ($args[5] ?? 0)];
+            $autoAck = ($args[6] ?? '') === 'auto';
+            $payload = $args[7] ?? str_repeat('p', 1024);
             for ($start = 0; $start < $count; $start += $batch) {
                 $chunk = [];
                 for ($i = $start; $i < min($count, $start + $batch); $i++) {
-                    $chunk[] = JobsProducer::job($pipeline, $name, "$prefix$i", str_repeat('p', 1024), $delay);
+                    $chunk[] = JobsProducer::job($pipeline, $name, "$prefix$i", $payload, $delay, 0, [], $autoAck);
                 }
                 $jobs->pushBatch($chunk);
             }

@@ -6,85 +6,18 @@
 //! exactly once, declare/pause/resume/destroy over RPC, and bad input. Each test skips,
 //! visibly, only when RabbitMQ is not installed.
 
+#[path = "amqp/outage.rs"]
+mod outage;
+#[path = "amqp/rig.rs"]
+mod rig;
+
 use php_client_tests::jobs_log::{now, taken, wait_taken};
-use php_client_tests::rabbitmq::{RabbitMq, MAX_MESSAGE_BYTES};
+use php_client_tests::rabbitmq::MAX_MESSAGE_BYTES;
 use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
-use serde_json::{json, Value};
+use rig::*;
+use serde_json::json;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-struct Jobs {
-    server: RrServer,
-    dsn: String,
-    log: PathBuf,
-}
-
-/// A pipeline `emails` on queue `emails-q` (exchange `rr-exchange`, key `emails`) with
-/// `options` (lines under its `config:`, indented 8).
-fn emails(options: &str) -> String {
-    format!("    emails:\n      driver: amqp\n      config:\n        queue: emails-q\n        exchange: rr-exchange\n        routing_key: emails\n{options}")
-}
-
-fn config(
-    broker: &RabbitMq,
-    workers: usize,
-    pipelines: &str,
-    consume: &str,
-    log: &Path,
-    dsn: &str,
-) -> String {
-    format!(
-        "version: \"3\"\nrpc:\n  listen: {dsn}\nserver:\n  command: \"{}\"\n  env:\n    - JOBS_LOG: {}\namqp:\n  addr: {}\njobs:\n  pool:\n    num_workers: {workers}\n  consume: [{consume}]\n  pipelines:\n{pipelines}logs:\n  level: debug\n",
-        worker_command("jobs.php"),
-        log.display(),
-        broker.uri(),
-    )
-}
-
-fn start(broker: &RabbitMq, workers: usize, pipelines: &str, consume: &str) -> Jobs {
-    let log = scratch_dir().join("jobs.log");
-    let dsn = format!("tcp://127.0.0.1:{}", free_port());
-    let yaml = config(broker, workers, pipelines, consume, &log, &dsn);
-    Jobs {
-        server: RrServer::start_with(&yaml, &[])
-            .unwrap_or_else(|(status, output)| panic!("rr did not start ({status}):\n{output}")),
-        dsn,
-        log,
-    }
-}
-
-/// Held by the tests that load the machine (thousands of jobs) and the one that times
-/// delays, so that they do not run at once: the timing would measure the load.
-fn alone() -> std::sync::MutexGuard<'static, ()> {
-    static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    MACHINE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn broker() -> Option<RabbitMq> {
-    RabbitMq::start(&scratch_dir().join("rabbitmq"))
-}
-
-fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
-    php_client_tests::jobs_log::call(&jobs.dsn, args)
-}
-
-/// Polls until `check` holds (a broker's or the server's figure), or panics with `what`.
-/// A poll, not a wait on an event: RabbitMQ's queue counts and rr's Stat are figures
-/// read on request, with nothing to subscribe to.
-fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
-}
-
-fn stat(jobs: &Jobs, pipeline: &str) -> Value {
-    call(jobs, &["stat"]).unwrap()[pipeline].clone()
-}
+use std::time::Duration;
 
 #[test]
 fn a_pushed_job_is_consumed_once_with_rr_headers_and_acknowledged() {
@@ -147,24 +80,6 @@ fn a_pushed_job_is_consumed_once_with_rr_headers_and_acknowledged() {
     );
     assert_eq!(taken(&jobs.log).len(), 1, "consumed once");
     assert_eq!(call(&jobs, &["list"]).unwrap(), json!(["emails"]));
-}
-
-/// The runs of `id` in the log, their times.
-fn runs(log: &Path, id: &str) -> Vec<f64> {
-    taken(log)
-        .iter()
-        .filter(|line| line["id"] == id)
-        .map(|line| line["at"].as_f64().unwrap())
-        .collect()
-}
-
-fn wait_runs(log: &Path, id: &str, count: usize) -> Vec<f64> {
-    wait_until(
-        &format!("{count} runs of {id}"),
-        Duration::from_secs(10),
-        || runs(log, id).len() >= count,
-    );
-    runs(log, id)
 }
 
 #[test]
@@ -338,9 +253,20 @@ fn the_broker_restarted_mid_run_loses_no_acknowledged_job() {
     wait_until("the queue empties", Duration::from_secs(20), || {
         broker.queue_counts("emails-q") == Some((0, 0))
     });
-    // At least once: only the jobs in flight at the restart may run twice.
-    let runs = taken(&jobs.log).len();
-    assert!(runs <= 800 + 20 + 2, "{runs} runs for 800 jobs");
+    // At least once: only the jobs in flight at the restart may run twice: those the
+    // pollers held (num_workers + 2) and those whose ack was on its way when the broker
+    // went (0 to 2 seen at this rate; up to 8 allowed on a loaded machine). The prefetched
+    // ones that had not started (20) are dropped with the old connection, not run and then
+    // redelivered (before: 20 ran twice).
+    let mut per_id: HashMap<String, usize> = HashMap::new();
+    for line in taken(&jobs.log) {
+        *per_id
+            .entry(line["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = per_id.iter().filter(|(_, runs)| **runs > 1).collect();
+    assert!(twice.len() <= 2 + 2 + 8, "ran twice: {twice:?}");
+    assert!(per_id.values().all(|runs| *runs <= 2), "{per_id:?}");
 }
 
 #[test]
@@ -363,10 +289,6 @@ fn ten_thousand_jobs_through_four_consumers_exactly_once() {
         broker.queue_counts("emails-q") == Some((0, 0))
     });
 }
-
-/// What PHP's `AMQPCreateInfo` sends for a pipeline named `declared` (its defaults, with
-/// `queue_headers` as `[]`), routing key `declared`, queue deleted on stop.
-const DECLARE: &str = r#"{"name":"declared","driver":"amqp","priority":"3","prefetch":"100","queue":"declared-q","queue_auto_delete":"false","exchange":"amqp.default","exchange_durable":"false","exchange_type":"direct","exchange_auto_delete":"false","routing_key":"declared","exclusive":"false","multiple_ack":"false","requeue_on_fail":"false","durable":"false","consume_all":"false","queue_headers":"[]","delete_queue_on_stop":"true","redial_timeout":"60"}"#;
 
 #[test]
 fn declare_pause_resume_and_destroy_over_rpc() {

@@ -78,7 +78,11 @@ impl Service for HttpPlugin {
     }
 
     fn collect(&self, families: &mut Vec<crate::plugins::metrics::exposition::Family>) {
-        metrics::collect_pool(&metrics::HTTP_POOL_HELP, &self.shared.pool, families);
+        crate::plugins::metrics::pool::collect_pool(
+            &metrics::HTTP_POOL_HELP,
+            &self.shared.pool,
+            families,
+        );
         if let Some(http_metrics) = &self.shared.metrics {
             http_metrics.collect(families);
         }

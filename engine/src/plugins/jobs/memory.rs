@@ -241,6 +241,13 @@ impl Memory {
         state.local.clear();
     }
 
+    /// `count` of its jobs left the shared queue without running (a stop took them out):
+    /// they are no longer out.
+    pub fn give_back(&self, count: u64) {
+        let mut state = self.lock();
+        state.active = state.active.saturating_sub(count);
+    }
+
     /// Its figures; the queue is the pipeline's name, as rr reports it.
     #[must_use]
     pub fn stat(&self, name: &str) -> PipelineStat {

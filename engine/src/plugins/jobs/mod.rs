@@ -171,6 +171,16 @@ impl JobsSection {
     }
 }
 
+/// The help texts of the jobs pool's gauges, as rr words them.
+const JOBS_POOL_HELP: super::metrics::pool::PoolHelp = super::metrics::pool::PoolHelp {
+    prefix: "rr_jobs",
+    total: "Total number of workers used by the plugin",
+    memory: "Memory usage by workers.",
+    ready: "Workers currently in ready state",
+    working: "Workers currently in working state",
+    invalid: "Workers currently in invalid,killing,destroyed,errored,inactive states",
+};
+
 /// rr's jobs counters (`rr_jobs_*`).
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -509,11 +519,7 @@ impl Service for JobsPlugin {
     }
 
     fn collect(&self, families: &mut Vec<super::metrics::exposition::Family>) {
-        super::http::metrics::collect_pool(
-            &super::http::metrics::JOBS_POOL_HELP,
-            &self.shared.pool,
-            families,
-        );
+        super::metrics::pool::collect_pool(&JOBS_POOL_HELP, &self.shared.pool, families);
         self.shared.counters.collect(families);
     }
 

@@ -190,10 +190,27 @@ impl Pipeline {
     /// holds, a broker gets back what was delivered and not acknowledged.
     pub async fn stop(&self, queue: &SharedQueue) {
         match &self.driver {
-            Driver::Memory(memory) => memory.stop(),
-            Driver::Amqp(amqp) => amqp.stop().await,
+            Driver::Memory(memory) => {
+                memory.stop();
+                let removed = queue.remove_pipeline(self);
+                memory.give_back(removed as u64);
+            }
+            Driver::Amqp(amqp) => {
+                amqp.stop().await;
+                queue.remove_pipeline(self);
+            }
         }
-        queue.remove_pipeline(&self.name);
+    }
+
+    /// True while `job`, taken from the shared queue, can still be settled with its driver:
+    /// an amqp delivery of a connection that was replaced cannot (the broker delivers it
+    /// again), so it is not run.
+    #[must_use]
+    pub fn is_live(&self, job: &Job) -> bool {
+        match (&self.driver, &job.receipt) {
+            (Driver::Amqp(amqp), Receipt::Amqp(delivery)) => amqp.is_live(delivery),
+            _ => true,
+        }
     }
 
     /// Its figures.
@@ -205,5 +222,52 @@ impl Pipeline {
             Driver::Memory(memory) => Ok(memory.stat(&self.name)),
             Driver::Amqp(amqp) => amqp.stat().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(pipeline: &Arc<Pipeline>, id: &str) -> Job {
+        Job {
+            id: id.into(),
+            name: "J".into(),
+            payload: Vec::new(),
+            headers: BTreeMap::new(),
+            priority: 0,
+            delay: 0,
+            auto_ack: false,
+            pipeline: Arc::clone(pipeline),
+            receipt: Receipt::None,
+        }
+    }
+
+    /// A Destroy stops the old pipeline while a Declare of the same name may already have
+    /// put a new one in the map and pushed to it: the stop takes out the old one's jobs only,
+    /// and the old one's count of jobs out drops with them.
+    #[test]
+    fn stopping_a_pipeline_spares_the_jobs_of_a_new_one_of_the_same_name() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let queue = Arc::new(SharedQueue::new(100));
+        let old = Pipeline::memory("same", 10, 10);
+        let new = Pipeline::memory("same", 10, 10);
+        runtime.block_on(async {
+            old.run(&queue).await.unwrap();
+            new.run(&queue).await.unwrap();
+            old.push(vec![job(&old, "old-1"), job(&old, "old-2")], &queue)
+                .await
+                .unwrap();
+            new.push(vec![job(&new, "new-1")], &queue).await.unwrap();
+            old.stop(&queue).await;
+        });
+        assert_eq!(queue.len(), 1, "only the old pipeline's jobs leave");
+        let left = runtime.block_on(queue.take());
+        assert_eq!(left.id, "new-1");
+        assert!(Arc::ptr_eq(&left.pipeline, &new));
+        assert_eq!(runtime.block_on(old.stat()).unwrap().active, 0);
+        assert_eq!(runtime.block_on(new.stat()).unwrap().active, 1);
     }
 }

@@ -28,6 +28,11 @@ pub async fn poll(shared: Arc<JobsShared>, shard: std::rc::Rc<ShardContext>) {
         if shared.queue.take_room_wanted() {
             pump_pipelines(&shared);
         }
+        if !job.pipeline.is_live(&job) {
+            // spec jobs-amqp §7: its connection is gone; the broker delivers it again.
+            tracing::debug!(target: "jobs", id = %job.id, pipeline = %job.pipeline.name, "a delivery of a closed connection was dropped, the broker redelivers it");
+            continue;
+        }
         shared.in_flight.fetch_add(1, Ordering::AcqRel);
         run(&shared, &shard, job, &mut context, &mut response).await;
         shared.in_flight.fetch_sub(1, Ordering::AcqRel);

@@ -1,10 +1,10 @@
 //! The priority queue every pipeline feeds and the pollers take from: the smallest priority
 //! first, and among equal priorities the job queued first (rr's heap has no such order).
 
-use super::pipeline::Job;
+use super::pipeline::{Job, Pipeline};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Notify;
 
 struct Queued {
@@ -43,6 +43,8 @@ pub struct SharedQueue {
     heap: Mutex<Heap>,
     capacity: usize,
     ready: Notify,
+    /// Woken when a job leaves (taken or removed): a producer waiting for room retries.
+    room: Notify,
 }
 
 impl std::fmt::Debug for SharedQueue {
@@ -61,6 +63,7 @@ impl SharedQueue {
             heap: Mutex::new(Heap::default()),
             capacity: capacity.max(1),
             ready: Notify::new(),
+            room: Notify::new(),
         }
     }
 
@@ -109,23 +112,55 @@ impl SharedQueue {
         self.ready.notify_one();
     }
 
+    /// Jobs it holds at most (`pipeline_size`).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Waits until the queue has room (returns at once when it has): a producer that
+    /// waits here before it inserts keeps the queue within its capacity, give or take one
+    /// job per producer woken together.
+    pub async fn wait_room(&self) {
+        loop {
+            // Made before the check: a job taken in between wakes it.
+            let room = self.room.notified();
+            if self.has_room() {
+                return;
+            }
+            room.await;
+        }
+    }
+
     /// The next job, waiting for one.
     pub async fn take(&self) -> Job {
         loop {
             let notified = self.ready.notified();
-            if let Some(Reverse(queued)) = self.lock().jobs.pop() {
+            let popped = self.lock().jobs.pop();
+            if let Some(Reverse(queued)) = popped {
+                self.room.notify_waiters();
                 return queued.job;
             }
             notified.await;
         }
     }
 
-    /// Removes the jobs of `pipeline` (a destroyed pipeline's).
-    pub fn remove_pipeline(&self, pipeline: &str) -> usize {
+    /// Removes the jobs of `pipeline` (a destroyed pipeline's), by identity: a pipeline
+    /// declared again under the same name meanwhile keeps its jobs.
+    pub fn remove_pipeline(&self, pipeline: &Pipeline) -> usize {
+        self.remove_where(|job| std::ptr::eq(Arc::as_ptr(&job.pipeline), pipeline))
+    }
+
+    /// Removes the jobs `doomed` picks; how many.
+    pub fn remove_where(&self, doomed: impl Fn(&Job) -> bool) -> usize {
         let mut heap = self.lock();
         let before = heap.jobs.len();
-        heap.jobs
-            .retain(|Reverse(queued)| queued.job.pipeline.name != pipeline);
-        before - heap.jobs.len()
+        heap.jobs.retain(|Reverse(queued)| !doomed(&queued.job));
+        let removed = before - heap.jobs.len();
+        drop(heap);
+        if removed > 0 {
+            self.room.notify_waiters();
+        }
+        removed
     }
 }

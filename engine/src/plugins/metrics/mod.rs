@@ -4,6 +4,7 @@
 //! histograms).
 
 pub mod exposition;
+pub mod pool;
 mod process;
 pub mod user;
 

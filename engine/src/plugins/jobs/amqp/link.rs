@@ -1,10 +1,12 @@
-//! A pipeline's connection to the broker (spec jobs-amqp §3, §4, §7): the dial (exchange,
-//! publish channel in confirm mode), the consumer and its listener, publishing, and the
-//! redial with back-off when the connection or one of its channels fails.
+//! A pipeline's connection to the broker (spec jobs-amqp §3, §4): the dial (exchange,
+//! publish channel in confirm mode, bounded by a timeout), the consumer and its listener,
+//! publishing. The redial when the connection or one of its channels fails is in
+//! `redial.rs`.
 
 use super::super::pipeline::Job;
 use super::config::short;
 use super::headers;
+use super::redial::{redial, watch};
 use super::Inner;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
@@ -18,13 +20,16 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The first wait between redials; each next one is 1.5 times longer, up to a minute.
-const REDIAL_FIRST: Duration = Duration::from_millis(500);
-const REDIAL_MAX: Duration = Duration::from_secs(60);
 /// How long closing a connection may take before it is dropped instead.
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+/// How long a dial (TCP, the AMQP handshake, the exchange, the channels) may take: the
+/// default dial timeout of rr's client (amqp091-go).
+const DIAL_WITHIN: Duration = Duration::from_secs(30);
+/// How long a control-plane call (Stat's passive declare, Pause's cancel, Resume's
+/// consume) waits for the broker before it answers without it.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// A live connection and its channels.
 pub struct Link {
@@ -32,7 +37,10 @@ pub struct Link {
     publish: Channel,
     /// The consume channel, kept while paused: jobs taken before are settled on it.
     consume: Option<Channel>,
-    generation: u64,
+    /// A consumer is on the consume channel.
+    pub(super) consuming: bool,
+    /// The dial's number.
+    pub(super) generation: u64,
 }
 
 fn amqp_error(what: &str) -> impl Fn(lapin::Error) -> String + '_ {
@@ -46,7 +54,16 @@ impl Link {
     pub fn dial(
         inner: &Arc<Inner>,
     ) -> Pin<Box<dyn Future<Output = Result<Self, String>> + Send + '_>> {
-        Box::pin(Self::dial_now(inner))
+        Box::pin(async move {
+            tokio::time::timeout(DIAL_WITHIN, Self::dial_now(inner))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "amqp dial {}: no answer within {DIAL_WITHIN:?}",
+                        redacted(&inner.options.addr)
+                    ))
+                })
+        })
     }
 
     async fn dial_now(inner: &Arc<Inner>) -> Result<Self, String> {
@@ -87,6 +104,7 @@ impl Link {
             connection,
             publish,
             consume: None,
+            consuming: false,
             generation,
         };
         if inner.consuming.load(Ordering::Acquire) {
@@ -106,8 +124,16 @@ impl Link {
     }
 
     /// Declares and binds the queue, then consumes it (`basic.qos` prefetch) on the consume
-    /// channel, with a listener that moves deliveries to the shared queue.
-    pub async fn consume(&mut self, inner: &Arc<Inner>) -> Result<(), String> {
+    /// channel, with a listener that moves deliveries to the shared queue. (Boxed: the
+    /// listener may redial, and a redial consumes again.)
+    pub fn consume<'a>(
+        &'a mut self,
+        inner: &'a Arc<Inner>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.consume_now(inner))
+    }
+
+    async fn consume_now(&mut self, inner: &Arc<Inner>) -> Result<(), String> {
         let options = &inner.options;
         let queue = short(&options.queue)?;
         let declare = self.channel().await?;
@@ -139,8 +165,9 @@ impl Link {
             Some(channel) if channel.status().connected() => channel.clone(),
             _ => {
                 let channel = self.channel().await?;
+                let prefetch = qos_prefetch(options.prefetch, inner.queue.capacity());
                 channel
-                    .basic_qos(options.prefetch, BasicQosOptions::default())
+                    .basic_qos(prefetch, BasicQosOptions::default())
                     .await
                     .map_err(amqp_error("basic.qos"))?;
                 channel
@@ -155,8 +182,14 @@ impl Link {
             )
             .await
             .map_err(amqp_error("basic.consume"))?;
-        self.consume = Some(channel);
-        tokio::spawn(listen(Arc::clone(inner), consumer, self.generation));
+        self.consume = Some(channel.clone());
+        self.consuming = true;
+        tokio::spawn(listen(
+            Arc::clone(inner),
+            consumer,
+            self.generation,
+            channel,
+        ));
         tracing::debug!(target: "jobs", pipeline = %inner.name, driver = "amqp", "pipeline was started");
         Ok(())
     }
@@ -166,6 +199,7 @@ impl Link {
         let Some(channel) = &self.consume else {
             return Ok(());
         };
+        self.consuming = false;
         let cancelled = channel
             .basic_cancel(
                 short(&inner.options.consumer_id)?,
@@ -200,8 +234,16 @@ impl Link {
         let _ = tokio::time::timeout(CLOSE_WITHIN, close).await;
     }
 
+    /// Closes the connection of a link that failed (a redial replaces it): the broker takes
+    /// back what it delivered and was not acknowledged, and the old consumer stops (a
+    /// connection that only lost a channel would otherwise keep delivering to it); the
+    /// queue stays.
+    pub async fn abandon(self) {
+        let _ = tokio::time::timeout(CLOSE_WITHIN, self.connection.close(200, "OK".into())).await;
+    }
+
     /// True while the connection and the channels it needs are open.
-    fn healthy(&self) -> bool {
+    pub(super) fn healthy(&self) -> bool {
         self.connection.status().connected()
             && self.publish.status().connected()
             && self
@@ -297,6 +339,16 @@ impl Link {
     }
 }
 
+/// The consume channel's `basic.qos` prefetch count: the configured one, and for 0 (rr's
+/// "unlimited", which let the broker push a whole queue into this process) the shared
+/// queue's capacity, so what waits in the client for room is bounded too.
+fn qos_prefetch(prefetch: u16, pipeline_size: usize) -> u16 {
+    if prefetch > 0 {
+        return prefetch;
+    }
+    u16::try_from(pipeline_size).unwrap_or(u16::MAX).max(1)
+}
+
 /// Messages ready in `queue` (a passive declare on `channel`).
 pub async fn ready_count(channel: &Channel, queue: &str) -> Result<u32, String> {
     channel
@@ -345,38 +397,26 @@ fn redacted(addr: &str) -> String {
     }
 }
 
-type Events = Pin<Box<dyn futures_core::Stream<Item = lapin::Event> + Send>>;
-
-/// Waits for an error on the connection of dial `generation`; when its link is no longer
-/// healthy (the connection or a channel it needs failed), redials.
-async fn watch(inner: Arc<Inner>, mut events: Events, generation: u64) {
-    while let Some(event) = poll_fn(|cx| events.as_mut().poll_next(cx)).await {
-        let lapin::Event::Error(error) = event else {
-            continue;
-        };
-        if inner.stopped.load(Ordering::Acquire) {
-            return;
-        }
-        {
-            let link = inner.link.lock().await;
-            match link.as_ref() {
-                Some(link) if link.generation != generation => return,
-                // A throw-away channel failed (a passive declare of a missing queue).
-                Some(link) if link.healthy() => continue,
-                _ => {}
-            }
-        }
-        redial(&inner, generation, &error.to_string()).await;
-        return;
-    }
-}
-
 /// Moves deliveries to the shared queue until the consumer ends: cancelled (pause, stop)
-/// or failed (then the link is redialed).
-async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u64) {
+/// or failed (then the link is redialed). A delivery waits for room in the shared queue
+/// before it is acknowledged (auto-ack) and queued, and the next is not read meanwhile:
+/// consuming stops at `pipeline_size`, whatever the ack mode, and the broker keeps the rest
+/// (rr's insert blocks the same way).
+async fn listen(
+    inner: Arc<Inner>,
+    mut consumer: lapin::Consumer,
+    generation: u64,
+    channel: Channel,
+) {
     loop {
         match poll_fn(|cx| Pin::new(&mut consumer).poll_next(cx)).await {
-            Some(Ok(delivery)) => inner.deliver(delivery).await,
+            Some(Ok(delivery)) => {
+                if !inner.wait_room().await {
+                    // Stopped: not acknowledged, the broker takes it back with the connection.
+                    break;
+                }
+                inner.deliver(delivery, generation, &channel).await;
+            }
             Some(Err(error)) => {
                 if !inner.stopped.load(Ordering::Acquire) {
                     let inner = Arc::clone(&inner);
@@ -393,71 +433,6 @@ async fn listen(inner: Arc<Inner>, mut consumer: lapin::Consumer, generation: u6
 
 use futures_core::Stream as _;
 
-/// Replaces the link of dial `generation` (unless another redial did already): the old
-/// one is dropped, then dials are tried with back-off (500 ms, ×1.5, jittered, at most a
-/// minute apart) until one succeeds or the pipeline stops. Past `redial_timeout` the error
-/// is logged as rr logs it and a new round begins: the pipeline is kept, not destroyed.
-async fn redial(inner: &Arc<Inner>, generation: u64, error: &str) {
-    let mut link = inner.link.lock().await;
-    if inner.stopped.load(Ordering::Acquire)
-        || link
-            .as_ref()
-            .is_some_and(|link| link.generation != generation)
-        || inner.generation.load(Ordering::Acquire) != generation
-    {
-        return;
-    }
-    tracing::error!(target: "jobs", %error, pipeline = %inner.name, driver = "amqp", "pipeline connection was closed, redialing");
-    if let Some(old) = link.take() {
-        drop(old);
-    }
-    let mut round = Instant::now();
-    let mut wait = REDIAL_FIRST;
-    loop {
-        if inner.stopped.load(Ordering::Acquire) {
-            return;
-        }
-        match Link::dial(inner).await {
-            Ok(new) => {
-                if inner.consuming.load(Ordering::Acquire) {
-                    tracing::info!(target: "jobs", pipeline = %inner.name, "consumer restored successfully");
-                }
-                *link = Some(new);
-                tracing::info!(target: "jobs", pipeline = %inner.name, driver = "amqp", "connection was successfully restored");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(target: "jobs", pipeline = %inner.name, %error, "redial failed");
-            }
-        }
-        if inner
-            .options
-            .redial_timeout
-            .is_some_and(|limit| round.elapsed() >= limit)
-        {
-            tracing::error!(target: "jobs", pipeline = %inner.name, driver = "amqp", "backoff operation failed, pipeline will be recreated");
-            round = Instant::now();
-            wait = REDIAL_FIRST;
-        }
-        let stop = inner.stop.notified();
-        if inner.stopped.load(Ordering::Acquire) {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(jittered(wait)) => {}
-            () = stop => return,
-        }
-        wait = wait.mul_f64(1.5).min(REDIAL_MAX);
-    }
-}
-
-/// `wait` ±50 %.
-fn jittered(wait: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let _ = rustix::rand::getrandom(&mut byte, rustix::rand::GetRandomFlags::empty());
-    wait.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,10 +447,9 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_half() {
-        for _ in 0..100 {
-            let wait = jittered(Duration::from_secs(2));
-            assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(3));
-        }
+    fn prefetch_zero_is_bounded_by_the_pipeline_size() {
+        assert_eq!(qos_prefetch(20, 100), 20);
+        assert_eq!(qos_prefetch(0, 100), 100);
+        assert_eq!(qos_prefetch(0, 1_000_000), u16::MAX);
     }
 }

@@ -8,6 +8,7 @@
 pub mod config;
 mod headers;
 mod link;
+mod redial;
 mod runtime;
 
 pub use runtime::AmqpRuntime;
@@ -28,6 +29,11 @@ pub struct Delivery {
     acker: lapin::Acker,
     /// Acknowledged when it arrived (`rr_auto_ack`): the verdict sends nothing.
     auto_acked: bool,
+    /// The dial it came on: once that connection is gone, its acks cannot reach the broker,
+    /// which delivers it again on the next one.
+    generation: u64,
+    /// The channel it came on (its acks go there).
+    channel: lapin::Channel,
 }
 
 /// An amqp pipeline's driver.
@@ -51,6 +57,9 @@ struct Inner {
     link: Mutex<Option<Link>>,
     /// Each dial's number: a watcher or listener of an older one does not redial.
     generation: AtomicU64,
+    /// The number of the dial whose link is in place; 0 while there is none (before the
+    /// first dial, during a redial, after stop). Deliveries of any other are stale.
+    live_generation: AtomicU64,
     consuming: AtomicBool,
     stopped: AtomicBool,
     stop: Notify,
@@ -91,6 +100,7 @@ impl Amqp {
                     pipeline: pipeline.clone(),
                     link: Mutex::new(None),
                     generation: AtomicU64::new(0),
+                    live_generation: AtomicU64::new(0),
                     consuming: AtomicBool::new(false),
                     stopped: AtomicBool::new(false),
                     stop: Notify::new(),
@@ -110,11 +120,29 @@ impl Amqp {
         let inner = Arc::clone(&self.inner);
         runtime::on(&self.runtime, async move {
             inner.consuming.store(consume, Ordering::Release);
-            let mut link = inner.link.lock().await;
-            *link = Some(Link::dial(&inner).await?);
-            Ok(())
+            let link = Link::dial(&inner).await?;
+            redial::install(&inner, link)
+                .await
+                .map_err(|why| match why {
+                    redial::Installed::Stopped => {
+                        "the pipeline was stopped while it dialed".to_owned()
+                    }
+                    redial::Installed::Closed => {
+                        "the connection closed while it was dialed".to_owned()
+                    }
+                })
         })
         .await
+    }
+
+    /// True while `delivery` can still be settled: acknowledged on arrival, or come on the
+    /// connection in place and on a channel still open. A stale one is not run: the broker
+    /// delivers it again on the new connection (running it now would run it twice).
+    #[must_use]
+    pub fn is_live(&self, delivery: &Delivery) -> bool {
+        delivery.auto_acked
+            || (delivery.generation == self.inner.live_generation.load(Ordering::Acquire)
+                && delivery.channel.status().connected())
     }
 
     /// The queue it consumes (the worker's context names it).
@@ -160,7 +188,7 @@ impl Amqp {
                 return Err("amqp listener is already in the active state".into());
             }
             let result = match link.as_mut() {
-                Some(link) => link.consume(&inner).await,
+                Some(link) => within_answer("basic.consume", link.consume(&inner)).await,
                 // A redial in progress consumes once it succeeds.
                 None => Ok(()),
             };
@@ -188,7 +216,7 @@ impl Amqp {
                 return Err("no active listeners, nothing to pause".into());
             }
             if let Some(link) = link.as_mut() {
-                link.cancel(&inner).await?;
+                within_answer("basic.cancel", link.cancel(&inner)).await?;
             }
             tracing::debug!(target: "jobs", pipeline = %inner.name, driver = "amqp", "pipeline was paused");
             Ok(())
@@ -203,7 +231,11 @@ impl Amqp {
         let stopped = runtime::on(&self.runtime, async move {
             inner.stopped.store(true, Ordering::Release);
             inner.stop.notify_waiters();
-            let link = inner.link.lock().await.take();
+            let link = {
+                let mut link = inner.link.lock().await;
+                inner.live_generation.store(0, Ordering::Release);
+                link.take()
+            };
             if let Some(link) = link {
                 link.close(&inner).await;
             }
@@ -214,41 +246,55 @@ impl Amqp {
     }
 
     /// `active` is what the broker has ready in the queue (a passive declare on a channel
-    /// of its own, so a missing queue closes only that one), `delayed` this driver's count.
+    /// of its own, so a missing queue closes only that one), `delayed` this driver's count,
+    /// `ready` whether it consumes now. With no connection (a redial under way) or a
+    /// broker that does not answer within [`link::ANSWER_WITHIN`], it answers at once: not
+    /// ready, nothing active.
     ///
     /// # Errors
-    /// The connection is down; the queue does not exist.
+    /// The broker's: the queue does not exist.
     pub async fn stat(&self) -> Result<PipelineStat, String> {
         let inner = Arc::clone(&self.inner);
         runtime::on(&self.runtime, async move {
-            let ready = inner.consuming.load(Ordering::Acquire);
-            let delayed = inner.delayed.load(Ordering::Acquire);
-            let active = if inner.options.queue.is_empty() {
-                if inner.link.lock().await.is_none() {
-                    return Err("connection is closed, can't get the state".into());
-                }
-                0
-            } else {
-                let channel = {
-                    let link = inner.link.lock().await;
-                    let link = link
-                        .as_ref()
-                        .ok_or("connection is closed, can't get the state")?;
-                    link.channel().await?
-                };
-                let count = link::ready_count(&channel, &inner.options.queue).await;
-                let _ = channel.close(200, "OK".into()).await;
-                u64::from(count?)
-            };
-            Ok(PipelineStat {
+            let down = PipelineStat {
                 queue: inner.options.queue.clone(),
-                active,
-                delayed,
-                ready,
-            })
+                active: 0,
+                delayed: inner.delayed.load(Ordering::Acquire),
+                ready: false,
+            };
+            let ready = inner.consuming.load(Ordering::Acquire);
+            match tokio::time::timeout(link::ANSWER_WITHIN, inner.ready_count()).await {
+                Ok(Ok(Some(active))) => Ok(PipelineStat {
+                    active,
+                    ready,
+                    ..down
+                }),
+                Ok(Ok(None)) => Ok(down),
+                Ok(Err(error)) => Err(error),
+                Err(_) => {
+                    tracing::warn!(target: "jobs", pipeline = %inner.name, within = ?link::ANSWER_WITHIN, "the broker did not answer the state's queue.declare, reported as not ready");
+                    Ok(down)
+                }
+            }
         })
         .await
     }
+}
+
+/// `call`, or an error naming `what` when the broker does not answer within
+/// [`link::ANSWER_WITHIN`].
+async fn within_answer<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(link::ANSWER_WITHIN, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{what}: the broker did not answer within {:?}",
+                link::ANSWER_WITHIN
+            ))
+        })
 }
 
 /// Runs `futures` together, polling them in their order, and returns their outputs in it.
@@ -280,6 +326,24 @@ async fn join_in_order<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output
 }
 
 impl Inner {
+    /// Messages ready in the queue (0 for a push-only pipeline); None while there is no
+    /// connection.
+    async fn ready_count(&self) -> Result<Option<u64>, String> {
+        let channel = {
+            let link = self.link.lock().await;
+            let Some(link) = link.as_ref() else {
+                return Ok(None);
+            };
+            if self.options.queue.is_empty() {
+                return Ok(Some(0));
+            }
+            link.channel().await?
+        };
+        let count = link::ready_count(&channel, &self.options.queue).await;
+        let _ = channel.close(200, "OK".into()).await;
+        count.map(|count| Some(u64::from(count)))
+    }
+
     fn check_queue(&self) -> Result<(), String> {
         if self.options.queue.is_empty() {
             return Err(
@@ -447,9 +511,47 @@ impl Inner {
         }
     }
 
-    /// A delivery becomes a job in the shared queue (acknowledged first when it asks for
-    /// auto-ack).
-    async fn deliver(self: &Arc<Self>, delivery: lapin::message::Delivery) {
+    /// Waits for room in the shared queue; false when the pipeline stopped meanwhile.
+    async fn wait_room(&self) -> bool {
+        self.until_stopped(self.queue.wait_room()).await.is_some()
+            && !self.stopped.load(Ordering::Acquire)
+    }
+
+    /// `future`'s output, or None when the pipeline stops first (a dial, a back-off wait).
+    /// An output that comes with the stop is still returned: a dialed link is closed by
+    /// the install that finds the pipeline stopped, not dropped open.
+    async fn until_stopped<F: std::future::Future>(&self, future: F) -> Option<F::Output> {
+        // Made before the check: a stop in between wakes it.
+        let stop = self.stop.notified();
+        if self.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        tokio::select! {
+            output = future => Some(output),
+            () = stop => None,
+        }
+    }
+
+    /// Takes out of the shared queue this pipeline's deliveries of dial `generation` (its
+    /// connection is gone: their acks could not reach the broker, which delivers them
+    /// again); how many.
+    fn drop_deliveries_of(&self, generation: u64) -> usize {
+        let pipeline = self.pipeline.as_ptr();
+        self.queue.remove_where(|job| {
+            std::ptr::eq(Arc::as_ptr(&job.pipeline), pipeline)
+                && matches!(&job.receipt, Receipt::Amqp(delivery)
+                    if !delivery.auto_acked && delivery.generation == generation)
+        })
+    }
+
+    /// A delivery on `channel` of dial `generation` becomes a job in the shared queue
+    /// (acknowledged first when it asks for auto-ack).
+    async fn deliver(
+        self: &Arc<Self>,
+        delivery: lapin::message::Delivery,
+        generation: u64,
+        channel: &lapin::Channel,
+    ) {
         let Some(pipeline) = self.pipeline.upgrade() else {
             return;
         };
@@ -476,6 +578,8 @@ impl Inner {
             receipt: Receipt::Amqp(Delivery {
                 acker: delivery.acker,
                 auto_acked,
+                generation,
+                channel: channel.clone(),
             }),
         };
         self.queue.insert(job);
