@@ -7,9 +7,10 @@
 //!
 //! Observations are gathered in a small buffer and merged, sorted, into the streams when it
 //! fills or at a scrape, so an observation costs O(1) amortised plus O(tuples) per
-//! [`PENDING_MAX`] observations, memory per series is the streams' tuples (a few hundred for
-//! usual objectives, bounded by the objectives' errors and [`OBJECTIVE_ERROR_MIN`]), and a
-//! scrape walks the tuples, never the raw observations.
+//! [`PENDING_MAX`] observations, memory per series is the streams' tuples (about 45 a
+//! stream for `{0.5: 0.05, 0.9: 0.01, 0.99: 0.001}` after a million observations; bounded by
+//! the objectives' errors and [`OBJECTIVE_ERROR_MIN`]), and a scrape walks the tuples,
+//! never the raw observations.
 //!
 //! The clock is the caller's: every call takes `now`.
 
@@ -106,14 +107,18 @@ fn allowed_uncertainty(objectives: &[Objective], count: f64, rank: f64) -> f64 {
 impl TargetedStream {
     /// Merges `sorted` observations in, then compresses.
     fn merge(&mut self, sorted: &[f64], objectives: &[Objective]) {
-        debug_assert!(sorted.windows(2).all(|pair| pair[0] <= pair[1]));
+        // Ordered by `total_cmp` throughout: a NaN observed sorts after everything.
+        debug_assert!(sorted
+            .windows(2)
+            .all(|pair| pair[0].total_cmp(&pair[1]).is_le()));
         let mut merged = std::mem::take(&mut self.spare);
         merged.clear();
         merged.reserve(self.tuples.len() + sorted.len());
         let mut existing = self.tuples.iter().copied().peekable();
         let mut rank = 0.0;
         for &value in sorted {
-            while let Some(tuple) = existing.next_if(|tuple| tuple.value <= value) {
+            while let Some(tuple) = existing.next_if(|tuple| tuple.value.total_cmp(&value).is_le())
+            {
                 rank += tuple.width;
                 merged.push(tuple);
             }
@@ -140,8 +145,8 @@ impl TargetedStream {
     /// tuple's rank, walking from the largest value down.
     ///
     /// The rank is the tuple's own (the widths before it), as the paper has it: `perks`
-    /// takes the rank after the right neighbour instead, which lets tuples above a low
-    /// quantile merge further than its error allows.
+    /// overstates it (by the tuple's width less one), which above a quantile's target rank,
+    /// where the allowed uncertainty grows with the rank, lets wider tuples form.
     fn compress(&mut self, objectives: &[Objective]) {
         let Some(&last) = self.tuples.last() else {
             return;
@@ -355,6 +360,26 @@ mod tests {
         assert_eq!(reported[0].0, 0.5);
         assert!((45.0..=56.0).contains(&reported[0].1), "{reported:?}");
         assert!((98.0..=100.0).contains(&reported[1].1), "{reported:?}");
+    }
+
+    #[test]
+    fn odd_values_neither_panic_nor_disorder_the_stream() {
+        let start = Instant::now();
+        let mut summary = WindowedQuantiles::new(objectives(&[(0.5, 0.05), (0.99, 0.001)]), start);
+        for value in [
+            f64::NAN,
+            f64::INFINITY,
+            -0.0,
+            0.0,
+            f64::NEG_INFINITY,
+            1.0,
+            -f64::NAN,
+        ] {
+            summary.observe(value, start);
+        }
+        let reported: Vec<(f64, f64)> = summary.quantiles(start).collect();
+        assert_eq!(reported[0], (0.5, 0.0));
+        assert!(reported[1].1.is_nan(), "{reported:?}");
     }
 
     #[test]
