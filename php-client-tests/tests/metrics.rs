@@ -271,3 +271,35 @@ fn an_unknown_collector_type_in_the_config_stops_the_start() {
         "{output}"
     );
 }
+
+#[test]
+fn a_summary_from_the_config_reports_its_objectives_sum_and_count() {
+    let collect = "  collect:\n    app_latency: { type: summary, help: \"Latency\", labels: [\"type\"], objectives: {0.5: 0.05, 0.99: 0.001} }\n";
+    let (_server, metrics, dsn) = start(&config("", collect));
+    for value in [3.0, 1.0, 2.0] {
+        assert_eq!(
+            php_call(
+                &dsn,
+                "metrics.Observe",
+                &json!({"name": "app_latency", "value": value, "labels": ["db"]}),
+                false
+            ),
+            Ok("true".into())
+        );
+    }
+    let text = scrape(metrics);
+    assert!(
+        text.contains("# HELP app_latency Latency\n# TYPE app_latency summary\n"),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "app_latency{type=\"db\",quantile=\"0.5\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&text, "app_latency{type=\"db\",quantile=\"0.99\"}"),
+        Some(3.0)
+    );
+    assert_eq!(value(&text, "app_latency_sum{type=\"db\"}"), Some(6.0));
+    assert_eq!(value(&text, "app_latency_count{type=\"db\"}"), Some(3.0));
+}

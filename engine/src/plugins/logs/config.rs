@@ -2,7 +2,9 @@
 //! rotated log files, with rr's defaults. The container installs the logger from it before
 //! any plugin starts (every plugin logs), so the plugin's own start has nothing left to do.
 
+use super::writer::LogCounters;
 use crate::config::values::{ConfigError, Reader};
+use crate::plugins::metrics::exposition::{Family, Kind};
 use crate::plugins::{Plugin, SectionContext, Service, StartContext};
 use std::any::Any;
 use std::path::PathBuf;
@@ -42,13 +44,25 @@ pub struct FileLoggerOptions {
 }
 
 /// `logs`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LogsSection {
     /// The root logger.
     pub root: LogChannel,
     /// Per-logger options (`server`, `http`, …).
     pub channels: Vec<(String, LogChannel)>,
+    /// What the log installed from this section loses (dropped lines, failed writes);
+    /// the running plugin exports them to the metrics plugin.
+    pub counters: Arc<LogCounters>,
 }
+
+/// Sections are equal by their settings; the counters are state, not configuration.
+impl PartialEq for LogsSection {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && self.channels == other.channels
+    }
+}
+
+impl Eq for LogsSection {}
 
 impl Default for LogsSection {
     fn default() -> Self {
@@ -62,6 +76,7 @@ impl Default for LogsSection {
                 file: None,
             },
             channels: Vec::new(),
+            counters: Arc::default(),
         }
     }
 }
@@ -91,7 +106,11 @@ impl LogsSection {
                     .into(),
             );
         }
-        Ok(Self { root, channels })
+        Ok(Self {
+            root,
+            channels,
+            counters: Arc::default(),
+        })
     }
 
     fn channel(
@@ -176,6 +195,31 @@ impl Plugin for LogsSection {
 impl Service for LogsSection {
     fn name(&self) -> &'static str {
         "logs"
+    }
+
+    /// What the log lost: `rr_logs_dropped_lines_total`, `rr_logs_dropped_bytes_total`,
+    /// `rr_logs_write_errors_total` (ours: rr has no such series).
+    fn collect(&self, families: &mut Vec<Family>) {
+        let losses = self.counters.read();
+        for (name, help, value) in [
+            (
+                "rr_logs_dropped_lines_total",
+                "Log lines dropped because the log output did not keep up.",
+                losses.dropped_lines,
+            ),
+            (
+                "rr_logs_dropped_bytes_total",
+                "Bytes of the log lines dropped because the log output did not keep up.",
+                losses.dropped_bytes,
+            ),
+            (
+                "rr_logs_write_errors_total",
+                "Writes to a log output that failed; the lines they carried are lost.",
+                losses.write_errors,
+            ),
+        ] {
+            families.push(Family::single(name, help, Kind::Counter, value as f64));
+        }
     }
 
     fn as_any(&self) -> &dyn Any {

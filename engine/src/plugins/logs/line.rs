@@ -2,6 +2,7 @@
 //! logger, message, the fields as a JSON object), its JSON object, or raw, written straight
 //! into one buffer.
 
+use super::writer::LossReport;
 use super::{Channel, Style, LOGGER_FIELD};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -222,5 +223,31 @@ pub(super) fn format_line(channel: &Channel, event: &Event<'_>, logger: &str) ->
     event.record(&mut fields);
     let open = fields.open;
     write_suffix(&mut line, channel, open);
+    line
+}
+
+/// The report of lines the log lost (dropped from a full queue, or failed to write), as a
+/// warning of the `logs` logger in the channel's shape, the counts as fields.
+pub(super) fn format_loss_report(channel: &Channel, report: &LossReport<'_>) -> Vec<u8> {
+    let mut line = Vec::with_capacity(256);
+    write_prefix(&mut line, channel, Level::WARN, "logs");
+    write_message(
+        &mut line,
+        channel,
+        format_args!("log lines lost: the log output fell behind or failed"),
+    );
+    line.extend_from_slice(if channel.json { b"\"," } else { b"\t{" });
+    let lost = report.lost;
+    let _ = write!(
+        line,
+        "\"dropped_lines\":{},\"dropped_bytes\":{},\"write_errors\":{}",
+        lost.dropped_lines, lost.dropped_bytes, lost.write_errors
+    );
+    if let Some(error) = report.last_error {
+        line.extend_from_slice(b",\"error\":\"");
+        let _ = JsonEscaped(&mut line).write_str(error);
+        line.push(b'"');
+    }
+    write_suffix(&mut line, channel, true);
     line
 }

@@ -14,7 +14,9 @@ pub mod writer;
 
 pub use config::{FileLoggerOptions, LogChannel, LogsSection, ENTRY};
 use file::RotatingFile;
-use line::{format_line, write_message, write_prefix, write_suffix};
+#[cfg(test)]
+use line::write_prefix;
+use line::{format_line, format_loss_report};
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
-use writer::{DropReport, LogQueue, OutputMask, OUTPUTS_MAX};
+use writer::{LogQueue, LossReporting, OutputMask, OUTPUTS_MAX};
 
 /// rr's line shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,19 +176,21 @@ impl RrLogLayer {
         for (name, config) in &logs.channels {
             channels.insert(name.clone(), channel(config, &mut outputs, colour)?);
         }
+        // Losses are reported in the root logger's shape, to its outputs and to stderr
+        // where the root logger does not write (the failing output may be the root's).
+        let stderr_is_root = outputs
+            .names
+            .iter()
+            .position(|name| name == "stderr")
+            .is_some_and(|index| root.outputs & (1 << index) != 0);
         let reporter = root.clone();
-        let report: DropReport = Box::new(move |dropped| {
-            let mut line = Vec::with_capacity(160);
-            write_prefix(&mut line, &reporter, Level::WARN, "logs");
-            write_message(
-                &mut line,
-                &reporter,
-                format_args!("{dropped} log lines dropped: the log output did not keep up"),
-            );
-            write_suffix(&mut line, &reporter, false);
-            line
-        });
-        let queue = LogQueue::start(outputs.writers, root.outputs, report)
+        let reporting = LossReporting {
+            report_to: root.outputs,
+            warn_to: (!stderr_is_root)
+                .then(|| Box::new(std::io::stderr()) as Box<dyn Write + Send>),
+            format: Box::new(move |report| format_loss_report(&reporter, report)),
+        };
+        let queue = LogQueue::start(outputs.writers, reporting, Arc::clone(&logs.counters))
             .map_err(|error| format!("logs: start the log thread: {error}"))?;
         Ok(Self {
             root,
@@ -333,6 +337,7 @@ mod tests {
         let logs = LogsSection {
             root: config,
             channels: Vec::new(),
+            counters: Arc::default(),
         };
         let layer = RrLogLayer::new(&logs).unwrap();
         let queue = layer.queue();

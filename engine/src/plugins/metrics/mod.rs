@@ -6,6 +6,7 @@
 pub mod exposition;
 pub mod pool;
 mod process;
+pub mod summary;
 pub mod user;
 
 use super::plain_http::{self, PlainAnswer};
@@ -176,7 +177,7 @@ fn scrape(shared: &MetricsShared, gzip: bool) -> PlainAnswer {
             .collectors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
+            .values_mut()
             .map(Collector::family),
     );
     let mut text = String::with_capacity(16 * 1024);

@@ -4,18 +4,15 @@
 //! a negative counter add where v5 crashed).
 
 use super::exposition::{Family, Kind};
+use super::summary::{Objective, WindowedQuantiles};
 use serde::Deserialize;
-use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 /// Prometheus' default histogram buckets.
 const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-/// A summary's quantiles cover this much of the recent past (the Go library's 10 minutes).
-const SUMMARY_WINDOW: Duration = Duration::from_secs(600);
-/// Observations a summary keeps at most for its quantiles.
-const SUMMARY_SAMPLES_MAX: usize = 100_000;
 
 /// A collector as declared: `collect.<name>` or Declare's `collector`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -59,7 +56,7 @@ enum Series {
         count: u64,
     },
     Summary {
-        recent: VecDeque<(Instant, f64)>,
+        quantiles: Box<WindowedQuantiles>,
         sum: f64,
         count: u64,
     },
@@ -73,7 +70,7 @@ pub struct Collector {
     help: String,
     labels: Vec<String>,
     buckets: Vec<f64>,
-    objectives: Vec<f64>,
+    objectives: Vec<Objective>,
     series: BTreeMap<Vec<String>, Series>,
 }
 
@@ -154,13 +151,19 @@ impl Collector {
             ));
         }
         let mut objectives = Vec::new();
-        for quantile in spec.objectives.keys() {
-            match quantile.parse::<f64>() {
-                Ok(q) if (0.0..=1.0).contains(&q) => objectives.push(q),
-                _ => return Err(format!("{quantile:?} is not a quantile between 0 and 1")),
-            }
+        for (quantile, error) in &spec.objectives {
+            let objective = quantile
+                .parse::<f64>()
+                .ok()
+                .and_then(|q| Objective::new(q, *error))
+                .ok_or_else(|| {
+                    format!(
+                        "{quantile:?}: {error} is not a quantile between 0 and 1 with an error of at least 0"
+                    )
+                })?;
+            objectives.push(objective);
         }
-        objectives.sort_by(f64::total_cmp);
+        objectives.sort_by(|a, b| a.quantile.total_cmp(&b.quantile));
         let mut collector = Self {
             kind,
             full_name,
@@ -192,7 +195,10 @@ impl Collector {
                 count: 0,
             },
             Kind::Summary => Series::Summary {
-                recent: VecDeque::new(),
+                quantiles: Box::new(WindowedQuantiles::new(
+                    self.objectives.clone(),
+                    Instant::now(),
+                )),
                 sum: 0.0,
                 count: 0,
             },
@@ -267,16 +273,15 @@ impl Collector {
                 *sum += value;
                 *count += 1;
             }
-            (Series::Summary { recent, sum, count }, Op::Observe) => {
-                let now = Instant::now();
-                recent.push_back((now, value));
-                while recent.len() > SUMMARY_SAMPLES_MAX
-                    || recent
-                        .front()
-                        .is_some_and(|(at, _)| now.duration_since(*at) > SUMMARY_WINDOW)
-                {
-                    recent.pop_front();
-                }
+            (
+                Series::Summary {
+                    quantiles,
+                    sum,
+                    count,
+                },
+                Op::Observe,
+            ) => {
+                quantiles.observe(value, Instant::now());
                 *sum += value;
                 *count += 1;
             }
@@ -285,11 +290,25 @@ impl Collector {
         Ok(())
     }
 
-    /// The collector as a family for the scrape.
-    #[must_use]
-    pub fn family(&self) -> Family {
+    /// Values a summary holds for its quantiles, over all its series: what its memory and a
+    /// scrape's work grow with.
+    #[cfg(test)]
+    fn summary_values_held(&self) -> usize {
+        self.series
+            .values()
+            .map(|series| match series {
+                Series::Summary { quantiles, .. } => quantiles.retained(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// The collector as a family for the scrape (a summary merges what it gathered since
+    /// the last scrape first).
+    pub fn family(&mut self) -> Family {
         let mut family = Family::new(self.full_name.clone(), self.help.clone(), self.kind);
-        for (values, series) in &self.series {
+        let now = Instant::now();
+        for (values, series) in &mut self.series {
             let labels: Vec<(String, String)> = self
                 .labels
                 .iter()
@@ -306,19 +325,16 @@ impl Collector {
                     let cumulative = crate::stats::running_sums(per_bucket);
                     family.push_histogram(&labels, &self.buckets, &cumulative, *sum, *count);
                 }
-                Series::Summary { recent, sum, count } => {
-                    let now = Instant::now();
-                    let mut window: Vec<f64> = recent
-                        .iter()
-                        .filter(|(at, _)| now.duration_since(*at) <= SUMMARY_WINDOW)
-                        .map(|(_, value)| *value)
-                        .collect();
-                    window.sort_by(f64::total_cmp);
-                    for quantile in &self.objectives {
+                Series::Summary {
+                    quantiles,
+                    sum,
+                    count,
+                } => {
+                    for (quantile, value) in quantiles.quantiles(now) {
                         let mut with_quantile = labels.clone();
                         with_quantile
-                            .push(("quantile".into(), super::exposition::go_float(*quantile)));
-                        family.push(with_quantile, quantile_of(&window, *quantile));
+                            .push(("quantile".into(), super::exposition::go_float(quantile)));
+                        family.push(with_quantile, value);
                     }
                     family.push_sum_count(&labels, *sum, *count);
                 }
@@ -326,15 +342,6 @@ impl Collector {
         }
         family
     }
-}
-
-/// The `q` quantile of sorted `values` (NaN when there are none, as the Go library writes).
-fn quantile_of(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * (values.len() - 1) as f64).round() as usize;
-    values[rank.min(values.len() - 1)]
 }
 
 /// Prometheus' metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`) or label name (no `:`) rules.
@@ -439,7 +446,57 @@ mod tests {
                 .unwrap();
         }
         let family = summary.family();
+        let quantile_labels: Vec<&str> = family.samples[..2]
+            .iter()
+            .map(|s| s.labels[0].1.as_str())
+            .collect();
+        assert_eq!(quantile_labels, ["0.5", "0.99"]);
         let values: Vec<f64> = family.samples.iter().map(|s| s.value).collect();
-        assert_eq!(values, vec![51.0, 99.0, 5050.0, 100.0]);
+        // Within the declared rank errors (5 and 0.1 of 100 ranks, one of rounding).
+        assert!((45.0..=56.0).contains(&values[0]), "{values:?}");
+        assert!((98.0..=100.0).contains(&values[1]), "{values:?}");
+        assert_eq!(values[2..], [5050.0, 100.0]);
+        assert_eq!(
+            Collector::new(
+                "s",
+                &CollectorSpec {
+                    objectives: BTreeMap::from([("0.5".to_owned(), -1.0)]),
+                    ..spec("summary", &[])
+                },
+            )
+            .unwrap_err(),
+            "\"0.5\": -1 is not a quantile between 0 and 1 with an error of at least 0"
+        );
+    }
+
+    #[test]
+    fn a_summary_series_stays_small_after_a_million_observations() {
+        let objectives = BTreeMap::from([
+            ("0.5".to_owned(), 0.05),
+            ("0.9".to_owned(), 0.01),
+            ("0.99".to_owned(), 0.001),
+        ]);
+        let mut summary = Collector::new(
+            "latency",
+            &CollectorSpec {
+                objectives,
+                ..spec("summary", &[])
+            },
+        )
+        .unwrap();
+        for index in 0..1_000_000u32 {
+            // A sawtooth over 0..1000 in a scrambled order.
+            let value = f64::from(index.wrapping_mul(2_654_435_761) % 1000);
+            summary.update("latency", Op::Observe, value, &[]).unwrap();
+        }
+        let held = summary.summary_values_held();
+        assert!(
+            held <= 1000,
+            "{held} values held after 1,000,000 observations"
+        );
+        let family = summary.family();
+        let median = family.samples[0].value;
+        assert!((440.0..=560.0).contains(&median), "{median}");
+        assert_eq!(family.samples[4].value, 1_000_000.0);
     }
 }
