@@ -302,7 +302,7 @@ fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
     let (found, report) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = std::io::BufReader::new(stderr).lines();
-        let seen = lines.any(|line| line.is_ok_and(|l| l.contains("log lines dropped")));
+        let seen = lines.any(|line| line.is_ok_and(|l| l.contains("log lines lost")));
         let _ = found.send(seen);
         for _ in lines {}
     });
