@@ -7,7 +7,7 @@
 use php_client_tests::server::{free_port, RrServer};
 use serde_json::{json, Value};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LOG_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -281,6 +281,25 @@ fn force_release_drops_every_lock_of_the_resource() {
     assert_eq!(ok(call(&dsn, "lock", "res", &["w"])), json!("w"));
 }
 
+/// A stop does not wait for the calls waiting for a lock: they answer false at once and
+/// the server exits 0 well within its grace period.
+#[test]
+fn a_stop_answers_the_waiting_calls_at_once() {
+    let (mut server, dsn) = start();
+    ok(call(&dsn, "lock", "res", &["a"]));
+    let waiter = Pending::start(&dsn, "lock", "res", &["b", "0", "60"]);
+    wait_for_request(&server, "lock request received", "b");
+    let stopping = Instant::now();
+    assert!(server.stop().success(), "{}", server.output());
+    let answer = waiter.finish().expect("answers");
+    assert_eq!(answer.result, json!(false));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "the stop took {:?}",
+        stopping.elapsed()
+    );
+}
+
 /// 20 PHP processes take the same lock in turn: each once, the holds never overlap.
 #[test]
 fn twenty_processes_contending_hold_the_lock_one_at_a_time() {
@@ -318,6 +337,10 @@ fn twenty_processes_contending_hold_the_lock_one_at_a_time() {
     for pair in holds.windows(2) {
         assert!(pair[0].2 <= pair[1].1, "overlapping holds: {pair:?}");
     }
+    // The hand-over is a wake-up, not a poll: the gaps between holds stay small.
+    let span = holds[PROCESSES - 1].2 - holds[0].1;
+    eprintln!("{PROCESSES} holds of 0.1 s took {span:.3} s from the first to the last");
+    assert!(span < 10.0, "{PROCESSES} holds of 0.1 s took {span} s");
 }
 
 fn tempfile_path() -> String {
