@@ -145,8 +145,9 @@ impl Locks {
         let deadline = tokio::time::Instant::now() + wait_of(request.wait);
         let (waker, granted) = oneshot::channel();
         let acquired = self.with_state(|state, now| {
+            // Stopping: nobody would wake the call.
             if state.stopped {
-                return Acquire::Full;
+                return None;
             }
             let acquired = state
                 .table
@@ -154,17 +155,18 @@ impl Locks {
             if let Acquire::Queued(ticket) = acquired {
                 state.wakers.insert(ticket, waker);
             }
-            acquired
+            Some(acquired)
         });
         let ticket = match acquired {
-            Acquire::Granted => return true,
-            Acquire::Full => {
+            None => return false,
+            Some(Acquire::Granted) => return true,
+            Some(Acquire::Full) => {
                 tracing::warn!(target: "lock", resource = %request.resource, id = %request.id,
                     holds_max = table::HOLDS_MAX, waiters_max = table::WAITERS_MAX,
-                    "lock table full (or stopping): request refused");
+                    "lock table full: request refused");
                 return false;
             }
-            Acquire::Queued(ticket) => ticket,
+            Some(Acquire::Queued(ticket)) => ticket,
         };
         let mut waiting = Waiting {
             locks: self,
@@ -401,5 +403,24 @@ mod tests {
         assert_eq!(wait_of(Some(-1)), WAIT_IMMEDIATE);
         assert_eq!(wait_of(Some(250_000)), Duration::from_millis(250));
         assert_eq!(wait_of(Some(i64::MAX)), WAIT_MAX);
+    }
+
+    #[test]
+    fn a_json_request_has_the_protobuf_field_names() {
+        let request = request_from_json(
+            &serde_json::json!({"resource": "r", "id": "a", "ttl": 5, "wait": 7}),
+        );
+        assert_eq!(
+            request,
+            Ok(Request {
+                resource: "r".into(),
+                id: "a".into(),
+                ttl: Some(5),
+                wait: Some(7),
+            })
+        );
+        let bare = request_from_json(&serde_json::json!({})).expect("an object");
+        assert_eq!((bare.id.as_str(), bare.ttl, bare.wait), ("", None, None));
+        assert!(request_from_json(&serde_json::json!("r")).is_err());
     }
 }
