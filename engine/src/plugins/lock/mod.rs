@@ -10,6 +10,8 @@
 
 mod proto;
 mod table;
+#[cfg(test)]
+mod table_properties;
 
 use super::rpc::{Reply, RpcService};
 use super::{Lifecycle, LocalFuture, Plugin, SectionContext, Service, StartContext};

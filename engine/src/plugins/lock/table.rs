@@ -270,6 +270,39 @@ impl LockTable {
         self.resources.len()
     }
 
+    /// Panics unless the table is consistent: no writer beside readers, every queue's
+    /// head blocked by a holder (nobody waits who could go: no wedge), no idle resource
+    /// kept, the counters and the expiry index matching the holds.
+    #[cfg(test)]
+    pub fn check_invariants(&self) {
+        let (mut holds, mut waiters, mut expiries) = (0, 0, 0);
+        for (name, entry) in &self.resources {
+            assert!(!entry.is_idle(), "{name}: idle resource kept");
+            assert!(
+                entry.writer.is_none() || entry.readers.is_empty(),
+                "{name}: a writer beside readers"
+            );
+            if let Some(head) = entry.queue.front() {
+                assert!(
+                    !entry.admits(head.kind),
+                    "{name}: {} waits for nothing",
+                    head.id
+                );
+            }
+            let all = entry.writer.iter().map(|(id, hold)| (id, hold));
+            for (id, hold) in all.chain(&entry.readers) {
+                if let Some(key) = hold.expiry {
+                    assert_eq!(self.expiries.get(&key), Some(&(name.clone(), id.clone())));
+                    expiries += 1;
+                }
+            }
+            holds += entry.hold_count();
+            waiters += entry.queue.len();
+        }
+        assert_eq!((holds, waiters), (self.holds, self.waiters));
+        assert_eq!(expiries, self.expiries.len());
+    }
+
     fn new_key(&mut self) -> u64 {
         self.next_key += 1;
         self.next_key
