@@ -27,6 +27,8 @@ enum Expectation {
     Log(String),
     NoLog(String),
     Refuse(String),
+    /// The `lock` RPC on the named port takes, shows and releases a lock.
+    LockRpc(String),
 }
 
 fn parse_expectation(text: &str) -> Expectation {
@@ -47,6 +49,7 @@ fn parse_expectation(text: &str) -> Expectation {
         "log" => Expectation::Log(rest),
         "no-log" => Expectation::NoLog(rest),
         "refuse" => Expectation::Refuse(rest),
+        "lock-rpc" => Expectation::LockRpc(rest),
         other => panic!("unknown expectation {other:?}"),
     }
 }
@@ -199,6 +202,30 @@ fn check(file: &str, server: &RrServer, env: &Environment, expectation: &Expecta
             assert!(!server.output().contains(text.as_str()), "{}", context());
         }
         Expectation::Refuse(_) => unreachable!("handled before the start"),
+        Expectation::LockRpc(port) => {
+            check_lock_rpc(&format!("tcp://{}", env.port(port)), &context)
+        }
+    }
+}
+
+/// Locks, checks and releases a lock with `php/lock_call.php` (the `lock` plugin's RPC).
+fn check_lock_rpc(dsn: &str, context: &dyn Fn() -> String) {
+    for (op, answer) in [
+        ("lock", r#""result":"real-configs""#),
+        ("exists", r#""result":true"#),
+        ("release", r#""result":true"#),
+    ] {
+        let output = std::process::Command::new(php_client_tests::php_binary())
+            .arg(php_client_tests::php_dir().join("lock_call.php"))
+            .args([dsn, op, "real-configs-resource", "real-configs"])
+            .output()
+            .expect("php runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains(answer),
+            "lock {op}: {stdout}\n{}",
+            context()
+        );
     }
 }
 

@@ -12,6 +12,7 @@ pub mod http;
 pub mod jobs;
 pub mod kv;
 pub mod listener;
+pub mod lock;
 pub mod logs;
 pub mod metrics;
 mod plain_http;

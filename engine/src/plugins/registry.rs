@@ -53,6 +53,7 @@ pub const REGISTRY: &[Entry] = &[
     super::status::ENTRY,
     super::metrics::ENTRY,
     super::kv::ENTRY,
+    super::lock::ENTRY,
     super::service::ENTRY,
 ];
 
