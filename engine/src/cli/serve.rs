@@ -64,12 +64,18 @@ fn serve_configured(
     if !SERVING_PLUGINS.iter().any(|name| configured.has(name)) {
         // rr starts whatever has a section and idles (a kv or lock sidecar over RPC, a
         // metrics exporter, Octane's config of `-o` flags); the warnings above name the
-        // sections not recognised, so a typo (`htttp:`) still shows.
-        tracing::warn!(
+        // sections not recognised, so a typo (`htttp:`) still shows. With RPC on, the
+        // plugins it serves (kv, lock, jobs pushes) are the point: no warning then.
+        let text = format!(
             "no plugin of this configuration serves requests ({}): running the others until \
              a stop signal",
             SERVING_PLUGINS.join(", ")
         );
+        if configured.has("rpc") {
+            tracing::debug!("{text}");
+        } else {
+            tracing::warn!("{text}");
+        }
     }
     raise_open_file_limit();
     if cli.debug {
