@@ -390,7 +390,9 @@ async fn serve_until_retired(
 }
 
 /// Ends a worker this task owns: stop frame and a grace period for retirements, SIGKILL for
-/// errors (spec pool-server §6.3).
+/// errors (spec pool-server §6.3). Worst case: [`STOP_GRACE`] for the stop frame's write
+/// and the exit together (a worker that stopped reading its input cannot hold the write
+/// longer: the write is abandoned and the worker killed), then the reap after SIGKILL.
 async fn stop_worker(
     shared: &Arc<PoolShared>,
     shard: &ShardContext,
@@ -400,24 +402,27 @@ async fn stop_worker(
     let slot = shared.slot(index);
     if slot.state().retires_gracefully() {
         slot.mark(WorkerState::Stopping);
-        let cached = shard.relays().take(shared.id, index, running.generation);
-        let relay = cached.or_else(|| {
-            slot.with_process(|p| {
-                let (write, read) = (p.relay_write.as_fd(), p.relay_read.as_fd());
-                RelayIo::from_fds(write, read, 1024, shard.backend()).ok()
-            })
-            .flatten()
-        });
-        if let Some(relay) = relay {
-            let mut frame = Vec::with_capacity(32);
-            encode_stop(&mut frame);
-            let _ = relay.send(frame).await;
-        }
-        if tokio::time::timeout(STOP_GRACE, running.exit.readable())
-            .await
-            .is_err()
-        {
+        let relay = shard
+            .relays()
+            .take(shared.id, index, running.generation)
+            .or_else(|| {
+                slot.with_process(|p| {
+                    let (write, read) = (p.relay_write.as_fd(), p.relay_read.as_fd());
+                    RelayIo::from_fds(write, read, 1024, shard.backend()).ok()
+                })
+                .flatten()
+            });
+        let stop = async {
+            if let Some(relay) = relay {
+                let mut frame = Vec::with_capacity(32);
+                encode_stop(&mut frame);
+                let _ = relay.send(frame).await;
+            }
+            let _ = running.exit.readable().await;
+        };
+        if tokio::time::timeout(STOP_GRACE, stop).await.is_err() {
             tracing::warn!(pool = %shared.config.name, pid = running.child.id(),
+                grace_ms = STOP_GRACE.as_millis() as u64,
                 "worker doesn't respond on stop command, killing process");
             slot.kill();
         }
