@@ -71,3 +71,105 @@ fn sigterm_stops_a_worker_that_stopped_reading_within_the_stop_grace() {
         server.output()
     );
 }
+
+/// The children of process `pid`, each with its state letter (`Z` for a zombie), from
+/// `/proc/*/stat`.
+fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            // "PID (comm) S PPID ...": the command may hold spaces and parentheses.
+            let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+            let state = fields.next()?.chars().next()?;
+            let parent: u32 = fields.next()?.parse().ok()?;
+            (parent == pid).then_some((child, state))
+        })
+        .collect()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Sets the open-files soft limit of `pid` (a child of this process: it inherited our
+/// limits) to `soft`, or back to ours with None.
+fn set_open_files_limit(pid: u32, soft: Option<u64>) {
+    use rustix::process::{getrlimit, prlimit, Pid, Resource, Rlimit};
+    let ours = getrlimit(Resource::Nofile);
+    let limit = Rlimit {
+        current: soft.or(ours.current),
+        maximum: ours.maximum,
+    };
+    prlimit(Pid::from_raw(pid as i32), Resource::Nofile, limit).expect("prlimit on rr");
+}
+
+/// Lines of `lines` that contain `needle`.
+fn count(lines: &[String], needle: &str) -> usize {
+    lines.iter().filter(|line| line.contains(needle)).count()
+}
+
+const STARTED: &str = "worker is allocated";
+const FAILED: &str = "worker failed to boot";
+
+/// rr's workers connect over a TCP relay (the start path with the most descriptors after
+/// the spawn: the accepted connection, its clone, the relay's two). With rr's open-files
+/// limit a few descriptors above what it holds, some starts fail after the spawn (at the
+/// connection's or the relay's descriptors): each failed start's process is killed and
+/// reaped, so rr keeps no stray worker, no zombie and no descriptor of it.
+#[test]
+fn a_start_that_fails_after_the_spawn_leaves_no_process_behind() {
+    let yaml = format!(
+        "version: \"3\"\nserver:\n  command: \"{}\"\n  relay: \"tcp://127.0.0.1:0\"\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    num_workers: 1\n    allocate_timeout: 5s\nlogs:\n  level: debug\n",
+        worker_command("http.php")
+    );
+    let server = RrServer::start(&yaml);
+    let rr = server.pid();
+    let baseline_fds = open_fds(rr);
+    for spare in 1..=10 {
+        let workers = children_of(rr);
+        assert_eq!(workers.len(), 1, "spare {spare}: {workers:?}");
+        let output = server.output();
+        let (started, failed) = (
+            output.matches(STARTED).count(),
+            output.matches(FAILED).count(),
+        );
+        // No descriptor to spare: the restart fails at the spawn and backs off (100 ms);
+        // meanwhile the killed worker's descriptors are all closed.
+        set_open_files_limit(rr, Some(0));
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(workers[0].0 as i32).unwrap(),
+            rustix::process::Signal::KILL,
+        )
+        .unwrap();
+        let backing_off = server.wait_for(MARGIN, |lines| count(lines, FAILED) > failed);
+        assert!(
+            backing_off,
+            "spare {spare}: no failed start:\n{}",
+            server.output()
+        );
+        // The next try has exactly `spare` descriptors.
+        set_open_files_limit(rr, Some((open_fds(rr) + spare) as u64));
+        let attempted = server.wait_for(MARGIN, |lines| {
+            count(lines, STARTED) > started || count(lines, FAILED) > failed + 1
+        });
+        assert!(attempted, "spare {spare}: no start:\n{}", server.output());
+        set_open_files_limit(rr, None);
+        let back = server.wait_for(MARGIN, |lines| count(lines, STARTED) > started);
+        assert!(back, "spare {spare}: no worker again:\n{}", server.output());
+        let left = children_of(rr);
+        assert!(
+            left.len() == 1 && left.iter().all(|(_, state)| *state != 'Z'),
+            "spare {spare}: children {left:?}:\n{}",
+            server.output()
+        );
+    }
+    assert!(
+        open_fds(rr) <= baseline_fds + 2,
+        "rr holds {} descriptors, {baseline_fds} at the start",
+        open_fds(rr)
+    );
+}

@@ -158,9 +158,16 @@ async fn start_worker(
         command: command.clone(),
         reason: error.to_string(),
     })?;
-    let exit = process::watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
-        .map_err(|e| start_error(&command, &e))?;
-    let (stderr_closed, mut stderr_eof) = oneshot::channel();
+    let exit = match pidfd.try_clone().and_then(process::watch_exit) {
+        Ok(exit) => exit,
+        Err(error) => {
+            // No exit watcher to reap with: kill it and wait off the shard.
+            process::kill(&pidfd);
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            return Err(start_error(&command, &error));
+        }
+    };
+    let (stderr_closed, stderr_eof) = oneshot::channel();
     tokio::task::spawn_local(forward_stderr(
         Arc::clone(shared),
         index,
@@ -169,6 +176,12 @@ async fn start_worker(
         shard.backend(),
         stderr_closed,
     ));
+    let mut starting = Starting {
+        child,
+        pid,
+        exit,
+        stderr_eof,
+    };
     let (relay_write, relay_read) = match &shared.socket_relay {
         None => (
             relay_write.expect("pipes relay"),
@@ -176,96 +189,29 @@ async fn start_worker(
         ),
         // The worker connects and the accept side runs the handshake (spec §8.2).
         Some(socket) => {
-            let deadline = tokio::time::Instant::now() + config.allocate_timeout;
-            let gone = async {
-                let _ = exit.readable().await;
-            };
-            let Some(connection) = socket.connection_of(pid, deadline, gone).await else {
-                let exited = child.try_wait().ok().flatten();
-                if exited.is_none() {
-                    let _ =
-                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-                }
-                let status = process::reap(&mut child, &exit)
-                    .await
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
-                return Err(match exited {
-                    Some(_) => SpawnError::Handshake {
-                        command,
-                        pid,
-                        reason: format!(
-                            "worker exited before connecting to the relay {} ({status})",
-                            config.relay_dsn
-                        ),
-                        stderr_tail,
-                    },
-                    None => SpawnError::Timeout {
-                        command,
-                        pid,
-                        stderr_tail,
-                    },
-                });
-            };
-            let read = connection
-                .try_clone()
-                .map_err(|e| start_error(&command, &e))?;
-            (connection, read)
+            connect_over_socket(shared, slot, socket, &mut starting, &pidfd, &command).await?
         }
     };
     let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut relay = RelayIo::from_fds(
+    let mut relay = match RelayIo::from_fds(
         relay_write.as_fd(),
         relay_read.as_fd(),
         config.max_payload_bytes,
         shard.backend(),
-    )
-    .map_err(|e| start_error(&command, &e))?;
+    ) {
+        Ok(relay) => relay,
+        Err(error) => return Err(starting.abandon(&pidfd, &command, &error).await),
+    };
     slot.install(SlotProcess {
         relay_write,
         relay_read,
         pidfd,
     });
     slot.pid.store(pid, Ordering::Release);
-
-    let socket_handshaken = shared.socket_relay.is_some();
-    let handshake = tokio::time::timeout(config.allocate_timeout, async {
-        if socket_handshaken {
-            Ok(())
-        } else {
-            handshake(&mut relay, shared.server_pid, pid).await
-        }
-    });
-    let failure = match handshake.await {
-        Ok(Ok(())) => None,
-        Ok(Err(reason)) => Some(reason),
-        Err(_) => {
-            slot.kill();
-            let _ = process::reap(&mut child, &exit).await;
-            slot.uninstall();
-            return Err(SpawnError::Timeout {
-                command,
-                pid,
-                stderr_tail: stderr_tail(slot, &exit, &mut stderr_eof).await,
-            });
-        }
-    };
-    if let Some(reason) = failure {
-        slot.kill();
-        let status = process::reap(&mut child, &exit)
-            .await
-            .map(|status| format!(" ({status})"))
-            .unwrap_or_default();
-        slot.uninstall();
-        let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
-        return Err(SpawnError::Handshake {
-            command,
-            pid,
-            reason: format!("{reason}{status}"),
-            stderr_tail,
-        });
+    if shared.socket_relay.is_none() {
+        handshake_or_kill(shared, slot, &mut relay, &mut starting, command).await?;
     }
+    let Starting { child, exit, .. } = starting;
     slot.execs.store(0, Ordering::Relaxed);
     slot.last_used_ns.store(0, Ordering::Relaxed);
     slot.spawned_at_ns.store(shared.now_ns(), Ordering::Relaxed);
@@ -276,6 +222,122 @@ async fn start_worker(
         child,
         exit,
         generation,
+    })
+}
+
+/// A spawned process whose start is not finished: what its failure paths kill and reap.
+struct Starting {
+    child: Child,
+    pid: u32,
+    exit: AsyncFd<OwnedFd>,
+    stderr_eof: oneshot::Receiver<()>,
+}
+
+impl Starting {
+    /// Ends a process whose start failed before it was installed in its slot: SIGKILL and
+    /// reap, so that neither a stray worker nor a zombie (nor its stderr reader, which ends
+    /// at EOF) is left. Worst case: the reap waits for the killed process to die.
+    async fn abandon(
+        &mut self,
+        pidfd: &OwnedFd,
+        command: &str,
+        error: &std::io::Error,
+    ) -> SpawnError {
+        process::kill(pidfd);
+        let _ = process::reap(&mut self.child, &self.exit).await;
+        start_error(command, error)
+    }
+}
+
+/// Waits for the worker to connect to the socket relay (the accept side runs the
+/// handshake, spec relay-protocol §8.2) within `allocate_timeout`; the connection twice (to
+/// write and to read). On failure the process is killed and reaped.
+async fn connect_over_socket(
+    shared: &PoolShared,
+    slot: &super::slot::WorkerSlot,
+    socket: &crate::worker::socket_relay::SocketRelay,
+    starting: &mut Starting,
+    pidfd: &OwnedFd,
+    command: &str,
+) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let config = &shared.config;
+    let pid = starting.pid;
+    let deadline = tokio::time::Instant::now() + config.allocate_timeout;
+    let gone = async {
+        let _ = starting.exit.readable().await;
+    };
+    let Some(connection) = socket.connection_of(pid, deadline, gone).await else {
+        let exited = starting.child.try_wait().ok().flatten();
+        if exited.is_none() {
+            process::kill(pidfd);
+        }
+        let status = process::reap(&mut starting.child, &starting.exit)
+            .await
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let stderr_tail = stderr_tail(slot, &starting.exit, &mut starting.stderr_eof).await;
+        let command = command.to_owned();
+        return Err(match exited {
+            Some(_) => SpawnError::Handshake {
+                command,
+                pid,
+                reason: format!(
+                    "worker exited before connecting to the relay {} ({status})",
+                    config.relay_dsn
+                ),
+                stderr_tail,
+            },
+            None => SpawnError::Timeout {
+                command,
+                pid,
+                stderr_tail,
+            },
+        });
+    };
+    match connection.try_clone() {
+        Ok(read) => Ok((connection, read)),
+        Err(error) => Err(starting.abandon(pidfd, command, &error).await),
+    }
+}
+
+/// The pipes relay's pid handshake within `allocate_timeout` (spec relay-protocol §8.1); on
+/// failure the installed process is killed, reaped and uninstalled.
+async fn handshake_or_kill(
+    shared: &PoolShared,
+    slot: &super::slot::WorkerSlot,
+    relay: &mut RelayIo,
+    starting: &mut Starting,
+    command: String,
+) -> Result<(), SpawnError> {
+    let pid = starting.pid;
+    let handshake = tokio::time::timeout(
+        shared.config.allocate_timeout,
+        handshake(relay, shared.server_pid, pid),
+    );
+    let reason = match handshake.await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(reason)) => Some(reason),
+        Err(_) => None,
+    };
+    slot.kill();
+    let status = process::reap(&mut starting.child, &starting.exit)
+        .await
+        .map(|status| format!(" ({status})"))
+        .unwrap_or_default();
+    slot.uninstall();
+    let stderr_tail = stderr_tail(slot, &starting.exit, &mut starting.stderr_eof).await;
+    Err(match reason {
+        Some(reason) => SpawnError::Handshake {
+            command,
+            pid,
+            reason: format!("{reason}{status}"),
+            stderr_tail,
+        },
+        None => SpawnError::Timeout {
+            command,
+            pid,
+            stderr_tail,
+        },
     })
 }
 
