@@ -206,6 +206,7 @@ async fn start_worker(
         relay_write,
         relay_read,
         pidfd,
+        generation,
     });
     slot.pid.store(pid, Ordering::Release);
     if shared.socket_relay.is_none() {

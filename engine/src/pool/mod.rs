@@ -450,10 +450,10 @@ impl Pool {
             }
         }
         for (slot, old) in shared.slots.iter().zip(&old) {
-            if slot.wanted.load(Ordering::Acquire)
-                && slot.generation.load(Ordering::Acquire) == *old
-            {
-                slot.kill();
+            // Only the process of the generation it looked at: a replacement that started
+            // since is spared (checked and killed under the slot's process lock).
+            if slot.wanted.load(Ordering::Acquire) {
+                slot.kill_generation(*old);
             }
         }
         tracing::info!(pool = %shared.config.name, "pool reset");

@@ -19,6 +19,8 @@ pub struct SlotProcess {
     pub relay_write: OwnedFd,
     pub relay_read: OwnedFd,
     pub pidfd: OwnedFd,
+    /// The slot's generation this process fills.
+    pub generation: u64,
 }
 
 #[derive(Debug)]
@@ -109,6 +111,20 @@ impl WorkerSlot {
         self.with_process(|process| crate::worker::process::kill(&process.pidfd));
     }
 
+    /// SIGKILL through the pidfd if the installed process is of generation `generation`:
+    /// checked and sent under the process lock, so a replacement installed meanwhile (a
+    /// newer generation) is never hit. True when a signal was sent.
+    pub fn kill_generation(&self, generation: u64) -> bool {
+        self.with_process(|process| {
+            let hit = process.generation == generation;
+            if hit {
+                crate::worker::process::kill(&process.pidfd);
+            }
+            hit
+        })
+        .unwrap_or(false)
+    }
+
     pub fn record_stderr(&self, chunk: &str) {
         let mut tail = lock(&self.stderr_tail);
         for line in chunk.lines().filter(|line| !line.trim().is_empty()) {
@@ -128,5 +144,51 @@ impl WorkerSlot {
             .join("\n");
         tail.clear();
         text
+    }
+}
+
+#[cfg(all(test, not(ringrunner_loom)))]
+mod tests {
+    use super::*;
+
+    /// A `sleep` process installed as generation `generation`, and its child handle.
+    fn install_sleeper(slot: &WorkerSlot, generation: u64) -> std::process::Child {
+        let child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep runs");
+        let pidfd = crate::worker::process::pidfd_of(child.id()).unwrap();
+        let (relay_read, relay_write) = rustix::pipe::pipe().unwrap();
+        slot.install(SlotProcess {
+            relay_write,
+            relay_read,
+            pidfd,
+            generation,
+        });
+        child
+    }
+
+    /// reset() looked at generation 1; by the time it kills, generation 2 runs in the slot:
+    /// the new process lives. The process of the generation it checked is killed.
+    #[test]
+    fn a_kill_for_an_old_generation_spares_the_replacement() {
+        let slot = WorkerSlot::new();
+        let mut replacement = install_sleeper(&slot, 2);
+        assert!(!slot.kill_generation(1));
+        assert!(
+            replacement.try_wait().unwrap().is_none(),
+            "the replacement was killed"
+        );
+        assert!(slot.kill_generation(2));
+        let status = replacement.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        slot.uninstall();
+        assert!(
+            !slot.kill_generation(2),
+            "nothing installed: nothing to kill"
+        );
     }
 }
