@@ -2,7 +2,7 @@
 //! handed back, stop or kill it, start the next one. At boot a failure is reported to the
 //! pool's creator; at runtime it is retried with exponential backoff.
 
-use super::slot::SlotProcess;
+use super::slot::{SlotProcess, SlotToken};
 use super::{
     unix_now_ns, PoolShared, SpawnError, Sweep, WorkerState, RESPAWN_BACKOFF_MAX,
     RESPAWN_BACKOFF_MIN, STOP_GRACE,
@@ -38,6 +38,8 @@ pub(super) async fn run_slot(
 ) {
     let slot = shared.slot(index);
     slot.task_live.store(true, Ordering::Release);
+    // The task owns its slot whenever no worker of it is in service.
+    let mut token = SlotToken::claim(index);
     let mut failures: u32 = 0;
     let debug = shared.config.debug;
     while !shared.closed.load(Ordering::SeqCst)
@@ -45,7 +47,7 @@ pub(super) async fn run_slot(
         && slot.wanted.load(Ordering::Acquire)
     {
         // Debug mode: after the boot check, a worker is started only when a request asks.
-        if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared, index).await {
+        if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared).await {
             break;
         }
         match start_worker(&shared, &shard, index).await {
@@ -73,14 +75,15 @@ pub(super) async fn run_slot(
                     stop_worker(&shared, &shard, index, &mut running).await;
                     break;
                 }
-                shared.release(index, Some(shard.index()));
+                shared.release(token, Some(shard.index()));
                 // Reported only once the worker is in service: when the pool's start returns,
                 // every worker is ready (and the status plugin's /ready says so).
                 if let Some(boot) = boot.take() {
                     let _ = boot.send(Ok(()));
                 }
                 shared.worker_started.notify_waiters();
-                let status = serve_until_retired(&shared, &shard, index, &mut running).await;
+                let status;
+                (status, token) = serve_until_retired(&shared, &shard, index, &mut running).await;
                 finish_worker(&shared, index, running.generation, status);
             }
             Err(error) => {
@@ -95,8 +98,8 @@ pub(super) async fn run_slot(
                 let delay = backoff(failures);
                 tracing::error!(pool = %shared.config.name, slot = index, attempt = failures,
                     retry_in_ms = delay.as_millis() as u64, %error, "worker failed to boot");
-                // Destroy wakes this wait through `returned`.
-                let _ = tokio::time::timeout(delay, slot.returned.notified()).await;
+                // Destroy wakes this wait.
+                let _ = tokio::time::timeout(delay, until_closing(&shared)).await;
             }
         }
     }
@@ -106,17 +109,29 @@ pub(super) async fn run_slot(
     if let Some(boot) = boot.take() {
         let _ = boot.send(Err(SpawnError::Closed));
     }
+    // The slot is free: the next task for it starts owning it.
+    drop(token);
     slot.task_live.store(false, Ordering::Release);
     shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
     shared.tasks_done.notify_waiters();
 }
 
 /// Debug mode: waits until a request wants a worker (true) or the pool is destroyed (false).
-async fn wait_for_demand(shared: &PoolShared, index: u32) -> bool {
-    let slot = shared.slot(index);
+async fn wait_for_demand(shared: &PoolShared) -> bool {
     tokio::select! {
         () = shared.demand.notified() => true,
-        () = slot.returned.notified() => false,
+        () = until_closing(shared) => false,
+    }
+}
+
+/// Returns once the pool is closed: registered for the wake-up before it checks the flag,
+/// so a destroy in between is not missed.
+async fn until_closing(shared: &PoolShared) {
+    let closing = shared.closing.notified();
+    tokio::pin!(closing);
+    closing.as_mut().enable();
+    if !shared.closed.load(Ordering::SeqCst) {
+        closing.await;
     }
 }
 
@@ -427,13 +442,14 @@ async fn forward_stderr(
     let _ = closed.send(());
 }
 
-/// Waits until the process exits by itself or its slot is handed back, then ends it.
+/// Waits until the process exits by itself or its slot is handed back, then ends it; the
+/// slot's token, back with the task.
 async fn serve_until_retired(
     shared: &Arc<PoolShared>,
     shard: &ShardContext,
     index: u32,
     running: &mut RunningWorker,
-) -> ExitStatus {
+) -> (ExitStatus, SlotToken) {
     let slot = shared.slot(index);
     tokio::select! {
         _ = running.exit.readable() => {
@@ -446,9 +462,12 @@ async fn serve_until_retired(
             // Idle workers sit on the stack: sweep so that the dead one comes back to us.
             shared.sweep_idle(|other, _| if other == index { Sweep::Fetch } else { Sweep::Keep });
             slot.returned.notified().await;
-            status
+            (status, SlotToken::claim(index))
         }
-        () = slot.returned.notified() => stop_worker(shared, shard, index, running).await,
+        () = slot.returned.notified() => {
+            let token = SlotToken::claim(index);
+            (stop_worker(shared, shard, index, running).await, token)
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! One worker slot: the state and counters of the process that currently fills it, and the
-//! descriptors the pool keeps for it. A slot index is owned by exactly one party at a time:
-//! the idle stack, an exec, or the slot's own lifecycle task. A party that cannot use a slot
-//! hands it to the lifecycle task through `returned`.
+//! descriptors the pool keeps for it. A slot is owned by exactly one party at a time: the
+//! idle stack, a waiter it was sent to, an exec, or the slot's own lifecycle task. Who owns
+//! it holds its [`SlotToken`], a value that moves; a party that cannot use a slot hands the
+//! token back to the lifecycle task (`PoolShared::hand_back`, through `returned`).
 
 use super::state::WorkerState;
 use std::collections::VecDeque;
@@ -12,6 +13,35 @@ use tokio::sync::Notify;
 
 /// Lines of stderr kept per worker for boot-failure messages.
 const STDERR_TAIL_LINES: usize = 10;
+
+/// The ownership of one worker slot: one exists per slot, and whoever holds it owns the
+/// slot (runs a request on its worker, retires it, puts it on the idle stack). Not `Clone`
+/// or `Copy`: ownership moves, and the compiler sees every move. The transports between
+/// owners that must stay bare indices (the lock-free idle stack, the waiters' channels, the
+/// `returned` notification; loom checks them over plain `u32`s) take the token with
+/// [`SlotToken::into_index`] and give it back through [`SlotToken::claim`], only at
+/// their two ends.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a dropped slot token loses the slot: release it or hand it back"]
+pub struct SlotToken(u32);
+
+impl SlotToken {
+    /// Takes ownership of slot `index` at the receiving end of a transport (or when the
+    /// slot's lifecycle task starts): the sender gave the token up with `into_index`.
+    pub(super) fn claim(index: u32) -> Self {
+        Self(index)
+    }
+
+    /// The slot's index.
+    pub fn index(&self) -> u32 {
+        self.0
+    }
+
+    /// Gives the token up to a transport (the idle stack, a waiter's channel).
+    pub(super) fn into_index(self) -> u32 {
+        self.0
+    }
+}
 
 /// Descriptors of a running worker that any shard may duplicate or signal.
 #[derive(Debug)]

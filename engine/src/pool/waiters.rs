@@ -10,6 +10,7 @@
 //! long.
 
 use super::idle_stack::IdleStack;
+use super::slot::SlotToken;
 #[cfg(ringrunner_loom)]
 use loom::sync::{
     atomic::{fence, AtomicBool, Ordering},
@@ -173,6 +174,7 @@ impl<T> Handoff<T> {
     }
 
     /// Waiters in the queue (a snapshot).
+    #[cfg(test)]
     pub(super) fn queued(&self) -> usize {
         self.lock().len()
     }
@@ -253,7 +255,8 @@ impl Drop for ParkedWait<'_> {
         }
         if let Some(index) = self.withdraw() {
             // Still Ready: the taker moves it to Working only once the wait returned it.
-            self.waiters.release(self.idle, index, Some(self.here));
+            let token = SlotToken::claim(index);
+            self.waiters.release(self.idle, token, Some(self.here));
         }
     }
 }
@@ -274,7 +277,7 @@ impl Waiters {
         idle: &IdleStack,
         deadline: Instant,
         here: usize,
-    ) -> Result<u32, WaitError> {
+    ) -> Result<SlotToken, WaitError> {
         let mut receiver = None;
         let registration = self.handoff.register(idle, || {
             let (sender, new_receiver) = oneshot::channel();
@@ -286,7 +289,7 @@ impl Waiters {
             }
         });
         let mut parked = match (registration, receiver) {
-            (Registration::Took(index), _) => return Ok(index),
+            (Registration::Took(index), _) => return Ok(SlotToken::claim(index)),
             (Registration::Closed, _) => return Err(WaitError::Closed),
             (Registration::Queued(ticket), Some(receiver)) => ParkedWait {
                 waiters: self,
@@ -301,25 +304,29 @@ impl Waiters {
         let received = tokio::time::timeout_at(deadline, &mut parked.receiver).await;
         parked.done = true;
         match received {
-            Ok(Ok(index)) => Ok(index),
+            Ok(Ok(index)) => Ok(SlotToken::claim(index)),
             Ok(Err(_)) => Err(WaitError::Closed),
             // A worker may have been handed over just as the deadline passed: take it.
-            Err(_) => parked.withdraw().ok_or(WaitError::TimedOut),
+            Err(_) => parked
+                .withdraw()
+                .map(SlotToken::claim)
+                .ok_or(WaitError::TimedOut),
         }
     }
 
     /// Waiters in the queue (a snapshot).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(all(test, not(ringrunner_loom)))]
     pub fn queued(&self) -> usize {
         self.handoff.queued()
     }
 
     /// Gives a worker released on shard `here` (when a shard releases it) to the next live
     /// waiter (see the module notes), or pushes it on the idle stack.
-    pub fn release(&self, idle: &IdleStack, index: u32, here: Option<usize>) {
-        self.handoff.release(idle, index, |queue, index| {
-            Self::send_to_next_from(queue, index, here, Instant::now())
-        });
+    pub fn release(&self, idle: &IdleStack, token: SlotToken, here: Option<usize>) {
+        self.handoff
+            .release(idle, token.into_index(), |queue, index| {
+                Self::send_to_next_from(queue, index, here, Instant::now())
+            });
     }
 
     fn send_to_next_from(
@@ -401,7 +408,7 @@ mod loom_tests {
     #[test]
     fn a_worker_released_while_a_request_registers_is_never_lost() {
         loom::model(|| {
-            let (idle, handoff, releaser, mailbox, registration) = register_while_releasing();
+            let (idle, _handoff, releaser, mailbox, registration) = register_while_releasing();
             releaser.join().unwrap();
             let delivered = match registration {
                 Registration::Took(index) => Some(index),
@@ -458,7 +465,7 @@ mod tests {
             );
             assert_eq!(waiters.queued(), 0);
         }
-        waiters.release(&idle, 0, Some(1));
+        waiters.release(&idle, SlotToken::claim(0), Some(1));
         assert_eq!(idle.pop(), Some(0));
     }
 
@@ -484,7 +491,7 @@ mod tests {
 
         let mut after_release = Box::pin(waiters.wait(&idle, deadline, 0));
         park(&mut after_release);
-        waiters.release(&idle, 0, Some(0));
+        waiters.release(&idle, SlotToken::claim(0), Some(0));
         assert_eq!(idle.len(), 0, "the worker was handed to the parked wait");
         drop(after_release);
         assert_eq!(idle.pop(), Some(0), "the dropped wait gave its worker back");
