@@ -217,7 +217,10 @@ impl Pool {
         Err(ExecError::NoFreeWorkers)
     }
 
-    /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2).
+    /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2). Worst case:
+    /// one pop per flagged slot met on the way (each handed back to its lifecycle task, so
+    /// at most the number of slots), one wait of `allocate_timeout`, then the dynamic
+    /// allocator's scale-up when configured.
     async fn take(&self, here: usize) -> Result<SlotToken, ExecError> {
         let shared = self.shared();
         // Read the clock only when there is a wait to bound.

@@ -348,7 +348,8 @@ impl Pool {
     /// Replaces every worker gracefully (spec pool-server §6.1): idle ones now, busy ones
     /// when their request ends; each slot starts its replacement as soon as the old process
     /// has exited. Waits until every slot runs a new process, up to `reset_timeout`, then
-    /// kills what is left of the old generation.
+    /// kills what is left of the old generation. Worst case: one sweep (O(slots)) per worker
+    /// started during the reset, and `reset_timeout`.
     pub async fn reset(&self) {
         let shared = &self.shared;
         let old: Vec<u64> = shared
@@ -387,7 +388,9 @@ impl Pool {
 
     /// Stops every worker (spec pool-server §6.2): new execs fail at once, idle workers get
     /// the stop frame now, busy ones when their request ends; after `destroy_timeout` the
-    /// rest are killed. Returns when every lifecycle task has ended.
+    /// rest are killed. Returns when every lifecycle task has ended. Worst case:
+    /// `destroy_timeout`, then [`STOP_GRACE`] for a killed process to be reaped (each
+    /// stop, its stop frame's write included, is itself bounded by [`STOP_GRACE`]).
     pub async fn destroy(&self) {
         let shared = &self.shared;
         shared.closed.store(true, Ordering::SeqCst);
