@@ -1,13 +1,35 @@
-//! A worker's stop and start when the worker or the system misbehaves: a worker that stops
-//! reading its input, a start that fails after the process was spawned.
+//! A worker's stop and start when the worker or the system misbehaves (a worker that stops
+//! reading its input, a start that fails after the process was spawned), and the wait queue
+//! when every worker is stuck.
 
 use php_client_tests::harness::{php_pool_config, test_relay, PoolHarness};
+use php_client_tests::http_client::{get, Response};
 use php_client_tests::server::{worker_command, RrServer};
 use ringrunner::pool::{SupervisorConfig, STOP_GRACE};
 use std::time::{Duration, Instant};
 
 /// Room on top of the pool's own bounds on a loaded machine.
 const MARGIN: Duration = Duration::from_secs(15);
+
+/// An HTTP server of one `script` worker: `server_extra` lines under `server:`,
+/// `pool_extra` under `http.pool:` (each indented), `top_extra` at the top level; logs at
+/// info unless `top_extra` sets them.
+fn one_worker_config(
+    script: &str,
+    server_extra: &str,
+    pool_extra: &str,
+    top_extra: &str,
+) -> String {
+    let logs = if top_extra.contains("logs:") {
+        ""
+    } else {
+        "logs:\n  level: info\n"
+    };
+    format!(
+        "version: \"3\"\nserver:\n  command: \"{}\"\n{server_extra}http:\n  address: 127.0.0.1:0\n  pool:\n    num_workers: 1\n{pool_extra}{top_extra}{logs}",
+        worker_command(script)
+    )
+}
 
 /// `deaf.php` fills its own stdin pipe after the handshake: the stop frame cannot be
 /// written. The supervisor's `ttl` retires it; the stop must still end within the stop grace
@@ -51,9 +73,11 @@ fn a_worker_that_stops_reading_is_retired_within_the_stop_grace() {
 /// `destroy_timeout` or the shutdown's `grace_period` (both 60 s here).
 #[test]
 fn sigterm_stops_a_worker_that_stopped_reading_within_the_stop_grace() {
-    let yaml = format!(
-        "version: \"3\"\nserver:\n  command: \"{}\"\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    num_workers: 1\n    destroy_timeout: 60s\nendure:\n  grace_period: 60s\nlogs:\n  level: info\n",
-        worker_command("deaf.php")
+    let yaml = one_worker_config(
+        "deaf.php",
+        "",
+        "    destroy_timeout: 60s\n",
+        "endure:\n  grace_period: 60s\n",
     );
     let mut server = RrServer::start(&yaml);
     assert!(
@@ -122,9 +146,11 @@ const FAILED: &str = "worker failed to boot";
 /// reaped, so rr keeps no stray worker, no zombie and no descriptor of it.
 #[test]
 fn a_start_that_fails_after_the_spawn_leaves_no_process_behind() {
-    let yaml = format!(
-        "version: \"3\"\nserver:\n  command: \"{}\"\n  relay: \"tcp://127.0.0.1:0\"\nhttp:\n  address: 127.0.0.1:0\n  pool:\n    num_workers: 1\n    allocate_timeout: 5s\nlogs:\n  level: debug\n",
-        worker_command("http.php")
+    let yaml = one_worker_config(
+        "http.php",
+        "  relay: \"tcp://127.0.0.1:0\"\n",
+        "    allocate_timeout: 5s\n",
+        "logs:\n  level: debug\n",
     );
     let server = RrServer::start(&yaml);
     let rr = server.pid();
@@ -172,4 +198,41 @@ fn a_start_that_fails_after_the_spawn_leaves_no_process_behind() {
         "rr holds {} descriptors, {baseline_fds} at the start",
         open_fds(rr)
     );
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_str())
+}
+
+/// The only worker is stuck in a slow request; request after request gives up after
+/// `allocate_timeout` (rr's NoFreeWorkers answer, `No-Workers: true`), many more than
+/// `max_queue_size`: none of them stays counted, so none is refused with QueueSize, and
+/// once the worker is free the next request is served.
+#[test]
+fn requests_that_gave_up_waiting_leave_no_trace_in_the_queue() {
+    let pool = "    allocate_timeout: 200ms\n    max_queue_size: 2\n";
+    let server = RrServer::start(&one_worker_config("http.php", "", pool, ""));
+    let address = server.http();
+    let slow = std::thread::spawn(move || get(address, "/slow?ms=8000"));
+    // The worker is busy once a request gets the no-workers answer.
+    let deadline = Instant::now() + MARGIN;
+    while header(&get(address, "/hello"), "No-Workers").is_none() {
+        assert!(Instant::now() < deadline, "the worker never got busy");
+    }
+    for attempt in 0..10 {
+        let response = get(address, "/hello");
+        assert_eq!(response.status, 500, "attempt {attempt}");
+        assert_eq!(
+            header(&response, "No-Workers"),
+            Some("true"),
+            "attempt {attempt} was refused, not timed out:\n{}",
+            server.output()
+        );
+    }
+    assert_eq!(slow.join().unwrap().status, 200);
+    assert_eq!(get(address, "/hello").status, 200);
 }
