@@ -4,7 +4,7 @@
 
 use php_client_tests::harness::{php_pool_config, test_relay, PoolHarness};
 use php_client_tests::http_client::{get, Response};
-use php_client_tests::server::{worker_command, RrServer};
+use php_client_tests::server::{free_port, run_rr, worker_command, RrServer};
 use ringrunner::pool::{SupervisorConfig, STOP_GRACE};
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,40 @@ fn sigterm_stops_a_worker_that_stopped_reading_within_the_stop_grace() {
         asked.elapsed(),
         server.output()
     );
+}
+
+/// `rr reset` with a worker that stopped reading: the old worker is stopped within the stop
+/// grace and the reset returns once its replacement runs, not after `reset_timeout` (60 s
+/// here, when the old generation is killed).
+#[test]
+fn rr_reset_of_a_worker_that_stopped_reading_ends_within_the_stop_grace() {
+    let rpc = format!("rpc:\n  listen: tcp://127.0.0.1:{}\n", free_port());
+    let server = RrServer::start(&one_worker_config(
+        "deaf.php",
+        "",
+        "    reset_timeout: 60s\n",
+        &rpc,
+    ));
+    assert!(
+        server.wait_for_line("stdin full", MARGIN),
+        "{}",
+        server.output()
+    );
+    let asked = Instant::now();
+    let output = run_rr(&server.dir, &["reset", "-s"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        asked.elapsed() < STOP_GRACE + MARGIN,
+        "rr reset took {:?}:\n{}",
+        asked.elapsed(),
+        server.output()
+    );
+    // The replacement filled its stdin too: a second "stdin full".
+    assert!(server.wait_for(MARGIN, |lines| lines
+        .iter()
+        .filter(|line| line.contains("stdin full"))
+        .count()
+        >= 2));
 }
 
 /// The children of process `pid`, each with its state letter (`Z` for a zombie), from
