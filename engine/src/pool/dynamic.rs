@@ -91,7 +91,7 @@ pub(super) async fn allocate(
         let deadline = tokio::time::Instant::now() + TAKE_IDLE_WAIT;
         match shared.pop_idle() {
             Some(token) => Ok(token),
-            None => shared.waiters.wait(&shared.idle, deadline, here).await,
+            None => shared.wait_for_worker(deadline, here).await,
         }
     };
     if dynamic.watching.swap(true, Ordering::AcqRel) {

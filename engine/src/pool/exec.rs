@@ -232,9 +232,7 @@ impl Pool {
             let token = match shared.pop_idle() {
                 Some(token) => token,
                 None => match shared
-                    .waiters
-                    .wait(
-                        &shared.idle,
+                    .wait_for_worker(
                         *deadline.get_or_insert_with(|| {
                             tokio::time::Instant::now() + shared.config.allocate_timeout
                         }),

@@ -100,6 +100,31 @@ impl PoolShared {
         self.waiters.release(&self.idle, token, here);
     }
 
+    /// Waits on shard `here` for a worker until `deadline` ([`Waiters::wait`]).
+    async fn wait_for_worker(
+        &self,
+        deadline: tokio::time::Instant,
+        here: usize,
+    ) -> Result<SlotToken, waiters::WaitError> {
+        let unused = |token| self.put_back(token, Some(here));
+        self.waiters.wait(&self.idle, deadline, here, &unused).await
+    }
+
+    /// A worker taken but not used back to service, or to its lifecycle task when a sweep
+    /// flagged it meanwhile; under the sweep lock, so no sweep flags it between the look
+    /// and the push.
+    fn put_back(&self, token: SlotToken, here: Option<usize>) {
+        let _no_sweep = self
+            .sweeping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.slot(token.index()).state() == WorkerState::Ready {
+            self.release(token, here);
+        } else {
+            self.hand_back(token);
+        }
+    }
+
     /// Takes an idle worker off the stack, if there is one.
     fn pop_idle(&self) -> Option<SlotToken> {
         self.idle.pop().map(SlotToken::claim)

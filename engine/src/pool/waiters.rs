@@ -232,8 +232,8 @@ impl<T> Handoff<T> {
 /// the pool instead of being lost with the channel.
 struct ParkedWait<'a> {
     waiters: &'a Waiters,
-    idle: &'a IdleStack,
-    here: usize,
+    /// Where a worker sent to this wait goes when the wait is dropped.
+    unused: &'a dyn Fn(SlotToken),
     ticket: u64,
     receiver: oneshot::Receiver<u32>,
     done: bool,
@@ -256,9 +256,7 @@ impl Drop for ParkedWait<'_> {
             return;
         }
         if let Some(index) = self.withdraw() {
-            // Still Ready: the taker moves it to Working only once the wait returned it.
-            let token = SlotToken::claim(index);
-            self.waiters.release(self.idle, token, Some(self.here));
+            (self.unused)(SlotToken::claim(index));
         }
     }
 }
@@ -271,14 +269,15 @@ pub struct Waiters {
 impl Waiters {
     /// Waits on shard `here` for a worker until `deadline` (see [`Handoff`] for why none is
     /// lost). A wait that ends without a worker, by its deadline or because this future is
-    /// dropped, leaves the queue at once; a worker handed to a dropped wait goes back to the
-    /// pool. Worst case without a worker: one registration and one withdrawal, each
-    /// O(queued waiters) under the queue's lock.
+    /// dropped, leaves the queue at once; a worker handed to a dropped wait goes to `unused`
+    /// (back to service). Worst case without a worker: one registration and one
+    /// withdrawal, each O(queued waiters) under the queue's lock.
     pub async fn wait(
         &self,
         idle: &IdleStack,
         deadline: Instant,
         here: usize,
+        unused: &dyn Fn(SlotToken),
     ) -> Result<SlotToken, WaitError> {
         let mut receiver = None;
         let registration = self.handoff.register(idle, || {
@@ -295,8 +294,7 @@ impl Waiters {
             (Registration::Closed, _) => return Err(WaitError::Closed),
             (Registration::Queued(ticket), Some(receiver)) => ParkedWait {
                 waiters: self,
-                idle,
-                here,
+                unused,
                 ticket,
                 receiver,
                 done: false,
@@ -464,7 +462,7 @@ mod tests {
         for _ in 0..100 {
             let deadline = Instant::now() + Duration::from_millis(1);
             assert_eq!(
-                waiters.wait(&idle, deadline, 0).await,
+                waiters.wait(&idle, deadline, 0, &|_| unreachable!()).await,
                 Err(WaitError::TimedOut)
             );
             assert_eq!(waiters.queued(), 0);
@@ -486,14 +484,15 @@ mod tests {
         let waiters = Waiters::default();
         let idle = IdleStack::new(1);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let back_to_service = |token| waiters.release(&idle, token, Some(0));
 
-        let mut before_release = Box::pin(waiters.wait(&idle, deadline, 0));
+        let mut before_release = Box::pin(waiters.wait(&idle, deadline, 0, &back_to_service));
         park(&mut before_release);
         assert_eq!(waiters.queued(), 1);
         drop(before_release);
         assert_eq!(waiters.queued(), 0);
 
-        let mut after_release = Box::pin(waiters.wait(&idle, deadline, 0));
+        let mut after_release = Box::pin(waiters.wait(&idle, deadline, 0, &back_to_service));
         park(&mut after_release);
         waiters.release(&idle, SlotToken::claim(0), Some(0));
         assert_eq!(idle.len(), 0, "the worker was handed to the parked wait");
