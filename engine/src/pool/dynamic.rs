@@ -3,6 +3,7 @@
 //! all) in slots kept for them, and hand the request one; `idle_timeout` after the last
 //! extra spawn, retire every extra worker at once (gracefully; a busy one after its request).
 
+use super::slot::SlotToken;
 use super::{ExecError, PoolShared, Sweep, WorkerState};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -80,19 +81,22 @@ impl DynamicState {
 }
 
 /// Scales up for a request that waited `allocate_timeout`; the worker index it may use.
-pub(super) async fn allocate(shared: &Arc<PoolShared>, here: usize) -> Result<u32, ExecError> {
+pub(super) async fn allocate(
+    shared: &Arc<PoolShared>,
+    here: usize,
+) -> Result<SlotToken, ExecError> {
     let dynamic = shared.dynamic.as_ref().expect("called with an allocator");
     let _scaling = dynamic.lock.lock().await;
     let take_idle = || async {
         let deadline = tokio::time::Instant::now() + TAKE_IDLE_WAIT;
-        match shared.idle.pop() {
-            Some(index) => Ok(index),
-            None => shared.waiters.wait(&shared.idle, deadline, here).await,
+        match shared.pop_idle() {
+            Some(token) => Ok(token),
+            None => shared.wait_for_worker(deadline, here).await,
         }
     };
     if dynamic.watching.swap(true, Ordering::AcqRel) {
-        if let Ok(index) = take_idle().await {
-            return Ok(index);
+        if let Ok(token) = take_idle().await {
+            return Ok(token);
         }
     } else {
         let watcher = Arc::clone(shared);

@@ -1,6 +1,7 @@
 //! One request through the pool (spec pool-server §4): take a worker, one write, read the
 //! reply, give the worker back (or retire it), all on the calling shard.
 
+use super::slot::SlotToken;
 use super::{ExecError, Pool, PoolShared, WorkerState};
 use crate::runtime::ShardContext;
 use crate::worker::relay::{RelayError, RelayIo, SendBuffers};
@@ -118,34 +119,35 @@ enum Reply {
 /// gave up mid-request), the worker's state is unknown: it is killed and replaced.
 struct ExecGuard<'a> {
     shared: &'a PoolShared,
-    index: u32,
-    finished: bool,
+    /// None once finished or retired.
+    token: Option<SlotToken>,
 }
 
 impl ExecGuard<'_> {
-    fn finish(mut self) {
-        self.finished = true;
+    /// The slot back, for [`give_back`].
+    fn finish(mut self) -> SlotToken {
+        self.token.take().expect("a guard is finished once")
     }
 
     /// Gives the slot to its lifecycle task in state `state`.
     fn retire(mut self, state: WorkerState) {
-        self.finished = true;
-        let slot = self.shared.slot(self.index);
+        let token = self.token.take().expect("a guard is retired once");
+        let slot = self.shared.slot(token.index());
         slot.mark(state);
         if matches!(state, WorkerState::Errored | WorkerState::ExecTtlReached) {
             slot.kill();
         }
-        slot.returned.notify_one();
+        self.shared.hand_back(token);
     }
 }
 
 impl Drop for ExecGuard<'_> {
     fn drop(&mut self) {
-        if !self.finished {
-            let slot = self.shared.slot(self.index);
+        if let Some(token) = self.token.take() {
+            let slot = self.shared.slot(token.index());
             slot.mark(WorkerState::Errored);
             slot.kill();
-            slot.returned.notify_one();
+            self.shared.hand_back(token);
         }
     }
 }
@@ -198,10 +200,10 @@ impl Pool {
         }
         for _ in 0..MAX_STOP_REQUEST_RERUNS {
             let asked = std::time::Instant::now();
-            let index = self.take(shard.index()).await?;
+            let token = self.take(shard.index()).await?;
             let taken = std::time::Instant::now();
             shared.wait_seconds.observe(shard.index(), taken - asked);
-            let reply = exec_on(shared, shard, index, request, sink).await;
+            let reply = exec_on(shared, shard, token, request, sink).await;
             shared.exec_seconds.observe(shard.index(), taken.elapsed());
             match reply? {
                 Reply::Data => return Ok(()),
@@ -215,8 +217,11 @@ impl Pool {
         Err(ExecError::NoFreeWorkers)
     }
 
-    /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2).
-    async fn take(&self, here: usize) -> Result<u32, ExecError> {
+    /// Takes a ready worker, waiting up to `allocate_timeout` (spec §4.1, §4.2). Worst case:
+    /// one pop per flagged slot met on the way (each handed back to its lifecycle task, so
+    /// at most the number of slots), one wait of `allocate_timeout`, then the dynamic
+    /// allocator's scale-up when configured.
+    async fn take(&self, here: usize) -> Result<SlotToken, ExecError> {
         let shared = self.shared();
         // Read the clock only when there is a wait to bound.
         let mut deadline = None;
@@ -224,12 +229,10 @@ impl Pool {
             shared.demand.notify_one();
         }
         loop {
-            let index = match shared.idle.pop() {
-                Some(index) => index,
+            let token = match shared.pop_idle() {
+                Some(token) => token,
                 None => match shared
-                    .waiters
-                    .wait(
-                        &shared.idle,
+                    .wait_for_worker(
                         *deadline.get_or_insert_with(|| {
                             tokio::time::Instant::now() + shared.config.allocate_timeout
                         }),
@@ -237,7 +240,7 @@ impl Pool {
                     )
                     .await
                 {
-                    Ok(index) => index,
+                    Ok(token) => token,
                     Err(super::waiters::WaitError::Closed) => return Err(ExecError::Stopped),
                     Err(super::waiters::WaitError::TimedOut) => {
                         tracing::error!(pool = %shared.config.name, reason = "no free workers",
@@ -249,12 +252,14 @@ impl Pool {
                     }
                 },
             };
-            let slot = shared.slot(index);
-            if slot.transition(WorkerState::Ready, WorkerState::Working) {
-                return Ok(index);
+            if shared
+                .slot(token.index())
+                .transition(WorkerState::Ready, WorkerState::Working)
+            {
+                return Ok(token);
             }
             // Flagged while idle (exited, supervisor, reset): its lifecycle task takes it.
-            slot.returned.notify_one();
+            shared.hand_back(token);
         }
     }
 }
@@ -271,14 +276,14 @@ impl Drop for InFlight<'_> {
 async fn exec_on<S: ReplySink>(
     shared: &PoolShared,
     shard: &ShardContext,
-    index: u32,
+    token: SlotToken,
     request: Request<'_>,
     sink: &mut S,
 ) -> Result<Reply, ExecError> {
+    let index = token.index();
     let guard = ExecGuard {
         shared,
-        index,
-        finished: false,
+        token: Some(token),
     };
     let slot = shared.slot(index);
     let generation = slot.generation.load(Ordering::Acquire);
@@ -320,8 +325,7 @@ async fn exec_on<S: ReplySink>(
         }
         Ok(Ok(reply)) => {
             shard.relays().put(shared.id, index, generation, relay);
-            guard.finish();
-            give_back(shared, index, shard.index());
+            give_back(shared, guard.finish(), shard.index());
             Ok(reply)
         }
     }
@@ -329,8 +333,8 @@ async fn exec_on<S: ReplySink>(
 
 /// After a complete reply: back to ready, or retired when `max_jobs` is reached or the
 /// supervisor flagged it meanwhile. The reply is delivered first either way (spec §4.4 fix).
-fn give_back(shared: &PoolShared, index: u32, here: usize) {
-    let slot = shared.slot(index);
+fn give_back(shared: &PoolShared, token: SlotToken, here: usize) {
+    let slot = shared.slot(token.index());
     // Debug mode: one request per worker.
     let max_jobs = if shared.config.debug {
         1
@@ -339,15 +343,15 @@ fn give_back(shared: &PoolShared, index: u32, here: usize) {
     };
     if max_jobs > 0 && slot.execs.load(Ordering::Relaxed) >= max_jobs {
         slot.transition(WorkerState::Working, WorkerState::MaxJobsReached);
-        slot.returned.notify_one();
+        shared.hand_back(token);
     } else if !slot.wanted.load(Ordering::Acquire) {
         // The dynamic allocator scaled down while this extra worker was busy.
         slot.transition(WorkerState::Working, WorkerState::Invalid);
-        slot.returned.notify_one();
+        shared.hand_back(token);
     } else if slot.transition(WorkerState::Working, WorkerState::Ready) {
-        shared.release(index, Some(here));
+        shared.release(token, Some(here));
     } else {
-        slot.returned.notify_one();
+        shared.hand_back(token);
     }
 }
 

@@ -2,7 +2,7 @@
 //! handed back, stop or kill it, start the next one. At boot a failure is reported to the
 //! pool's creator; at runtime it is retried with exponential backoff.
 
-use super::slot::SlotProcess;
+use super::slot::{SlotProcess, SlotToken};
 use super::{
     unix_now_ns, PoolShared, SpawnError, Sweep, WorkerState, RESPAWN_BACKOFF_MAX,
     RESPAWN_BACKOFF_MIN, STOP_GRACE,
@@ -38,6 +38,8 @@ pub(super) async fn run_slot(
 ) {
     let slot = shared.slot(index);
     slot.task_live.store(true, Ordering::Release);
+    // The task owns its slot whenever no worker of it is in service.
+    let mut token = SlotToken::claim(index);
     let mut failures: u32 = 0;
     let debug = shared.config.debug;
     while !shared.closed.load(Ordering::SeqCst)
@@ -45,7 +47,7 @@ pub(super) async fn run_slot(
         && slot.wanted.load(Ordering::Acquire)
     {
         // Debug mode: after the boot check, a worker is started only when a request asks.
-        if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared, index).await {
+        if debug && boot.is_none() && failures == 0 && !wait_for_demand(&shared).await {
             break;
         }
         match start_worker(&shared, &shard, index).await {
@@ -73,14 +75,15 @@ pub(super) async fn run_slot(
                     stop_worker(&shared, &shard, index, &mut running).await;
                     break;
                 }
-                shared.release(index, Some(shard.index()));
+                shared.release(token, Some(shard.index()));
                 // Reported only once the worker is in service: when the pool's start returns,
                 // every worker is ready (and the status plugin's /ready says so).
                 if let Some(boot) = boot.take() {
                     let _ = boot.send(Ok(()));
                 }
                 shared.worker_started.notify_waiters();
-                let status = serve_until_retired(&shared, &shard, index, &mut running).await;
+                let status;
+                (status, token) = serve_until_retired(&shared, &shard, index, &mut running).await;
                 finish_worker(&shared, index, running.generation, status);
             }
             Err(error) => {
@@ -95,8 +98,8 @@ pub(super) async fn run_slot(
                 let delay = backoff(failures);
                 tracing::error!(pool = %shared.config.name, slot = index, attempt = failures,
                     retry_in_ms = delay.as_millis() as u64, %error, "worker failed to boot");
-                // Destroy wakes this wait through `returned`.
-                let _ = tokio::time::timeout(delay, slot.returned.notified()).await;
+                // Destroy wakes this wait.
+                let _ = tokio::time::timeout(delay, until_closing(&shared)).await;
             }
         }
     }
@@ -106,17 +109,29 @@ pub(super) async fn run_slot(
     if let Some(boot) = boot.take() {
         let _ = boot.send(Err(SpawnError::Closed));
     }
+    // The slot is free: the next task for it starts owning it.
+    drop(token);
     slot.task_live.store(false, Ordering::Release);
     shared.live_tasks.fetch_sub(1, Ordering::AcqRel);
     shared.tasks_done.notify_waiters();
 }
 
 /// Debug mode: waits until a request wants a worker (true) or the pool is destroyed (false).
-async fn wait_for_demand(shared: &PoolShared, index: u32) -> bool {
-    let slot = shared.slot(index);
+async fn wait_for_demand(shared: &PoolShared) -> bool {
     tokio::select! {
         () = shared.demand.notified() => true,
-        () = slot.returned.notified() => false,
+        () = until_closing(shared) => false,
+    }
+}
+
+/// Returns once the pool is closed: registered for the wake-up before it checks the flag,
+/// so a destroy in between is not missed.
+async fn until_closing(shared: &PoolShared) {
+    let closing = shared.closing.notified();
+    tokio::pin!(closing);
+    closing.as_mut().enable();
+    if !shared.closed.load(Ordering::SeqCst) {
+        closing.await;
     }
 }
 
@@ -158,9 +173,16 @@ async fn start_worker(
         command: command.clone(),
         reason: error.to_string(),
     })?;
-    let exit = process::watch_exit(pidfd.try_clone().map_err(|e| start_error(&command, &e))?)
-        .map_err(|e| start_error(&command, &e))?;
-    let (stderr_closed, mut stderr_eof) = oneshot::channel();
+    let exit = match pidfd.try_clone().and_then(process::watch_exit) {
+        Ok(exit) => exit,
+        Err(error) => {
+            // No exit watcher to reap with: kill it and wait off the shard.
+            process::kill(&pidfd);
+            let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+            return Err(start_error(&command, &error));
+        }
+    };
+    let (stderr_closed, stderr_eof) = oneshot::channel();
     tokio::task::spawn_local(forward_stderr(
         Arc::clone(shared),
         index,
@@ -169,6 +191,12 @@ async fn start_worker(
         shard.backend(),
         stderr_closed,
     ));
+    let mut starting = Starting {
+        child,
+        pid,
+        exit,
+        stderr_eof,
+    };
     let (relay_write, relay_read) = match &shared.socket_relay {
         None => (
             relay_write.expect("pipes relay"),
@@ -176,96 +204,30 @@ async fn start_worker(
         ),
         // The worker connects and the accept side runs the handshake (spec §8.2).
         Some(socket) => {
-            let deadline = tokio::time::Instant::now() + config.allocate_timeout;
-            let gone = async {
-                let _ = exit.readable().await;
-            };
-            let Some(connection) = socket.connection_of(pid, deadline, gone).await else {
-                let exited = child.try_wait().ok().flatten();
-                if exited.is_none() {
-                    let _ =
-                        rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
-                }
-                let status = process::reap(&mut child, &exit)
-                    .await
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
-                return Err(match exited {
-                    Some(_) => SpawnError::Handshake {
-                        command,
-                        pid,
-                        reason: format!(
-                            "worker exited before connecting to the relay {} ({status})",
-                            config.relay_dsn
-                        ),
-                        stderr_tail,
-                    },
-                    None => SpawnError::Timeout {
-                        command,
-                        pid,
-                        stderr_tail,
-                    },
-                });
-            };
-            let read = connection
-                .try_clone()
-                .map_err(|e| start_error(&command, &e))?;
-            (connection, read)
+            connect_over_socket(shared, slot, socket, &mut starting, &pidfd, &command).await?
         }
     };
     let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
-    let mut relay = RelayIo::from_fds(
+    let mut relay = match RelayIo::from_fds(
         relay_write.as_fd(),
         relay_read.as_fd(),
         config.max_payload_bytes,
         shard.backend(),
-    )
-    .map_err(|e| start_error(&command, &e))?;
+    ) {
+        Ok(relay) => relay,
+        Err(error) => return Err(starting.abandon(&pidfd, &command, &error).await),
+    };
     slot.install(SlotProcess {
         relay_write,
         relay_read,
         pidfd,
+        generation,
     });
     slot.pid.store(pid, Ordering::Release);
-
-    let socket_handshaken = shared.socket_relay.is_some();
-    let handshake = tokio::time::timeout(config.allocate_timeout, async {
-        if socket_handshaken {
-            Ok(())
-        } else {
-            handshake(&mut relay, shared.server_pid, pid).await
-        }
-    });
-    let failure = match handshake.await {
-        Ok(Ok(())) => None,
-        Ok(Err(reason)) => Some(reason),
-        Err(_) => {
-            slot.kill();
-            let _ = process::reap(&mut child, &exit).await;
-            slot.uninstall();
-            return Err(SpawnError::Timeout {
-                command,
-                pid,
-                stderr_tail: stderr_tail(slot, &exit, &mut stderr_eof).await,
-            });
-        }
-    };
-    if let Some(reason) = failure {
-        slot.kill();
-        let status = process::reap(&mut child, &exit)
-            .await
-            .map(|status| format!(" ({status})"))
-            .unwrap_or_default();
-        slot.uninstall();
-        let stderr_tail = stderr_tail(slot, &exit, &mut stderr_eof).await;
-        return Err(SpawnError::Handshake {
-            command,
-            pid,
-            reason: format!("{reason}{status}"),
-            stderr_tail,
-        });
+    if shared.socket_relay.is_none() {
+        handshake_or_kill(shared, slot, &mut relay, &mut starting, command).await?;
     }
+    let Starting { child, exit, .. } = starting;
     slot.execs.store(0, Ordering::Relaxed);
     slot.last_used_ns.store(0, Ordering::Relaxed);
     slot.spawned_at_ns.store(shared.now_ns(), Ordering::Relaxed);
@@ -276,6 +238,122 @@ async fn start_worker(
         child,
         exit,
         generation,
+    })
+}
+
+/// A spawned process whose start is not finished: what its failure paths kill and reap.
+struct Starting {
+    child: Child,
+    pid: u32,
+    exit: AsyncFd<OwnedFd>,
+    stderr_eof: oneshot::Receiver<()>,
+}
+
+impl Starting {
+    /// Ends a process whose start failed before it was installed in its slot: SIGKILL and
+    /// reap, so that neither a stray worker nor a zombie (nor its stderr reader, which ends
+    /// at EOF) is left. Worst case: the reap waits for the killed process to die.
+    async fn abandon(
+        &mut self,
+        pidfd: &OwnedFd,
+        command: &str,
+        error: &std::io::Error,
+    ) -> SpawnError {
+        process::kill(pidfd);
+        let _ = process::reap(&mut self.child, &self.exit).await;
+        start_error(command, error)
+    }
+}
+
+/// Waits for the worker to connect to the socket relay (the accept side runs the
+/// handshake, spec relay-protocol §8.2) within `allocate_timeout`; the connection twice (to
+/// write and to read). On failure the process is killed and reaped.
+async fn connect_over_socket(
+    shared: &PoolShared,
+    slot: &super::slot::WorkerSlot,
+    socket: &crate::worker::socket_relay::SocketRelay,
+    starting: &mut Starting,
+    pidfd: &OwnedFd,
+    command: &str,
+) -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let config = &shared.config;
+    let pid = starting.pid;
+    let deadline = tokio::time::Instant::now() + config.allocate_timeout;
+    let gone = async {
+        let _ = starting.exit.readable().await;
+    };
+    let Some(connection) = socket.connection_of(pid, deadline, gone).await else {
+        let exited = starting.child.try_wait().ok().flatten();
+        if exited.is_none() {
+            process::kill(pidfd);
+        }
+        let status = process::reap(&mut starting.child, &starting.exit)
+            .await
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let stderr_tail = stderr_tail(slot, &starting.exit, &mut starting.stderr_eof).await;
+        let command = command.to_owned();
+        return Err(match exited {
+            Some(_) => SpawnError::Handshake {
+                command,
+                pid,
+                reason: format!(
+                    "worker exited before connecting to the relay {} ({status})",
+                    config.relay_dsn
+                ),
+                stderr_tail,
+            },
+            None => SpawnError::Timeout {
+                command,
+                pid,
+                stderr_tail,
+            },
+        });
+    };
+    match connection.try_clone() {
+        Ok(read) => Ok((connection, read)),
+        Err(error) => Err(starting.abandon(pidfd, command, &error).await),
+    }
+}
+
+/// The pipes relay's pid handshake within `allocate_timeout` (spec relay-protocol §8.1); on
+/// failure the installed process is killed, reaped and uninstalled.
+async fn handshake_or_kill(
+    shared: &PoolShared,
+    slot: &super::slot::WorkerSlot,
+    relay: &mut RelayIo,
+    starting: &mut Starting,
+    command: String,
+) -> Result<(), SpawnError> {
+    let pid = starting.pid;
+    let handshake = tokio::time::timeout(
+        shared.config.allocate_timeout,
+        handshake(relay, shared.server_pid, pid),
+    );
+    let reason = match handshake.await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(reason)) => Some(reason),
+        Err(_) => None,
+    };
+    slot.kill();
+    let status = process::reap(&mut starting.child, &starting.exit)
+        .await
+        .map(|status| format!(" ({status})"))
+        .unwrap_or_default();
+    slot.uninstall();
+    let stderr_tail = stderr_tail(slot, &starting.exit, &mut starting.stderr_eof).await;
+    Err(match reason {
+        Some(reason) => SpawnError::Handshake {
+            command,
+            pid,
+            reason: format!("{reason}{status}"),
+            stderr_tail,
+        },
+        None => SpawnError::Timeout {
+            command,
+            pid,
+            stderr_tail,
+        },
     })
 }
 
@@ -364,13 +442,14 @@ async fn forward_stderr(
     let _ = closed.send(());
 }
 
-/// Waits until the process exits by itself or its slot is handed back, then ends it.
+/// Waits until the process exits by itself or its slot is handed back, then ends it; the
+/// slot's token, back with the task.
 async fn serve_until_retired(
     shared: &Arc<PoolShared>,
     shard: &ShardContext,
     index: u32,
     running: &mut RunningWorker,
-) -> ExitStatus {
+) -> (ExitStatus, SlotToken) {
     let slot = shared.slot(index);
     tokio::select! {
         _ = running.exit.readable() => {
@@ -383,14 +462,19 @@ async fn serve_until_retired(
             // Idle workers sit on the stack: sweep so that the dead one comes back to us.
             shared.sweep_idle(|other, _| if other == index { Sweep::Fetch } else { Sweep::Keep });
             slot.returned.notified().await;
-            status
+            (status, SlotToken::claim(index))
         }
-        () = slot.returned.notified() => stop_worker(shared, shard, index, running).await,
+        () = slot.returned.notified() => {
+            let token = SlotToken::claim(index);
+            (stop_worker(shared, shard, index, running).await, token)
+        }
     }
 }
 
 /// Ends a worker this task owns: stop frame and a grace period for retirements, SIGKILL for
-/// errors (spec pool-server §6.3).
+/// errors (spec pool-server §6.3). Worst case: [`STOP_GRACE`] for the stop frame's write
+/// and the exit together (a worker that stopped reading its input cannot hold the write
+/// longer: the write is abandoned and the worker killed), then the reap after SIGKILL.
 async fn stop_worker(
     shared: &Arc<PoolShared>,
     shard: &ShardContext,
@@ -400,24 +484,27 @@ async fn stop_worker(
     let slot = shared.slot(index);
     if slot.state().retires_gracefully() {
         slot.mark(WorkerState::Stopping);
-        let cached = shard.relays().take(shared.id, index, running.generation);
-        let relay = cached.or_else(|| {
-            slot.with_process(|p| {
-                let (write, read) = (p.relay_write.as_fd(), p.relay_read.as_fd());
-                RelayIo::from_fds(write, read, 1024, shard.backend()).ok()
-            })
-            .flatten()
-        });
-        if let Some(relay) = relay {
-            let mut frame = Vec::with_capacity(32);
-            encode_stop(&mut frame);
-            let _ = relay.send(frame).await;
-        }
-        if tokio::time::timeout(STOP_GRACE, running.exit.readable())
-            .await
-            .is_err()
-        {
+        let relay = shard
+            .relays()
+            .take(shared.id, index, running.generation)
+            .or_else(|| {
+                slot.with_process(|p| {
+                    let (write, read) = (p.relay_write.as_fd(), p.relay_read.as_fd());
+                    RelayIo::from_fds(write, read, 1024, shard.backend()).ok()
+                })
+                .flatten()
+            });
+        let stop = async {
+            if let Some(relay) = relay {
+                let mut frame = Vec::with_capacity(32);
+                encode_stop(&mut frame);
+                let _ = relay.send(frame).await;
+            }
+            let _ = running.exit.readable().await;
+        };
+        if tokio::time::timeout(STOP_GRACE, stop).await.is_err() {
             tracing::warn!(pool = %shared.config.name, pid = running.child.id(),
+                grace_ms = STOP_GRACE.as_millis() as u64,
                 "worker doesn't respond on stop command, killing process");
             slot.kill();
         }

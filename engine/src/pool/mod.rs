@@ -12,6 +12,7 @@ mod resize;
 mod slot;
 mod state;
 mod supervisor;
+mod sweep;
 mod waiters;
 
 pub use config::{PoolConfig, SupervisorConfig, WorkerInfo};
@@ -25,10 +26,11 @@ use crate::stats::{ShardedHistogram, SHORT_SECONDS};
 use crate::worker::socket_relay::{RelayAddress, SocketRelay};
 pub use dynamic::DynamicAllocator;
 use idle_stack::IdleStack;
-use slot::WorkerSlot;
+use slot::{SlotToken, WorkerSlot};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use sweep::Sweep;
 use tokio::sync::Notify;
 use waiters::Waiters;
 
@@ -56,6 +58,11 @@ pub(crate) struct PoolShared {
     exec_seconds: ShardedHistogram,
     in_flight: AtomicUsize,
     closed: AtomicBool,
+    /// Fires when the pool closes: wakes lifecycle tasks that hold their slot and wait
+    /// (backing off after a failed start, or waiting for demand in debug mode).
+    closing: Notify,
+    /// Held by the sweep in progress ([`PoolShared::sweep_idle`]).
+    sweeping: std::sync::Mutex<()>,
     /// Slots whose worker currently fails to boot.
     failing_slots: AtomicUsize,
     /// Lifecycle tasks still running; `tasks_done` fires when one ends.
@@ -88,9 +95,44 @@ impl PoolShared {
 
     /// Returns a ready worker to service: to a waiter (one on shard `here` first, when a
     /// shard releases it), or onto the idle stack.
-    fn release(&self, index: u32, here: Option<usize>) {
-        debug_assert_eq!(self.slot(index).state(), WorkerState::Ready);
-        self.waiters.release(&self.idle, index, here);
+    fn release(&self, token: SlotToken, here: Option<usize>) {
+        debug_assert_eq!(self.slot(token.index()).state(), WorkerState::Ready);
+        self.waiters.release(&self.idle, token, here);
+    }
+
+    /// Waits on shard `here` for a worker until `deadline` ([`Waiters::wait`]).
+    async fn wait_for_worker(
+        &self,
+        deadline: tokio::time::Instant,
+        here: usize,
+    ) -> Result<SlotToken, waiters::WaitError> {
+        let unused = |token| self.put_back(token, Some(here));
+        self.waiters.wait(&self.idle, deadline, here, &unused).await
+    }
+
+    /// A worker taken but not used back to service, or to its lifecycle task when a sweep
+    /// flagged it meanwhile; under the sweep lock, so no sweep flags it between the look
+    /// and the push.
+    fn put_back(&self, token: SlotToken, here: Option<usize>) {
+        let _no_sweep = self
+            .sweeping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.slot(token.index()).state() == WorkerState::Ready {
+            self.release(token, here);
+        } else {
+            self.hand_back(token);
+        }
+    }
+
+    /// Takes an idle worker off the stack, if there is one.
+    fn pop_idle(&self) -> Option<SlotToken> {
+        self.idle.pop().map(SlotToken::claim)
+    }
+
+    /// Gives the slot back to its lifecycle task, which reads what to do from its state.
+    fn hand_back(&self, token: SlotToken) {
+        self.slot(token.into_index()).returned.notify_one();
     }
 
     /// Retires every slot still running the worker of generation `old[index]`: a busy one
@@ -118,110 +160,17 @@ impl PoolShared {
         });
     }
 
-    /// Takes idle workers off the stack for their lifecycle tasks: `pick` is asked about
-    /// every slot and says which to take ([`Sweep`]). The picks are made by looking at the
-    /// slots, not by emptying the stack: when nothing is picked (the usual supervisor tick)
-    /// the stack is not touched, and otherwise it is popped only until every pick is found,
-    /// the others pushed back at once, so other shards find idle workers meanwhile.
-    fn sweep_idle(&self, mut pick: impl FnMut(u32, &WorkerSlot) -> Sweep) {
-        let mut picked = vec![false; self.slots.len()];
-        let mut left = 0usize;
-        for (index, slot) in self.slots.iter().enumerate() {
-            let take = match pick(index as u32, slot) {
-                Sweep::Keep => false,
-                // A taker that pops it meanwhile fails its Ready → Working and hands it on.
-                Sweep::Retire(state) => slot.transition(WorkerState::Ready, state),
-                Sweep::Fetch => true,
-            };
-            if take {
-                picked[index] = true;
-                left += 1;
-            }
-        }
-        let kept = take_picked_off(
+    /// Takes idle workers off the stack for their lifecycle tasks ([`sweep::sweep`]).
+    fn sweep_idle(&self, pick: impl FnMut(u32, &WorkerSlot) -> Sweep) {
+        sweep::sweep(
+            &self.slots,
             &self.idle,
-            &mut picked,
-            left,
-            |index| self.slot(index).state() == WorkerState::Ready,
-            |index| self.slot(index).returned.notify_one(),
+            &self.sweeping,
+            pick,
+            |token| self.release(token, None),
+            |token| self.hand_back(token),
         );
-        // Push back in reverse so the stack keeps its LIFO order.
-        for index in kept.into_iter().rev() {
-            self.release(index, None);
-        }
     }
-}
-
-/// Pops `stack` until the `left` picked slots are found (or it is empty): each popped slot
-/// that is not ready goes to `hand_over`, the ready ones are returned (top first) for the
-/// caller to push back.
-fn take_picked_off(
-    stack: &IdleStack,
-    picked: &mut [bool],
-    mut left: usize,
-    is_ready: impl Fn(u32) -> bool,
-    mut hand_over: impl FnMut(u32),
-) -> Vec<u32> {
-    let mut kept = Vec::new();
-    while left > 0 {
-        let Some(index) = stack.pop() else { break };
-        if is_ready(index) {
-            kept.push(index);
-            continue;
-        }
-        if std::mem::take(&mut picked[index as usize]) {
-            left -= 1;
-        }
-        hand_over(index);
-    }
-    kept
-}
-
-#[cfg(all(test, not(ringrunner_loom)))]
-mod sweep_tests {
-    use super::*;
-
-    #[test]
-    fn a_sweep_pops_only_down_to_its_last_pick() {
-        let stack = IdleStack::new(8);
-        for index in 0..8 {
-            stack.push(index);
-        }
-        let looked_at = std::cell::RefCell::new(Vec::new());
-        let mut handed = Vec::new();
-        let mut picked = vec![false; 8];
-        picked[5] = true;
-        // Slot 5 was moved out of Ready by the sweep; 7 and 6 are above it, 0-4 below.
-        let kept = take_picked_off(
-            &stack,
-            &mut picked,
-            1,
-            |index| {
-                looked_at.borrow_mut().push(index);
-                index != 5
-            },
-            |index| handed.push(index),
-        );
-        assert_eq!(kept, [7, 6]);
-        assert_eq!(handed, [5]);
-        assert_eq!(*looked_at.borrow(), [7, 6, 5]);
-        assert_eq!(stack.len(), 5, "slots below the pick stay on the stack");
-        // Nothing picked: the stack is not touched at all.
-        let untouched = take_picked_off(&stack, &mut [false; 8], 0, |_| unreachable!(), |_| {});
-        assert!(untouched.is_empty());
-        assert_eq!(stack.len(), 5);
-    }
-}
-
-/// What [`PoolShared::sweep_idle`] does with a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sweep {
-    /// Leave it.
-    Keep,
-    /// If it is idle (Ready), move it to this state and hand it to its lifecycle task.
-    Retire(WorkerState),
-    /// Its state is already set (not Ready): find it on the stack and hand it over.
-    Fetch,
 }
 
 /// A pool of worker processes. Cloning gives another handle to the same pool.
@@ -283,6 +232,8 @@ impl Pool {
             exec_seconds: ShardedHistogram::new(SHORT_SECONDS, shards.count()),
             in_flight: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            closing: Notify::new(),
+            sweeping: std::sync::Mutex::new(()),
             failing_slots: AtomicUsize::new(0),
             live_tasks: AtomicUsize::new(workers),
             tasks_done: Notify::new(),
@@ -423,7 +374,8 @@ impl Pool {
     /// Replaces every worker gracefully (spec pool-server §6.1): idle ones now, busy ones
     /// when their request ends; each slot starts its replacement as soon as the old process
     /// has exited. Waits until every slot runs a new process, up to `reset_timeout`, then
-    /// kills what is left of the old generation.
+    /// kills what is left of the old generation. Worst case: one sweep (O(slots)) per worker
+    /// started during the reset, and `reset_timeout`.
     pub async fn reset(&self) {
         let shared = &self.shared;
         let old: Vec<u64> = shared
@@ -451,10 +403,10 @@ impl Pool {
             }
         }
         for (slot, old) in shared.slots.iter().zip(&old) {
-            if slot.wanted.load(Ordering::Acquire)
-                && slot.generation.load(Ordering::Acquire) == *old
-            {
-                slot.kill();
+            // Only the process of the generation it looked at: a replacement that started
+            // since is spared (checked and killed under the slot's process lock).
+            if slot.wanted.load(Ordering::Acquire) {
+                slot.kill_generation(*old);
             }
         }
         tracing::info!(pool = %shared.config.name, "pool reset");
@@ -462,16 +414,19 @@ impl Pool {
 
     /// Stops every worker (spec pool-server §6.2): new execs fail at once, idle workers get
     /// the stop frame now, busy ones when their request ends; after `destroy_timeout` the
-    /// rest are killed. Returns when every lifecycle task has ended.
+    /// rest are killed. Returns when every lifecycle task has ended. Worst case:
+    /// `destroy_timeout`, then [`STOP_GRACE`] for a killed process to be reaped (each
+    /// stop, its stop frame's write included, is itself bounded by [`STOP_GRACE`]).
     pub async fn destroy(&self) {
         let shared = &self.shared;
         shared.closed.store(true, Ordering::SeqCst);
         shared.waiters.close();
         for slot in shared.slots.iter() {
             slot.set_state(WorkerState::Destroyed);
-            // Wake a lifecycle task that is backing off between failed spawns.
-            slot.returned.notify_one();
         }
+        // Wakes the lifecycle tasks that hold their slot and wait (a busy slot comes back
+        // when its request ends, an idle one through the sweep below).
+        shared.closing.notify_waiters();
         shared.sweep_idle(|_, _| Sweep::Fetch);
         let deadline = tokio::time::Instant::now() + shared.config.destroy_timeout;
         loop {

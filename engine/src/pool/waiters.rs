@@ -10,6 +10,7 @@
 //! long.
 
 use super::idle_stack::IdleStack;
+use super::slot::SlotToken;
 #[cfg(ringrunner_loom)]
 use loom::sync::{
     atomic::{fence, AtomicBool, Ordering},
@@ -49,8 +50,9 @@ struct Waiter {
 pub(super) enum Registration {
     /// A worker was on the stack after all.
     Took(u32),
-    /// The waiter is queued; a releaser will send it a worker.
-    Queued,
+    /// The waiter is queued under this ticket; a releaser will send it a worker, or the
+    /// waiter withdraws with the ticket ([`Handoff::withdraw`]).
+    Queued(u64),
     /// The pool is closed.
     Closed,
 }
@@ -65,16 +67,49 @@ pub(super) enum Registration {
 /// with loom below. Generic over the queued item so that loom can run it without tokio.
 #[derive(Debug)]
 pub(super) struct Handoff<T> {
-    queue: Mutex<VecDeque<T>>,
+    queue: Mutex<WaitQueue<T>>,
     /// True while the queue may hold a waiter; read on every release.
     maybe_waiting: AtomicBool,
     closed: AtomicBool,
 }
 
+/// The parked waiters, oldest first, each under a ticket that grows with every
+/// registration: the queue is sorted by ticket, so a waiter that gives up is found by
+/// binary search.
+#[derive(Debug)]
+pub(super) struct WaitQueue<T> {
+    entries: VecDeque<Queued<T>>,
+    next_ticket: u64,
+}
+
+/// One parked waiter and the ticket it withdraws with.
+#[derive(Debug)]
+pub(super) struct Queued<T> {
+    ticket: u64,
+    pub(super) waiter: T,
+}
+
+impl<T> std::ops::Deref for WaitQueue<T> {
+    type Target = VecDeque<Queued<T>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+impl<T> std::ops::DerefMut for WaitQueue<T> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.entries
+    }
+}
+
 impl<T> Default for Handoff<T> {
     fn default() -> Self {
         Self {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(WaitQueue {
+                entries: VecDeque::new(),
+                next_ticket: 0,
+            }),
             maybe_waiting: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         }
@@ -82,14 +117,15 @@ impl<T> Default for Handoff<T> {
 }
 
 impl<T> Handoff<T> {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
+    fn lock(&self) -> MutexGuard<'_, WaitQueue<T>> {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Takes a worker from the stack, or queues `waiter`; under the lock, so a releaser that
-    /// sees the flag finds the waiter queued.
+    /// sees the flag finds the waiter queued. Worst case: O(1) under the lock (the queue
+    /// holds only live waiters, at most the requests inside the pool).
     pub(super) fn register(&self, idle: &IdleStack, waiter: impl FnOnce() -> T) -> Registration {
         let mut queue = self.lock();
         if self.closed.load(Ordering::SeqCst) {
@@ -103,17 +139,55 @@ impl<T> Handoff<T> {
             }
             return Registration::Took(index);
         }
-        queue.push_back(waiter());
-        Registration::Queued
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.push_back(Queued {
+            ticket,
+            waiter: waiter(),
+        });
+        Registration::Queued(ticket)
+    }
+
+    /// Ends the wait of ticket `ticket` without a worker: its waiter leaves the queue at once
+    /// (so the queue holds only live waiters). When a releaser has already taken it off the
+    /// queue, that releaser sent it a worker under the lock (or the pool closed): `delivered`
+    /// then reads the waiter's mailbox, and the worker found there is returned, for the
+    /// caller to use or to [`Self::release`]. Worst case: a binary search of the queue and one
+    /// removal from it, O(queued waiters), under the lock.
+    pub(super) fn withdraw(
+        &self,
+        ticket: u64,
+        delivered: impl FnOnce() -> Option<u32>,
+    ) -> Option<u32> {
+        let mut queue = self.lock();
+        match queue.binary_search_by_key(&ticket, |queued| queued.ticket) {
+            Ok(position) => {
+                queue.remove(position);
+                self.update_flag(&queue);
+                None
+            }
+            // Taken off by a releaser, whose send completed before it let go of the lock.
+            Err(_) => {
+                drop(queue);
+                delivered()
+            }
+        }
+    }
+
+    /// Waiters in the queue (a snapshot).
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.lock().len()
     }
 
     /// Gives a released worker to a waiter (`send` picks one and returns the worker when
-    /// none takes it), or pushes it on the idle stack.
+    /// none takes it), or pushes it on the idle stack. Worst case: what `send` costs, once,
+    /// plus one pass that hands what is idle to what is queued, under the lock.
     pub(super) fn release(
         &self,
         idle: &IdleStack,
         index: u32,
-        send: impl Fn(&mut VecDeque<T>, u32) -> Option<u32>,
+        send: impl Fn(&mut VecDeque<Queued<T>>, u32) -> Option<u32>,
     ) {
         if self.maybe_waiting.load(Ordering::SeqCst) {
             let mut queue = self.lock();
@@ -139,7 +213,7 @@ impl<T> Handoff<T> {
         }
     }
 
-    fn update_flag(&self, queue: &VecDeque<T>) {
+    fn update_flag(&self, queue: &WaitQueue<T>) {
         if queue.is_empty() {
             self.maybe_waiting.store(false, Ordering::SeqCst);
         }
@@ -153,6 +227,40 @@ impl<T> Handoff<T> {
     }
 }
 
+/// A wait parked in the queue. Dropped before it is `done` (its request was cancelled),
+/// it withdraws: it leaves the queue, and a worker a releaser already sent it goes back to
+/// the pool instead of being lost with the channel.
+struct ParkedWait<'a> {
+    waiters: &'a Waiters,
+    /// Where a worker sent to this wait goes when the wait is dropped.
+    unused: &'a dyn Fn(SlotToken),
+    ticket: u64,
+    receiver: oneshot::Receiver<u32>,
+    done: bool,
+}
+
+impl ParkedWait<'_> {
+    /// Leaves the queue; the worker sent meanwhile, if any.
+    fn withdraw(&mut self) -> Option<u32> {
+        let receiver = &mut self.receiver;
+        self.waiters.handoff.withdraw(self.ticket, || {
+            receiver.close();
+            receiver.try_recv().ok()
+        })
+    }
+}
+
+impl Drop for ParkedWait<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(index) = self.withdraw() {
+            (self.unused)(SlotToken::claim(index));
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Waiters {
     handoff: Handoff<Waiter>,
@@ -160,13 +268,17 @@ pub struct Waiters {
 
 impl Waiters {
     /// Waits on shard `here` for a worker until `deadline` (see [`Handoff`] for why none is
-    /// lost).
+    /// lost). A wait that ends without a worker, by its deadline or because this future is
+    /// dropped, leaves the queue at once; a worker handed to a dropped wait goes to `unused`
+    /// (back to service). Worst case without a worker: one registration and one
+    /// withdrawal, each O(queued waiters) under the queue's lock.
     pub async fn wait(
         &self,
         idle: &IdleStack,
         deadline: Instant,
         here: usize,
-    ) -> Result<u32, WaitError> {
+        unused: &dyn Fn(SlotToken),
+    ) -> Result<SlotToken, WaitError> {
         let mut receiver = None;
         let registration = self.handoff.register(idle, || {
             let (sender, new_receiver) = oneshot::channel();
@@ -177,33 +289,50 @@ impl Waiters {
                 sender,
             }
         });
-        let mut receiver = match (registration, receiver) {
-            (Registration::Took(index), _) => return Ok(index),
+        let mut parked = match (registration, receiver) {
+            (Registration::Took(index), _) => return Ok(SlotToken::claim(index)),
             (Registration::Closed, _) => return Err(WaitError::Closed),
-            (Registration::Queued, Some(receiver)) => receiver,
-            (Registration::Queued, None) => unreachable!("queued without a waiter"),
+            (Registration::Queued(ticket), Some(receiver)) => ParkedWait {
+                waiters: self,
+                unused,
+                ticket,
+                receiver,
+                done: false,
+            },
+            (Registration::Queued(_), None) => unreachable!("queued without a waiter"),
         };
-        match tokio::time::timeout_at(deadline, &mut receiver).await {
-            Ok(Ok(index)) => Ok(index),
+        let received = tokio::time::timeout_at(deadline, &mut parked.receiver).await;
+        parked.done = true;
+        match received {
+            Ok(Ok(index)) => Ok(SlotToken::claim(index)),
             Ok(Err(_)) => Err(WaitError::Closed),
-            Err(_) => {
-                // A worker may have been handed over just as the deadline passed: take it.
-                receiver.close();
-                receiver.try_recv().map_err(|_| WaitError::TimedOut)
-            }
+            // A worker may have been handed over just as the deadline passed: take it.
+            Err(_) => parked
+                .withdraw()
+                .map(SlotToken::claim)
+                .ok_or(WaitError::TimedOut),
         }
     }
 
+    /// Waiters in the queue (a snapshot).
+    #[cfg(all(test, not(ringrunner_loom)))]
+    pub fn queued(&self) -> usize {
+        self.handoff.queued()
+    }
+
     /// Gives a worker released on shard `here` (when a shard releases it) to the next live
-    /// waiter (see the module notes), or pushes it on the idle stack.
-    pub fn release(&self, idle: &IdleStack, index: u32, here: Option<usize>) {
-        self.handoff.release(idle, index, |queue, index| {
-            Self::send_to_next_from(queue, index, here, Instant::now())
-        });
+    /// waiter (see the module notes), or pushes it on the idle stack. Worst case: a scan of
+    /// the queue for a waiter of shard `here`, O(queued waiters), under the lock; waiters
+    /// that gave up have already left it.
+    pub fn release(&self, idle: &IdleStack, token: SlotToken, here: Option<usize>) {
+        self.handoff
+            .release(idle, token.into_index(), |queue, index| {
+                Self::send_to_next_from(queue, index, here, Instant::now())
+            });
     }
 
     fn send_to_next_from(
-        queue: &mut VecDeque<Waiter>,
+        queue: &mut VecDeque<Queued<Waiter>>,
         mut index: u32,
         here: Option<usize>,
         now: Instant,
@@ -213,17 +342,17 @@ impl Waiters {
                 return Some(index);
             };
             let position = if here.is_none()
-                || oldest.shard == here
-                || now.duration_since(oldest.since) >= LOCALITY_GRACE
+                || oldest.waiter.shard == here
+                || now.duration_since(oldest.waiter.since) >= LOCALITY_GRACE
             {
                 0
             } else {
                 queue
                     .iter()
-                    .position(|waiter| waiter.shard == here)
+                    .position(|queued| queued.waiter.shard == here)
                     .unwrap_or(0)
             };
-            let waiter = queue
+            let Queued { waiter, .. } = queue
                 .remove(position)
                 .expect("the position is in the queue");
             match waiter.sender.send(index) {
@@ -249,27 +378,39 @@ mod loom_tests {
     /// A waiter's mailbox, in place of a tokio oneshot.
     type Mailbox = Arc<Mutex<Option<u32>>>;
 
-    fn deliver(queue: &mut VecDeque<Mailbox>, index: u32) -> Option<u32> {
+    fn deliver(queue: &mut VecDeque<Queued<Mailbox>>, index: u32) -> Option<u32> {
         match queue.pop_front() {
-            Some(mailbox) => {
-                *mailbox.lock().unwrap() = Some(index);
+            Some(queued) => {
+                *queued.waiter.lock().unwrap() = Some(index);
                 None
             }
             None => Some(index),
         }
     }
 
+    /// Worker 0 is released on another thread while this one registers a waiter.
+    fn register_while_releasing() -> (
+        Arc<IdleStack>,
+        Arc<Handoff<Mailbox>>,
+        loom::thread::JoinHandle<()>,
+        Mailbox,
+        Registration,
+    ) {
+        let idle = Arc::new(IdleStack::new(1));
+        let handoff = Arc::new(Handoff::<Mailbox>::default());
+        let releaser = {
+            let (idle, handoff) = (Arc::clone(&idle), Arc::clone(&handoff));
+            loom::thread::spawn(move || handoff.release(&idle, 0, deliver))
+        };
+        let mailbox: Mailbox = Arc::new(Mutex::new(None));
+        let registration = handoff.register(&idle, || Arc::clone(&mailbox));
+        (idle, handoff, releaser, mailbox, registration)
+    }
+
     #[test]
     fn a_worker_released_while_a_request_registers_is_never_lost() {
         loom::model(|| {
-            let idle = Arc::new(IdleStack::new(1));
-            let handoff = Arc::new(Handoff::<Mailbox>::default());
-            let releaser = {
-                let (idle, handoff) = (Arc::clone(&idle), Arc::clone(&handoff));
-                loom::thread::spawn(move || handoff.release(&idle, 0, deliver))
-            };
-            let mailbox: Mailbox = Arc::new(Mutex::new(None));
-            let registration = handoff.register(&idle, || Arc::clone(&mailbox));
+            let (idle, _handoff, releaser, mailbox, registration) = register_while_releasing();
             releaser.join().unwrap();
             let delivered = match registration {
                 Registration::Took(index) => Some(index),
@@ -279,22 +420,95 @@ mod loom_tests {
             assert_eq!(idle.pop(), None);
         });
     }
+
+    /// A waiter gives up (its deadline passed, or its request was dropped) at any point of
+    /// a concurrent release: the worker ends on the stack, never lost in a mailbox nobody
+    /// reads, and the queue is left empty.
+    #[test]
+    fn a_worker_handed_to_a_waiter_that_gives_up_goes_back_to_the_stack() {
+        loom::model(|| {
+            let (idle, handoff, releaser, mailbox, registration) = register_while_releasing();
+            let held = match registration {
+                Registration::Took(index) => Some(index),
+                Registration::Queued(ticket) => {
+                    handoff.withdraw(ticket, || mailbox.lock().unwrap().take())
+                }
+                Registration::Closed => unreachable!("never closed"),
+            };
+            if let Some(index) = held {
+                handoff.release(&idle, index, deliver);
+            }
+            releaser.join().unwrap();
+            assert_eq!(idle.pop(), Some(0), "{registration:?}");
+            assert_eq!(*mailbox.lock().unwrap(), None);
+            assert_eq!(handoff.queued(), 0);
+        });
+    }
 }
 
 #[cfg(all(test, not(ringrunner_loom)))]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
 
-    fn waiter(shard: usize, since: Instant) -> (Waiter, oneshot::Receiver<u32>) {
+    /// Every worker busy, many requests give up: none stays queued, and the next worker
+    /// released goes on the stack (the queue counts only live waiters).
+    #[tokio::test]
+    async fn timed_out_waiters_leave_the_queue_at_once() {
+        let waiters = Waiters::default();
+        let idle = IdleStack::new(1);
+        for _ in 0..100 {
+            let deadline = Instant::now() + Duration::from_millis(1);
+            assert_eq!(
+                waiters.wait(&idle, deadline, 0, &|_| unreachable!()).await,
+                Err(WaitError::TimedOut)
+            );
+            assert_eq!(waiters.queued(), 0);
+        }
+        waiters.release(&idle, SlotToken::claim(0), Some(1));
+        assert_eq!(idle.pop(), Some(0));
+    }
+
+    /// Polls `wait` once: it finds the stack empty and parks.
+    fn park<F: Future>(wait: &mut std::pin::Pin<Box<F>>) {
+        let mut context = Context::from_waker(Waker::noop());
+        assert!(matches!(wait.as_mut().poll(&mut context), Poll::Pending));
+    }
+
+    /// A request dropped while it waits (a client that hung up): before a worker was sent
+    /// to it, it leaves the queue; after, the worker goes back to the stack.
+    #[tokio::test]
+    async fn a_dropped_wait_leaves_the_queue_and_gives_back_what_it_was_sent() {
+        let waiters = Waiters::default();
+        let idle = IdleStack::new(1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let back_to_service = |token| waiters.release(&idle, token, Some(0));
+
+        let mut before_release = Box::pin(waiters.wait(&idle, deadline, 0, &back_to_service));
+        park(&mut before_release);
+        assert_eq!(waiters.queued(), 1);
+        drop(before_release);
+        assert_eq!(waiters.queued(), 0);
+
+        let mut after_release = Box::pin(waiters.wait(&idle, deadline, 0, &back_to_service));
+        park(&mut after_release);
+        waiters.release(&idle, SlotToken::claim(0), Some(0));
+        assert_eq!(idle.len(), 0, "the worker was handed to the parked wait");
+        drop(after_release);
+        assert_eq!(idle.pop(), Some(0), "the dropped wait gave its worker back");
+        assert_eq!(waiters.queued(), 0);
+    }
+
+    fn waiter(shard: usize, since: Instant) -> (Queued<Waiter>, oneshot::Receiver<u32>) {
         let (sender, receiver) = oneshot::channel();
-        (
-            Waiter {
-                shard: Some(shard),
-                since,
-                sender,
-            },
-            receiver,
-        )
+        let waiter = Waiter {
+            shard: Some(shard),
+            since,
+            sender,
+        };
+        (Queued { ticket: 0, waiter }, receiver)
     }
 
     #[test]
@@ -302,7 +516,7 @@ mod tests {
         let start = Instant::now();
         let (old_remote, mut old_remote_rx) = waiter(0, start);
         let (young_local, mut young_local_rx) = waiter(1, start);
-        let mut queue: VecDeque<Waiter> = [old_remote, young_local].into();
+        let mut queue: VecDeque<Queued<Waiter>> = [old_remote, young_local].into();
         // Released on shard 1 right away: shard 1's waiter, though younger.
         assert_eq!(
             Waiters::send_to_next_from(&mut queue, 7, Some(1), start),
@@ -328,7 +542,7 @@ mod tests {
         let (gone, gone_rx) = waiter(1, start);
         drop(gone_rx);
         let (remote, mut remote_rx) = waiter(0, start);
-        let mut queue: VecDeque<Waiter> = [gone, remote].into();
+        let mut queue: VecDeque<Queued<Waiter>> = [gone, remote].into();
         assert_eq!(
             Waiters::send_to_next_from(&mut queue, 3, Some(1), start),
             None
