@@ -2,10 +2,10 @@
 //! worker connects, and every accepted connection runs the pid handshake at once and is filed
 //! under the pid the worker reports; the spawner of that pid picks it up. A connection whose
 //! handshake fails is closed and the accept loop goes on (rr's stops; the spec says not to
-//! copy that). Accepting and every handshake run on one thread per listener (see
-//! [`handshakes`] for the bounds on connections that never become workers); the frames then
+//! copy that). Accepting and every handshake run on one thread per listener (the
+//! `handshakes` module bounds the connections that never become workers); the frames then
 //! go over io_uring like a pipe's. Connections filed for a pid nobody asked for are kept at
-//! most [`UNCLAIMED_CONNECTIONS_MAX`] and [`UNCLAIMED_KEEP`].
+//! most 64 at a time and 60 s each (`UNCLAIMED_CONNECTIONS_MAX`, `UNCLAIMED_KEEP`).
 
 mod handshakes;
 

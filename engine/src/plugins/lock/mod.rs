@@ -4,7 +4,7 @@
 //! no configuration and is on whenever `rpc` is (a `lock:` section is accepted, its content
 //! ignored).
 //!
-//! The locks live in one [`table::LockTable`] behind a mutex (the RPC connections all run on
+//! The locks live in one lock table (`table.rs`) behind a mutex (the RPC connections all run on
 //! shard 0, so it is never contended); a waiting call parks on a oneshot channel that the
 //! table's grants fire, and one task on shard 0 sleeps until the next lock's expiry.
 
