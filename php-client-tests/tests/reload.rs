@@ -125,3 +125,16 @@ fn a_burst_gives_one_reset_and_filtered_files_none() {
     assert!(line.contains("\"changed_files\":1"), "{line}");
     server.stop();
 }
+
+#[test]
+fn an_interval_under_a_second_fails_the_start_with_rr_s_text() {
+    let yaml = format!(
+        "{}reload:\n  interval: 500ms\n  services:\n    http:\n      dirs: [\".\"]\n",
+        http_config("", "")
+    );
+    let Err((status, output)) = RrServer::start_with(&yaml, &[]) else {
+        panic!("rr started with a 500ms reload interval");
+    };
+    assert!(!status.success());
+    assert!(output.contains("reload interval is too fast"), "{output}");
+}

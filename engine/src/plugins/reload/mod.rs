@@ -3,6 +3,8 @@
 //! to inotify on a thread of its own ([`watcher`]) and resets each affected plugin once per
 //! burst, one `interval` after the burst's first event.
 
+#[cfg(test)]
+mod config_tests;
 mod watcher;
 
 use super::{Directory, Lifecycle, Plugin, SectionContext, Service, StartContext};
