@@ -17,6 +17,7 @@ pub mod logs;
 pub mod metrics;
 mod plain_http;
 mod registry;
+pub mod reload;
 pub mod rpc;
 pub mod server;
 pub mod service;

@@ -54,6 +54,7 @@ pub const REGISTRY: &[Entry] = &[
     super::metrics::ENTRY,
     super::kv::ENTRY,
     super::lock::ENTRY,
+    super::reload::ENTRY,
     super::service::ENTRY,
 ];
 
