@@ -1,6 +1,6 @@
 //! The `reload` plugin (spec devops § reload): resets a plugin's workers when a watched file
 //! changes, as `rr reset <plugin>` does. rr polls every file every `interval`; ours listens
-//! to inotify on a thread of its own ([`watcher`]) and resets each affected plugin once per
+//! to inotify on a thread of its own (`watcher.rs`) and resets each affected plugin once per
 //! burst, one `interval` after the burst's first event.
 
 #[cfg(test)]
