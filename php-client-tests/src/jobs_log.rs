@@ -7,6 +7,20 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Polls until `check` holds (a broker's or the server's figure), or panics with `what`.
+/// A poll, not a wait on an event: RabbitMQ's queue counts and rr's Stat are figures
+/// read on request, with nothing to subscribe to.
+///
+/// # Panics
+/// When `check` does not hold within `limit`.
+pub fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what} within {limit:?}");
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
 /// Runs `jobs_call.php DSN args…`: its answer, or the error rr sent.
 ///
 /// # Panics

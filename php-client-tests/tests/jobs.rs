@@ -4,7 +4,7 @@
 //! pause and resume, declare and destroy, 10,000 jobs through 4 consumers exactly once, bad
 //! input, `rr jobs` and the informer's jobs table.
 
-use php_client_tests::jobs_log::{now, taken, wait_taken};
+use php_client_tests::jobs_log::{now, taken, wait_taken, wait_until};
 use php_client_tests::server::{free_port, run_rr, scratch_dir, worker_command, Launch, RrServer};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -423,15 +423,13 @@ fn a_pipeline_waiting_for_room_in_the_shared_queue_is_woken_when_room_appears() 
         call(&jobs, &["push", "a", "hold", id, &release_arg]).unwrap();
     }
     wait_taken(&jobs.log, 1, Duration::from_secs(10));
+    // Stat's count is read on request: polled, there is no event for it.
     let wait_active = |pipeline: &str, active: u64| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while stat(&jobs, pipeline)["active"] != json!(active) {
-            assert!(
-                Instant::now() < deadline,
-                "{pipeline} never had {active} out"
-            );
-            std::thread::park_timeout(Duration::from_millis(20));
-        }
+        wait_until(
+            &format!("{pipeline} has {active} out"),
+            Duration::from_secs(10),
+            || stat(&jobs, pipeline)["active"] == json!(active),
+        );
     };
     wait_active("a", 3);
     // The fourth fills the shared queue; b's job waits in b's local queue for room.

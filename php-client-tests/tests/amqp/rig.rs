@@ -2,11 +2,12 @@
 //! calls the tests make, and the waits on the broker's and the server's figures.
 
 use php_client_tests::jobs_log::taken;
+pub use php_client_tests::jobs_log::wait_until;
 use php_client_tests::rabbitmq::RabbitMq;
 use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Jobs {
     pub server: RrServer,
@@ -75,17 +76,6 @@ pub fn broker() -> Option<RabbitMq> {
 
 pub fn call(jobs: &Jobs, args: &[&str]) -> Result<Value, String> {
     php_client_tests::jobs_log::call(&jobs.dsn, args)
-}
-
-/// Polls until `check` holds (a broker's or the server's figure), or panics with `what`.
-/// A poll, not a wait on an event: RabbitMQ's queue counts and rr's Stat are figures
-/// read on request, with nothing to subscribe to.
-pub fn wait_until(what: &str, limit: Duration, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        std::thread::park_timeout(Duration::from_millis(20));
-    }
 }
 
 pub fn stat(jobs: &Jobs, pipeline: &str) -> Value {
