@@ -119,9 +119,8 @@ pub const fn is_token_byte(byte: u8) -> bool {
 #[must_use]
 pub fn percent_decode(text: &[u8], plus_is_space: bool) -> Option<String> {
     let mut out = Vec::with_capacity(text.len());
-    if !percent_decode_into(text, plus_is_space, &mut out) {
-        return None;
-    }
+    decode_escapes(text, plus_is_space, &mut out)?;
+    // One UTF-8 check, here (percent_decode_into would check the same bytes first).
     String::from_utf8(out).ok()
 }
 

@@ -25,9 +25,13 @@ impl HeadScan {
     /// `\n\n`), when the buffer has at least doubled since the last parse, or when it is past
     /// `max_head_bytes` (the parser refuses it).
     pub fn worth_parsing(&mut self, buf: &[u8], max_head_bytes: usize) -> bool {
-        // A marker may straddle the previous end: look two bytes back.
-        let from = self.scanned.saturating_sub(2).min(buf.len());
-        let ends_here = has_head_end(&buf[from..]);
+        // The first parse needs no search (a head in one read, the common case, is looked at
+        // once); bytes a parse covered need none either: it would have found their end.
+        let ends_here = self.parsed_once && {
+            // A marker may straddle the previous end: look two bytes back.
+            let from = self.scanned.saturating_sub(2).min(buf.len());
+            has_head_end(&buf[from..])
+        };
         self.scanned = buf.len();
         let due = !self.parsed_once
             || ends_here
