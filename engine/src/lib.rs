@@ -1,6 +1,7 @@
 //! ringrunner: a PHP application server that keeps worker processes alive and relays work to
 //! them over the goridge protocol.
 
+pub mod accept_backoff;
 pub mod aio;
 pub mod cli;
 pub mod clock;

@@ -320,3 +320,34 @@ fn requests_are_answered_while_the_log_output_is_a_pipe_nobody_reads() {
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_listener_out_of_descriptors_backs_off_instead_of_logging_a_flood() {
+    use std::os::unix::fs::PermissionsExt;
+    // rr with 64 open files and 120 clients holding their connections: accept(2) fails with
+    // EMFILE while the backlog stays readable. Each failure waits twice the last (5 ms up to
+    // a second, as Go's server), so the log reaches the one-second delay after nine lines a
+    // shard; before, each shard logged every 10 ms (about 260 lines in the same 1.3 s).
+    let dir = scratch_dir();
+    let wrapper = dir.join("few-files");
+    std::fs::write(&wrapper, "#!/bin/sh\nexec prlimit --nofile=64:64 \"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let launch = php_client_tests::server::Launch {
+        wrapper: Some(wrapper),
+        env: Vec::new(),
+    };
+    let server = RrServer::start_launched(&config("", ""), &[], &launch).expect("rr starts");
+    let held: Vec<TcpStream> = (0..120)
+        .map(|_| TcpStream::connect(server.http()).expect("connect (the backlog takes it)"))
+        .collect();
+    assert!(
+        server.wait_for_line(r#""retry_in":"1s""#, Duration::from_secs(30)),
+        "{}",
+        server.output()
+    );
+    let failures = server.output().matches("accept failed").count();
+    assert!(failures < 30, "{failures} accept failures logged");
+    drop(held);
+    // Descriptors back: the listener serves again (its next try within a second).
+    assert_eq!(get(server.http(), "/hello").status, 200);
+}

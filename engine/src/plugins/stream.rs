@@ -4,12 +4,12 @@
 //! backends; each accepted connection becomes an [`aio::Stream`] on the shard's backend.
 
 use super::Lifecycle;
+use crate::accept_backoff::AcceptBackoff;
 use crate::aio::{self, Backend};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 
 /// A bound listener.
@@ -139,7 +139,8 @@ impl Accepting {
 
 /// Accepts on `listener` until shutdown begins, handing each stream (and a TCP peer's
 /// address) to `on_accept`. Runs as a task on one shard; `name` (the plugin) is logged with
-/// an accept error, after which the loop backs off a little and goes on (clients retry).
+/// an accept error, after which the loop backs off ([`AcceptBackoff`]) and goes on (clients
+/// retry).
 pub async fn accept_loop(
     listener: Listener,
     backend: Backend,
@@ -154,6 +155,7 @@ pub async fn accept_loop(
             return;
         }
     };
+    let mut backoff = AcceptBackoff::default();
     loop {
         let stopping = lifecycle.stop.notified();
         if lifecycle.is_stopping() {
@@ -161,10 +163,14 @@ pub async fn accept_loop(
         }
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => on_accept(stream, peer),
+                Ok((stream, peer)) => {
+                    backoff.succeeded();
+                    on_accept(stream, peer);
+                }
                 Err(error) => {
-                    tracing::error!(%error, plugin = name, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let retry_in = backoff.failed();
+                    tracing::error!(%error, plugin = name, ?retry_in, "accept failed");
+                    tokio::time::sleep(retry_in).await;
                 }
             },
             () = stopping => return,

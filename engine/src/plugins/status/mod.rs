@@ -161,16 +161,19 @@ async fn accept_loop(socket: std::net::TcpListener, backend: Backend, shared: Ar
             return;
         }
     };
+    let mut backoff = crate::accept_backoff::AcceptBackoff::default();
     loop {
         // The status listener answers during shutdown (that is what `/ready` is for); it
         // ends with its shard.
         match listener.accept().await {
             Ok((stream, _)) => {
+                backoff.succeeded();
                 tokio::task::spawn_local(serve(stream, Arc::clone(&shared)));
             }
             Err(error) => {
-                tracing::error!(target: "status", %error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let retry_in = backoff.failed();
+                tracing::error!(target: "status", %error, ?retry_in, "accept failed");
+                tokio::time::sleep(retry_in).await;
             }
         }
     }

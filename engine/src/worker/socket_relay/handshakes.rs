@@ -11,6 +11,7 @@
 //! [`HANDSHAKES_PENDING_MAX`] + 2 descriptors.
 
 use super::Registry;
+use crate::accept_backoff::AcceptBackoff;
 use ringrunner_protocol::payload::{encode_pid_request, parse_pid_reply};
 use ringrunner_protocol::FrameDecoder;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
@@ -151,6 +152,7 @@ impl Handshake {
 pub(super) fn run(listening: &Listening, stop: &OwnedFd, registry: &Arc<Registry>) {
     let mut pending: VecDeque<Handshake> = VecDeque::with_capacity(HANDSHAKES_PENDING_MAX);
     let mut ready = Vec::with_capacity(HANDSHAKES_PENDING_MAX);
+    let mut backoff = AcceptBackoff::default();
     loop {
         drop_expired(&mut pending);
         let timeout = pending
@@ -164,7 +166,7 @@ pub(super) fn run(listening: &Listening, stop: &OwnedFd, registry: &Arc<Registry
         }
         advance_ready(&mut pending, &ready, registry);
         if listener_woke {
-            accept_waiting(listening, &mut pending, registry);
+            accept_waiting(listening, &mut pending, registry, &mut backoff);
         }
     }
 }
@@ -256,19 +258,26 @@ fn blocking(fd: OwnedFd) -> io::Result<OwnedFd> {
 
 /// Accepts what waits (a bounded number), each a new handshake; past the cap the oldest
 /// handshake is closed for it.
-fn accept_waiting(listening: &Listening, pending: &mut VecDeque<Handshake>, registry: &Registry) {
+fn accept_waiting(
+    listening: &Listening,
+    pending: &mut VecDeque<Handshake>,
+    registry: &Registry,
+    backoff: &mut AcceptBackoff,
+) {
     for _ in 0..ACCEPTS_PER_WAKE_MAX {
         let (fd, peer) = match listening.accept() {
             Ok(accepted) => accepted,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
-                tracing::error!(target: "server", %error, "relay accept failed");
                 // EMFILE and friends: give the process a moment to release descriptors.
-                std::thread::park_timeout(Duration::from_millis(10));
+                let retry_in = backoff.failed();
+                tracing::error!(target: "server", %error, ?retry_in, "relay accept failed");
+                std::thread::park_timeout(retry_in);
                 return;
             }
         };
+        backoff.succeeded();
         if pending.len() >= HANDSHAKES_PENDING_MAX {
             if let Some(oldest) = pending.pop_front() {
                 tracing::warn!(target: "server", peer = %oldest.peer, limit = HANDSHAKES_PENDING_MAX,
