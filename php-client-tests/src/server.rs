@@ -59,10 +59,15 @@ pub fn rr_binary() -> PathBuf {
         .clone()
 }
 
-/// A fresh folder for one server's config and files.
+/// A fresh folder for one server's config and files. A test binary cannot remove its folders
+/// at its end (the harness has no exit hook), so the first call of each test process removes
+/// those of earlier processes that have ended: the folders of one run are there to look at
+/// until the next run.
 #[must_use]
 pub fn scratch_dir() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(remove_scratch_dirs_of_ended_processes);
     let dir = std::env::temp_dir().join(format!(
         "ringrunner-test-{}-{}",
         std::process::id(),
@@ -70,6 +75,27 @@ pub fn scratch_dir() -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
+}
+
+/// Removes `ringrunner-test-PID-N` folders whose process is gone (no `/proc/PID`).
+fn remove_scratch_dirs_of_ended_processes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix("ringrunner-test-"))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A config for `http.php` with `http_extra` lines under `http:` and `pool_extra` under
