@@ -104,6 +104,13 @@ fn every_config_key_read_is_in_the_reference() {
         }
     }
     assert!(keys.len() > 150, "too few keys read: {keys:?}");
+    for entry in ringrunner::plugins::REGISTRY {
+        assert!(
+            keys.contains(entry.section),
+            "the fixture has no {} section: add it with every key",
+            entry.section
+        );
+    }
     let mut missing = Vec::new();
     for key in &keys {
         let page = reference_page(key);
