@@ -191,6 +191,18 @@ fn verbs(help: &str) -> Vec<String> {
         .collect()
 }
 
+/// `rr`, then each verb its help lists and, depth first, each verb's own sub-verbs
+/// (`rr service status`), in the order the help lists them.
+fn every_command(command: &mut Vec<String>, out: &mut Vec<String>) {
+    out.push(command.join(" "));
+    let args: Vec<&str> = command.iter().skip(1).map(String::as_str).collect();
+    for verb in verbs(&help_text(&args)) {
+        command.push(verb);
+        every_command(command, out);
+        command.pop();
+    }
+}
+
 fn trimmed_lines(text: &str) -> String {
     text.lines()
         .map(str::trim_end)
@@ -204,9 +216,8 @@ fn trimmed_lines(text: &str) -> String {
 fn the_cli_page_shows_every_verb_and_its_help_as_the_binary_prints_it() {
     let page = read(&workspace_root().join("docs/cli.md"));
     let blocks = book_help_blocks(&page);
-    let top = help_text(&[]);
-    let mut expected = vec!["rr".to_owned()];
-    expected.extend(verbs(&top).iter().map(|verb| format!("rr {verb}")));
+    let mut expected = Vec::new();
+    every_command(&mut vec!["rr".to_owned()], &mut expected);
     assert!(expected.len() > 8, "verbs listed: {expected:?}");
     let shown: Vec<&str> = blocks.iter().map(|(command, _)| command.as_str()).collect();
     assert_eq!(
