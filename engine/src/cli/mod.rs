@@ -82,6 +82,16 @@ pub enum Command {
     /// List, inspect, start, stop and restart the `service` plugin's services over RPC
     /// (ringrunner's own; exit status 3 from `status` when a process is not running).
     Service(service::ServiceArgs),
+    /// Print a shell completion script, as rr's `completion` verb does.
+    Completion(CompletionArgs),
+}
+
+/// `rr completion SHELL`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Runs the command line; returns the exit status.
@@ -102,13 +112,14 @@ pub fn main(cli: Cli) -> i32 {
             Ok(status) => return status,
             Err(error) => Err(error),
         },
+        Some(Command::Completion(ref args)) => print_completion(args.shell),
         Some(Command::Version) => {
             println!("{}", crate::version_line());
             Ok(())
         }
         None => {
             eprintln!(
-                "usage: rr [flags] serve | stop | workers | reset | jobs | version | bench | service (rr --help)"
+                "usage: rr [flags] serve | stop | workers | reset | jobs | version | bench | service | completion (rr --help)"
             );
             return 1;
         }
@@ -119,6 +130,22 @@ pub fn main(cli: Cli) -> i32 {
             eprintln!("error: {error}");
             1
         }
+    }
+}
+
+/// Writes the completion script for `shell` to stdout, generated from these clap definitions.
+/// The script is made in memory first (clap_complete panics on a failed write); a reader that
+/// closed the pipe early (`| head`) is not an error.
+fn print_completion(shell: clap_complete::Shell) -> Result<(), String> {
+    use std::io::Write;
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "rr", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("writing the completion script: {error}"))
+        }
+        _ => Ok(()),
     }
 }
 

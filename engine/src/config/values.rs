@@ -268,6 +268,15 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
+    /// Every key path read so far, sorted: the keys this reader's callers know, which the
+    /// configuration reference documents (a test checks each appears there).
+    #[must_use]
+    pub fn read_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.read.borrow().iter().cloned().collect();
+        paths.sort_unstable();
+        paths
+    }
+
     /// The known key closest to the unknown `path` among its siblings (a typo's likely
     /// meaning): at most two edits away, and fewer than half the key's length.
     #[must_use]
@@ -488,6 +497,13 @@ mod tests {
         let reader = Reader::new(&doc);
         let _ = reader.string("http.address");
         let _ = reader.unsigned("http.pool.num_workers");
+        assert_eq!(
+            reader.read_paths(),
+            vec![
+                "http.address".to_owned(),
+                "http.pool.num_workers".to_owned()
+            ]
+        );
         assert_eq!(
             reader.unknown_keys("http"),
             vec![

@@ -77,6 +77,9 @@ pub struct Configured {
     pub warnings: Vec<String>,
     /// What is logged at debug: keys no plugin read (rr ignores them silently).
     pub notes: Vec<String>,
+    /// Every key path the plugins and the container read, sorted (the configuration
+    /// reference's checklist: `engine/tests/docs_config_keys.rs`).
+    pub read_keys: Vec<String>,
 }
 
 impl Configured {
@@ -162,5 +165,6 @@ pub fn configure(
         grace_period,
         warnings,
         notes,
+        read_keys: reader.read_paths(),
     })
 }
