@@ -428,3 +428,22 @@ pub fn curl(args: &[&str]) -> std::process::Output {
         .output()
         .expect("curl runs")
 }
+
+/// Sends `request` (raw bytes) on a new connection to `address` and reads the answer until
+/// the server closes the connection (ask for it: `Connection: close`, or HTTP/1.0), each read
+/// bounded by 30 s.
+///
+/// # Panics
+/// When the connection or a read fails.
+#[must_use]
+pub fn raw_exchange(address: SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    stream.write_all(request).expect("request written");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("answer read");
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -1,6 +1,7 @@
 //! Writes a worker's reply to the client (spec http §3): one response with Content-Length
-//! for a single frame, chunked transfer for a stream, interim 1xx heads, rr's answers for
-//! bad statuses and errors.
+//! for a single frame, chunked transfer for a stream (or for a frame with trailers: the
+//! headers its `Trailer` header names go in the trailer section, §3.1d), interim 1xx
+//! heads, rr's answers for bad statuses and errors.
 //!
 //! A single-frame reply is only formatted while the worker is checked out, and written once
 //! the pool has it back ([`HttpSink::finish`]): a client that does not read cannot pin a
@@ -16,7 +17,7 @@ use crate::clock::unix_seconds;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
-use ringrunner_protocol::http::{decode_response, ResponseHead};
+use ringrunner_protocol::http::{decode_response, ResponseHead, TrailerNames, TRAILER_HEADER};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -68,6 +69,8 @@ pub struct HttpSink<'a> {
     gzip_stream: Option<flate2::write::GzEncoder<Vec<u8>>>,
     /// The `sendfile` middleware's state for this response.
     sendfile: sendfile::Mode,
+    /// The trailer section's header lines (spec http §3.1d), sent after the last chunk.
+    trailer_lines: Vec<u8>,
 }
 
 impl std::fmt::Debug for HttpSink<'_> {
@@ -129,6 +132,7 @@ impl<'a> HttpSink<'a> {
             compress: false,
             gzip_stream: None,
             sendfile: sendfile::Mode::Off,
+            trailer_lines: Vec::new(),
         }
     }
 
@@ -332,7 +336,7 @@ impl<'a> HttpSink<'a> {
                 if self.streaming && !self.ended {
                     self.ended = true;
                     if self.facts.minor_version == 1 && !self.close {
-                        self.out.extend_from_slice(LAST_CHUNK);
+                        self.end_chunks();
                         self.pending = true;
                     } else {
                         self.close = true;
@@ -362,7 +366,7 @@ impl<'a> HttpSink<'a> {
         let gzip = self.compress
             && !bodiless
             && (!last || !first_body.is_empty())
-            && gzip_allowed(head, first_body);
+            && gzip::allowed(head, first_body);
         let compressed = (gzip && last).then(|| gzip::compress(first_body));
         if gzip && !last {
             self.gzip_stream = Some(flate2::write::GzEncoder::new(
@@ -371,7 +375,9 @@ impl<'a> HttpSink<'a> {
             ));
         }
         let (strip_opt_out, strip_ranges) = (self.compress, gzip);
+        let trailer_names = TrailerNames::of(head);
         let (out, close) = (&mut *self.out, &mut self.close);
+        let trailer_lines = &mut self.trailer_lines;
         head.for_each_header(|name, mut values| {
             let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
             if (strip_opt_out && is(b"no-gzip-compression"))
@@ -394,6 +400,14 @@ impl<'a> HttpSink<'a> {
                 }
                 return;
             }
+            // spec http §3.1d: the list is not sent; what it names goes after the body.
+            if is(TRAILER_HEADER) {
+                return;
+            }
+            if trailer_names.contains(name) {
+                push_worker_header(trailer_lines, name, values);
+                return;
+            }
             has_type |= is(b"content-type");
             has_date |= is(b"date");
             push_worker_header(out, name, values);
@@ -412,7 +426,14 @@ impl<'a> HttpSink<'a> {
             wire::header(self.out, b"Content-Encoding", b"gzip");
         }
         let first_body = compressed.as_deref().unwrap_or(first_body);
-        if last {
+        // Trailers need chunks: a whole reply with some is chunked too (on HTTP/1.0, and
+        // with no body to end, they are dropped, as Go's server drops them).
+        let chunk_whole = last
+            && !self.trailer_lines.is_empty()
+            && facts.minor_version == 1
+            && !facts.is_head
+            && !bodiless;
+        if last && !chunk_whole {
             if !bodiless {
                 let length = match (facts.is_head, worker_length) {
                     (true, Some(length)) => length,
@@ -466,12 +487,25 @@ impl<'a> HttpSink<'a> {
         if self.streaming && self.facts.minor_version == 1 {
             wire::chunk(self.out, body);
             if last {
-                self.out.extend_from_slice(LAST_CHUNK);
+                self.end_chunks();
             }
         } else {
             self.out.extend_from_slice(body);
         }
         self.ended |= last;
+    }
+}
+
+impl HttpSink<'_> {
+    /// Ends a chunked body: the last chunk, then the trailer section (spec http §3.1d).
+    fn end_chunks(&mut self) {
+        if self.trailer_lines.is_empty() {
+            self.out.extend_from_slice(LAST_CHUNK);
+            return;
+        }
+        self.out.extend_from_slice(b"0\r\n");
+        self.out.extend_from_slice(&self.trailer_lines);
+        self.out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -537,34 +571,6 @@ impl ReplySink for HttpSink<'_> {
         }
         self.flush().await
     }
-}
-
-/// Whether gzip's rules take the worker's answer: no `Content-Encoding`, `Content-Range` or
-/// `No-Gzip-Compression` from the worker, no `Content-Length` under 1 KiB, a type (the
-/// worker's, else sniffed from the first bytes) worth compressing.
-fn gzip_allowed(head: &ResponseHead<'_>, body: &[u8]) -> bool {
-    let mut blocked = false;
-    let mut content_type = None;
-    let mut length = None;
-    head.for_each_header(|name, values| {
-        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-        if is(b"content-encoding") || is(b"content-range") || is(b"no-gzip-compression") {
-            blocked = true;
-        } else if is(b"content-type") {
-            content_type = values
-                .next()
-                .map(|v| String::from_utf8_lossy(v).into_owned());
-        } else if is(b"content-length") {
-            length = values
-                .next()
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-        }
-    });
-    if blocked || length.is_some_and(|length| length < gzip::MIN_SIZE) {
-        return false;
-    }
-    let kind = content_type.unwrap_or_else(|| wire::sniff_content_type(body).to_owned());
-    gzip::type_compressible(&kind)
 }
 
 /// Go's `html.EscapeString`.
