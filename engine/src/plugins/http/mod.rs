@@ -18,6 +18,7 @@ mod sink;
 pub mod static_files;
 pub mod tls;
 pub mod uploads;
+mod worker_headers;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
 

@@ -12,12 +12,13 @@
 use super::gzip;
 use super::sendfile::{self, SendFile};
 use super::wire::{self, DateCache, LAST_CHUNK};
+use super::worker_headers::{copy_worker_headers, push_worker_header, Strip, WorkerHeaders};
 use crate::aio::Stream;
 use crate::clock::unix_seconds;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
-use ringrunner_protocol::http::{decode_response, ResponseHead, TrailerNames, TRAILER_HEADER};
+use ringrunner_protocol::http::{decode_response, ResponseHead, TrailerNames};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -166,7 +167,7 @@ impl<'a> HttpSink<'a> {
         let mut header_lines = Vec::new();
         head.for_each_header(|name, values| {
             if !sendfile::replaced_by_the_file(name) {
-                push_worker_header(&mut header_lines, name, values);
+                push_worker_header(&mut header_lines, name, values, true);
             }
         });
         self.sendfile = sendfile::Mode::Replace(SendFile { path, header_lines });
@@ -358,9 +359,6 @@ impl<'a> HttpSink<'a> {
         self.out.clear();
         wire::status_line(self.out, facts.minor_version, status);
         self.out.extend_from_slice(self.middleware_head);
-        let mut has_type = false;
-        let mut has_date = false;
-        let mut worker_length = None;
         let bodiless = !wire::status_has_body(status);
         // A whole reply is compressed at once; a streamed one frame by frame (sync flushes).
         let gzip = self.compress
@@ -374,44 +372,29 @@ impl<'a> HttpSink<'a> {
                 flate2::Compression::default(),
             ));
         }
-        let (strip_opt_out, strip_ranges) = (self.compress, gzip);
-        let trailer_names = TrailerNames::of(head);
-        let (out, close) = (&mut *self.out, &mut self.close);
-        let trailer_lines = &mut self.trailer_lines;
-        head.for_each_header(|name, mut values| {
-            let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-            if (strip_opt_out && is(b"no-gzip-compression"))
-                || (strip_ranges && is(b"accept-ranges"))
-            {
-                return;
-            }
-            if is(b"content-length") {
-                // Honoured for HEAD only; the body we relay sets it otherwise.
-                worker_length = values
-                    .next()
-                    .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok());
-                return;
-            }
-            if is(b"transfer-encoding") || is(b"connection") || is(b"keep-alive") {
-                if is(b"connection")
-                    && Iterator::any(&mut values, |v| v.eq_ignore_ascii_case(b"close"))
-                {
-                    *close = true;
-                }
-                return;
-            }
-            // spec http §3.1d: the list is not sent; what it names goes after the body.
-            if is(TRAILER_HEADER) {
-                return;
-            }
-            if trailer_names.contains(name) {
-                push_worker_header(trailer_lines, name, values);
-                return;
-            }
-            has_type |= is(b"content-type");
-            has_date |= is(b"date");
-            push_worker_header(out, name, values);
-        });
+        let strip = Strip {
+            opt_out: self.compress,
+            ranges: gzip,
+        };
+        let mark = self.out.len();
+        let no_trailers = TrailerNames::default();
+        let mut found = copy_worker_headers(head, strip, &no_trailers, self.out, None);
+        if found.lists_trailers {
+            // Rare: walked again now that the trailers' names are known (quietly: the first
+            // walk reported every dropped header).
+            self.out.truncate(mark);
+            let names = TrailerNames::of(head);
+            found =
+                copy_worker_headers(head, strip, &names, self.out, Some(&mut self.trailer_lines));
+        }
+        let WorkerHeaders {
+            has_type,
+            has_date,
+            worker_length,
+            close,
+            ..
+        } = found;
+        self.close |= close;
         if !has_type && !first_body.is_empty() && !bodiless {
             wire::header(
                 self.out,
@@ -554,7 +537,7 @@ impl ReplySink for HttpSink<'_> {
                 self.out.clear();
                 wire::status_line(self.out, 1, status);
                 let out = &mut *self.out;
-                head.for_each_header(|name, values| push_worker_header(out, name, values));
+                head.for_each_header(|name, values| push_worker_header(out, name, values, true));
                 self.out.extend_from_slice(b"\r\n");
                 return self.flush().await;
             }
@@ -587,16 +570,4 @@ pub(super) fn html_escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// Writes the lines of one of the worker's headers, leaving out (with a log line) a name that
-/// is not a token or a value with CR, LF or NUL: the worker's bytes never split the response.
-fn push_worker_header<'v>(out: &mut Vec<u8>, name: &[u8], values: impl Iterator<Item = &'v [u8]>) {
-    for value in values {
-        if let Err(reason) = wire::worker_header(out, name, value) {
-            let header = String::from_utf8_lossy(name);
-            tracing::warn!(target: "http", header = %header.escape_debug(), ?reason,
-                "worker header dropped");
-        }
-    }
 }
