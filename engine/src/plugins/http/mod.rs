@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod request;
 mod sendfile;
 mod sink;
+#[cfg(test)]
+mod sink_trailer_tests;
 pub mod static_files;
 pub mod tls;
 pub mod uploads;
