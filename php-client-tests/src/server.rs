@@ -447,3 +447,17 @@ pub fn raw_exchange(address: SocketAddr, request: &[u8]) -> String {
     stream.read_to_end(&mut answer).expect("answer read");
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// The resident set (`VmRSS`) of process `pid`, in KiB.
+///
+/// # Panics
+/// When the process is gone or its status has no `VmRSS` line.
+#[must_use]
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("a VmRSS line")
+}

@@ -1,11 +1,12 @@
-//! `max_request_size` on HTTP/2 (cleartext with prior knowledge, our raw client `h2_frames`):
-//! a stream whose body is past it is answered with rr's 413 text, and the connection serves
-//! on. What any HTTP/2 front end must keep. (curl 7.88 reports the answer as a stream error:
-//! after it the server resets the stream with NO_ERROR, as RFC 9113 §8.1 asks of a server
-//! that answers before the request ended.)
+//! HTTP/2 limits (cleartext with prior knowledge, our raw client `h2_frames`), what any
+//! HTTP/2 front end must keep: a stream whose body is past `max_request_size` is answered
+//! with rr's 413 text and the connection serves on; a client that stops reading a streamed
+//! answer costs the server its bounded buffers, not the answer, and the stream is reset
+//! after `write_timeout`. (curl 7.88 cannot check the 413: after it the server resets the
+//! unfinished upload with NO_ERROR, as RFC 9113 §8.1 asks, and curl reports an error.)
 
 use php_client_tests::h2_frames::{self as h2, RawH2};
-use php_client_tests::server::{http_config, RrServer};
+use php_client_tests::server::{http_config, rss_kib, RrServer};
 use std::time::Duration;
 
 /// SETTINGS_INITIAL_WINDOW_SIZE.
@@ -108,4 +109,34 @@ fn an_http2_body_without_a_length_growing_past_max_request_size_gets_413() {
     }
     assert_eq!(body, TOO_LARGE, "after {sent} bytes sent");
     assert!(sent > 1 << 20, "answered after {sent} bytes");
+}
+
+#[test]
+fn a_client_that_stops_reading_an_http2_answer_costs_the_server_its_buffers_only() {
+    let config = "  write_timeout: 3s\n  http2:\n    h2c: true\n";
+    let server = RrServer::start(&http_config(config, ""));
+    let mut client = connect(&server);
+    client.request(1, "GET", "/hello", true).unwrap();
+    assert_eq!(answer_body(&mut client, 1).unwrap(), b"Hello from PHP\n");
+    let before = rss_kib(server.pid());
+    // 256 MiB streamed in 1 MiB frames to a client that never opens its window (65535):
+    // the worker must wait on the client, not the server hold what it streams.
+    client
+        .request(3, "GET", "/bigstream?n=256&kb=1024", true)
+        .unwrap();
+    let reset = client.read_until(|f| f.stream == 3 && f.kind == h2::RST_STREAM);
+    assert!(
+        reset.is_some(),
+        "the stalled stream is reset after write_timeout"
+    );
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(
+        grown < 48 * 1024,
+        "a stalled stream grew the server by {grown} KiB"
+    );
+    // The connection's window went to the stalled stream: opened again, it serves on.
+    let opened = (1u32 << 20).to_be_bytes();
+    client.send(h2::WINDOW_UPDATE, 0, 0, &opened).unwrap();
+    client.request(5, "GET", "/hello", true).unwrap();
+    assert_eq!(answer_body(&mut client, 5).unwrap(), b"Hello from PHP\n");
 }

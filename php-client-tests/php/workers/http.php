@@ -11,6 +11,7 @@
 //   /env?name=X       the worker's environment variable X
 //   /hex?name=X       the first value of request header X, hex-encoded (bytes as received)
 //   /rpc              informer.Workers("http") asked of the server over RR_RPC
+//   /bigstream?n=N&kb=K  N frames of K KiB of 'z' (stops when the server says so)
 //   /trailers         "hello" with X-Checksum named by a Trailer header (spec http §3.1d);
 //                     ?stream=1: in two frames; a trailer with CR/LF in its value beside it
 declare(strict_types=1);
@@ -117,6 +118,17 @@ while ($request = $http->waitRequest()) {
                 'X-Split' => ["a\r\nX-Injected: 2"], 'X-Nul' => ["a\0b"], 'X-Many' => ['one', "t\nwo"],
                 '' => ['empty'],
             ]);
+            break;
+        case $path === '/bigstream':
+            $n = (int) ($query['n'] ?? 4);
+            $piece = str_repeat('z', 1024 * (int) ($query['kb'] ?? 1024));
+            try {
+                for ($i = 0; $i < $n; $i++) {
+                    $http->respondChunk($piece, $i < $n - 1, $i === 0 ? 200 : null);
+                }
+            } catch (RingRunnerTest\StreamStopped) {
+                $http->respondChunk('', false);
+            }
             break;
         case $path === '/trailers':
             // X-Absent is named but not set; X-Split's value would split the trailer section.
