@@ -454,3 +454,36 @@ pub fn curl(args: &[&str]) -> std::process::Output {
         .output()
         .expect("curl runs")
 }
+
+/// Sends `request` (raw bytes) on a new connection to `address` and reads the answer until
+/// the server closes the connection (ask for it: `Connection: close`, or HTTP/1.0), each read
+/// bounded by 30 s.
+///
+/// # Panics
+/// When the connection or a read fails.
+#[must_use]
+pub fn raw_exchange(address: SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    stream.write_all(request).expect("request written");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).expect("answer read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The resident set (`VmRSS`) of process `pid`, in KiB.
+///
+/// # Panics
+/// When the process is gone or its status has no `VmRSS` line.
+#[must_use]
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("a VmRSS line")
+}

@@ -11,6 +11,9 @@
 //   /env?name=X       the worker's environment variable X
 //   /hex?name=X       the first value of request header X, hex-encoded (bytes as received)
 //   /rpc              informer.Workers("http") asked of the server over RR_RPC
+//   /bigstream?n=N&kb=K  N frames of K KiB of 'z' (stops when the server says so)
+//   /trailers         "hello" with X-Checksum named by a Trailer header (spec http §3.1d);
+//                     ?stream=1: in two frames; a trailer with CR/LF in its value beside it
 declare(strict_types=1);
 require __DIR__ . '/../Http.php';
 require __DIR__ . '/../Rpc.php';
@@ -115,6 +118,31 @@ while ($request = $http->waitRequest()) {
                 'X-Split' => ["a\r\nX-Injected: 2"], 'X-Nul' => ["a\0b"], 'X-Many' => ['one', "t\nwo"],
                 '' => ['empty'],
             ]);
+            break;
+        case $path === '/bigstream':
+            $n = (int) ($query['n'] ?? 4);
+            $piece = str_repeat('z', 1024 * (int) ($query['kb'] ?? 1024));
+            try {
+                for ($i = 0; $i < $n; $i++) {
+                    $http->respondChunk($piece, $i < $n - 1, $i === 0 ? 200 : null);
+                }
+            } catch (RingRunnerTest\StreamStopped) {
+                $http->respondChunk('', false);
+            }
+            break;
+        case $path === '/trailers':
+            // X-Absent is named but not set; X-Split's value would split the trailer section.
+            $headers = [
+                'Trailer' => ['X-Checksum, X-Absent', 'X-Split'], 'X-Checksum' => ['sum-1'],
+                'X-Split' => ["a\r\nX-Injected: 2"], 'X-Kept' => ['head'],
+                'Content-Type' => ['text/plain'],
+            ];
+            if (($query['stream'] ?? '') === '1') {
+                $http->respondChunk('hel', true, 200, $headers);
+                $http->respondChunk('lo', false);
+            } else {
+                $http->respond(200, 'hello', $headers);
+            }
             break;
         case $path === '/badstatus':
             $http->respond(999, 'nope');

@@ -1,7 +1,7 @@
 //! The HTTP plugin's worker-facing shapes (spec http §1, §2): the request context as rr sends
 //! it (protobuf `http.v1.Request` by default, the legacy JSON object as an option), the
 //! worker's response context (protobuf or JSON, accepted either way), cookie parsing, header
-//! name canonicalisation, the urlencoded form → `parsed` data tree and the multipart splitter.
+//! name canonicalisation, the answer's trailer names, the urlencoded form → `parsed` data tree and the multipart splitter.
 
 mod context;
 mod cookies;
@@ -9,6 +9,7 @@ mod form;
 pub mod multipart;
 mod response;
 mod response_json;
+mod trailers;
 
 pub use context::{ContextCodec, HeaderTable, Headers, RequestContext};
 pub use cookies::CookieJar;
@@ -16,6 +17,7 @@ pub use form::{
     check_field_count, group_by_name, parse_urlencoded, DataTree, FormError, MAX_FIELDS,
 };
 pub use response::{decode_response, ResponseError, ResponseHead};
+pub use trailers::{TrailerNames, TRAILER_HEADER};
 
 /// The protobuf messages of `http.v1` (package `http.v1`, spec http §1.2, §1.3). Used to
 /// decode worker responses and, in tests, to check our hand-written request encoder.

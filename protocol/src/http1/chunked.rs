@@ -20,6 +20,9 @@ pub struct ChunkedDecoder {
     line_scanned: usize,
     /// Bytes of the trailer section consumed so far.
     trailer_bytes: usize,
+    /// The trailer section's lines, each with its CRLF, when asked to keep them (a relayed
+    /// answer's trailers); bounded by `max_trailer_bytes` as the section is.
+    kept_trailers: Option<Vec<u8>>,
 }
 
 impl Default for ChunkedDecoder {
@@ -53,7 +56,22 @@ impl ChunkedDecoder {
             max_trailer_bytes: limits.max_trailer_bytes,
             line_scanned: 0,
             trailer_bytes: 0,
+            kept_trailers: None,
         }
+    }
+
+    /// The same decoder, keeping the trailer section's lines for [`Self::trailers`] instead
+    /// of dropping them.
+    #[must_use]
+    pub fn keeping_trailers(mut self) -> Self {
+        self.kept_trailers = Some(Vec::new());
+        self
+    }
+
+    /// The trailer lines read so far (each ending in CRLF); empty unless kept.
+    #[must_use]
+    pub fn trailers(&self) -> &[u8] {
+        self.kept_trailers.as_deref().unwrap_or_default()
     }
 
     /// True after the last chunk and the trailers.
@@ -145,6 +163,9 @@ impl ChunkedDecoder {
                     if self.trailer_bytes > self.max_trailer_bytes {
                         return Err(ChunkError);
                     }
+                    if let Some(kept) = self.kept_trailers.as_mut().filter(|_| line_end > 0) {
+                        kept.extend_from_slice(&input[at..at + line_end + 2]);
+                    }
                     at += line_end + 2;
                     if line_end == 0 {
                         self.state = ChunkState::Done;
@@ -219,6 +240,26 @@ mod tests {
                 "pieces of {piece}"
             );
         }
+    }
+
+    #[test]
+    fn kept_trailers_are_the_sections_lines_however_the_body_is_split() {
+        let body = b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Time: 2\r\n\r\nnext";
+        for piece in 1..body.len() {
+            let mut decoder = ChunkedDecoder::default().keeping_trailers();
+            let (mut out, mut pending) = (Vec::new(), Vec::new());
+            for part in body.chunks(piece) {
+                pending.extend_from_slice(part);
+                let used = decoder.decode(&pending, &mut out).unwrap();
+                pending.drain(..used);
+            }
+            assert!(decoder.is_done(), "pieces of {piece}");
+            assert_eq!((&out[..], &pending[..]), (&b"abc"[..], &b"next"[..]));
+            assert_eq!(decoder.trailers(), b"X-Sum: 1\r\nX-Time: 2\r\n");
+        }
+        let mut dropping = ChunkedDecoder::default();
+        dropping.decode(body, &mut Vec::new()).unwrap();
+        assert!(dropping.is_done() && dropping.trailers().is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `gzip` middleware's rules (spec http-extras §4): who accepts gzip, which answers are
 //! compressed, and the compression itself (flate2 on zlib-rs, default level).
 
+use ringrunner_protocol::http::ResponseHead;
 use std::io::Write as _;
 
 /// Bodies below this many bytes (by their `Content-Length`) stay as they are.
@@ -56,6 +57,34 @@ pub fn compress(data: &[u8]) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = encoder.write_all(data);
     encoder.finish().unwrap_or_default()
+}
+
+/// Whether gzip's rules take the worker's answer: no `Content-Encoding`, `Content-Range` or
+/// `No-Gzip-Compression` from the worker, no `Content-Length` under 1 KiB, a type (the
+/// worker's, else sniffed from the first bytes) worth compressing.
+pub fn allowed(head: &ResponseHead<'_>, body: &[u8]) -> bool {
+    let mut blocked = false;
+    let mut content_type = None;
+    let mut length = None;
+    head.for_each_header(|name, values| {
+        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
+        if is(b"content-encoding") || is(b"content-range") || is(b"no-gzip-compression") {
+            blocked = true;
+        } else if is(b"content-type") {
+            content_type = values
+                .next()
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+        } else if is(b"content-length") {
+            length = values
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        }
+    });
+    if blocked || length.is_some_and(|length| length < MIN_SIZE) {
+        return false;
+    }
+    let kind = content_type.unwrap_or_else(|| super::wire::sniff_content_type(body).to_owned());
+    type_compressible(&kind)
 }
 
 #[cfg(test)]

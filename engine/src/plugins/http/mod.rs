@@ -15,9 +15,12 @@ pub mod metrics;
 pub mod request;
 mod sendfile;
 mod sink;
+#[cfg(test)]
+mod sink_trailer_tests;
 pub mod static_files;
 pub mod tls;
 pub mod uploads;
+mod worker_headers;
 /// The response bytes (`ringrunner_protocol::http1::response`).
 pub use ringrunner_protocol::http1::response as wire;
 

@@ -1,6 +1,7 @@
 //! Writes a worker's reply to the client (spec http §3): one response with Content-Length
-//! for a single frame, chunked transfer for a stream, interim 1xx heads, rr's answers for
-//! bad statuses and errors.
+//! for a single frame, chunked transfer for a stream (or for a frame with trailers: the
+//! headers its `Trailer` header names go in the trailer section, §3.1d), interim 1xx
+//! heads, rr's answers for bad statuses and errors.
 //!
 //! A single-frame reply is only formatted while the worker is checked out, and written once
 //! the pool has it back ([`HttpSink::finish`]): a client that does not read cannot pin a
@@ -11,12 +12,13 @@
 use super::gzip;
 use super::sendfile::{self, SendFile};
 use super::wire::{self, DateCache, LAST_CHUNK};
+use super::worker_headers::{copy_worker_headers, push_worker_header, Strip, WorkerHeaders};
 use crate::aio::Stream;
 use crate::clock::unix_seconds;
 use crate::plugins::client_io::{write_all_within, WriteEnd};
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
-use ringrunner_protocol::http::{decode_response, ResponseHead};
+use ringrunner_protocol::http::{decode_response, ResponseHead, TrailerNames};
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -68,6 +70,8 @@ pub struct HttpSink<'a> {
     gzip_stream: Option<flate2::write::GzEncoder<Vec<u8>>>,
     /// The `sendfile` middleware's state for this response.
     sendfile: sendfile::Mode,
+    /// The trailer section's header lines (spec http §3.1d), sent after the last chunk.
+    trailer_lines: Vec<u8>,
 }
 
 impl std::fmt::Debug for HttpSink<'_> {
@@ -129,6 +133,7 @@ impl<'a> HttpSink<'a> {
             compress: false,
             gzip_stream: None,
             sendfile: sendfile::Mode::Off,
+            trailer_lines: Vec::new(),
         }
     }
 
@@ -162,7 +167,7 @@ impl<'a> HttpSink<'a> {
         let mut header_lines = Vec::new();
         head.for_each_header(|name, values| {
             if !sendfile::replaced_by_the_file(name) {
-                push_worker_header(&mut header_lines, name, values);
+                push_worker_header(&mut header_lines, name, values, true);
             }
         });
         self.sendfile = sendfile::Mode::Replace(SendFile { path, header_lines });
@@ -332,7 +337,7 @@ impl<'a> HttpSink<'a> {
                 if self.streaming && !self.ended {
                     self.ended = true;
                     if self.facts.minor_version == 1 && !self.close {
-                        self.out.extend_from_slice(LAST_CHUNK);
+                        self.end_chunks();
                         self.pending = true;
                     } else {
                         self.close = true;
@@ -354,15 +359,12 @@ impl<'a> HttpSink<'a> {
         self.out.clear();
         wire::status_line(self.out, facts.minor_version, status);
         self.out.extend_from_slice(self.middleware_head);
-        let mut has_type = false;
-        let mut has_date = false;
-        let mut worker_length = None;
         let bodiless = !wire::status_has_body(status);
         // A whole reply is compressed at once; a streamed one frame by frame (sync flushes).
         let gzip = self.compress
             && !bodiless
             && (!last || !first_body.is_empty())
-            && gzip_allowed(head, first_body);
+            && gzip::allowed(head, first_body);
         let compressed = (gzip && last).then(|| gzip::compress(first_body));
         if gzip && !last {
             self.gzip_stream = Some(flate2::write::GzEncoder::new(
@@ -370,34 +372,29 @@ impl<'a> HttpSink<'a> {
                 flate2::Compression::default(),
             ));
         }
-        let (strip_opt_out, strip_ranges) = (self.compress, gzip);
-        let (out, close) = (&mut *self.out, &mut self.close);
-        head.for_each_header(|name, mut values| {
-            let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-            if (strip_opt_out && is(b"no-gzip-compression"))
-                || (strip_ranges && is(b"accept-ranges"))
-            {
-                return;
-            }
-            if is(b"content-length") {
-                // Honoured for HEAD only; the body we relay sets it otherwise.
-                worker_length = values
-                    .next()
-                    .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse::<u64>().ok());
-                return;
-            }
-            if is(b"transfer-encoding") || is(b"connection") || is(b"keep-alive") {
-                if is(b"connection")
-                    && Iterator::any(&mut values, |v| v.eq_ignore_ascii_case(b"close"))
-                {
-                    *close = true;
-                }
-                return;
-            }
-            has_type |= is(b"content-type");
-            has_date |= is(b"date");
-            push_worker_header(out, name, values);
-        });
+        let strip = Strip {
+            opt_out: self.compress,
+            ranges: gzip,
+        };
+        let mark = self.out.len();
+        let no_trailers = TrailerNames::default();
+        let mut found = copy_worker_headers(head, strip, &no_trailers, self.out, None);
+        if found.lists_trailers {
+            // Rare: walked again now that the trailers' names are known (quietly: the first
+            // walk reported every dropped header).
+            self.out.truncate(mark);
+            let names = TrailerNames::of(head);
+            found =
+                copy_worker_headers(head, strip, &names, self.out, Some(&mut self.trailer_lines));
+        }
+        let WorkerHeaders {
+            has_type,
+            has_date,
+            worker_length,
+            close,
+            ..
+        } = found;
+        self.close |= close;
         if !has_type && !first_body.is_empty() && !bodiless {
             wire::header(
                 self.out,
@@ -412,7 +409,14 @@ impl<'a> HttpSink<'a> {
             wire::header(self.out, b"Content-Encoding", b"gzip");
         }
         let first_body = compressed.as_deref().unwrap_or(first_body);
-        if last {
+        // Trailers need chunks: a whole reply with some is chunked too (on HTTP/1.0, and
+        // with no body to end, they are dropped, as Go's server drops them).
+        let chunk_whole = last
+            && !self.trailer_lines.is_empty()
+            && facts.minor_version == 1
+            && !facts.is_head
+            && !bodiless;
+        if last && !chunk_whole {
             if !bodiless {
                 let length = match (facts.is_head, worker_length) {
                     (true, Some(length)) => length,
@@ -466,12 +470,25 @@ impl<'a> HttpSink<'a> {
         if self.streaming && self.facts.minor_version == 1 {
             wire::chunk(self.out, body);
             if last {
-                self.out.extend_from_slice(LAST_CHUNK);
+                self.end_chunks();
             }
         } else {
             self.out.extend_from_slice(body);
         }
         self.ended |= last;
+    }
+}
+
+impl HttpSink<'_> {
+    /// Ends a chunked body: the last chunk, then the trailer section (spec http §3.1d).
+    fn end_chunks(&mut self) {
+        if self.trailer_lines.is_empty() {
+            self.out.extend_from_slice(LAST_CHUNK);
+            return;
+        }
+        self.out.extend_from_slice(b"0\r\n");
+        self.out.extend_from_slice(&self.trailer_lines);
+        self.out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -520,7 +537,7 @@ impl ReplySink for HttpSink<'_> {
                 self.out.clear();
                 wire::status_line(self.out, 1, status);
                 let out = &mut *self.out;
-                head.for_each_header(|name, values| push_worker_header(out, name, values));
+                head.for_each_header(|name, values| push_worker_header(out, name, values, true));
                 self.out.extend_from_slice(b"\r\n");
                 return self.flush().await;
             }
@@ -539,34 +556,6 @@ impl ReplySink for HttpSink<'_> {
     }
 }
 
-/// Whether gzip's rules take the worker's answer: no `Content-Encoding`, `Content-Range` or
-/// `No-Gzip-Compression` from the worker, no `Content-Length` under 1 KiB, a type (the
-/// worker's, else sniffed from the first bytes) worth compressing.
-fn gzip_allowed(head: &ResponseHead<'_>, body: &[u8]) -> bool {
-    let mut blocked = false;
-    let mut content_type = None;
-    let mut length = None;
-    head.for_each_header(|name, values| {
-        let is = |known: &[u8]| name.eq_ignore_ascii_case(known);
-        if is(b"content-encoding") || is(b"content-range") || is(b"no-gzip-compression") {
-            blocked = true;
-        } else if is(b"content-type") {
-            content_type = values
-                .next()
-                .map(|v| String::from_utf8_lossy(v).into_owned());
-        } else if is(b"content-length") {
-            length = values
-                .next()
-                .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-        }
-    });
-    if blocked || length.is_some_and(|length| length < gzip::MIN_SIZE) {
-        return false;
-    }
-    let kind = content_type.unwrap_or_else(|| wire::sniff_content_type(body).to_owned());
-    gzip::type_compressible(&kind)
-}
-
 /// Go's `html.EscapeString`.
 pub(super) fn html_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -581,16 +570,4 @@ pub(super) fn html_escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// Writes the lines of one of the worker's headers, leaving out (with a log line) a name that
-/// is not a token or a value with CR, LF or NUL: the worker's bytes never split the response.
-fn push_worker_header<'v>(out: &mut Vec<u8>, name: &[u8], values: impl Iterator<Item = &'v [u8]>) {
-    for value in values {
-        if let Err(reason) = wire::worker_header(out, name, value) {
-            let header = String::from_utf8_lossy(name);
-            tracing::warn!(target: "http", header = %header.escape_debug(), ?reason,
-                "worker header dropped");
-        }
-    }
 }

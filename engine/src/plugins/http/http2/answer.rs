@@ -190,14 +190,15 @@ async fn relay_length(
     }
 }
 
-/// Relays a chunked body, its chunks as DATA frames (trailers are not relayed).
+/// Relays a chunked body, its chunks as DATA frames and its trailer section (the worker's
+/// trailers, spec http §3.1d) as the stream's trailing HEADERS frame.
 async fn relay_chunked(
     stream: &Stream,
     input: &mut Vec<u8>,
     send: &mut SendStream<Bytes>,
     write_timeout: Duration,
 ) -> Result<Ended, Option<h2::Reason>> {
-    let mut decoder = ChunkedDecoder::within(&Http1Limits::default());
+    let mut decoder = ChunkedDecoder::within(&Http1Limits::default()).keeping_trailers();
     let mut body = Vec::new();
     loop {
         let used = decoder
@@ -205,18 +206,46 @@ async fn relay_chunked(
             .map_err(|_| Some(h2::Reason::INTERNAL_ERROR))?;
         input.drain(..used);
         let done = decoder.is_done();
-        if !body.is_empty() || done {
+        let trailers = if done {
+            trailer_map(decoder.trailers())
+        } else {
+            http::HeaderMap::new()
+        };
+        let ends_with_data = done && trailers.is_empty();
+        if !body.is_empty() || ends_with_data {
             let data = Bytes::copy_from_slice(&body);
             body.clear();
-            send_data(send, data, done, write_timeout).await?;
+            send_data(send, data, ends_with_data, write_timeout).await?;
         }
         if done {
+            if !ends_with_data {
+                send.send_trailers(trailers).map_err(|_| None)?;
+            }
             return Ok(Ended::Whole);
         }
         if !read_more(stream, input).await {
             return Err(Some(h2::Reason::INTERNAL_ERROR));
         }
     }
+}
+
+/// Trailer lines (`Name: value` CRLF, as the sink wrote them) as HTTP/2 fields; a line h2
+/// refuses is left out.
+fn trailer_map(lines: &[u8]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for line in lines.split(|&byte| byte == b'\n') {
+        let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
 }
 
 /// Sends `data` as the client's window opens, each wait bounded by `write_timeout`.
@@ -282,6 +311,15 @@ mod tests {
             Ok(None)
         ));
         assert!(answer_head(b"garbage\r\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn trailer_lines_become_lower_cased_fields_and_bad_lines_are_left_out() {
+        let map = trailer_map(b"X-Sum: 1\r\nno colon\r\nBad Name: x\r\nX-Sum: 2\r\n");
+        let sums: Vec<_> = map.get_all("x-sum").iter().collect();
+        assert_eq!(sums, ["1", "2"]);
+        assert_eq!(map.len(), 2);
+        assert!(trailer_map(b"").is_empty());
     }
 
     proptest! {
