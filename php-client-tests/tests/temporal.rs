@@ -124,3 +124,109 @@ fn an_unreachable_server_stops_rr_with_rc_1_within_a_second_and_no_php_left() {
         rig::php_workers_of(queue)
     );
 }
+
+/// Starts `StepsWorkflow(6, 300 ms)` and waits until its second step ran: the workflow is
+/// mid-way, a timer or an activity open.
+fn start_steps_and_wait_for_step_1(rig: &Rig, id: &str) {
+    rig.client(&["start", "StepsWorkflow", "[6, 300]", id]);
+    assert!(
+        rig::wait_for_log(&rig.log, "step 1 ", Duration::from_secs(60)),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+/// The workflow ran every step once: completed activities are not run again by a replay.
+fn assert_steps_completed_once(rig: &Rig, id: &str) {
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": ["step 0", "step 1", "step 2", "step 3", "step 4", "step 5"]}),
+        "{}",
+        rig.rr.output()
+    );
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    for step in 0..6 {
+        assert_eq!(
+            log.matches(&format!("step {step} ")).count(),
+            1,
+            "step {step} ran once: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_workflow_worker_is_replaced_and_its_workflow_replays_in_the_new_one() {
+    let rig = Rig::start(1, "");
+    let id = "steps-ww-kill";
+    start_steps_and_wait_for_step_1(&rig, id);
+    let activity_pids = rig::activity_pids(&rig.log);
+    let workflow_pids: Vec<u32> = rig::php_workers_of(&rig.queue)
+        .into_iter()
+        .filter(|pid| !activity_pids.contains(pid))
+        .collect();
+    assert_eq!(
+        workflow_pids.len(),
+        1,
+        "one workflow worker: {workflow_pids:?}"
+    );
+    rig::kill(workflow_pids[0]);
+    assert_steps_completed_once(&rig, id);
+    assert!(rig.rr.output().contains("workflow worker replaced"));
+    assert!(!rig::php_workers_of(&rig.queue).contains(&workflow_pids[0]));
+}
+
+#[test]
+fn a_killed_activity_worker_fails_only_its_activity_which_is_retried() {
+    let rig = Rig::start(2, "");
+    assert_eq!(
+        rig.client(&["run", "CrashWorkflow", "[]"]),
+        json!({"result": "survived on attempt 2"})
+    );
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Eve"]"#]),
+        json!({"result": "Hello, Eve!"})
+    );
+}
+
+#[test]
+fn rr_reset_mid_workflow_restarts_both_pools_and_the_workflow_goes_on() {
+    let rig = Rig::start(1, "");
+    let id = "steps-reset";
+    start_steps_and_wait_for_step_1(&rig, id);
+    let before = rig::php_workers_of(&rig.queue);
+    let output = php_client_tests::server::run_rr(&rig.rr.dir, &["reset", "temporal"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(rig
+        .rr
+        .output()
+        .contains("reset signal received, resetting activity and workflow worker pools"));
+    let after = rig::php_workers_of(&rig.queue);
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "every PID changes: {before:?} -> {after:?}"
+    );
+    assert_steps_completed_once(&rig, id);
+}
+
+#[test]
+fn fifty_workflows_in_parallel_all_complete() {
+    let rig = Rig::start(4, "");
+    let answer = rig.client(&["many", "GreetWorkflow", r#"["Zed"]"#, "50"]);
+    assert_eq!(answer["errors"], json!([]), "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 50);
+    assert!(results.iter().all(|r| r == "Hello, Zed!"));
+}
+
+#[test]
+fn rr_workers_lists_the_workflow_worker_and_the_activity_workers_in_one_table() {
+    let rig = Rig::start(2, "");
+    let output = php_client_tests::server::run_rr(&rig.rr.dir, &["workers", "temporal"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("Workers of [temporal]:"), "{text}");
+    let pids = rig::php_workers_of(&rig.queue);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for pid in pids {
+        assert!(text.contains(&pid.to_string()), "{pid} in {text}");
+    }
+}

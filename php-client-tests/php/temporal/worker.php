@@ -11,8 +11,9 @@
  *   CancellableWorkflow()      waits on a long timer; cancelled -> returns "cancelled"
  *   StepsWorkflow(n, ms)       n activities Step(i) with a timer of ms between, returns the list
  *   BadCommandWorkflow(kind)   sends a command rr must refuse (unknown, broken options)
- * Activities: Greet, Flaky, Step (appends "step <i> pid <pid>" to TEMPORAL_LOG when set),
- * Crash (exits the worker on its first attempt).
+ *   CrashWorkflow()            activity Crash: kills its own worker on attempt 1
+ * Activities: Greet, Flaky, Step (appends "step <i> attempt <n> pid <pid>" to TEMPORAL_LOG
+ * when set), Crash (SIGKILLs its worker on its first attempt).
  */
 declare(strict_types=1);
 
@@ -86,6 +87,11 @@ $workflows = [
         }
         return $done;
     }),
+    'CrashWorkflow' => new WorkflowType(function (object $state): Generator {
+        return yield Workflow::activity('Crash', [], [
+            'RetryPolicy' => ['InitialInterval' => 100_000_000, 'BackoffCoefficient' => 1.0, 'MaximumAttempts' => 5],
+        ]);
+    }),
     'BadCommandWorkflow' => new WorkflowType(function (object $state, string $kind): Generator {
         return yield match ($kind) {
             'unknown' => new Command('Teleport', []),
@@ -102,6 +108,13 @@ $activities = [
             throw new RuntimeException("flaky failure on attempt $attempt");
         }
         return "ok after attempt $attempt";
+    },
+    'Crash' => function (array $info): string {
+        $attempt = (int) ($info['Attempt'] ?? 1);
+        if ($attempt === 1) {
+            posix_kill(getmypid(), SIGKILL);
+        }
+        return "survived on attempt $attempt";
     },
     'Step' => function (array $info, int $i) use ($note): string {
         $note("step $i attempt " . ($info['Attempt'] ?? 1) . ' pid ' . getmypid());

@@ -94,3 +94,33 @@ pub fn php_workers_of(queue: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Waits until `log` has a line containing `needle` (the `Step` activity's notes). The
+/// file has no event to block on: it is read every 20 ms, up to `timeout`.
+pub fn wait_for_log(log: &std::path::Path, needle: &str, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if std::fs::read_to_string(log).is_ok_and(|text| text.contains(needle)) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The pids the `Step` activity noted (the activity workers that ran steps).
+pub fn activity_pids(log: &std::path::Path) -> Vec<u32> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.rsplit(" pid ").next()?.trim().parse().ok())
+        .collect()
+}
+
+/// SIGKILLs `pid`.
+pub fn kill(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+}

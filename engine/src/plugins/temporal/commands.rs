@@ -206,33 +206,8 @@ fn translate_one(
     let id = message.id;
     match message.command.as_str() {
         "ExecuteActivity" => {
-            let seq = seq_of(id)?;
-            let named: NamedOptions<ActivityOptions> = options_of(message)?;
-            let options = named.options;
             run.pending.insert(id, Pending::Activity);
-            out.commands
-                .push(Variant::ScheduleActivity(ScheduleActivity {
-                    seq,
-                    activity_id: if options.activity_id.is_empty() {
-                        seq.to_string()
-                    } else {
-                        options.activity_id
-                    },
-                    activity_type: named.name,
-                    task_queue: if options.task_queue_name.is_empty() {
-                        context.task_queue.to_owned()
-                    } else {
-                        options.task_queue_name
-                    },
-                    headers: header_of(message)?,
-                    arguments: payloads_of(message)?,
-                    schedule_to_close_timeout: go_duration(options.schedule_to_close_timeout),
-                    schedule_to_start_timeout: go_duration(options.schedule_to_start_timeout),
-                    start_to_close_timeout: go_duration(options.start_to_close_timeout),
-                    heartbeat_timeout: go_duration(options.heartbeat_timeout),
-                    retry_policy: options.retry_policy.map(|policy| policy.to_proto()),
-                    ..ScheduleActivity::default()
-                }));
+            out.commands.push(schedule_activity(message, context)?);
         }
         "NewTimer" => {
             let options: TimerOptions = options_of(message)?;
@@ -245,20 +220,7 @@ fn translate_one(
             }));
         }
         "CompleteWorkflow" => out.commands.push(complete_workflow(message)?),
-        "ContinueAsNew" => {
-            let named: NamedOptions<ChildOptions> = options_of(message)?;
-            out.commands.push(Variant::ContinueAsNewWorkflowExecution(
-                ContinueAsNewWorkflowExecution {
-                    workflow_type: named.name,
-                    task_queue: named.options.task_queue_name,
-                    arguments: payloads_of(message)?,
-                    workflow_run_timeout: go_duration(named.options.workflow_run_timeout),
-                    workflow_task_timeout: go_duration(named.options.workflow_task_timeout),
-                    headers: header_of(message)?,
-                    ..ContinueAsNewWorkflowExecution::default()
-                },
-            ));
-        }
+        "ContinueAsNew" => out.commands.push(continue_as_new(message)?),
         "ExecuteChildWorkflow" => {
             let command = start_child(message, context)?;
             run.pending
@@ -275,36 +237,23 @@ fn translate_one(
                 }
             }
         }
-        "SignalExternalWorkflow" => {
-            let options: ExternalOptions = options_of(message)?;
+        "SignalExternalWorkflow" | "CancelExternalWorkflow" => {
             run.pending.insert(id, Pending::External);
-            let target = if options.child_workflow_only {
-                Target::ChildWorkflowId(options.workflow_id)
-            } else {
-                Target::WorkflowExecution(external(&options, context))
-            };
-            out.commands.push(Variant::SignalExternalWorkflowExecution(
-                SignalExternalWorkflowExecution {
-                    seq: seq_of(id)?,
-                    signal_name: options.signal,
-                    args: payloads_of(message)?,
-                    headers: header_of(message)?,
-                    target: Some(target),
-                },
-            ));
+            out.commands.push(external_command(message, context)?);
         }
-        "CancelExternalWorkflow" => {
-            let options: ExternalOptions = options_of(message)?;
-            run.pending.insert(id, Pending::External);
-            out.commands
-                .push(Variant::RequestCancelExternalWorkflowExecution(
-                    RequestCancelExternalWorkflowExecution {
-                        seq: seq_of(id)?,
-                        workflow_execution: Some(external(&options, context)),
-                        reason: String::new(),
-                    },
-                ));
-        }
+        _ => answer_at_once(message, run, out)?,
+    }
+    Ok(())
+}
+
+/// The commands the worker gets its answer to within the same workflow task.
+fn answer_at_once(
+    message: &Message,
+    run: &mut RunState,
+    out: &mut Translated,
+) -> Result<(), CommandError> {
+    let id = message.id;
+    match message.command.as_str() {
         "Cancel" => {
             let options: CancelOptions = options_of(message)?;
             for target in options.ids {
@@ -355,6 +304,78 @@ fn translate_one(
         other => return Err(CommandError::Undefined(other.to_owned())),
     }
     Ok(())
+}
+
+fn schedule_activity(message: &Message, context: RunContext<'_>) -> Result<Variant, CommandError> {
+    let seq = seq_of(message.id)?;
+    let named: NamedOptions<ActivityOptions> = options_of(message)?;
+    let options = named.options;
+    Ok(Variant::ScheduleActivity(ScheduleActivity {
+        seq,
+        activity_id: if options.activity_id.is_empty() {
+            seq.to_string()
+        } else {
+            options.activity_id
+        },
+        activity_type: named.name,
+        task_queue: if options.task_queue_name.is_empty() {
+            context.task_queue.to_owned()
+        } else {
+            options.task_queue_name
+        },
+        headers: header_of(message)?,
+        arguments: payloads_of(message)?,
+        schedule_to_close_timeout: go_duration(options.schedule_to_close_timeout),
+        schedule_to_start_timeout: go_duration(options.schedule_to_start_timeout),
+        start_to_close_timeout: go_duration(options.start_to_close_timeout),
+        heartbeat_timeout: go_duration(options.heartbeat_timeout),
+        retry_policy: options.retry_policy.map(|policy| policy.to_proto()),
+        ..ScheduleActivity::default()
+    }))
+}
+
+fn continue_as_new(message: &Message) -> Result<Variant, CommandError> {
+    let named: NamedOptions<ChildOptions> = options_of(message)?;
+    Ok(Variant::ContinueAsNewWorkflowExecution(
+        ContinueAsNewWorkflowExecution {
+            workflow_type: named.name,
+            task_queue: named.options.task_queue_name,
+            arguments: payloads_of(message)?,
+            workflow_run_timeout: go_duration(named.options.workflow_run_timeout),
+            workflow_task_timeout: go_duration(named.options.workflow_task_timeout),
+            headers: header_of(message)?,
+            ..ContinueAsNewWorkflowExecution::default()
+        },
+    ))
+}
+
+/// `SignalExternalWorkflow` or `CancelExternalWorkflow`.
+fn external_command(message: &Message, context: RunContext<'_>) -> Result<Variant, CommandError> {
+    let options: ExternalOptions = options_of(message)?;
+    let seq = seq_of(message.id)?;
+    if message.command == "CancelExternalWorkflow" {
+        return Ok(Variant::RequestCancelExternalWorkflowExecution(
+            RequestCancelExternalWorkflowExecution {
+                seq,
+                workflow_execution: Some(external(&options, context)),
+                reason: String::new(),
+            },
+        ));
+    }
+    let target = if options.child_workflow_only {
+        Target::ChildWorkflowId(options.workflow_id)
+    } else {
+        Target::WorkflowExecution(external(&options, context))
+    };
+    Ok(Variant::SignalExternalWorkflowExecution(
+        SignalExternalWorkflowExecution {
+            seq,
+            signal_name: options.signal,
+            args: payloads_of(message)?,
+            headers: header_of(message)?,
+            target: Some(target),
+        },
+    ))
 }
 
 fn complete_workflow(message: &Message) -> Result<Variant, CommandError> {

@@ -301,49 +301,73 @@ fn worker_config(
         .map_err(|error| format!("temporal worker for {task_queue}: {error}"))
 }
 
-async fn poll_workflows(worker: Arc<Worker>, bridge: Arc<WorkflowBridge>, task_queue: String) {
+/// Polls with `poll` until the worker shuts down, running each task as its own task with
+/// `handle` (the core bounds how many are out at once).
+async fn poll_loop<T, P, PF, H, HF>(task_queue: String, kind: &'static str, poll: P, handle: H)
+where
+    P: Fn() -> PF,
+    PF: Future<Output = Result<T, PollError>>,
+    H: Fn(T) -> HF,
+    HF: Future<Output = ()> + Send + 'static,
+{
     loop {
-        match worker.poll_workflow_activation().await {
-            Ok(activation) => {
-                let worker = Arc::clone(&worker);
-                let bridge = Arc::clone(&bridge);
-                let task_queue = task_queue.clone();
-                tokio::spawn(async move {
-                    let completion = bridge.activate(&task_queue, activation).await;
-                    if let Err(error) = worker.complete_workflow_activation(completion).await {
-                        tracing::error!(task_queue = task_queue.as_str(), error = %error, "temporal: completing a workflow activation");
-                    }
-                });
+        match poll().await {
+            Ok(task) => {
+                tokio::spawn(handle(task));
             }
             Err(PollError::ShutDown) => return,
             Err(error) => {
-                tracing::error!(task_queue = task_queue.as_str(), error = %error, "temporal: polling workflow tasks");
+                tracing::error!(task_queue = task_queue.as_str(), kind, error = %error, "temporal: polling");
                 tokio::time::sleep(POLL_ERROR_PAUSE).await;
             }
         }
     }
 }
 
+async fn poll_workflows(worker: Arc<Worker>, bridge: Arc<WorkflowBridge>, task_queue: String) {
+    let poller = Arc::clone(&worker);
+    let queue = task_queue.clone();
+    poll_loop(
+        task_queue,
+        "workflow",
+        move || {
+            let poller = Arc::clone(&poller);
+            async move { poller.poll_workflow_activation().await }
+        },
+        move |activation| {
+            let (worker, bridge, queue) = (Arc::clone(&worker), Arc::clone(&bridge), queue.clone());
+            async move {
+                let completion = bridge.activate(&queue, activation).await;
+                if let Err(error) = worker.complete_workflow_activation(completion).await {
+                    tracing::error!(task_queue = queue.as_str(), error = %error, "temporal: completing a workflow activation");
+                }
+            }
+        },
+    )
+    .await;
+}
+
 async fn poll_activities(worker: Arc<Worker>, bridge: Arc<ActivityBridge>, task_queue: String) {
-    loop {
-        match worker.poll_activity_task().await {
-            Ok(task) => {
-                let worker = Arc::clone(&worker);
-                let bridge = Arc::clone(&bridge);
-                let task_queue = task_queue.clone();
-                tokio::spawn(async move {
-                    if let Some(completion) = bridge.run(&task_queue, task).await {
-                        if let Err(error) = worker.complete_activity_task(completion).await {
-                            tracing::error!(task_queue = task_queue.as_str(), error = %error, "temporal: completing an activity task");
-                        }
-                    }
-                });
+    let poller = Arc::clone(&worker);
+    let queue = task_queue.clone();
+    poll_loop(
+        task_queue,
+        "activity",
+        move || {
+            let poller = Arc::clone(&poller);
+            async move { poller.poll_activity_task().await }
+        },
+        move |task| {
+            let (worker, bridge, queue) = (Arc::clone(&worker), Arc::clone(&bridge), queue.clone());
+            async move {
+                let Some(completion) = bridge.run(&queue, task).await else {
+                    return;
+                };
+                if let Err(error) = worker.complete_activity_task(completion).await {
+                    tracing::error!(task_queue = queue.as_str(), error = %error, "temporal: completing an activity task");
+                }
             }
-            Err(PollError::ShutDown) => return,
-            Err(error) => {
-                tracing::error!(task_queue = task_queue.as_str(), error = %error, "temporal: polling activity tasks");
-                tokio::time::sleep(POLL_ERROR_PAUSE).await;
-            }
-        }
-    }
+        },
+    )
+    .await;
 }

@@ -14,7 +14,7 @@ use prost::Message as _;
 use ringrunner_protocol::temporal::{Context, Frame, Message};
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use temporalio_common::protos::coresdk::activity_result::activity_resolution::Status as ActivityStatus;
 use temporalio_common::protos::coresdk::child_workflow::child_workflow_result::Status as ChildStatus;
@@ -53,6 +53,10 @@ pub enum ActivationError {
         /// The failure's message.
         message: String,
     },
+    /// An activation for a run the workflow worker does not have (it was replaced): failing
+    /// the task makes the core evict the run and replay it from history.
+    #[error("workflow run {0} is not in the workflow worker (replaced); it replays from history")]
+    UnknownRun(String),
     /// Commands answered at once, round after round.
     #[error("more than {MAX_ROUNDS_PER_ACTIVATION} rounds of commands in one workflow task")]
     TooManyRounds,
@@ -74,6 +78,9 @@ pub struct WorkflowBridge {
     /// rr's request ids: one counter for every request rr makes (spec §5).
     next_request_id: AtomicU64,
     runs: Mutex<HashMap<String, Run>>,
+    /// The workflow worker the runs live in: another PID means it was replaced (killed,
+    /// reset) and holds none of them.
+    worker_pid: AtomicU32,
 }
 
 /// rr's requests open within an activation, by id, oldest first.
@@ -92,8 +99,9 @@ impl WorkflowBridge {
     pub fn new(relay: Relay, pool: Pool, namespace: String) -> Self {
         Self {
             relay,
-            pool,
             namespace,
+            worker_pid: AtomicU32::new(workflow_worker_pid(&pool)),
+            pool,
             next_request_id: AtomicU64::new(1),
             runs: Mutex::new(HashMap::new()),
         }
@@ -128,6 +136,21 @@ impl WorkflowBridge {
         }
     }
 
+    /// Forgets every run when the workflow worker is another process than before.
+    fn notice_replaced_worker(&self) {
+        let pid = workflow_worker_pid(&self.pool);
+        let before = self.worker_pid.swap(pid, Ordering::AcqRel);
+        if before != pid {
+            let runs = self.forget_runs();
+            tracing::warn!(
+                old_pid = before,
+                new_pid = pid,
+                runs = runs.len(),
+                "workflow worker replaced, its workflows replay from history"
+            );
+        }
+    }
+
     fn request_id(&self) -> u64 {
         self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -151,6 +174,19 @@ impl WorkflowBridge {
         {
             self.destroy(&context, &run_id).await;
             return Ok(Vec::new());
+        }
+        self.notice_replaced_worker();
+        let starts = activation
+            .jobs
+            .iter()
+            .any(|job| matches!(job.variant, Some(Job::InitializeWorkflow(_))));
+        let known = self
+            .runs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&run_id);
+        if !starts && !known {
+            return Err(ActivationError::UnknownRun(run_id));
         }
         let (mut outgoing, mut asked) = self.requests_of(&activation, &context);
         let mut completion = Vec::new();
@@ -309,6 +345,10 @@ impl WorkflowBridge {
         }
         (out, asked)
     }
+}
+
+fn workflow_worker_pid(pool: &Pool) -> u32 {
+    pool.workers().first().map_or(0, |worker| worker.pid)
 }
 
 fn request(id: u64, command: &str, options: &serde_json::Value) -> Message {
