@@ -8,7 +8,7 @@
         CartWorkflow: signals add(apple), add(pear), queries items, signals checkout
     temporal_client.py ADDRESS TASK_QUEUE cancel
         starts CancellableWorkflow, cancels it, waits for its result
-    temporal_client.py ADDRESS TASK_QUEUE start WORKFLOW ARGS_JSON ID
+    temporal_client.py ADDRESS TASK_QUEUE start WORKFLOW ARGS_JSON ID [TASK_TIMEOUT_SECONDS]
         starts a workflow and returns at once
     temporal_client.py ADDRESS TASK_QUEUE result ID
         waits for a started workflow's result
@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import uuid
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowFailureError
 
@@ -82,8 +83,10 @@ async def main(address, queue, scenario, rest):
             await handle.cancel()
             print(json.dumps({"result": await asyncio.wait_for(handle.result(), WAIT_SECONDS)}))
         elif scenario == "start":
+            task_timeout = timedelta(seconds=float(rest[3])) if len(rest) > 3 else None
             handle = await client.start_workflow(
-                rest[0], args=json.loads(rest[1]), id=rest[2], task_queue=queue)
+                rest[0], args=json.loads(rest[1]), id=rest[2], task_queue=queue,
+                task_timeout=task_timeout)
             print(json.dumps({"result": handle.result_run_id}))
         elif scenario == "result":
             handle = client.get_workflow_handle(rest[0])

@@ -230,3 +230,37 @@ fn rr_workers_lists_the_workflow_worker_and_the_activity_workers_in_one_table() 
         assert!(text.contains(&pid.to_string()), "{pid} in {text}");
     }
 }
+
+#[test]
+fn a_workflow_worker_that_never_answers_is_killed_after_the_workflow_task_timeout() {
+    let rig = Rig::start(1, "");
+    let before = rig::php_workers_of(&rig.queue);
+    rig.client(&["start", "HangWorkflow", "[]", "hangs", "2"]);
+    assert!(
+        rig.rr
+            .wait_for_line("did not answer within 2s", Duration::from_secs(30)),
+        "{}",
+        rig.rr.output()
+    );
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Hal"]"#]),
+        json!({"result": "Hello, Hal!"})
+    );
+    let after = rig::php_workers_of(&rig.queue);
+    assert!(
+        before.iter().any(|pid| !after.contains(pid)),
+        "the hung workflow worker was replaced: {before:?} -> {after:?}"
+    );
+}
+
+#[test]
+fn heartbeats_over_rpc_keep_a_long_activity_alive_past_its_heartbeat_timeout() {
+    let rig = Rig::start(1, "");
+    let answer = rig.client(&["run", "HeartbeatWorkflow", "[]"]);
+    assert_eq!(
+        answer,
+        json!({"result": vec![json!({"canceled": false}); 6]}),
+        "{}",
+        rig.rr.output()
+    );
+}

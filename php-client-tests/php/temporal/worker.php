@@ -10,6 +10,9 @@
  *   FailWorkflow()             throws DomainException
  *   CancellableWorkflow()      waits on a long timer; cancelled -> returns "cancelled"
  *   StepsWorkflow(n, ms)       n activities Step(i) with a timer of ms between, returns the list
+ *   HeartbeatWorkflow()        activity Beat (heartbeat timeout 1 s, one attempt) runs 3 s,
+ *                              heartbeating over RR_RPC; returns what the heartbeats got back
+ *   HangWorkflow()             never answers its StartWorkflow (the worker sleeps)
  *   BadCommandWorkflow(kind)   sends a command rr must refuse (unknown, broken options)
  *   CrashWorkflow()            activity Crash: kills its own worker on attempt 1
  * Activities: Greet, Flaky, Step (appends "step <i> attempt <n> pid <pid>" to TEMPORAL_LOG
@@ -18,6 +21,7 @@
 declare(strict_types=1);
 
 require_once __DIR__ . '/Worker.php';
+require_once __DIR__ . '/../Rpc.php';
 
 use RingRunnerTest\Temporal\{Command, TemporalFailure, Worker, Workflow, WorkflowType};
 
@@ -92,6 +96,16 @@ $workflows = [
             'RetryPolicy' => ['InitialInterval' => 100_000_000, 'BackoffCoefficient' => 1.0, 'MaximumAttempts' => 5],
         ]);
     }),
+    'HeartbeatWorkflow' => new WorkflowType(function (object $state): Generator {
+        return yield Workflow::activity('Beat', [], [
+            'HeartbeatTimeout' => 1_000_000_000,
+            'RetryPolicy' => ['MaximumAttempts' => 1],
+        ]);
+    }),
+    'HangWorkflow' => new WorkflowType(function (object $state): Generator {
+        sleep(3600);
+        return yield Workflow::timer(1);
+    }),
     'BadCommandWorkflow' => new WorkflowType(function (object $state, string $kind): Generator {
         return yield match ($kind) {
             'unknown' => new Command('Teleport', []),
@@ -115,6 +129,18 @@ $activities = [
             posix_kill(getmypid(), SIGKILL);
         }
         return "survived on attempt $attempt";
+    },
+    'Beat' => function (array $info): array {
+        $rpc = RingRunnerTest\RpcClient::connect(getenv('RR_RPC'));
+        $answers = [];
+        for ($i = 0; $i < 6; $i++) {
+            usleep(500_000);
+            $answers[] = $rpc->call('temporal.RecordActivityHeartbeat', [
+                'taskToken' => $info['TaskToken'],
+                'details' => base64_encode(RingRunnerTest\Temporal\Payloads::encode([$i])),
+            ]);
+        }
+        return $answers;
     },
     'Step' => function (array $info, int $i) use ($note): string {
         $note("step $i attempt " . ($info['Attempt'] ?? 1) . ' pid ' . getmypid());

@@ -9,19 +9,31 @@ use crate::pool::Pool;
 use base64::Engine as _;
 use ringrunner_protocol::temporal::{Context, Frame, Message};
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use temporalio_common::protos::coresdk::activity_result::{
     activity_execution_result, ActivityExecutionResult, Failure as ActivityFailure, Success,
 };
 use temporalio_common::protos::coresdk::activity_task::{activity_task, ActivityTask, Start};
 use temporalio_common::protos::coresdk::ActivityTaskCompletion;
 
+/// An activity running in a worker, as a heartbeat finds it by its task token.
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    /// The task queue (its core worker takes the heartbeats).
+    pub task_queue: String,
+    /// The server asked to cancel it (the next heartbeat says so).
+    pub canceled: bool,
+}
+
 /// The activity side, shared by the core workers of every task queue.
 #[derive(Debug)]
 pub struct ActivityBridge {
     relay: Relay,
     pool: Pool,
+    /// Activities in the workers by task token (at most the core's outstanding activities).
+    running: Mutex<HashMap<Vec<u8>, Running>>,
     /// rr's request ids (shared with the workflow side's counter in rr; any unique id
     /// serves).
     next_request_id: Arc<AtomicU64>,
@@ -34,6 +46,7 @@ impl ActivityBridge {
         Self {
             relay,
             pool,
+            running: Mutex::new(HashMap::new()),
             next_request_id: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -45,16 +58,40 @@ impl ActivityBridge {
         task_queue: &str,
         task: ActivityTask,
     ) -> Option<ActivityTaskCompletion> {
-        let Some(activity_task::Variant::Start(start)) = task.variant else {
-            return None;
+        let start = match task.variant {
+            Some(activity_task::Variant::Start(start)) => start,
+            Some(activity_task::Variant::Cancel(_)) => {
+                if let Some(running) = self.lock_running().get_mut(&task.task_token) {
+                    running.canceled = true;
+                }
+                return None;
+            }
+            None => return None,
         };
+        self.lock_running().insert(
+            task.task_token.clone(),
+            Running {
+                task_queue: task_queue.to_owned(),
+                canceled: false,
+            },
+        );
         let result = self.invoke(task_queue, &task.task_token, &start).await;
+        self.lock_running().remove(&task.task_token);
         Some(ActivityTaskCompletion {
             task_token: task.task_token,
             result: Some(ActivityExecutionResult {
                 status: Some(result),
             }),
         })
+    }
+
+    /// The running activity of `task_token`.
+    pub fn running(&self, task_token: &[u8]) -> Option<Running> {
+        self.lock_running().get(task_token).cloned()
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn invoke(
@@ -83,7 +120,11 @@ impl ActivityBridge {
                 ..ActivityFailure::default()
             })
         };
-        let reply = match self.relay.exchange(&self.pool, &context, &frame).await {
+        let reply = match self
+            .relay
+            .exchange(&self.pool, &context, &frame, activity_limit(start))
+            .await
+        {
             Ok(reply) => reply,
             Err(error) => {
                 tracing::warn!(activity = start.activity_type.as_str(), error = %error, "activity failed in its worker");
@@ -110,6 +151,25 @@ impl ActivityBridge {
         }
     }
 }
+
+/// How long an activity may run in its worker: its start-to-close timeout (or
+/// schedule-to-close), plus a margin for the server to time it out first.
+fn activity_limit(start: &Start) -> std::time::Duration {
+    let timeout = [
+        &start.start_to_close_timeout,
+        &start.schedule_to_close_timeout,
+    ]
+    .into_iter()
+    .map(|timeout| nanos_of(timeout.as_ref()))
+    .find(|nanos| *nanos > 0)
+    .unwrap_or(ACTIVITY_LIMIT_WITHOUT_TIMEOUT_NS);
+    std::time::Duration::from_nanos(u64::try_from(timeout).unwrap_or(0)) + ACTIVITY_LIMIT_MARGIN
+}
+
+/// An activity with neither timeout (the server requires one of them, so in practice never).
+const ACTIVITY_LIMIT_WITHOUT_TIMEOUT_NS: i64 = 3_600_000_000_000;
+/// Past the activity's own timeout, before its worker is killed.
+const ACTIVITY_LIMIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `InvokeActivity` with Go's `activity.Info` as rr sends it (spec "Activity worker").
 fn invoke_activity(id: u64, task_queue: &str, task_token: &[u8], start: &Start) -> Message {

@@ -182,6 +182,18 @@ impl TemporalCore {
         }
     }
 
+    /// Hands an activity heartbeat to the core worker of `task_queue`.
+    pub fn record_heartbeat(
+        &self,
+        task_queue: &str,
+        heartbeat: temporalio_common::protos::coresdk::ActivityHeartbeat,
+    ) {
+        let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, worker)) = workers.iter().find(|(queue, _)| queue == task_queue) {
+            worker.record_activity_heartbeat(heartbeat);
+        }
+    }
+
     /// Stops every core worker (each within `timeout`) and forgets them.
     pub fn stop_workers(&self, timeout: Duration) -> impl Future<Output = ()> + Send + 'static {
         let workers: Vec<_> =

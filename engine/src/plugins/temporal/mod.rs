@@ -13,6 +13,7 @@ mod config_tests;
 mod core;
 mod payloads;
 mod relay;
+mod rpc;
 mod worker_info;
 mod workflow;
 
@@ -53,6 +54,7 @@ pub struct TemporalService {
     activity_pool: Pool,
     core: core::TemporalCore,
     bridges: core::Bridges,
+    info: worker_info::WorkerInfoSet,
     section: TemporalSection,
 }
 
@@ -121,11 +123,12 @@ impl Plugin for TemporalPlugin {
         let pools = vec![workflow_pool.clone(), activity_pool.clone()];
         let relay = Relay::new(Arc::clone(ctx.shards));
         match start_core(&self.section, &relay, &workflow_pool, &activity_pool) {
-            Ok((core, bridges)) => Ok(Arc::new(TemporalService {
+            Ok((core, bridges, info)) => Ok(Arc::new(TemporalService {
                 workflow_pool,
                 activity_pool,
                 core,
                 bridges,
+                info,
                 section: self.section,
             })),
             Err(error) => {
@@ -146,7 +149,14 @@ fn start_core(
     relay: &Relay,
     workflow_pool: &Pool,
     activity_pool: &Pool,
-) -> Result<(core::TemporalCore, core::Bridges), String> {
+) -> Result<
+    (
+        core::TemporalCore,
+        core::Bridges,
+        worker_info::WorkerInfoSet,
+    ),
+    String,
+> {
     let (core, info) = core::TemporalCore::connect(section, relay, workflow_pool)?;
     let activities_enabled =
         activity_pool.config().num_workers > 0 && !section.disable_activity_workers;
@@ -165,7 +175,7 @@ fn start_core(
         max_activities: activity_pool.config().num_workers,
     };
     core.start_workers(section, &info.task_queues, &bridges)?;
-    Ok((core, bridges))
+    Ok((core, bridges, info))
 }
 
 impl Service for TemporalService {
@@ -196,6 +206,10 @@ impl Service for TemporalService {
             let runs = self.bridges.workflows.forget_runs();
             self.core.evict(&runs);
         }))
+    }
+
+    fn rpc_services(&self) -> Vec<&dyn super::rpc::RpcService> {
+        vec![self]
     }
 
     fn kill(&self) {

@@ -9,6 +9,7 @@ use ringrunner_protocol::temporal::{self, Context, Frame, TemporalFrameError};
 use ringrunner_protocol::Flags;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why an exchange with a worker gave no frame.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +20,9 @@ pub enum RelayError {
     /// The worker's reply is not a `Frame`.
     #[error(transparent)]
     Frame(#[from] TemporalFrameError),
+    /// The worker did not answer in time: it was killed (the pool replaces it).
+    #[error("the worker did not answer within {0:?}; it was killed and is replaced")]
+    Timeout(Duration),
     /// The shards stopped while the exchange was under way.
     #[error("the server is stopping")]
     Stopping,
@@ -41,15 +45,18 @@ impl Relay {
         }
     }
 
-    /// Sends `frame` with `context` to a worker of `pool` and decodes its reply.
+    /// Sends `frame` with `context` to a worker of `pool` and decodes its reply; a worker
+    /// that has not answered within `limit` is killed (the abandoned exec retires it).
     ///
     /// # Errors
-    /// The pool's error, a reply that is not a `Frame`, or a stop of the shards.
+    /// The pool's error, the time limit, a reply that is not a `Frame`, or a stop of the
+    /// shards.
     pub async fn exchange(
         &self,
         pool: &Pool,
         context: &Context,
         frame: &Frame,
+        limit: Duration,
     ) -> Result<Frame, RelayError> {
         let mut payload = context.to_json();
         let context_len = payload.len();
@@ -64,8 +71,11 @@ impl Relay {
                 body: &payload[context_len..],
                 lent: None,
             };
-            let meta = pool.exec(&shard, request, &mut response).await?;
-            Ok::<_, ExecError>(response.split_off(meta.context_len.min(response.len())))
+            let exec = pool.exec(&shard, request, &mut response);
+            let meta = tokio::time::timeout(limit, exec)
+                .await
+                .map_err(|_| RelayError::Timeout(limit))??;
+            Ok::<_, RelayError>(response.split_off(meta.context_len.min(response.len())))
         });
         let body = reply.await.map_err(|_| RelayError::Stopping)??;
         Ok(temporal::decode_frame(&body)?)

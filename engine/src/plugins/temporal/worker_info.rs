@@ -7,6 +7,9 @@ use crate::pool::Pool;
 use ringrunner_protocol::temporal::{Context, Frame, Message};
 use serde::Deserialize;
 
+/// How long the workflow worker may take to answer `GetWorkerInfo` at start.
+const GET_WORKER_INFO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One task queue's registrations.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -55,7 +58,15 @@ pub async fn fetch(relay: &Relay, workflow_pool: &Pool) -> Result<WorkerInfoSet,
         messages: vec![request],
     };
     let reply = relay
-        .exchange(workflow_pool, &Context::default(), &frame)
+        .exchange(
+            workflow_pool,
+            &Context::default(),
+            &frame,
+            workflow_pool
+                .config()
+                .allocate_timeout
+                .min(GET_WORKER_INFO_TIMEOUT),
+        )
         .await
         .map_err(|error| format!("GetWorkerInfo: {error}"))?;
     let answer = reply

@@ -16,6 +16,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 use temporalio_common::protos::coresdk::activity_result::activity_resolution::Status as ActivityStatus;
 use temporalio_common::protos::coresdk::child_workflow::child_workflow_result::Status as ChildStatus;
 use temporalio_common::protos::coresdk::workflow_activation::{
@@ -32,6 +33,10 @@ use temporalio_common::protos::temporal::api::failure::v1::Failure;
 /// answer commands at once (`GetVersion`, `SideEffect`, …). A workflow that asks for more
 /// in one task is failed instead of looping.
 const MAX_ROUNDS_PER_ACTIVATION: usize = 1_000;
+/// Temporal's default workflow task timeout: the longest a workflow worker may take over one
+/// activation when the run does not say (then it is killed and replaced, and the run
+/// replays).
+const DEFAULT_WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an activation failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +72,8 @@ pub enum ActivationError {
 struct Run {
     state: RunState,
     workflow_id: String,
+    /// The workflow task timeout: how long the worker may take over one activation.
+    task_timeout: Option<Duration>,
 }
 
 /// The workflow side, shared by the core workers of every task queue.
@@ -198,7 +205,13 @@ impl WorkflowBridge {
                 context.stamp(message);
             }
             let frame = Frame { messages: outgoing };
-            let reply = self.relay.exchange(&self.pool, &context, &frame).await?;
+            let limit = self
+                .with_run(&run_id, |run| run.task_timeout)
+                .unwrap_or(DEFAULT_WORKFLOW_TASK_TIMEOUT);
+            let reply = self
+                .relay
+                .exchange(&self.pool, &context, &frame, limit)
+                .await?;
             self.answers(&reply.messages, &mut asked, &mut completion)?;
             let translated = self.with_run(&run_id, |run| {
                 commands::translate(
@@ -233,7 +246,10 @@ impl WorkflowBridge {
         let frame = Frame {
             messages: vec![message],
         };
-        if let Err(error) = self.relay.exchange(&self.pool, context, &frame).await {
+        let exchange =
+            self.relay
+                .exchange(&self.pool, context, &frame, DEFAULT_WORKFLOW_TASK_TIMEOUT);
+        if let Err(error) = exchange.await {
             tracing::debug!(run_id, error = %error, "DestroyWorkflow");
         }
     }
@@ -298,7 +314,18 @@ impl WorkflowBridge {
             };
             match variant {
                 Job::InitializeWorkflow(start) => {
-                    self.with_run(run_id, |run| run.workflow_id.clone_from(&start.workflow_id));
+                    self.with_run(run_id, |run| {
+                        run.workflow_id.clone_from(&start.workflow_id);
+                        run.task_timeout = start
+                            .workflow_task_timeout
+                            .as_ref()
+                            .map(|timeout| {
+                                Duration::from_nanos(
+                                    u64::try_from(nanos_of(Some(timeout))).unwrap_or(0),
+                                )
+                            })
+                            .filter(|timeout| !timeout.is_zero());
+                    });
                     let message = start_workflow(self.request_id(), run_id, context, start);
                     ask(&mut out, message, Asked::Other("StartWorkflow"));
                 }
