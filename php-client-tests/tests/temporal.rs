@@ -264,3 +264,28 @@ fn heartbeats_over_rpc_keep_a_long_activity_alive_past_its_heartbeat_timeout() {
         rig.rr.output()
     );
 }
+
+#[test]
+fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
+    let rig = Rig::start(2, "metrics:\n  address: 127.0.0.1:0\n");
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Mo"]"#]),
+        json!({"result": "Hello, Mo!"})
+    );
+    assert!(rig
+        .rr
+        .wait_for_line("metrics server listening", Duration::from_secs(10)));
+    let address = rig
+        .rr
+        .listening_address("metrics server listening")
+        .expect("metrics address");
+    let text = php_client_tests::http_client::get(address, "/metrics").text();
+    for line in [
+        "rr_temporal_workflow_total_workers 1",
+        "rr_temporal_activity_total_workers 2",
+        "rr_temporal_activities_total{outcome=\"completed\"} 1",
+        "rr_temporal_workflow_tasks_total{outcome=\"failed\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}

@@ -34,6 +34,9 @@ pub struct ActivityBridge {
     pool: Pool,
     /// Activities in the workers by task token (at most the core's outstanding activities).
     running: Mutex<HashMap<Vec<u8>, Running>>,
+    /// Activities completed, and failed (for the metrics).
+    completed: AtomicU64,
+    failed: AtomicU64,
     /// rr's request ids (shared with the workflow side's counter in rr; any unique id
     /// serves).
     next_request_id: Arc<AtomicU64>,
@@ -47,6 +50,8 @@ impl ActivityBridge {
             relay,
             pool,
             running: Mutex::new(HashMap::new()),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             next_request_id: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -77,12 +82,25 @@ impl ActivityBridge {
         );
         let result = self.invoke(task_queue, &task.task_token, &start).await;
         self.lock_running().remove(&task.task_token);
+        let counter = match result {
+            activity_execution_result::Status::Completed(_) => &self.completed,
+            _ => &self.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         Some(ActivityTaskCompletion {
             task_token: task.task_token,
             result: Some(ActivityExecutionResult {
                 status: Some(result),
             }),
         })
+    }
+
+    /// Activities completed and failed so far.
+    pub fn outcomes(&self) -> (u64, u64) {
+        (
+            self.completed.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// The running activity of `task_token`.

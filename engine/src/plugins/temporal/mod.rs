@@ -26,6 +26,25 @@ use relay::Relay;
 use std::any::Any;
 use std::sync::Arc;
 
+/// Decodes a workflow worker's reply and translates its commands as a workflow task would
+/// (for the fuzz target and tests): the number of core commands and answers it gives.
+///
+/// # Errors
+/// Why the workflow task would fail: a reply that is not a `Frame`, a message that does not
+/// decode, options that are not the command's JSON, an unknown command.
+pub fn translate_reply(body: &[u8]) -> Result<usize, String> {
+    let frame = ringrunner_protocol::temporal::decode_frame(body).map_err(|e| e.to_string())?;
+    let mut run = commands::RunState::default();
+    let context = commands::RunContext {
+        namespace: "default",
+        task_queue: "fuzz",
+        workflow_id: "fuzz",
+    };
+    let translated =
+        commands::translate(&frame.messages, &mut run, context).map_err(|e| e.to_string())?;
+    Ok(translated.commands.len() + translated.immediate.len())
+}
+
 /// The registry's entry.
 pub const ENTRY: super::Entry = super::Entry {
     section: "temporal",
@@ -58,6 +77,26 @@ pub struct TemporalService {
     section: TemporalSection,
 }
 
+/// The help texts of the workflow pool's gauges.
+const WORKFLOW_POOL_HELP: super::metrics::pool::PoolHelp = super::metrics::pool::PoolHelp {
+    prefix: "rr_temporal_workflow",
+    total: "Workflow workers (one) of the temporal plugin",
+    memory: "Memory usage by the workflow worker.",
+    ready: "Workflow workers currently in ready state",
+    working: "Workflow workers currently in working state",
+    invalid: "Workflow workers currently in invalid,killing,destroyed,errored,inactive states",
+};
+
+/// The help texts of the activity pool's gauges.
+const ACTIVITY_POOL_HELP: super::metrics::pool::PoolHelp = super::metrics::pool::PoolHelp {
+    prefix: "rr_temporal_activity",
+    total: "Activity workers of the temporal plugin",
+    memory: "Memory usage by activity workers.",
+    ready: "Activity workers currently in ready state",
+    working: "Activity workers currently in working state",
+    invalid: "Activity workers currently in invalid,killing,destroyed,errored,inactive states",
+};
+
 /// The env every temporal worker gets besides the pool's (spec "Pools and worker
 /// environment"): the SDK picks its protobuf codec from it.
 const CODEC_ENV: (&str, &str) = ("RR_CODEC", "protobuf");
@@ -75,7 +114,13 @@ impl TemporalPlugin {
         }
     }
 
-    fn start_pool(section: &PoolSection, ctx: &StartContext<'_>) -> Result<Pool, String> {
+    /// Starts a pool called `name` (in logs and metrics; its workers' `RR_MODE` is
+    /// `temporal` either way).
+    fn start_pool(
+        name: &str,
+        section: &PoolSection,
+        ctx: &StartContext<'_>,
+    ) -> Result<Pool, String> {
         let server = ctx.get::<ServerPlugin>().ok_or_else(|| {
             "temporal plugin needs the server section (server.command)".to_owned()
         })?;
@@ -86,6 +131,7 @@ impl TemporalPlugin {
             .command
             .env
             .push((CODEC_ENV.0.into(), CODEC_ENV.1.into()));
+        name.clone_into(&mut config.name);
         let shards = Arc::clone(ctx.shards);
         ctx.shards
             .block_on(0, move |_| Pool::start(config, shards))
@@ -105,7 +151,7 @@ impl Plugin for TemporalPlugin {
         if self.section.disable_activity_workers {
             activities.num_workers = 0;
         }
-        let activity_pool = Self::start_pool(&activities, ctx)?;
+        let activity_pool = Self::start_pool("temporal", &activities, ctx)?;
         let destroy = |pools: Vec<Pool>| {
             ctx.shards.block_on(0, move |_| async move {
                 for pool in pools {
@@ -113,13 +159,14 @@ impl Plugin for TemporalPlugin {
                 }
             });
         };
-        let workflow_pool = match Self::start_pool(&self.workflow_section(), ctx) {
-            Ok(pool) => pool,
-            Err(error) => {
-                destroy(vec![activity_pool]);
-                return Err(error);
-            }
-        };
+        let workflow_pool =
+            match Self::start_pool("temporal_workflow", &self.workflow_section(), ctx) {
+                Ok(pool) => pool,
+                Err(error) => {
+                    destroy(vec![activity_pool]);
+                    return Err(error);
+                }
+            };
         let pools = vec![workflow_pool.clone(), activity_pool.clone()];
         let relay = Relay::new(Arc::clone(ctx.shards));
         match start_core(&self.section, &relay, &workflow_pool, &activity_pool) {
@@ -210,6 +257,34 @@ impl Service for TemporalService {
 
     fn rpc_services(&self) -> Vec<&dyn super::rpc::RpcService> {
         vec![self]
+    }
+
+    fn collect(&self, families: &mut Vec<super::metrics::exposition::Family>) {
+        use super::metrics::exposition::{Family, Kind};
+        use super::metrics::pool::collect_pool;
+        collect_pool(&WORKFLOW_POOL_HELP, &self.workflow_pool, families);
+        collect_pool(&ACTIVITY_POOL_HELP, &self.activity_pool, families);
+        let outcome = |name: &str| vec![("outcome".to_owned(), name.to_owned())];
+        let mut tasks = Family::new(
+            "rr_temporal_workflow_tasks_total",
+            "Workflow activations the workflow worker completed or failed.",
+            Kind::Counter,
+        );
+        let (ok, failed) = self.bridges.workflows.outcomes();
+        tasks.push(outcome("completed"), ok as f64);
+        tasks.push(outcome("failed"), failed as f64);
+        families.push(tasks);
+        if let Some(activities) = &self.bridges.activities {
+            let mut runs = Family::new(
+                "rr_temporal_activities_total",
+                "Activities the activity workers completed or failed.",
+                Kind::Counter,
+            );
+            let (ok, failed) = activities.outcomes();
+            runs.push(outcome("completed"), ok as f64);
+            runs.push(outcome("failed"), failed as f64);
+            families.push(runs);
+        }
     }
 
     fn kill(&self) {

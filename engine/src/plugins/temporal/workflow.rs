@@ -88,6 +88,9 @@ pub struct WorkflowBridge {
     /// The workflow worker the runs live in: another PID means it was replaced (killed,
     /// reset) and holds none of them.
     worker_pid: AtomicU32,
+    /// Activations completed, and failed (for the metrics).
+    completed: AtomicU64,
+    failed: AtomicU64,
 }
 
 /// rr's requests open within an activation, by id, oldest first.
@@ -111,6 +114,8 @@ impl WorkflowBridge {
             pool,
             next_request_id: AtomicU64::new(1),
             runs: Mutex::new(HashMap::new()),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -130,8 +135,12 @@ impl WorkflowBridge {
     ) -> WorkflowActivationCompletion {
         let run_id = activation.run_id.clone();
         match self.try_activate(task_queue, activation).await {
-            Ok(commands) => WorkflowActivationCompletion::from_cmds(run_id, commands),
+            Ok(commands) => {
+                self.completed.fetch_add(1, Ordering::Relaxed);
+                WorkflowActivationCompletion::from_cmds(run_id, commands)
+            }
             Err(error) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     run_id = run_id.as_str(),
                     task_queue,
@@ -141,6 +150,14 @@ impl WorkflowBridge {
                 WorkflowActivationCompletion::fail(run_id, commands::task_failure(&error), None)
             }
         }
+    }
+
+    /// Activations completed and failed so far.
+    pub fn outcomes(&self) -> (u64, u64) {
+        (
+            self.completed.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
     }
 
     /// Forgets every run when the workflow worker is another process than before.
