@@ -58,15 +58,26 @@ async def main(address, queue, scenario, rest):
             print(json.dumps({"result": await run_one(client, queue, rest[0], json.loads(rest[1]))}))
         elif scenario == "many":
             count = int(rest[2])
+            latencies = []
+
+            async def timed():
+                begun = time.monotonic()
+                result = await run_one(client, queue, rest[0], json.loads(rest[1]))
+                latencies.append(time.monotonic() - begun)
+                return result
+
             started = time.monotonic()
-            outcomes = await asyncio.gather(
-                *(run_one(client, queue, rest[0], json.loads(rest[1])) for _ in range(count)),
-                return_exceptions=True,
-            )
+            outcomes = await asyncio.gather(*(timed() for _ in range(count)), return_exceptions=True)
+            seconds = time.monotonic() - started
+            latencies.sort()
+            pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
             print(json.dumps({
                 "results": [o for o in outcomes if not isinstance(o, BaseException)],
                 "errors": [describe(o) for o in outcomes if isinstance(o, BaseException)],
-                "seconds": time.monotonic() - started,
+                "seconds": seconds,
+                "per_second": count / seconds,
+                "p50_seconds": pick(0.5),
+                "p99_seconds": pick(0.99),
             }))
         elif scenario == "cart":
             handle = await client.start_workflow(

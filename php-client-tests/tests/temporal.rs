@@ -69,7 +69,7 @@ fn a_cancelled_workflow_sees_its_timer_cancelled() {
 }
 
 #[test]
-fn an_unknown_command_fails_the_workflow_task_with_rrs_text_and_others_run_on() {
+fn an_unknown_command_broken_options_or_a_reply_not_a_frame_fail_only_their_workflow_task() {
     let rig = Rig::start(1, "");
     let id = "bad-command";
     rig.client(&["start", "BadCommandWorkflow", r#"["unknown"]"#, id]);
@@ -86,6 +86,14 @@ fn an_unknown_command_fails_the_workflow_task_with_rrs_text_and_others_run_on() 
     assert!(
         rig.rr
             .wait_for_line("invalid options of NewTimer", Duration::from_secs(30)),
+        "{}",
+        rig.rr.output()
+    );
+    let id = "garbage-reply";
+    rig.client(&["start", "BadCommandWorkflow", r#"["garbage"]"#, id]);
+    assert!(
+        rig.rr
+            .wait_for_line("malformed temporal frame", Duration::from_secs(30)),
         "{}",
         rig.rr.output()
     );

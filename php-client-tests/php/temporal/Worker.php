@@ -110,6 +110,8 @@ final class Worker
     private int $nextId = 9001;
     /** @var Message[] */
     private array $out = [];
+    /** Set by the `__garbage__` command: the next reply is bytes that are not a Frame. */
+    private bool $garbage = false;
 
     /** @param array<string, WorkflowType> $workflows @param array<string, \Closure> $activities */
     public function __construct(private string $taskQueue, private array $workflows, private array $activities)
@@ -126,7 +128,8 @@ final class Worker
             foreach ($messages as $message) {
                 $this->handle($message, $context);
             }
-            $relay->respond(FrameCodec::encode($this->out));
+            $relay->respond($this->garbage ? "\xff\xff\xff not a frame" : FrameCodec::encode($this->out));
+            $this->garbage = false;
         }
     }
 
@@ -291,6 +294,10 @@ final class Worker
 
     private function emit(Run $run, Command $command, bool $wait): void
     {
+        if ($command->name === '__garbage__') {
+            $this->garbage = true;
+            return;
+        }
         $id = $this->nextId++;
         if ($wait) {
             $run->waitingFor = $id;

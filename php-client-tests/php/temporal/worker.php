@@ -13,7 +13,8 @@
  *   HeartbeatWorkflow()        activity Beat (heartbeat timeout 1 s, one attempt) runs 3 s,
  *                              heartbeating over RR_RPC; returns what the heartbeats got back
  *   HangWorkflow()             never answers its StartWorkflow (the worker sleeps)
- *   BadCommandWorkflow(kind)   sends a command rr must refuse (unknown, broken options)
+ *   BadCommandWorkflow(kind)   sends a command rr must refuse (unknown, broken options) or,
+ *                              for garbage, a reply that is not a Frame
  *   CrashWorkflow()            activity Crash: kills its own worker on attempt 1
  * Activities: Greet, Flaky, Step (appends "step <i> attempt <n> pid <pid>" to TEMPORAL_LOG
  * when set), Crash (SIGKILLs its worker on its first attempt).
@@ -109,6 +110,7 @@ $workflows = [
     'BadCommandWorkflow' => new WorkflowType(function (object $state, string $kind): Generator {
         return yield match ($kind) {
             'unknown' => new Command('Teleport', []),
+            'garbage' => new Command('__garbage__', []),
             default => new Command('NewTimer', ['ms' => 'soon']),
         };
     }),
