@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long the dev server may take to serve the default namespace (0.5 s here, idle).
 const READY_WITHIN: Duration = Duration::from_secs(60);
+/// Starts tried before giving up (a free port can be taken between its pick and its bind).
+const START_TRIES: usize = 3;
 
 /// A running dev server.
 #[derive(Debug)]
@@ -31,8 +33,19 @@ impl TemporalServer {
     #[must_use]
     pub fn start() -> Self {
         let program = venv_program("temporal");
+        for _ in 0..START_TRIES {
+            if let Some(server) = Self::try_start(&program) {
+                return server;
+            }
+        }
+        panic!("the Temporal dev server did not start in {START_TRIES} tries");
+    }
+
+    /// One start on fresh free ports; None when the process exited before it was ready (a
+    /// port taken meanwhile by another test's server).
+    fn try_start(program: &Path) -> Option<Self> {
         let port = free_port();
-        let child = Command::new(&program)
+        let child = Command::new(program)
             .args([
                 "server",
                 "start-dev",
@@ -50,16 +63,26 @@ impl TemporalServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("temporal server start-dev");
-        let server = Self { child, port };
+        let mut server = Self { child, port };
         let deadline = Instant::now() + READY_WITHIN;
-        while !server.serves_default_namespace(&program) {
+        loop {
+            if server.exited() {
+                return None;
+            }
+            if server.serves_default_namespace(program) {
+                // Ready, and still ours: not another test's server on a port both picked.
+                return (!server.exited()).then_some(server);
+            }
             assert!(
                 Instant::now() < deadline,
                 "the Temporal dev server on port {port} was not ready within {READY_WITHIN:?}"
             );
             std::thread::park_timeout(Duration::from_millis(50));
         }
-        server
+    }
+
+    fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 
     /// `host:port` of the frontend.

@@ -242,7 +242,6 @@ fn rr_workers_lists_the_workflow_worker_and_the_activity_workers_in_one_table() 
 #[test]
 fn a_workflow_worker_that_never_answers_is_killed_after_the_workflow_task_timeout() {
     let rig = Rig::start(1, "");
-    let before = rig::php_workers_of(&rig.queue);
     rig.client(&["start", "HangWorkflow", "[]", "hangs", "2"]);
     assert!(
         rig.rr
@@ -250,14 +249,27 @@ fn a_workflow_worker_that_never_answers_is_killed_after_the_workflow_task_timeou
         "{}",
         rig.rr.output()
     );
+    let hung: u32 = std::fs::read_to_string(&rig.log)
+        .unwrap()
+        .split("hung pid ")
+        .nth(1)
+        .and_then(|rest| rest.trim().parse().ok())
+        .expect("the hung worker noted its pid");
     assert_eq!(
         rig.client(&["run", "GreetWorkflow", r#"["Hal"]"#]),
-        json!({"result": "Hello, Hal!"})
+        json!({"result": "Hello, Hal!"}),
+        "{}",
+        rig.rr.output()
     );
-    let after = rig::php_workers_of(&rig.queue);
+    assert_eq!(
+        rig.client(&["result", "hangs"]),
+        json!({"result": "answered at last"}),
+        "{}",
+        rig.rr.output()
+    );
     assert!(
-        before.iter().any(|pid| !after.contains(pid)),
-        "the hung workflow worker was replaced: {before:?} -> {after:?}"
+        !rig::php_workers_of(&rig.queue).contains(&hung),
+        "the hung workflow worker was replaced"
     );
 }
 
@@ -296,4 +308,30 @@ fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
     ] {
         assert!(text.contains(line), "{line} in:\n{text}");
     }
+}
+
+#[test]
+fn a_killed_rr_loses_nothing_temporal_recorded_and_a_new_rr_finishes_the_workflow() {
+    let mut rig = Rig::start(1, "");
+    let id = "steps-rr-kill";
+    start_steps_and_wait_for_step_1(&rig, id);
+    rig.rr.signal(rustix::process::Signal::KILL);
+    assert!(rig.rr.wait_exit(Duration::from_secs(10)).is_some());
+    let before = std::fs::read_to_string(&rig.log).unwrap();
+    rig.rr = php_client_tests::server::RrServer::start(&rig::config(
+        &rig.temporal.address(),
+        &rig.queue,
+        1,
+        "",
+    ));
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": ["step 0", "step 1", "step 2", "step 3", "step 4", "step 5"]}),
+        "{}",
+        rig.rr.output()
+    );
+    // What the dead rr had recorded (step 0 at least) is not run again.
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    assert!(before.contains("step 0 "));
+    assert_eq!(log.matches("step 0 ").count(), 1, "{log}");
 }

@@ -12,7 +12,8 @@
  *   StepsWorkflow(n, ms)       n activities Step(i) with a timer of ms between, returns the list
  *   HeartbeatWorkflow()        activity Beat (heartbeat timeout 1 s, one attempt) runs 3 s,
  *                              heartbeating over RR_RPC; returns what the heartbeats got back
- *   HangWorkflow()             never answers its StartWorkflow (the worker sleeps)
+ *   HangWorkflow()             its first StartWorkflow is never answered (the worker sleeps);
+ *                              once replayed in a new worker it returns "answered at last"
  *   BadCommandWorkflow(kind)   sends a command rr must refuse (unknown, broken options) or,
  *                              for garbage, a reply that is not a Frame
  *   CrashWorkflow()            activity Crash: kills its own worker on attempt 1
@@ -103,9 +104,13 @@ $workflows = [
             'RetryPolicy' => ['MaximumAttempts' => 1],
         ]);
     }),
-    'HangWorkflow' => new WorkflowType(function (object $state): Generator {
-        sleep(3600);
-        return yield Workflow::timer(1);
+    'HangWorkflow' => new WorkflowType(function (object $state) use ($log, $note): Generator {
+        if (!str_contains((string) @file_get_contents($log), 'hung')) {
+            $note('hung pid ' . getmypid());
+            sleep(3600);
+        }
+        yield Workflow::timer(1);
+        return 'answered at last';
     }),
     'BadCommandWorkflow' => new WorkflowType(function (object $state, string $kind): Generator {
         return yield match ($kind) {

@@ -36,7 +36,12 @@ impl Rig {
     /// A dev server and `rr` on a fresh task queue.
     pub fn start(activity_workers: u64, extra: &str) -> Self {
         let temporal = TemporalServer::start();
-        let queue = format!("q{}-{}", std::process::id(), free_port());
+        static NEXT_QUEUE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let queue = format!(
+            "q{}-{}",
+            std::process::id(),
+            NEXT_QUEUE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let log = std::env::temp_dir().join(format!("{queue}.log"));
         let rr = RrServer::start(&config(
             &temporal.address(),
