@@ -170,3 +170,4 @@ pub mod rabbitmq;
 pub mod redis;
 pub mod rpc_call;
 pub mod server;
+pub mod temporal_server;

@@ -9,6 +9,7 @@
 //! - [`http1`]: HTTP/1.1 request heads, Go's checks, body framing and the chunked decoder.
 //! - [`http`]: the worker-facing HTTP context (spec http §1, §2): protobuf and JSON request and
 //!   response shapes, cookies, the urlencoded form tree.
+//! - [`temporal`]: the temporal plugin's `Frame`/`Message` envelope and its JSON context.
 #![forbid(unsafe_code)]
 
 pub mod fcgi;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod http1;
 pub mod payload;
 pub mod rpc;
+pub mod temporal;
 
 pub use frame::{
     EncodedHeader, Flags, Frame, FrameDecoder, FrameError, FrameHeader, StreamFlags,

@@ -24,6 +24,7 @@ pub mod service;
 pub mod status;
 pub mod stream;
 pub mod tcp;
+pub mod temporal;
 
 pub use container::Running;
 pub use registry::{configure, Configured, Entry, SectionContext, REGISTRY};

@@ -56,6 +56,7 @@ pub const REGISTRY: &[Entry] = &[
     super::lock::ENTRY,
     super::reload::ENTRY,
     super::service::ENTRY,
+    super::temporal::ENTRY,
 ];
 
 /// The sections the container itself reads.

@@ -1,0 +1,617 @@
+//! The PHP SDK's workflow commands (spec temporal "Commands", PHP -> rr) as the core's
+//! workflow commands. An SDK command id is the core's sequence number for the command's
+//! kind, so the core's resolutions (`ResolveActivity{seq}`, `FireTimer{seq}`, …) come back
+//! as responses to the same id.
+
+use super::payloads::{
+    application_failure, failure_of, go_duration, header_of, json_payload, options_of, payloads_of,
+    seq_of, GoRetryPolicy, MessageError,
+};
+use ringrunner_protocol::temporal::Message;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use temporalio_common::protos::coresdk::common::NamespacedWorkflowExecution;
+use temporalio_common::protos::coresdk::workflow_commands::{
+    signal_external_workflow_execution::Target, workflow_command::Variant,
+    CancelChildWorkflowExecution, CancelTimer, CompleteWorkflowExecution,
+    ContinueAsNewWorkflowExecution, FailWorkflowExecution, RequestCancelActivity,
+    RequestCancelExternalWorkflowExecution, ScheduleActivity, SetPatchMarker,
+    SignalExternalWorkflowExecution, StartChildWorkflowExecution, StartTimer,
+};
+use temporalio_common::protos::temporal::api::failure::v1::{
+    failure, CanceledFailureInfo, Failure,
+};
+
+/// Go SDK's `workflow.DefaultVersion`: what `GetVersion` answers for code that ran before
+/// the change.
+const DEFAULT_VERSION: i64 = -1;
+
+/// What an open SDK command is waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// A timer (`NewTimer`).
+    Timer,
+    /// An activity (`ExecuteActivity`).
+    Activity,
+    /// A child workflow (`ExecuteChildWorkflow`) with its workflow id.
+    Child(String),
+    /// A signal or cancel to another workflow.
+    External,
+}
+
+/// What ringrunner remembers of one workflow run between activations.
+#[derive(Debug, Default)]
+pub struct RunState {
+    /// Open commands by SDK id.
+    pub pending: HashMap<u64, Pending>,
+    /// `GetChildWorkflowExecution` requests waiting for their child to start: child id ->
+    /// request id.
+    pub child_waiters: HashMap<u64, u64>,
+    /// Children started: child id -> (workflow id, run id).
+    pub children_started: HashMap<u64, (String, String)>,
+    /// Patches the history has (`NotifyHasPatch`).
+    pub patches: HashSet<String>,
+    /// The run replays its history now.
+    pub replaying: bool,
+}
+
+/// Why a command fails the workflow task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// A message that does not decode.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// A command name ringrunner does not know (rr's text).
+    #[error("undefined command name: {0}, possible outdated RoadRunner version")]
+    Undefined(String),
+    /// The SDK's `Panic`.
+    #[error("{0}")]
+    Panic(String),
+}
+
+/// What one batch of commands gives.
+#[derive(Debug, Default)]
+pub struct Translated {
+    /// The core's commands, in order.
+    pub commands: Vec<Variant>,
+    /// Responses the worker gets at once, in this workflow task (`GetVersion`,
+    /// `SideEffect`, `Cancel`, …).
+    pub immediate: Vec<Message>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct NamedOptions<T> {
+    name: String,
+    options: T,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct ActivityOptions {
+    task_queue_name: String,
+    schedule_to_close_timeout: i64,
+    schedule_to_start_timeout: i64,
+    start_to_close_timeout: i64,
+    heartbeat_timeout: i64,
+    #[serde(rename = "ActivityID")]
+    activity_id: String,
+    retry_policy: Option<GoRetryPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct ChildOptions {
+    namespace: String,
+    #[serde(rename = "WorkflowID")]
+    workflow_id: String,
+    task_queue_name: String,
+    workflow_execution_timeout: i64,
+    workflow_run_timeout: i64,
+    workflow_task_timeout: i64,
+    #[serde(rename = "WorkflowIDReusePolicy")]
+    workflow_id_reuse_policy: i32,
+    parent_close_policy: i32,
+    retry_policy: Option<GoRetryPolicy>,
+    cron_schedule: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TimerOptions {
+    ms: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct IdOptions {
+    id: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CancelOptions {
+    ids: Vec<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VersionOptions {
+    #[serde(rename = "changeID")]
+    change_id: String,
+    #[serde(rename = "maxSupported")]
+    max_supported: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ExternalOptions {
+    namespace: String,
+    #[serde(rename = "workflowID")]
+    workflow_id: String,
+    #[serde(rename = "runID")]
+    run_id: String,
+    signal: String,
+    #[serde(rename = "childWorkflowOnly")]
+    child_workflow_only: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MessageOptions {
+    message: String,
+}
+
+/// The run's workflow task context that commands need.
+#[derive(Debug, Clone, Copy)]
+pub struct RunContext<'a> {
+    /// The namespace the worker runs in.
+    pub namespace: &'a str,
+    /// The task queue of the run.
+    pub task_queue: &'a str,
+    /// The workflow id of the run (children's ids derive from it).
+    pub workflow_id: &'a str,
+}
+
+/// Translates the commands of one reply.
+///
+/// # Errors
+/// A command that does not decode, an unknown one, or the SDK's `Panic`.
+pub fn translate(
+    messages: &[Message],
+    run: &mut RunState,
+    context: RunContext<'_>,
+) -> Result<Translated, CommandError> {
+    let mut out = Translated::default();
+    for message in messages.iter().filter(|message| message.is_command()) {
+        translate_one(message, run, context, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn answer(id: u64, payloads: Option<Vec<u8>>) -> Message {
+    Message {
+        id,
+        payloads,
+        ..Message::default()
+    }
+}
+
+fn translate_one(
+    message: &Message,
+    run: &mut RunState,
+    context: RunContext<'_>,
+    out: &mut Translated,
+) -> Result<(), CommandError> {
+    let id = message.id;
+    match message.command.as_str() {
+        "ExecuteActivity" => {
+            run.pending.insert(id, Pending::Activity);
+            out.commands.push(schedule_activity(message, context)?);
+        }
+        "NewTimer" => {
+            let options: TimerOptions = options_of(message)?;
+            run.pending.insert(id, Pending::Timer);
+            out.commands.push(Variant::StartTimer(StartTimer {
+                seq: seq_of(id)?,
+                start_to_fire_timeout: Some(super::payloads::proto_duration(
+                    std::time::Duration::from_millis(options.ms),
+                )),
+            }));
+        }
+        "CompleteWorkflow" => out.commands.push(complete_workflow(message)?),
+        "ContinueAsNew" => out.commands.push(continue_as_new(message)?),
+        "ExecuteChildWorkflow" => {
+            let command = start_child(message, context)?;
+            run.pending
+                .insert(id, Pending::Child(command.workflow_id.clone()));
+            out.commands
+                .push(Variant::StartChildWorkflowExecution(command));
+        }
+        "GetChildWorkflowExecution" => {
+            let options: IdOptions = options_of(message)?;
+            match run.children_started.get(&options.id) {
+                Some(started) => out.immediate.push(child_execution(id, started)),
+                None => {
+                    run.child_waiters.insert(options.id, id);
+                }
+            }
+        }
+        "SignalExternalWorkflow" | "CancelExternalWorkflow" => {
+            run.pending.insert(id, Pending::External);
+            out.commands.push(external_command(message, context)?);
+        }
+        _ => answer_at_once(message, run, out)?,
+    }
+    Ok(())
+}
+
+/// The commands the worker gets its answer to within the same workflow task.
+fn answer_at_once(
+    message: &Message,
+    run: &mut RunState,
+    out: &mut Translated,
+) -> Result<(), CommandError> {
+    let id = message.id;
+    match message.command.as_str() {
+        "Cancel" => {
+            let options: CancelOptions = options_of(message)?;
+            for target in options.ids {
+                cancel(target, run, out)?;
+            }
+            out.immediate.push(answer(
+                id,
+                super::payloads::encode_payloads(vec![json_payload(&"completed".into())]),
+            ));
+        }
+        "GetVersion" => {
+            let options: VersionOptions = options_of(message)?;
+            let version = get_version(id, &options, run, out);
+            out.immediate.push(version);
+        }
+        "SideEffect" => {
+            // The SDK ran the side effect; its value is the result. (rr records it in a
+            // marker through the Go SDK; the core has no side-effect marker, so a replay
+            // runs the closure again.)
+            out.immediate.push(answer(
+                id,
+                message
+                    .payloads
+                    .clone()
+                    .or_else(|| super::payloads::encode_payloads(Vec::new())),
+            ));
+        }
+        "UpsertWorkflowSearchAttributes"
+        | "UpsertWorkflowTypedSearchAttributes"
+        | "UpsertMemo"
+        | "UpdateCompleted"
+        | "UpdateValidated" => {
+            tracing::debug!(
+                command = message.command.as_str(),
+                "temporal command not forwarded to the server yet"
+            );
+            out.immediate
+                .push(answer(id, super::payloads::encode_payloads(Vec::new())));
+        }
+        "UndefinedResponse" => {
+            let options: MessageOptions = options_of(message)?;
+            tracing::warn!(message = options.message.as_str(), "undefined response");
+        }
+        "Panic" => {
+            let options: MessageOptions = options_of(message)?;
+            return Err(CommandError::Panic(options.message));
+        }
+        other => return Err(CommandError::Undefined(other.to_owned())),
+    }
+    Ok(())
+}
+
+fn schedule_activity(message: &Message, context: RunContext<'_>) -> Result<Variant, CommandError> {
+    let seq = seq_of(message.id)?;
+    let named: NamedOptions<ActivityOptions> = options_of(message)?;
+    let options = named.options;
+    Ok(Variant::ScheduleActivity(ScheduleActivity {
+        seq,
+        activity_id: if options.activity_id.is_empty() {
+            seq.to_string()
+        } else {
+            options.activity_id
+        },
+        activity_type: named.name,
+        task_queue: if options.task_queue_name.is_empty() {
+            context.task_queue.to_owned()
+        } else {
+            options.task_queue_name
+        },
+        headers: header_of(message)?,
+        arguments: payloads_of(message)?,
+        schedule_to_close_timeout: go_duration(options.schedule_to_close_timeout),
+        schedule_to_start_timeout: go_duration(options.schedule_to_start_timeout),
+        start_to_close_timeout: go_duration(options.start_to_close_timeout),
+        heartbeat_timeout: go_duration(options.heartbeat_timeout),
+        retry_policy: options.retry_policy.map(|policy| policy.to_proto()),
+        ..ScheduleActivity::default()
+    }))
+}
+
+fn continue_as_new(message: &Message) -> Result<Variant, CommandError> {
+    let named: NamedOptions<ChildOptions> = options_of(message)?;
+    Ok(Variant::ContinueAsNewWorkflowExecution(
+        ContinueAsNewWorkflowExecution {
+            workflow_type: named.name,
+            task_queue: named.options.task_queue_name,
+            arguments: payloads_of(message)?,
+            workflow_run_timeout: go_duration(named.options.workflow_run_timeout),
+            workflow_task_timeout: go_duration(named.options.workflow_task_timeout),
+            headers: header_of(message)?,
+            ..ContinueAsNewWorkflowExecution::default()
+        },
+    ))
+}
+
+/// `SignalExternalWorkflow` or `CancelExternalWorkflow`.
+fn external_command(message: &Message, context: RunContext<'_>) -> Result<Variant, CommandError> {
+    let options: ExternalOptions = options_of(message)?;
+    let seq = seq_of(message.id)?;
+    if message.command == "CancelExternalWorkflow" {
+        return Ok(Variant::RequestCancelExternalWorkflowExecution(
+            RequestCancelExternalWorkflowExecution {
+                seq,
+                workflow_execution: Some(external(&options, context)),
+                reason: String::new(),
+            },
+        ));
+    }
+    let target = if options.child_workflow_only {
+        Target::ChildWorkflowId(options.workflow_id)
+    } else {
+        Target::WorkflowExecution(external(&options, context))
+    };
+    Ok(Variant::SignalExternalWorkflowExecution(
+        SignalExternalWorkflowExecution {
+            seq,
+            signal_name: options.signal,
+            args: payloads_of(message)?,
+            headers: header_of(message)?,
+            target: Some(target),
+        },
+    ))
+}
+
+fn complete_workflow(message: &Message) -> Result<Variant, CommandError> {
+    if let Some(failure) = failure_of(message)? {
+        return Ok(Variant::FailWorkflowExecution(FailWorkflowExecution {
+            failure: Some(failure),
+        }));
+    }
+    Ok(Variant::CompleteWorkflowExecution(
+        CompleteWorkflowExecution {
+            result: payloads_of(message)?.into_iter().next(),
+        },
+    ))
+}
+
+fn start_child(
+    message: &Message,
+    context: RunContext<'_>,
+) -> Result<StartChildWorkflowExecution, CommandError> {
+    let named: NamedOptions<ChildOptions> = options_of(message)?;
+    let options = named.options;
+    let or = |value: String, default: &str| {
+        if value.is_empty() {
+            default.to_owned()
+        } else {
+            value
+        }
+    };
+    Ok(StartChildWorkflowExecution {
+        seq: seq_of(message.id)?,
+        namespace: or(options.namespace, context.namespace),
+        workflow_id: or(
+            options.workflow_id,
+            &format!("{}-child-{}", context.workflow_id, message.id),
+        ),
+        workflow_type: named.name,
+        task_queue: or(options.task_queue_name, context.task_queue),
+        input: payloads_of(message)?,
+        workflow_execution_timeout: go_duration(options.workflow_execution_timeout),
+        workflow_run_timeout: go_duration(options.workflow_run_timeout),
+        workflow_task_timeout: go_duration(options.workflow_task_timeout),
+        parent_close_policy: options.parent_close_policy,
+        workflow_id_reuse_policy: options.workflow_id_reuse_policy,
+        retry_policy: options.retry_policy.map(|policy| policy.to_proto()),
+        cron_schedule: options.cron_schedule,
+        headers: header_of(message)?,
+        ..StartChildWorkflowExecution::default()
+    })
+}
+
+fn external(options: &ExternalOptions, context: RunContext<'_>) -> NamespacedWorkflowExecution {
+    NamespacedWorkflowExecution {
+        namespace: if options.namespace.is_empty() {
+            context.namespace.to_owned()
+        } else {
+            options.namespace.clone()
+        },
+        workflow_id: options.workflow_id.clone(),
+        run_id: options.run_id.clone(),
+    }
+}
+
+/// The answer to `GetChildWorkflowExecution` once the child started.
+#[must_use]
+pub fn child_execution(id: u64, (workflow_id, run_id): &(String, String)) -> Message {
+    answer(
+        id,
+        super::payloads::encode_payloads(vec![json_payload(
+            &serde_json::json!({"ID": workflow_id, "RunID": run_id}),
+        )]),
+    )
+}
+
+/// The failure the SDK gets for a command cancelled before it resolved.
+#[must_use]
+pub fn canceled_failure() -> Failure {
+    Failure {
+        message: "canceled".to_owned(),
+        source: super::payloads::FAILURE_SOURCE.to_owned(),
+        failure_info: Some(failure::FailureInfo::CanceledFailureInfo(
+            CanceledFailureInfo::default(),
+        )),
+        ..Failure::default()
+    }
+}
+
+fn cancel(target: u64, run: &mut RunState, out: &mut Translated) -> Result<(), CommandError> {
+    match run.pending.get(&target).cloned() {
+        Some(Pending::Timer) => {
+            run.pending.remove(&target);
+            out.commands.push(Variant::CancelTimer(CancelTimer {
+                seq: seq_of(target)?,
+            }));
+            // The core resolves nothing for a cancelled timer: the SDK's promise gets its
+            // cancellation here, as rr gives it.
+            out.immediate.push(Message {
+                id: target,
+                failure: Some(prost::Message::encode_to_vec(&canceled_failure())),
+                ..Message::default()
+            });
+        }
+        Some(Pending::Activity) => {
+            out.commands
+                .push(Variant::RequestCancelActivity(RequestCancelActivity {
+                    seq: seq_of(target)?,
+                }));
+        }
+        Some(Pending::Child(_)) => {
+            out.commands.push(Variant::CancelChildWorkflowExecution(
+                CancelChildWorkflowExecution {
+                    child_workflow_seq: seq_of(target)?,
+                    reason: String::new(),
+                },
+            ));
+        }
+        Some(Pending::External) | None => {}
+    }
+    Ok(())
+}
+
+fn get_version(id: u64, options: &VersionOptions, run: &RunState, out: &mut Translated) -> Message {
+    let known = run.patches.contains(&options.change_id);
+    let version = if known || !run.replaying {
+        out.commands.push(Variant::SetPatchMarker(SetPatchMarker {
+            patch_id: options.change_id.clone(),
+            deprecated: false,
+        }));
+        options.max_supported
+    } else {
+        DEFAULT_VERSION
+    };
+    answer(
+        id,
+        super::payloads::encode_payloads(vec![json_payload(&version.into())]),
+    )
+}
+
+/// A failure for the workflow task made from `error`.
+#[must_use]
+pub fn task_failure(error: &dyn std::fmt::Display) -> Failure {
+    application_failure(error.to_string(), "RoadRunnerError")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> RunContext<'static> {
+        RunContext {
+            namespace: "default",
+            task_queue: "q",
+            workflow_id: "w",
+        }
+    }
+
+    fn command(id: u64, name: &str, options: &str) -> Message {
+        Message {
+            id,
+            command: name.into(),
+            options: options.as_bytes().to_vec(),
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn an_unknown_command_fails_with_rrs_text() {
+        let error = translate(
+            &[command(9001, "Teleport", "{}")],
+            &mut RunState::default(),
+            context(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "undefined command name: Teleport, possible outdated RoadRunner version"
+        );
+    }
+
+    #[test]
+    fn an_activity_and_a_timer_become_core_commands_with_the_sdk_ids() {
+        let mut run = RunState::default();
+        let out = translate(
+            &[
+                command(
+                    9001,
+                    "ExecuteActivity",
+                    r#"{"name":"Greet","options":{"StartToCloseTimeout":10000000000}}"#,
+                ),
+                command(9002, "NewTimer", r#"{"ms":1500}"#),
+            ],
+            &mut run,
+            context(),
+        )
+        .unwrap();
+        match &out.commands[..] {
+            [Variant::ScheduleActivity(activity), Variant::StartTimer(timer)] => {
+                assert_eq!(
+                    (
+                        activity.seq,
+                        activity.activity_type.as_str(),
+                        activity.task_queue.as_str()
+                    ),
+                    (9001, "Greet", "q")
+                );
+                assert_eq!(activity.start_to_close_timeout.unwrap().seconds, 10);
+                assert_eq!(timer.seq, 9002);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cancelled = translate(
+            &[command(9003, "Cancel", r#"{"ids":[9002]}"#)],
+            &mut run,
+            context(),
+        )
+        .unwrap();
+        assert!(matches!(
+            cancelled.commands[..],
+            [Variant::CancelTimer(CancelTimer { seq: 9002 })]
+        ));
+        assert_eq!(
+            cancelled.immediate.iter().map(|m| m.id).collect::<Vec<_>>(),
+            [9002, 9003]
+        );
+    }
+
+    #[test]
+    fn broken_options_fail_the_task_not_the_server() {
+        let error = translate(
+            &[command(9001, "NewTimer", "{\"ms\":\"x")],
+            &mut RunState::default(),
+            context(),
+        )
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            CommandError::Message(MessageError::Options { .. })
+        ));
+    }
+}

@@ -1,0 +1,337 @@
+//! The `temporal` plugin through the real binary, a real Temporal server (the CLI's dev
+//! server, one per test, in memory) and our PHP side of the SDK protocol
+//! (`php/temporal/`), with workflows driven by the Python `temporalio` client
+//! (`python/temporal_client.py`).
+
+#[path = "temporal/rig.rs"]
+mod rig;
+
+use php_client_tests::server::{free_port, scratch_dir, spawn_serve, wait_child_exit};
+use rig::Rig;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_workflow_runs_one_activity_end_to_end() {
+    let rig = Rig::start(2, "");
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Bob"]"#]),
+        json!({"result": "Hello, Bob!"})
+    );
+    assert!(rig.rr.output().contains("connected to temporal server"));
+    assert!(rig
+        .rr
+        .output()
+        .contains(&format!("\"TaskQueue\":\"{}\"", rig.queue)));
+}
+
+#[test]
+fn a_timer_fires_and_a_child_workflow_answers_its_parent() {
+    let rig = Rig::start(1, "");
+    assert_eq!(
+        rig.client(&["run", "TimerWorkflow", "[300]"]),
+        json!({"result": "fired"})
+    );
+    assert_eq!(
+        rig.client(&["run", "ParentWorkflow", "[21]"]),
+        json!({"result": "child said 42"})
+    );
+}
+
+#[test]
+fn signals_change_a_workflow_and_a_query_reads_it() {
+    let rig = Rig::start(1, "");
+    assert_eq!(
+        rig.client(&["cart"]),
+        json!({"result": {"queried": ["apple", "pear"], "returned": ["apple", "pear"]}})
+    );
+}
+
+#[test]
+fn a_failing_activity_is_retried_by_its_policy_and_a_failed_workflow_reports_its_exception() {
+    let rig = Rig::start(2, "");
+    assert_eq!(
+        rig.client(&["run", "RetryWorkflow", r#"["k"]"#]),
+        json!({"result": "ok after attempt 3"})
+    );
+    let failed = rig.client(&["run", "FailWorkflow", "[]"]);
+    assert_eq!(failed["error"], "WorkflowFailureError");
+    assert_eq!(
+        failed["cause"],
+        json!({"kind": "ApplicationError", "message": "the workflow gave up", "type": "DomainException"})
+    );
+}
+
+#[test]
+fn a_cancelled_workflow_sees_its_timer_cancelled() {
+    let rig = Rig::start(1, "");
+    assert_eq!(rig.client(&["cancel"]), json!({"result": "cancelled"}));
+}
+
+#[test]
+fn an_unknown_command_broken_options_or_a_reply_not_a_frame_fail_only_their_workflow_task() {
+    let rig = Rig::start(1, "");
+    let id = "bad-command";
+    rig.client(&["start", "BadCommandWorkflow", r#"["unknown"]"#, id]);
+    assert!(
+        rig.rr.wait_for_line(
+            "undefined command name: Teleport, possible outdated RoadRunner version",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        rig.rr.output()
+    );
+    let id = "broken-options";
+    rig.client(&["start", "BadCommandWorkflow", r#"["broken"]"#, id]);
+    assert!(
+        rig.rr
+            .wait_for_line("invalid options of NewTimer", Duration::from_secs(30)),
+        "{}",
+        rig.rr.output()
+    );
+    let id = "garbage-reply";
+    rig.client(&["start", "BadCommandWorkflow", r#"["garbage"]"#, id]);
+    assert!(
+        rig.rr
+            .wait_for_line("malformed temporal frame", Duration::from_secs(30)),
+        "{}",
+        rig.rr.output()
+    );
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Ann"]"#]),
+        json!({"result": "Hello, Ann!"})
+    );
+}
+
+#[test]
+fn an_unreachable_server_stops_rr_with_rc_1_within_a_second_and_no_php_left() {
+    let dir = scratch_dir();
+    let queue = "unreachable";
+    std::fs::write(
+        dir.join(".rr.yaml"),
+        rig::config(&format!("127.0.0.1:{}", free_port()), queue, 1, ""),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = spawn_serve(&dir, &[]);
+    let status = wait_child_exit(&mut child, Duration::from_secs(30)).expect("rr exits");
+    let elapsed = started.elapsed();
+    let mut output = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut output).unwrap();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut output).unwrap();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("temporal_plugin_serve: failed reaching server:"),
+        "{output}"
+    );
+    // Two PHP workers boot first (rr's order); the dial itself fails at once.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(
+        rig::php_workers_of(queue).is_empty(),
+        "PHP workers left behind: {:?}",
+        rig::php_workers_of(queue)
+    );
+}
+
+/// Starts `StepsWorkflow(6, 300 ms)` and waits until its second step ran: the workflow is
+/// mid-way, a timer or an activity open.
+fn start_steps_and_wait_for_step_1(rig: &Rig, id: &str) {
+    rig.client(&["start", "StepsWorkflow", "[6, 300]", id]);
+    assert!(
+        rig::wait_for_log(&rig.log, "step 1 ", Duration::from_secs(60)),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+/// The workflow returned its six steps.
+fn assert_steps_result(rig: &Rig, id: &str) {
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": ["step 0", "step 1", "step 2", "step 3", "step 4", "step 5"]}),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+/// The workflow ran every step once: completed activities are not run again by a replay.
+fn assert_steps_completed_once(rig: &Rig, id: &str) {
+    assert_steps_result(rig, id);
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    for step in 0..6 {
+        assert_eq!(
+            log.matches(&format!("step {step} ")).count(),
+            1,
+            "step {step} ran once: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_killed_workflow_worker_is_replaced_and_its_workflow_replays_in_the_new_one() {
+    let rig = Rig::start(1, "");
+    let id = "steps-ww-kill";
+    start_steps_and_wait_for_step_1(&rig, id);
+    let activity_pids = rig::activity_pids(&rig.log);
+    let workflow_pids: Vec<u32> = rig::php_workers_of(&rig.queue)
+        .into_iter()
+        .filter(|pid| !activity_pids.contains(pid))
+        .collect();
+    assert_eq!(
+        workflow_pids.len(),
+        1,
+        "one workflow worker: {workflow_pids:?}"
+    );
+    rig::kill(workflow_pids[0]);
+    assert_steps_completed_once(&rig, id);
+    assert!(rig.rr.output().contains("workflow worker replaced"));
+    assert!(!rig::php_workers_of(&rig.queue).contains(&workflow_pids[0]));
+}
+
+#[test]
+fn a_killed_activity_worker_fails_only_its_activity_which_is_retried() {
+    let rig = Rig::start(2, "");
+    assert_eq!(
+        rig.client(&["run", "CrashWorkflow", "[]"]),
+        json!({"result": "survived on attempt 2"})
+    );
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Eve"]"#]),
+        json!({"result": "Hello, Eve!"})
+    );
+}
+
+#[test]
+fn rr_reset_mid_workflow_restarts_both_pools_and_the_workflow_goes_on() {
+    let rig = Rig::start(1, "");
+    let id = "steps-reset";
+    start_steps_and_wait_for_step_1(&rig, id);
+    let before = rig::php_workers_of(&rig.queue);
+    let output = php_client_tests::server::run_rr(&rig.rr.dir, &["reset", "temporal"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(rig
+        .rr
+        .output()
+        .contains("reset signal received, resetting activity and workflow worker pools"));
+    let after = rig::php_workers_of(&rig.queue);
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "every PID changes: {before:?} -> {after:?}"
+    );
+    assert_steps_completed_once(&rig, id);
+}
+
+#[test]
+fn fifty_workflows_in_parallel_all_complete() {
+    let rig = Rig::start(4, "");
+    let answer = rig.client(&["many", "GreetWorkflow", r#"["Zed"]"#, "50"]);
+    assert_eq!(answer["errors"], json!([]), "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 50);
+    assert!(results.iter().all(|r| r == "Hello, Zed!"));
+}
+
+#[test]
+fn rr_workers_lists_the_workflow_worker_and_the_activity_workers_in_one_table() {
+    let rig = Rig::start(2, "");
+    let output = php_client_tests::server::run_rr(&rig.rr.dir, &["workers", "temporal"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("Workers of [temporal]:"), "{text}");
+    let pids = rig::php_workers_of(&rig.queue);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for pid in pids {
+        assert!(text.contains(&pid.to_string()), "{pid} in {text}");
+    }
+}
+
+#[test]
+fn a_workflow_worker_that_never_answers_is_killed_after_the_workflow_task_timeout() {
+    let rig = Rig::start(1, "");
+    rig.client(&["start", "HangWorkflow", "[]", "hangs", "2"]);
+    assert!(
+        rig.rr
+            .wait_for_line("did not answer within 2s", Duration::from_secs(30)),
+        "{}",
+        rig.rr.output()
+    );
+    let hung: u32 = std::fs::read_to_string(&rig.log)
+        .unwrap()
+        .split("hung pid ")
+        .nth(1)
+        .and_then(|rest| rest.trim().parse().ok())
+        .expect("the hung worker noted its pid");
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Hal"]"#]),
+        json!({"result": "Hello, Hal!"}),
+        "{}",
+        rig.rr.output()
+    );
+    assert_eq!(
+        rig.client(&["result", "hangs"]),
+        json!({"result": "answered at last"}),
+        "{}",
+        rig.rr.output()
+    );
+    assert!(
+        !rig::php_workers_of(&rig.queue).contains(&hung),
+        "the hung workflow worker was replaced"
+    );
+}
+
+#[test]
+fn heartbeats_over_rpc_keep_a_long_activity_alive_past_its_heartbeat_timeout() {
+    let rig = Rig::start(1, "");
+    let answer = rig.client(&["run", "HeartbeatWorkflow", "[]"]);
+    assert_eq!(
+        answer,
+        json!({"result": vec![json!({"canceled": false}); 6]}),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+#[test]
+fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
+    let rig = Rig::start(2, "metrics:\n  address: 127.0.0.1:0\n");
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Mo"]"#]),
+        json!({"result": "Hello, Mo!"})
+    );
+    assert!(rig
+        .rr
+        .wait_for_line("metrics server listening", Duration::from_secs(10)));
+    let address = rig
+        .rr
+        .listening_address("metrics server listening")
+        .expect("metrics address");
+    let text = php_client_tests::http_client::get(address, "/metrics").text();
+    for line in [
+        "rr_temporal_workflow_total_workers 1",
+        "rr_temporal_activity_total_workers 2",
+        "rr_temporal_activities_total{outcome=\"completed\"} 1",
+        "rr_temporal_workflow_tasks_total{outcome=\"failed\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+}
+
+#[test]
+fn a_killed_rr_loses_nothing_temporal_recorded_and_a_new_rr_finishes_the_workflow() {
+    let mut rig = Rig::start(1, "");
+    let id = "steps-rr-kill";
+    start_steps_and_wait_for_step_1(&rig, id);
+    rig.rr.signal(rustix::process::Signal::KILL);
+    assert!(rig.rr.wait_exit(Duration::from_secs(10)).is_some());
+    let before = std::fs::read_to_string(&rig.log).unwrap();
+    rig.rr = php_client_tests::server::RrServer::start(&rig::config(
+        &rig.temporal.address(),
+        &rig.queue,
+        1,
+        "",
+    ));
+    assert_steps_result(&rig, id);
+    // What the dead rr had recorded (step 0 at least) is not run again.
+    let log = std::fs::read_to_string(&rig.log).unwrap();
+    assert!(before.contains("step 0 "));
+    assert_eq!(log.matches("step 0 ").count(), 1, "{log}");
+}
