@@ -32,7 +32,7 @@ const USER_NAMED: [&str; 7] = [
 ];
 
 /// A key as the reference writes it: user-chosen names as `<name>`, list indices as `<n>`,
-/// the three pools' keys as `<plugin>.pool.…`.
+/// the pools' keys (`temporal.activities` is one) as `<plugin>.pool.…`.
 fn normalise(key: &str) -> String {
     let mut key = key.to_owned();
     for prefix in USER_NAMED {
@@ -46,8 +46,8 @@ fn normalise(key: &str) -> String {
             break;
         }
     }
-    for plugin in ["http", "tcp", "jobs"] {
-        if let Some(rest) = key.strip_prefix(&format!("{plugin}.pool.")) {
+    for pool in ["http.pool", "tcp.pool", "jobs.pool", "temporal.activities"] {
+        if let Some(rest) = key.strip_prefix(&format!("{pool}.")) {
             key = format!("<plugin>.pool.{rest}");
         }
     }
