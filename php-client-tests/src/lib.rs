@@ -161,6 +161,7 @@ pub fn self_check(rounds: usize) -> Result<SelfCheckReport, String> {
     })
 }
 
+pub mod grpc;
 pub mod h2_frames;
 pub mod harness;
 pub mod http_client;
