@@ -13,7 +13,7 @@ mod reply;
 mod serve;
 
 pub use config::{GrpcListen, GrpcSection};
-pub use proto::Services;
+pub use proto::{parse_source as parse_proto_source, Services};
 
 use super::metrics::pool::PoolHelp;
 use super::server::ServerPlugin;

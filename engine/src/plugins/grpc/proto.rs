@@ -250,6 +250,23 @@ message Msg { string text = 1; }
         assert!(parse_source("junk.proto", "\u{0}\u{ff}%%%").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_proto_text_fails_cleanly(
+            source in "[a-z ;={}()<>\\[\\]\"0-9.\n/*]{0,400}",
+        ) {
+            let _ = parse_source("p.proto", &source);
+        }
+
+        #[test]
+        fn mutated_valid_files_fail_cleanly(cut in 0usize..200, byte in 0u8..128) {
+            let mut bytes = ECHO.as_bytes().to_vec();
+            let at = cut.min(bytes.len() - 1);
+            bytes[at] = byte;
+            let _ = parse_source("p.proto", &String::from_utf8_lossy(&bytes));
+        }
+    }
+
     #[test]
     fn globs_match_within_a_segment() {
         assert!(wildcard_match(b"*.proto", b"echo.proto"));
