@@ -5,6 +5,7 @@ finishes. Messages are hand-encoded protobuf with one `string text = 1` field (i
 serializers), so no generated code is needed.
 
 Plan: {"target": "127.0.0.1:PORT", "tls": {"ca": PEM path, "cert": ..., "key": ...}?,
+       "authority": ":authority to send instead of the target's"?,
        "calls": [call, ...]}
 call: {"method": "/app.main.Echo/Ping", "text": "hi" | "raw_b64": "...",
        "metadata": [[k, v], ...], "timeout": seconds, "repeat": N (concurrent copies),
@@ -161,6 +162,8 @@ def channel_for(plan):
         ("grpc.max_send_message_length", 64 << 20),
         ("grpc.enable_retries", 0),
     ]
+    if plan.get("authority"):
+        options.append(("grpc.default_authority", plan["authority"]))
     tls = plan.get("tls")
     if not tls:
         return grpc.insecure_channel(plan["target"], options=options)
