@@ -11,7 +11,9 @@ call: {"method": "/app.main.Echo/Ping", "text": "hi" | "raw_b64": "...",
        "metadata": [[k, v], ...], "timeout": seconds, "repeat": N (concurrent copies),
        "cancel_after": seconds (the client cancels the call then: RST_STREAM CANCEL),
        "kind": "unary" (default) | "watch" (server stream: reads "count" messages, printing
-       {"watched": status} as each arrives)}
+       {"watched": status} as each arrives) | "stream" (bidirectional: sends one message
+       per [field number, text] of "requests" (a string field each), returns
+       {"responses": [each response's bytes as latin-1 text]})}
 Result: {"code": "OK", "details": str, "text": str, "raw_b64": str, "initial": [[k, v]],
          "trailing": [[k, v]]}, or for repeat: {"codes": {code: n}, "texts": [...]}.
 """
@@ -156,6 +158,20 @@ def watch(channel, call):
     return {"code": "OK", "statuses": statuses}
 
 
+def stream(channel, call):
+    """A bidirectional call: every request sent, every response read."""
+    stub = channel.stream_stream(call["method"])
+    requests = []
+    for number, text in call["requests"]:
+        data = text.encode()
+        requests.append(varint(number << 3 | 2) + varint(len(data)) + data)
+    try:
+        responses = list(stub(iter(requests), timeout=call.get("timeout")))
+    except grpc.RpcError as error:
+        return {"code": error.code().name, "details": error.details() or ""}
+    return {"code": "OK", "responses": [r.decode("latin-1") for r in responses]}
+
+
 def channel_for(plan):
     options = [
         ("grpc.max_receive_message_length", 64 << 20),
@@ -181,7 +197,7 @@ def main():
     plan = json.load(sys.stdin)
     with channel_for(plan) as channel:
         for call in plan["calls"]:
-            run = watch if call.get("kind") == "watch" else unary
+            run = {"watch": watch, "stream": stream}.get(call.get("kind"), unary)
             print(json.dumps(run(channel, call)), flush=True)
 
 

@@ -1,7 +1,8 @@
 //! The grpc plugin through the real binary, a real gRPC client (grpcio, from the test venv)
 //! and our PHP worker (`php/grpc/worker.php`): every row of spec grpc's status table,
 //! metadata both ways, trailers, several protos, health, `rr workers` / `rr reset` with no
-//! failed call, 500 concurrent calls over 4 workers, a client that cancels mid-call.
+//! failed call, 500 concurrent calls over 4 workers, a client that cancels mid-call, and
+//! server reflection ([beyond] rr v2025).
 
 use php_client_tests::grpc::{finish, grpc_config, metadata, GrpcServer};
 use php_client_tests::server::{free_port, run_rr, RrServer};
@@ -275,4 +276,42 @@ fn workers_are_listed_and_a_reset_under_load_fails_no_call() {
     );
     let new_pids = texts(&new);
     assert!(old_pids.is_disjoint(&new_pids), "{old_pids:?} {new_pids:?}");
+}
+
+#[test]
+fn server_reflection_lists_services_and_serves_their_files() {
+    let server = GrpcServer::start("", 1, "");
+    for service in ["grpc.reflection.v1", "grpc.reflection.v1alpha"] {
+        // list_services (7), file_containing_symbol (4), file_by_filename (3).
+        let requests = json!([
+            [7, "*"],
+            [4, "app.main.Echo"],
+            [3, "second.proto"],
+            [4, "app.nosuch.Thing"]
+        ]);
+        let result = one(
+            &server,
+            json!({"method": format!("/{service}.ServerReflection/ServerReflectionInfo"),
+                   "kind": "stream", "requests": requests, "timeout": 10}),
+        );
+        assert_eq!(result["code"], "OK", "{result:?}");
+        let responses: Vec<&str> = result["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(responses.len(), 4);
+        for name in [
+            "app.main.Echo",
+            "app.other.Alpha",
+            "app.other.Beta",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(responses[0].contains(name), "{name} listed");
+        }
+        assert!(responses[1].contains("echo.proto") && responses[1].contains("NotInPhp"));
+        assert!(responses[2].contains("second.proto") && responses[2].contains("Beta"));
+        assert!(responses[3].contains("app.nosuch.Thing not found"));
+    }
 }

@@ -168,6 +168,35 @@ impl UnaryReader {
     }
 }
 
+/// Takes the first whole message off `buffer` (a stream's bytes so far), for calls that
+/// carry several (server reflection's bidirectional stream); None until one is whole. The
+/// prefix is checked against `max_len` as soon as it is in.
+///
+/// # Errors
+/// A message past `max_len`, a compressed or bad flag.
+pub fn take_message(buffer: &mut Vec<u8>, max_len: u64) -> Result<Option<Vec<u8>>, FramingError> {
+    let Some(prefix) = buffer.first_chunk::<PREFIX_LEN>() else {
+        return Ok(None);
+    };
+    let prefix = Prefix::parse(*prefix)?;
+    if u64::from(prefix.len) > max_len {
+        return Err(FramingError::TooLarge {
+            len: u64::from(prefix.len),
+            max: max_len,
+        });
+    }
+    if prefix.compressed {
+        return Err(FramingError::CompressedWithoutEncoding);
+    }
+    let end = PREFIX_LEN + prefix.len as usize;
+    if buffer.len() < end {
+        return Ok(None);
+    }
+    let message = buffer[PREFIX_LEN..end].to_vec();
+    buffer.drain(..end);
+    Ok(Some(message))
+}
+
 /// Reads a `grpc-timeout` value: at most 8 ASCII digits and a unit (`H M S m u n`). None
 /// for anything else (the caller then serves the call without a deadline).
 #[must_use]
@@ -397,6 +426,24 @@ mod tests {
         let mut empty = UnaryReader::new(0, false);
         empty.feed(&framed(b"")).unwrap();
         assert_eq!(empty.finish(), Ok((Vec::new(), false)));
+    }
+
+    #[test]
+    fn messages_are_taken_off_a_stream_one_by_one() {
+        let mut buffer = framed(b"one");
+        buffer.extend(framed(b"two"));
+        buffer.extend(&framed(b"three")[..4]);
+        assert_eq!(take_message(&mut buffer, 10), Ok(Some(b"one".to_vec())));
+        assert_eq!(take_message(&mut buffer, 10), Ok(Some(b"two".to_vec())));
+        assert_eq!(take_message(&mut buffer, 10), Ok(None));
+        buffer.extend(&framed(b"three")[4..]);
+        assert_eq!(take_message(&mut buffer, 10), Ok(Some(b"three".to_vec())));
+        assert!(buffer.is_empty());
+        let mut big = Prefix::encode(11).to_vec();
+        assert_eq!(
+            take_message(&mut big, 10),
+            Err(FramingError::TooLarge { len: 11, max: 10 })
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::metadata::{self, Peer};
 use super::proto::Lookup;
-use super::{health, reply, GrpcShared};
+use super::{health, reflection, reply, GrpcShared};
 use crate::pool::{ExecError, Request};
 use crate::runtime::ShardContext;
 use bytes::Bytes;
@@ -123,6 +123,10 @@ async fn dispatch(
         .get("grpc-timeout")
         .and_then(|value| grpc::parse_timeout(value.as_bytes()))
         .map(|timeout| Instant::now() + timeout);
+    if reflection::SERVICES.contains(&service) {
+        let body = request.into_body();
+        return reflection::serve(method, body, respond, &site.shared).await;
+    }
     if service == health::SERVICE {
         let message = read_message(request, site, deadline).await?.1;
         return health::serve(method, &message, respond, &site.shared).await;

@@ -2,13 +2,15 @@
 //! polled over the connection's own socket, as the http plugin's HTTP/2), whose unary calls
 //! go to the `grpc` pool (`RR_MODE=grpc`) with rr's JSON context and the raw message; the
 //! worker's headers, trailers and `GRPCException` statuses come back as rr sends them.
-//! `grpc.health.v1.Health` is served here (NOT_SERVING while resetting or stopping).
+//! `grpc.health.v1.Health` is served here (NOT_SERVING while resetting or stopping), and
+//! server reflection (v1 and v1alpha) from the loaded protos.
 
 mod call;
 mod config;
 mod health;
 mod metadata;
 mod proto;
+mod reflection;
 mod reply;
 mod serve;
 
