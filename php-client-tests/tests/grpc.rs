@@ -5,7 +5,7 @@
 //! server reflection ([beyond] rr v2025).
 
 use php_client_tests::grpc::{finish, grpc_config, metadata, GrpcServer};
-use php_client_tests::server::{free_port, run_rr, RrServer};
+use php_client_tests::server::{curl, free_port, run_rr, RrServer};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -202,7 +202,12 @@ fn a_missing_proto_file_stops_start_up_with_rr_s_text() {
 
 #[test]
 fn five_hundred_concurrent_calls_use_all_four_workers() {
-    let server = GrpcServer::start("  max_concurrent_streams: 100\n", 4, "");
+    let metrics = free_port();
+    let server = GrpcServer::start(
+        "  max_concurrent_streams: 100\n",
+        4,
+        &format!("metrics:\n  address: 127.0.0.1:{metrics}\n"),
+    );
     let result = one(
         &server,
         json!({"method": format!("{ECHO}/Pid"), "repeat": 500, "timeout": 60}),
@@ -210,6 +215,10 @@ fn five_hundred_concurrent_calls_use_all_four_workers() {
     assert_eq!(result["codes"], json!({"OK": 500}), "{result:?}");
     let pids = texts(&result);
     assert_eq!(pids.len(), 4, "{pids:?}");
+    let scrape = curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]);
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    assert!(text.contains("\nrr_grpc_total_workers 4\n"), "{text}");
+    assert!(text.contains("rr_grpc_workers_ready"), "{text}");
 }
 
 #[test]
