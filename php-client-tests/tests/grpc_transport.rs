@@ -145,3 +145,23 @@ fn still_serves(server: &GrpcServer) {
         server.call(&json!([{"method": "/app.main.Echo/Ping", "text": "s", "timeout": 20}]));
     assert_eq!(result[0]["code"], "OK", "{result:?}");
 }
+
+#[test]
+fn a_client_that_never_speaks_does_not_hold_up_the_stop() {
+    let mut server = GrpcServer::start("", 1, "");
+    let _silent = std::net::TcpStream::connect(server.address).expect("connects");
+    let mut h2 = RawH2::connect(server.address);
+    assert!(
+        h2.read_until(|f| f.kind == h2_frames::SETTINGS).is_some(),
+        "the server is in its loop"
+    );
+    let asked = Instant::now();
+    let status = server.rr.stop();
+    assert!(status.success(), "{status}");
+    // The handshake timeout is 10 s: a stop that waited for the silent client took that.
+    assert!(
+        asked.elapsed() < Duration::from_secs(6),
+        "stop took {:?}",
+        asked.elapsed()
+    );
+}

@@ -61,7 +61,13 @@ pub(super) async fn serve(
         .max_send_buffer_size(SEND_BUFFER)
         .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
     let handshake = builder.handshake::<_, Bytes>(io);
-    let mut connection = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+    let stopping = shared.lifecycle.stop.notified();
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => handshake,
+        // A client that has not said a word yet holds no call: shutdown does not wait for it.
+        () = stopping => Ok(Err(h2::Error::from(h2::Reason::NO_ERROR))),
+    };
+    let mut connection = match handshake {
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             tracing::debug!(target: "grpc", ?peer, %error, "http/2 handshake failed");
