@@ -165,3 +165,23 @@ fn a_client_that_never_speaks_does_not_hold_up_the_stop() {
         asked.elapsed()
     );
 }
+
+#[test]
+fn a_client_that_does_not_answer_keepalive_pings_is_closed() {
+    let server = GrpcServer::start("  ping_time: 1s\n  timeout: 1s\n", 1, "");
+    let mut deaf = RawH2::connect(server.address);
+    let started = Instant::now();
+    let ping = deaf.read_until(|f| f.kind == h2_frames::PING && f.flags & h2_frames::ACK == 0);
+    assert!(ping.is_some(), "the server pings after ping_time");
+    // Never answered: the connection ends about `timeout` later.
+    while deaf.read_frame().is_some() {}
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(8),
+        "{elapsed:?}"
+    );
+    // grpcio answers pings: a call longer than ping_time + timeout is not cut.
+    let result =
+        server.call(&json!([{"method": "/app.main.Echo/Sleep", "text": "3000", "timeout": 20}]));
+    assert_eq!(result[0]["code"], "OK", "{result:?}");
+}

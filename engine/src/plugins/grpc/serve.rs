@@ -91,6 +91,8 @@ pub(super) async fn serve(
     let limits = Limits::new(&shared);
     let mut ping = connection.ping_pong();
     let mut last_ping = Instant::now();
+    // Set while a keepalive ping awaits its answer: the connection closes past it.
+    let mut pong_deadline: Option<Instant> = None;
     let stop = shared.lifecycle.stop.notified();
     tokio::pin!(stop);
     stop.as_mut().enable();
@@ -145,12 +147,23 @@ pub(super) async fn serve(
                 closing_since = Some(Instant::now());
             }
             () = sleep_until(closed_deadline) => break,
-            () = tokio::time::sleep_until(ping_deadline), if ping.is_some() => {
-                last_ping = Instant::now();
-                if !answered_ping(ping.as_mut(), shared.config.timeout).await {
-                    tracing::debug!(target: "grpc", ?peer, "keepalive ping not answered: connection closed");
+            () = tokio::time::sleep_until(ping_deadline), if ping.is_some() && pong_deadline.is_none() => {
+                let sent = ping.as_mut().is_some_and(|ping| ping.send_ping(h2::Ping::opaque()).is_ok());
+                if !sent {
                     break;
                 }
+                pong_deadline = Some(Instant::now() + shared.config.timeout);
+            }
+            pong = poll_pong(ping.as_mut()), if pong_deadline.is_some() => {
+                if !pong {
+                    break;
+                }
+                pong_deadline = None;
+                last_ping = Instant::now();
+            }
+            () = sleep_until(pong_deadline) => {
+                tracing::debug!(target: "grpc", ?peer, "keepalive ping not answered: connection closed");
+                break;
             }
             () = drained.notified(), if !idle => {}
         }
@@ -186,12 +199,11 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Sends a keepalive ping and waits up to `timeout` for its answer.
-async fn answered_ping(ping: Option<&mut h2::PingPong>, timeout: Duration) -> bool {
-    let Some(ping) = ping else { return true };
-    if ping.send_ping(h2::Ping::opaque()).is_err() {
-        return false;
+/// The answer to the keepalive ping in flight (the connection must be polled meanwhile:
+/// it writes the ping and reads the pong); false when the connection failed.
+async fn poll_pong(ping: Option<&mut h2::PingPong>) -> bool {
+    match ping {
+        Some(ping) => std::future::poll_fn(|cx| ping.poll_pong(cx)).await.is_ok(),
+        None => std::future::pending().await,
     }
-    let pong = std::future::poll_fn(|cx| ping.poll_pong(cx));
-    matches!(tokio::time::timeout(timeout, pong).await, Ok(Ok(_)))
 }
