@@ -109,7 +109,7 @@ fn every_row_of_the_status_table() {
 
 #[test]
 fn metadata_reaches_php_and_headers_and_trailers_come_back() {
-    let server = GrpcServer::start("", 1, "");
+    let server = GrpcServer::start("  env:\n    X_GRPC_ENV: from-grpc-env\n", 1, "");
     let results = server.call(&json!([
         {"method": format!("{ECHO}/Meta"), "text": "m",
          "metadata": [["x-req-id", "abc-123"], ["x-multi", "one"], ["x-multi", "two"], ["x-bin-bin", "rr-bin-ok"]]},
@@ -153,6 +153,11 @@ fn metadata_reaches_php_and_headers_and_trailers_come_back() {
         metadata(&results[2]["initial"], "x-rr-mode"),
         ["grpc"],
         "RR_MODE=grpc"
+    );
+    assert_eq!(
+        metadata(&results[2]["initial"], "x-grpc-env"),
+        ["from-grpc-env"],
+        "grpc.env reaches the workers"
     );
 }
 

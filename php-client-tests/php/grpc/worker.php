@@ -6,7 +6,7 @@
 //   Boom    → a plain exception "plain boom: <text>"    Crash → exit(3) mid-call
 //   Sleep   → sleeps <text> ms, then the text           Pid   → this worker's pid (after 20 ms)
 //   Big     → <text> bytes of 'z'                       NotInPhp is not served (UNKNOWN)
-//   RR_MODE reaches the reply of Ping as a header x-rr-mode.
+//   RR_MODE and X_GRPC_ENV (grpc.env) reach the reply of Ping as headers x-rr-mode, x-grpc-env.
 declare(strict_types=1);
 require __DIR__ . '/Grpc.php';
 
@@ -32,6 +32,7 @@ function msg(string $text): string
 
 $ping = function (GrpcCall $call, string $in): string {
     $call->headers['x-rr-mode'] = (string) getenv('RR_MODE');
+    $call->headers['x-grpc-env'] = (string) getenv('X_GRPC_ENV');
     return msg(text($in));
 };
 

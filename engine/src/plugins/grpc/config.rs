@@ -56,7 +56,7 @@ pub struct GrpcSection {
     pub timeout: Duration,
     /// `tls`, when `key` and `cert` are set; its address is unused.
     pub tls: Option<SslSection>,
-    /// `env`: added to the workers' environment.
+    /// `env`: added to the workers' environment (names upper-cased).
     pub env: Vec<(String, String)>,
     /// `interceptors`: plugin names; ringrunner has no interceptor plugin, so any is a
     /// start-up error, as an unregistered name is in rr.
@@ -140,7 +140,13 @@ impl GrpcSection {
                 .filter(|d| !d.is_zero())
                 .unwrap_or(DEFAULT_PING_TIMEOUT),
             tls: read_tls(reader)?,
-            env: reader.string_map("grpc.env")?,
+            // Keys come lower-cased from the config (as viper gives them to rr); the
+            // variables are upper-cased, as server.env's are.
+            env: reader
+                .string_map("grpc.env")?
+                .into_iter()
+                .map(|(key, value)| (key.to_uppercase(), value))
+                .collect(),
             interceptors: reader.strings("grpc.interceptors")?.unwrap_or_default(),
             pool: PoolSection::read(reader, "grpc.pool", warnings)?,
         })
