@@ -50,44 +50,20 @@ pub(super) async fn serve(
     let _connection_guard = shared.lifecycle.connection_opened();
     let stream = Rc::new(stream);
     let tls = stream.is_tls();
-    let io = PollStream::new(Rc::clone(&stream), Vec::new(), WRITE_STALL);
-    let config = &shared.config;
-    let mut builder = h2::server::Builder::new();
-    builder
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_header_list_size(MAX_HEADER_LIST_BYTES)
-        .max_send_buffer_size(SEND_BUFFER)
-        .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
-    let handshake = builder.handshake::<_, Bytes>(io);
-    let stopping = shared.lifecycle.stop.notified();
-    let handshake = tokio::select! {
-        handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => handshake,
-        // A client that has not said a word yet holds no call: shutdown does not wait for it.
-        () = stopping => Ok(Err(h2::Error::from(h2::Reason::NO_ERROR))),
-    };
-    let mut connection = match handshake {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            tracing::debug!(target: "grpc", ?peer, %error, "http/2 handshake failed");
-            stream.shut_down();
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(target: "grpc", ?peer, "http/2 handshake timed out");
-            stream.shut_down();
-            return;
-        }
+    let Some(mut connection) = handshake(&stream, &shared, peer).await else {
+        stream.shut_down();
+        return;
     };
     let site = Rc::new(CallSite {
         peer: Peer { address: peer, tls },
         shared: Arc::clone(&shared),
         shard,
     });
-    let open = Rc::new(Cell::new(0usize));
-    let idle_since = Rc::new(Cell::new(Instant::now()));
-    let drained = Rc::new(tokio::sync::Notify::new());
+    let calls = Rc::new(OpenCalls {
+        count: Cell::new(0),
+        idle_since: Cell::new(Instant::now()),
+        drained: tokio::sync::Notify::new(),
+    });
     let limits = Limits::new(&shared);
     let mut ping = connection.ping_pong();
     let mut last_ping = Instant::now();
@@ -102,8 +78,10 @@ pub(super) async fn serve(
             connection.graceful_shutdown();
             closing_since = Some(Instant::now());
         }
-        let idle = open.get() == 0;
-        let idle_deadline = limits.idle.map(|idle_max| idle_since.get() + idle_max);
+        let idle = calls.count.get() == 0;
+        let idle_deadline = limits
+            .idle
+            .map(|idle_max| calls.idle_since.get() + idle_max);
         let ping_deadline = last_ping + shared.config.ping_time;
         let closed_deadline = closing_since.map(|since| {
             let grace = if idle {
@@ -111,38 +89,20 @@ pub(super) async fn serve(
             } else {
                 limits.age_grace
             };
-            since.max(idle_since.get()) + grace
+            since.max(calls.idle_since.get()) + grace
         });
         tokio::select! {
             accepted = connection.accept() => match accepted {
-                Some(Ok((request, respond))) => {
-                    open.set(open.get() + 1);
-                    let (site, open, idle_since, drained) =
-                        (Rc::clone(&site), Rc::clone(&open), Rc::clone(&idle_since), Rc::clone(&drained));
-                    tokio::task::spawn_local(async move {
-                        call::handle(request, respond, &site).await;
-                        open.set(open.get() - 1);
-                        if open.get() == 0 {
-                            idle_since.set(Instant::now());
-                            drained.notify_waiters();
-                        }
-                    });
-                }
+                Some(Ok((request, respond))) => spawn_call(request, respond, &site, &calls),
                 Some(Err(error)) => {
                     tracing::debug!(target: "grpc", ?peer, %error, "http/2 connection ended");
                     break;
                 }
                 None => break,
             },
-            () = &mut stop, if closing_since.is_none() => {
-                connection.graceful_shutdown();
-                closing_since = Some(Instant::now());
-            }
-            () = sleep_until(idle_deadline), if idle && closing_since.is_none() => {
-                connection.graceful_shutdown();
-                closing_since = Some(Instant::now());
-            }
-            () = sleep_until(limits.age_deadline), if closing_since.is_none() => {
+            // Shutdown, max_connection_idle or max_connection_age: GOAWAY, calls finish.
+            () = goaway_due(stop.as_mut(), idle_deadline.filter(|_| idle), limits.age_deadline),
+                if closing_since.is_none() => {
                 connection.graceful_shutdown();
                 closing_since = Some(Instant::now());
             }
@@ -165,11 +125,72 @@ pub(super) async fn serve(
                 tracing::debug!(target: "grpc", ?peer, "keepalive ping not answered: connection closed");
                 break;
             }
-            () = drained.notified(), if !idle => {}
+            () = calls.drained.notified(), if !idle => {}
         }
     }
     drop(connection);
     stream.shut_down();
+}
+
+/// The calls open on a connection and when the last one ended.
+struct OpenCalls {
+    count: Cell<usize>,
+    idle_since: Cell<Instant>,
+    drained: tokio::sync::Notify,
+}
+
+/// The TLS-agnostic HTTP/2 handshake, within [`HANDSHAKE_TIMEOUT`]; None when it failed,
+/// timed out, or shutdown began first (a client that has not said a word yet holds no
+/// call: shutdown does not wait for it).
+async fn handshake(
+    stream: &Rc<Stream>,
+    shared: &GrpcShared,
+    peer: Option<SocketAddr>,
+) -> Option<h2::server::Connection<PollStream, Bytes>> {
+    let io = PollStream::new(Rc::clone(stream), Vec::new(), WRITE_STALL);
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(shared.config.max_concurrent_streams)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .max_send_buffer_size(SEND_BUFFER)
+        .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, builder.handshake::<_, Bytes>(io));
+    let stopping = shared.lifecycle.stop.notified();
+    tokio::select! {
+        handshake = handshake => match handshake {
+            Ok(Ok(connection)) => Some(connection),
+            Ok(Err(error)) => {
+                tracing::debug!(target: "grpc", ?peer, %error, "http/2 handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(target: "grpc", ?peer, "http/2 handshake timed out");
+                None
+            }
+        },
+        () = stopping => None,
+    }
+}
+
+/// Runs one call as a task of its own, counted open until it ends.
+fn spawn_call(
+    request: http::Request<h2::RecvStream>,
+    respond: h2::server::SendResponse<Bytes>,
+    site: &Rc<CallSite>,
+    calls: &Rc<OpenCalls>,
+) {
+    calls.count.set(calls.count.get() + 1);
+    let (site, calls) = (Rc::clone(site), Rc::clone(calls));
+    tokio::task::spawn_local(async move {
+        call::handle(request, respond, &site).await;
+        calls.count.set(calls.count.get() - 1);
+        if calls.count.get() == 0 {
+            calls.idle_since.set(Instant::now());
+            calls.drained.notify_waiters();
+        }
+    });
 }
 
 /// A connection's keepalive limits.
@@ -189,6 +210,19 @@ impl Limits {
             age_grace: nonzero(config.max_connection_age_grace)
                 .unwrap_or(Duration::from_secs(365 * 24 * 3600)),
         }
+    }
+}
+
+/// Resolves when shutdown begins or either deadline passes.
+async fn goaway_due(
+    stop: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    idle_deadline: Option<Instant>,
+    age_deadline: Option<Instant>,
+) {
+    tokio::select! {
+        () = stop => {}
+        () = sleep_until(idle_deadline) => {}
+        () = sleep_until(age_deadline) => {}
     }
 }
 
