@@ -161,10 +161,12 @@ pub fn self_check(rounds: usize) -> Result<SelfCheckReport, String> {
     })
 }
 
+pub mod grpc;
 pub mod h2_frames;
 pub mod harness;
 pub mod http_client;
 pub mod jobs_log;
+pub mod pki;
 pub mod python;
 pub mod rabbitmq;
 pub mod redis;

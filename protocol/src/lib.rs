@@ -14,6 +14,7 @@
 
 pub mod fcgi;
 pub mod frame;
+pub mod grpc;
 pub mod http;
 pub mod http1;
 pub mod payload;

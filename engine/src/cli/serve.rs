@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The plugins that serve clients: a config needs one of them.
-const SERVING_PLUGINS: [&str; 4] = ["http", "tcp", "service", "jobs"];
+const SERVING_PLUGINS: [&str; 5] = ["http", "tcp", "grpc", "service", "jobs"];
 
 /// Raises the soft limit on open files to the hard one, as Go's runtime does for rr: a
 /// server holding thousands of connections must not fail at 1,024.

@@ -127,10 +127,19 @@ fn roadrunner_s_own_sample_config_loads() {
     assert_eq!(config.logs().root.mode, "development");
     assert_eq!(config.logs().channels.len(), 3);
     assert_eq!(config.configured.grace_period, Duration::from_secs(30));
-    assert!(config
-        .warnings()
-        .iter()
-        .any(|w| w.starts_with("sections without a ringrunner plugin yet") && w.contains("grpc")));
+    assert!(config.warnings().iter().any(|w| w
+        .starts_with("sections without a ringrunner plugin yet")
+        && w.contains("fileserver")
+        && !w.contains("grpc")));
+    let grpc = config
+        .configured
+        .get::<crate::plugins::grpc::GrpcSection>()
+        .expect("the grpc section is read");
+    assert_eq!(grpc.proto, ["*.proto", "first.proto", "second.proto"]);
+    assert_eq!(grpc.max_recv_msg_size_bytes, 50 * 1024 * 1024);
+    assert_eq!(grpc.ping_time, Duration::from_secs(1));
+    assert_eq!(grpc.timeout, Duration::from_secs(200));
+    assert_eq!(grpc.max_connection_age_grace, Duration::from_secs(8 * 3600));
 }
 
 #[test]
@@ -328,7 +337,7 @@ fn dynamic_allocator_is_read_with_rr_s_clamps() {
 #[test]
 fn a_misspelt_section_is_named_with_its_likely_meaning() {
     let text =
-        "version: '3'\nhtttp:\n  address: :8080\ngrpc:\n  listen: tcp://:9001\nmy_app_settings: {}\n";
+        "version: '3'\nhtttp:\n  address: :8080\nfileserver:\n  address: :9001\nmy_app_settings: {}\n";
     let config = load(text).unwrap();
     assert!(config.http().is_none());
     assert!(
@@ -343,7 +352,7 @@ fn a_misspelt_section_is_named_with_its_likely_meaning() {
         .contains(&"unknown section my_app_settings (line 6), ignored".to_owned()));
     assert!(config
         .warnings()
-        .contains(&"sections without a ringrunner plugin yet, ignored: grpc".to_owned()));
+        .contains(&"sections without a ringrunner plugin yet, ignored: fileserver".to_owned()));
 }
 
 #[test]

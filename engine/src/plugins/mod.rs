@@ -8,6 +8,7 @@ pub mod client_io;
 #[cfg(test)]
 mod config_tests;
 mod container;
+pub mod grpc;
 pub mod http;
 pub mod jobs;
 pub mod kv;
@@ -80,8 +81,9 @@ pub trait Service: Any + Debug + Send + Sync {
         self.pool().map(Pool::workers)
     }
 
-    /// A reset (`resetter.Reset`) for a plugin whose processes are not a pool (a pool's
-    /// plugin is reset by replacing its workers).
+    /// A reset (`resetter.Reset`) for a plugin whose processes are not a pool, or whose
+    /// reset does more than replace its pool's workers (a pool's plugin is otherwise reset
+    /// by replacing its workers).
     fn reset(&self) -> Option<LocalFuture<'_, ()>> {
         None
     }

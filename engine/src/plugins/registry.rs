@@ -48,6 +48,7 @@ pub const REGISTRY: &[Entry] = &[
     super::rpc::ENTRY,
     super::http::ENTRY,
     super::tcp::ENTRY,
+    super::grpc::ENTRY,
     super::jobs::ENTRY,
     super::jobs::AMQP_ENTRY,
     super::status::ENTRY,
@@ -65,7 +66,7 @@ const CONTAINER_SECTIONS: [&str; 1] = ["endure"];
 /// Plugins that run workers from the `server` section. Without that section rr's container
 /// disables them (a plugin whose dependency is off is off): they are left out here too, with
 /// a warning, and their listeners stay silent.
-const SERVER_DEPENDENTS: [&str; 3] = ["http", "tcp", "jobs"];
+const SERVER_DEPENDENTS: [&str; 4] = ["http", "tcp", "jobs", "grpc"];
 
 /// The plugins a config asks for, ready to start.
 #[derive(Debug)]

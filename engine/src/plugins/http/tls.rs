@@ -22,6 +22,19 @@ pub enum ClientAuth {
     Required,
 }
 
+impl ClientAuth {
+    /// From `client_auth_type`, which counts only with a `root_ca` (as rr's; shared by
+    /// `http.ssl` and `grpc.tls`).
+    #[must_use]
+    pub fn from_config(has_root_ca: bool, client_auth_type: &str) -> Self {
+        match (has_root_ca, client_auth_type) {
+            (true, "request_client_cert" | "verify_client_cert_if_given") => Self::IfGiven,
+            (true, "require_any_client_cert" | "require_and_verify_client_cert") => Self::Required,
+            _ => Self::None,
+        }
+    }
+}
+
 /// `http.ssl`.
 #[derive(Debug, Clone)]
 pub struct SslSection {
@@ -79,14 +92,7 @@ impl SslSection {
             return Ok(None);
         }
         let _ = reader.has("http.ssl.acme");
-        let client_auth = match (root_ca.is_some(), client_auth_type.as_str()) {
-            (false, _) => ClientAuth::None,
-            (true, "request_client_cert" | "verify_client_cert_if_given") => ClientAuth::IfGiven,
-            (true, "require_any_client_cert" | "require_and_verify_client_cert") => {
-                ClientAuth::Required
-            }
-            (true, _) => ClientAuth::None,
-        };
+        let client_auth = ClientAuth::from_config(root_ca.is_some(), &client_auth_type);
         Ok(Some(Self {
             address,
             cert: cert.into(),

@@ -24,13 +24,13 @@ fn read(yaml: &str) -> (Option<ReloadSection>, Vec<String>) {
 fn absent_section_is_no_plugin_and_present_one_is_not_warned_about() {
     let (section, _) = read("version: \"3\"\n");
     assert!(section.is_none());
-    let (section, warnings) = read("version: \"3\"\nreload: {}\ngrpc: {}\n");
+    let (section, warnings) = read("version: \"3\"\nreload: {}\nfileserver: {}\n");
     assert!(section.is_some());
     assert!(
         warnings
             .iter()
             .any(|warning| warning.contains("without a ringrunner plugin")
-                && warning.contains("grpc")
+                && warning.contains("fileserver")
                 && !warning.contains("reload")),
         "{warnings:?}"
     );

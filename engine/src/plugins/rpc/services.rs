@@ -123,7 +123,7 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Standard base64 with padding, as Go's `encoding/json` writes a `[]byte`.
-fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -271,8 +271,8 @@ impl RpcService for Resetter {
                     };
                     tracing::info!(target: "resetter", plugin = %name, "resetting plugin");
                     match (pool, service.as_ref().and_then(|service| service.reset())) {
-                        (Some(pool), _) => pool.reset().await,
-                        (None, Some(reset)) => reset.await,
+                        (_, Some(reset)) => reset.await,
+                        (Some(pool), None) => pool.reset().await,
                         (None, None) => return Err(no_such()),
                     }
                     Ok(Reply::Json(Value::Bool(true)))

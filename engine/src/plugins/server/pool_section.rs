@@ -32,6 +32,9 @@ pub struct PoolSection {
     pub supervisor: Option<SupervisorConfig>,
     /// `dynamic_allocator`, present when the section exists.
     pub dynamic: Option<DynamicAllocator>,
+    /// Variables the owning plugin adds to the workers' environment (`grpc.env`), after
+    /// `server.env`.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for PoolSection {
@@ -49,6 +52,7 @@ impl Default for PoolSection {
             debug: false,
             supervisor: None,
             dynamic: None,
+            extra_env: Vec::new(),
         }
     }
 }
@@ -138,6 +142,7 @@ impl PoolSection {
             debug,
             supervisor,
             dynamic,
+            extra_env: Vec::new(),
         })
     }
 
@@ -172,6 +177,7 @@ impl PoolSection {
             env: server
                 .env
                 .iter()
+                .chain(&self.extra_env)
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
             credentials,
