@@ -158,7 +158,7 @@ impl FrameHeader {
 
     /// Builds a header from the fields of an already validated raw header.
     pub(crate) fn from_validated(raw: &[u8]) -> Self {
-        debug_assert!(raw.len() >= BASE_HEADER_BYTES && raw.len() % 4 == 0);
+        debug_assert!(raw.len() >= BASE_HEADER_BYTES && raw.len().is_multiple_of(4));
         let mut header = Self::new(Flags(raw[1]), u32_at(raw, 2));
         header.version = raw[0] >> 4;
         header.stream = StreamFlags(raw[10]);
