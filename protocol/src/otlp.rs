@@ -22,6 +22,16 @@ pub struct ExportTraceServiceRequest {
     pub resource_spans: Vec<ResourceSpans>,
 }
 
+impl ExportTraceServiceRequest {
+    /// Reads the protobuf bytes of an export (a collector's, or a test receiver's, side).
+    ///
+    /// # Errors
+    /// Bytes that are not this message.
+    pub fn from_protobuf(bytes: &[u8]) -> Result<Self, prost::DecodeError> {
+        <Self as prost::Message>::decode(bytes)
+    }
+}
+
 /// `ExportTraceServiceResponse`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ExportTraceServiceResponse {
