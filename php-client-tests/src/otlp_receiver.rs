@@ -6,7 +6,7 @@ use flate2::read::GzDecoder;
 use ringrunner_protocol::otlp::{ExportTraceServiceRequest, KeyValue, Span};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,9 @@ impl ReceivedSpan {
 struct Inbox {
     exports: Mutex<Vec<ReceivedExport>>,
     arrived: Condvar,
+    /// Keep only the count (a bench's sink), not the exports.
+    count_only: bool,
+    spans_total: AtomicUsize,
 }
 
 /// The running receiver; stops when dropped.
@@ -85,9 +88,24 @@ impl OtlpReceiver {
     /// # Errors
     /// The address cannot be bound.
     pub fn start_on(address: &str) -> std::io::Result<Self> {
+        Self::listen(address, false)
+    }
+
+    /// Listens on `address`, counting the spans without keeping them (for load).
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub fn start_counting_on(address: &str) -> std::io::Result<Self> {
+        Self::listen(address, true)
+    }
+
+    fn listen(address: &str, count_only: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind(address)?;
         let address = listener.local_addr()?;
-        let inbox = Arc::new(Inbox::default());
+        let inbox = Arc::new(Inbox {
+            count_only,
+            ..Inbox::default()
+        });
         let stopping = Arc::new(AtomicBool::new(false));
         let (thread_inbox, thread_stopping) = (Arc::clone(&inbox), Arc::clone(&stopping));
         std::thread::spawn(move || {
@@ -111,6 +129,12 @@ impl OtlpReceiver {
     #[must_use]
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The spans received so far, counted as they were decoded.
+    #[must_use]
+    pub fn spans_total(&self) -> usize {
+        self.inbox.spans_total.load(Ordering::Acquire)
     }
 
     /// The exports received so far.
@@ -177,6 +201,15 @@ fn flatten(exports: &[ReceivedExport]) -> Vec<ReceivedSpan> {
     spans
 }
 
+fn flatten_count(request: &ExportTraceServiceRequest) -> usize {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
+
 /// Serves one connection's requests (keep-alive or not).
 fn serve(mut stream: TcpStream, inbox: &Inbox) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
@@ -231,13 +264,21 @@ fn serve(mut stream: TcpStream, inbox: &Inbox) {
             decoded.and_then(|bytes| ExportTraceServiceRequest::from_protobuf(&bytes).ok());
         let answer: &[u8] = match request {
             Some(request) => {
-                inbox.exports.lock().unwrap().push(ReceivedExport {
-                    path,
-                    content_type: header("content-type").unwrap_or_default(),
-                    gzip,
-                    headers: headers.clone(),
-                    request,
-                });
+                let spans = flatten_count(&request);
+                inbox.spans_total.fetch_add(spans, Ordering::AcqRel);
+                let mut exports = inbox.exports.lock().unwrap();
+                if inbox.count_only {
+                    drop(exports);
+                } else {
+                    exports.push(ReceivedExport {
+                        path,
+                        content_type: header("content-type").unwrap_or_default(),
+                        gzip,
+                        headers: headers.clone(),
+                        request,
+                    });
+                    drop(exports);
+                }
                 inbox.arrived.notify_all();
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
             }

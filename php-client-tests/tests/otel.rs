@@ -273,3 +273,47 @@ fn sigterm_flushes_the_pending_spans_before_exit() {
     assert_eq!(spans.len(), 6, "{spans:#?}");
     assert_eq!(spans.iter().filter(|s| s.span.name == "/hello").count(), 3);
 }
+
+#[test]
+fn compress_gzips_the_export_and_headers_go_with_it() {
+    let receiver = OtlpReceiver::start();
+    let server = server(
+        &receiver.address().to_string(),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+        "  compress: true\n  custom_url: /custom/traces\n  headers:\n    x-api-key: secret\n",
+    );
+    assert_eq!(get(server.http(), "/hello", "").status, 200);
+    let spans = receiver.wait_for_spans(2, SPANS_TIMEOUT);
+    assert_eq!(spans.len(), 2);
+    let export = &receiver.exports()[0];
+    assert!(export.gzip, "not gzipped");
+    assert_eq!(export.path, "/custom/traces");
+    assert!(export
+        .headers
+        .contains(&("x-api-key".to_owned(), "secret".to_owned())));
+}
+
+#[test]
+fn the_stdout_exporter_writes_one_json_line_per_span() {
+    let yaml = format!(
+        "{}otel:\n  exporter: stdout\n  resource:\n    service_name: json-svc\n",
+        http_config("  middleware: [otel]\n", "")
+    );
+    let launch = Launch {
+        env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into())],
+        ..Launch::default()
+    };
+    let server = RrServer::start_launched(&yaml, &[], &launch).expect("starts");
+    assert_eq!(get(server.http(), "/hello?q=1", "").status, 200);
+    assert!(server.wait_for_line(r#""Name":"/hello?q=1""#, SPANS_TIMEOUT));
+    assert!(server.wait_for_line(r#""Name":"http""#, SPANS_TIMEOUT));
+    let output = server.output();
+    let line = output
+        .lines()
+        .find(|line| line.contains(r#""Name":"/hello?q=1""#))
+        .expect("the span's line");
+    let span: serde_json::Value = serde_json::from_str(line).expect("one JSON object per line");
+    assert_eq!(span["Attributes"]["url.path"], "/hello");
+    assert_eq!(span["Resource"]["service.name"], "json-svc");
+    assert_eq!(span["InstrumentationScope"], OTELHTTP);
+}
