@@ -1,6 +1,9 @@
 //! A real OTLP/HTTP receiver for the tests and benches: an HTTP/1.1 server on 127.0.0.1
 //! that decodes each `ExportTraceServiceRequest` (gzip aware) and answers 200, and lets a
-//! test wait until a number of spans has arrived (an event, never a sleep).
+//! test wait until a number of spans has arrived (an event, never a sleep); its gRPC side
+//! (`grpc.rs`) answers the `TraceService/Export` call over h2c.
+
+mod grpc;
 
 use flate2::read::GzDecoder;
 use ringrunner_protocol::otlp::{ExportTraceServiceRequest, KeyValue, Span};
@@ -97,6 +100,25 @@ impl OtlpReceiver {
     /// The address cannot be bound.
     pub fn start_counting_on(address: &str) -> std::io::Result<Self> {
         Self::listen(address, true)
+    }
+
+    /// Listens for OTLP/gRPC (h2c) on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    #[must_use]
+    pub fn start_grpc() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the OTLP/gRPC receiver");
+        let address = listener.local_addr().expect("its address");
+        let inbox = Arc::new(Inbox::default());
+        let thread_inbox = Arc::clone(&inbox);
+        std::thread::spawn(move || grpc::serve(listener, thread_inbox));
+        Self {
+            address,
+            inbox,
+            // The gRPC thread lives as long as the test process.
+            stopping: Arc::new(AtomicBool::new(true)),
+        }
     }
 
     fn listen(address: &str, count_only: bool) -> std::io::Result<Self> {
@@ -201,6 +223,18 @@ fn flatten(exports: &[ReceivedExport]) -> Vec<ReceivedSpan> {
     spans
 }
 
+/// Counts an export's spans, keeps it (unless counting only), wakes the waiters.
+fn record(inbox: &Inbox, export: ReceivedExport) {
+    let spans = flatten_count(&export.request);
+    inbox.spans_total.fetch_add(spans, Ordering::AcqRel);
+    let mut exports = inbox.exports.lock().unwrap();
+    if !inbox.count_only {
+        exports.push(export);
+    }
+    drop(exports);
+    inbox.arrived.notify_all();
+}
+
 fn flatten_count(request: &ExportTraceServiceRequest) -> usize {
     request
         .resource_spans
@@ -264,22 +298,15 @@ fn serve(mut stream: TcpStream, inbox: &Inbox) {
             decoded.and_then(|bytes| ExportTraceServiceRequest::from_protobuf(&bytes).ok());
         let answer: &[u8] = match request {
             Some(request) => {
-                let spans = flatten_count(&request);
-                inbox.spans_total.fetch_add(spans, Ordering::AcqRel);
-                let mut exports = inbox.exports.lock().unwrap();
-                if inbox.count_only {
-                    drop(exports);
-                } else {
-                    exports.push(ReceivedExport {
-                        path,
-                        content_type: header("content-type").unwrap_or_default(),
-                        gzip,
-                        headers: headers.clone(),
-                        request,
-                    });
-                    drop(exports);
-                }
-                inbox.arrived.notify_all();
+                let content_type = header("content-type").unwrap_or_default();
+                let export = ReceivedExport {
+                    path,
+                    content_type,
+                    gzip,
+                    headers: headers.clone(),
+                    request,
+                };
+                record(inbox, export);
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
             }
             None => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",

@@ -317,3 +317,33 @@ fn the_stdout_exporter_writes_one_json_line_per_span() {
     assert_eq!(span["Resource"]["service.name"], "json-svc");
     assert_eq!(span["InstrumentationScope"], OTELHTTP);
 }
+
+#[test]
+fn the_grpc_client_makes_the_export_call_over_h2c() {
+    let receiver = OtlpReceiver::start_grpc();
+    let yaml = format!(
+        "{}otel:\n  insecure: true\n  client: grpc\n  compress: true\n  endpoint: {}\n  resource:\n    service_name: grpc-svc\n",
+        http_config("  middleware: [otel]\n", ""),
+        receiver.address()
+    );
+    let launch = Launch {
+        env: vec![("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into())],
+        ..Launch::default()
+    };
+    let server = RrServer::start_launched(&yaml, &[], &launch).expect("starts");
+    assert_eq!(get(server.http(), "/hello", "").status, 200);
+    let spans = receiver.wait_for_spans(2, SPANS_TIMEOUT);
+    let (server_span, _) = pair(&spans, "/hello");
+    assert_eq!(server_span.resource_text("service.name"), Some("grpc-svc"));
+    let export = &receiver.exports()[0];
+    assert_eq!(
+        export.path,
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    );
+    assert!(export.gzip, "the message was not gzipped");
+    assert!(
+        !server.output().contains("span export failed"),
+        "{}",
+        server.output()
+    );
+}
