@@ -18,6 +18,9 @@ pub struct SpanContext {
 /// The length of a version-00 `traceparent`.
 pub const TRACEPARENT_LEN: usize = 55;
 
+/// The length of the `uber-trace-id` written (full-length ids).
+pub const UBER_TRACE_ID_LEN: usize = 53;
+
 /// The longest `uber-trace-id` read (ids, parent and flags with room for percent escapes):
 /// a longer one is not a valid header.
 const UBER_TRACE_ID_BYTES_MAX: usize = 256;
@@ -65,10 +68,12 @@ fn decode_hex_padded(digits: &[u8], out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
-    for byte in bytes {
-        out.push(HEX_DIGITS[usize::from(byte >> 4)]);
-        out.push(HEX_DIGITS[usize::from(byte & 0x0f)]);
+/// Writes `bytes` as lowercase hex into `out` (twice as long).
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    debug_assert_eq!(out.len(), bytes.len() * 2);
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
     }
 }
 
@@ -107,13 +112,16 @@ pub fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
     valid_ids(&context.trace_id, &context.span_id).then_some(context)
 }
 
-/// Appends `00-<trace id>-<span id>-<01|00>` to `out`.
-pub fn format_traceparent(context: &SpanContext, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"00-");
-    push_hex(&context.trace_id, out);
-    out.push(b'-');
-    push_hex(&context.span_id, out);
-    out.extend_from_slice(if context.sampled { b"-01" } else { b"-00" });
+/// `00-<trace id>-<span id>-<01|00>` (on the stack: no allocation per request).
+#[must_use]
+pub fn format_traceparent(context: &SpanContext) -> [u8; TRACEPARENT_LEN] {
+    let mut out = [0u8; TRACEPARENT_LEN];
+    out[..3].copy_from_slice(b"00-");
+    write_hex(&context.trace_id, &mut out[3..35]);
+    out[35] = b'-';
+    write_hex(&context.span_id, &mut out[36..52]);
+    out[52..].copy_from_slice(if context.sampled { b"-01" } else { b"-00" });
+    out
 }
 
 /// Percent-decodes `value` into `out` (Go's propagator unescapes the header first); None
@@ -169,12 +177,15 @@ pub fn parse_uber_trace_id(value: &[u8]) -> Option<SpanContext> {
     valid_ids(&context.trace_id, &context.span_id).then_some(context)
 }
 
-/// Appends `<trace id>:<span id>:0:<1|0>` to `out` (Go's Jaeger propagator's form).
-pub fn format_uber_trace_id(context: &SpanContext, out: &mut Vec<u8>) {
-    push_hex(&context.trace_id, out);
-    out.push(b':');
-    push_hex(&context.span_id, out);
-    out.extend_from_slice(if context.sampled { b":0:1" } else { b":0:0" });
+/// `<trace id>:<span id>:0:<1|0>` (Go's Jaeger propagator's form, full-length ids).
+#[must_use]
+pub fn format_uber_trace_id(context: &SpanContext) -> [u8; UBER_TRACE_ID_LEN] {
+    let mut out = [0u8; UBER_TRACE_ID_LEN];
+    write_hex(&context.trace_id, &mut out[..32]);
+    out[32] = b':';
+    write_hex(&context.span_id, &mut out[33..49]);
+    out[49..].copy_from_slice(if context.sampled { b":0:1" } else { b":0:0" });
+    out
 }
 
 #[cfg(test)]
@@ -192,9 +203,7 @@ mod tests {
             context.span_id,
             [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
         );
-        let mut out = Vec::new();
-        format_traceparent(&context, &mut out);
-        assert_eq!(out, header);
+        assert_eq!(&format_traceparent(&context)[..], header);
     }
 
     #[test]
@@ -231,9 +240,7 @@ mod tests {
         header.extend_from_slice(b":00f067aa0ba902b7:0:0");
         let context = parse_uber_trace_id(&header).expect("valid");
         assert!(!context.sampled);
-        let mut out = Vec::new();
-        format_uber_trace_id(&context, &mut out);
-        assert_eq!(out, header);
+        assert_eq!(&format_uber_trace_id(&context)[..], header);
         for bad in [
             &b"abc:1f:0"[..],
             b"0:1f:0:1",

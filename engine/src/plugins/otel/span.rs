@@ -167,12 +167,8 @@ impl Tracer {
             span_id: self.ids.span_id(shard),
             ..server
         };
-        let mut value = Vec::with_capacity(otlp::TRACEPARENT_LEN);
-        otlp::format_traceparent(&http, &mut value);
-        headers.set_owned(b"Traceparent", &value);
-        value.clear();
-        otlp::format_uber_trace_id(&http, &mut value);
-        headers.set_owned(b"Uber-Trace-Id", &value);
+        headers.set_owned(b"Traceparent", &otlp::format_traceparent(&http));
+        headers.set_owned(b"Uber-Trace-Id", &otlp::format_uber_trace_id(&http));
         RequestTrace {
             parent,
             server,
