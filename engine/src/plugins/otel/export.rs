@@ -8,7 +8,6 @@ use super::config::{Client, Exporter, OtelSection, EXPORT_TIMEOUT};
 use super::encode;
 use super::http_client::{HttpTarget, PostError};
 use super::span::{FinishedRequest, SpanCounters};
-use prost::Message;
 use ringrunner_protocol::otlp::Resource;
 use std::io::Write;
 use std::sync::Arc;
@@ -17,6 +16,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 /// The longest the stop waits for the pending spans to go out.
 pub const FLUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The exporter thread's nice value: under a saturated CPU the shards and workers come
+/// first, the queue fills and spans are dropped (and counted), requests are not slowed.
+const EXPORTER_NICE: i32 = 10;
 
 /// Where a batch goes.
 #[derive(Debug)]
@@ -37,6 +40,8 @@ struct BatchExporter {
     batch_records_max: usize,
     schedule_delay: Duration,
     counters: Arc<SpanCounters>,
+    /// The protobuf encoding's reused buffers.
+    scratch: super::wire::Scratch,
 }
 
 /// The running thread's handles: wake it to flush and stop, and hear when it has.
@@ -72,6 +77,7 @@ pub fn spawn(
         batch_records_max: (config.batch_spans_max / 2).max(1),
         schedule_delay: config.schedule_delay,
         counters,
+        scratch: super::wire::Scratch::default(),
     };
     let stop = Arc::new(Notify::new());
     let (flushed_tx, flushed_rx) = oneshot::channel();
@@ -79,6 +85,12 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("otel-export".into())
         .spawn(move || {
+            // Linux: PRIO_PROCESS with a thread id sets that thread's nice value alone.
+            if let Err(error) =
+                rustix::process::setpriority_process(Some(rustix::thread::gettid()), EXPORTER_NICE)
+            {
+                tracing::debug!(target: "otel", %error, "otel exporter keeps its priority");
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
@@ -138,19 +150,34 @@ impl BatchExporter {
     /// Sends `batch` (then empties it), bounded by `deadline`.
     async fn export(&mut self, batch: &mut Vec<FinishedRequest>, deadline: Instant) {
         let spans = batch.len() * 2;
-        let request = encode::export_request(&self.resource, &self.tracer_name, batch);
-        batch.clear();
         if Instant::now() >= deadline {
+            batch.clear();
             tracing::warn!(target: "otel", spans, "span export skipped: past the flush deadline");
             self.count_failed(spans);
             return;
         }
-        let result = match &mut self.destination {
-            Destination::Http(target) => target.post(&request.encode_to_vec(), deadline),
-            Destination::Grpc(target) => target.export(&request.encode_to_vec(), deadline).await,
-            Destination::Stdout => write_lines(std::io::stdout().lock(), &request),
-            Destination::Stderr => write_lines(std::io::stderr().lock(), &request),
+        // The batch is encoded only once the collector has accepted a connection: a
+        // collector that is down costs a refused connect per batch, not an encoding.
+        let Self {
+            destination,
+            resource,
+            tracer_name,
+            scratch,
+            ..
+        } = self;
+        let tracer_name = tracer_name.as_str();
+        let encode = || encode::export_bytes(resource, tracer_name, batch, scratch);
+        let result = match destination {
+            Destination::Http(target) => target.post(encode, deadline),
+            Destination::Grpc(target) => target.export(encode, deadline).await,
+            Destination::Stdout => {
+                write_lines(std::io::stdout().lock(), resource, tracer_name, batch)
+            }
+            Destination::Stderr => {
+                write_lines(std::io::stderr().lock(), resource, tracer_name, batch)
+            }
         };
+        batch.clear();
         match result {
             Ok(()) => tracing::debug!(target: "otel", spans, "spans exported"),
             Err(error) => {
@@ -170,9 +197,12 @@ impl BatchExporter {
 
 fn write_lines(
     mut out: impl Write,
-    request: &ringrunner_protocol::otlp::ExportTraceServiceRequest,
+    resource: &Resource,
+    tracer_name: &str,
+    batch: &[FinishedRequest],
 ) -> Result<(), PostError> {
-    out.write_all(encode::json_lines(request).as_bytes())
+    let request = encode::export_request(resource, tracer_name, batch);
+    out.write_all(encode::json_lines(&request).as_bytes())
         .and_then(|()| out.flush())
         .map_err(PostError::Io)
 }

@@ -55,14 +55,19 @@ impl GrpcTarget {
     ///
     /// # Errors
     /// The collector is down, slow past `deadline`, or answers an error.
-    pub async fn export(&self, message: &[u8], deadline: Instant) -> Result<(), PostError> {
+    pub async fn export(
+        &self,
+        encode: impl FnOnce() -> Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), PostError> {
         let left = remaining(deadline)?;
-        tokio::time::timeout(left, self.call(message))
+        tokio::time::timeout(left, self.call(encode))
             .await
             .map_err(|_| PostError::TimedOut)?
     }
 
-    async fn call(&self, message: &[u8]) -> Result<(), PostError> {
+    /// Connects, then encodes (a collector that is down costs no encoding) and calls.
+    async fn call(&self, encode: impl FnOnce() -> Vec<u8>) -> Result<(), PostError> {
         let grpc = |error: &dyn std::fmt::Display| PostError::Grpc(error.to_string());
         let socket = tokio::net::TcpStream::connect(&self.endpoint)
             .await
@@ -73,7 +78,8 @@ impl GrpcTarget {
         socket.set_nodelay(true)?;
         let (client, connection) = h2::client::handshake(socket).await.map_err(|e| grpc(&e))?;
         let driver = tokio::spawn(connection);
-        let result = self.request(client, message).await;
+        let message = encode();
+        let result = self.request(client, &message).await;
         driver.abort();
         result
     }

@@ -99,11 +99,18 @@ impl HttpTarget {
         })
     }
 
-    /// POSTs one export; Ok on a 2xx answer.
+    /// Connects, then POSTs the export `encode` makes; Ok on a 2xx answer.
     ///
     /// # Errors
     /// The collector is down, slow past `deadline`, or refuses.
-    pub fn post(&self, body: &[u8], deadline: Instant) -> Result<(), PostError> {
+    pub fn post(
+        &self,
+        encode: impl FnOnce() -> Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), PostError> {
+        let socket = self.connect(deadline)?;
+        let body = encode();
+        let body = body.as_slice();
         let compressed;
         let body = if self.compress {
             let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -117,7 +124,6 @@ impl HttpTarget {
         request.extend_from_slice(&self.head_prefix);
         request.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         request.extend_from_slice(body);
-        let socket = self.connect(deadline)?;
         match &self.tls {
             None => exchange(socket, &request, deadline),
             Some((config, name)) => {

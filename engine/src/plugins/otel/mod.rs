@@ -17,6 +17,7 @@ mod grpc_client;
 mod http_client;
 mod ids;
 mod span;
+mod wire;
 
 pub use config::{Client, Exporter, OtelSection, ResourceSection};
 pub use encode::OTELHTTP_SCOPE;

@@ -92,6 +92,39 @@ impl FinishedRequest {
     }
 }
 
+#[cfg(test)]
+impl FinishedRequest {
+    /// A request for the encoders' tests: `texts` are method, target, host, user agent and
+    /// tracestate.
+    pub fn for_test(texts: [&str; TEXTS], status: u16, parent: Option<[u8; 8]>) -> Self {
+        let mut joined = Vec::new();
+        let mut text_ends = [0u32; TEXTS];
+        for (end, text) in text_ends.iter_mut().zip(texts) {
+            joined.extend_from_slice(text.as_bytes());
+            *end = joined.len() as u32;
+        }
+        Self {
+            parent_span_id: parent,
+            server: SpanContext {
+                trace_id: [7; 16],
+                span_id: [8; 8],
+                sampled: true,
+            },
+            http_span_id: [9; 8],
+            start_unix_nanos: 1_000,
+            end_unix_nanos: 2_000,
+            peer: SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            https: false,
+            protocol_version: "1.1",
+            status,
+            response_bytes: 321,
+            request_bytes: 5,
+            texts: joined,
+            text_ends,
+        }
+    }
+}
+
 /// What the connection knows once the answer is out.
 #[derive(Debug, Clone, Copy)]
 pub struct Answered<'a> {
