@@ -61,6 +61,7 @@ pub fn spawn(
     config: &OtelSection,
     queue: mpsc::Receiver<FinishedRequest>,
     counters: Arc<SpanCounters>,
+    batch_ready: Arc<Notify>,
 ) -> Result<ExporterHandle, String> {
     let destination = match (config.exporter, config.client) {
         (Exporter::Stdout, _) => Destination::Stdout,
@@ -95,7 +96,7 @@ pub fn spawn(
                 .enable_all()
                 .build();
             match runtime {
-                Ok(runtime) => runtime.block_on(exporter.run(queue, &thread_stop)),
+                Ok(runtime) => runtime.block_on(exporter.run(queue, &thread_stop, &batch_ready)),
                 Err(error) => {
                     tracing::error!(target: "otel", %error, "otel exporter: no runtime, spans are not exported");
                 }
@@ -110,27 +111,36 @@ pub fn spawn(
 }
 
 impl BatchExporter {
-    async fn run(mut self, mut queue: mpsc::Receiver<FinishedRequest>, stop: &Notify) {
+    /// Exports every schedule delay, or as soon as the shards say a whole batch waits; the
+    /// queue is only ever drained with `try_recv` (no waker on it: a send wakes no one).
+    async fn run(
+        mut self,
+        mut queue: mpsc::Receiver<FinishedRequest>,
+        stop: &Notify,
+        batch_ready: &Notify,
+    ) {
         let mut batch = Vec::with_capacity(self.batch_records_max);
         let mut next_export = tokio::time::Instant::now() + self.schedule_delay;
         loop {
             tokio::select! {
                 biased;
                 () = stop.notified() => break,
-                received = queue.recv() => {
-                    let Some(record) = received else { break };
-                    batch.push(record);
-                    if batch.len() >= self.batch_records_max {
-                        self.export(&mut batch, Instant::now() + EXPORT_TIMEOUT).await;
-                        next_export = tokio::time::Instant::now() + self.schedule_delay;
-                    }
+                () = batch_ready.notified() => {}
+                () = tokio::time::sleep_until(next_export) => {}
+            }
+            while let Ok(record) = queue.try_recv() {
+                batch.push(record);
+                if batch.len() >= self.batch_records_max {
+                    self.export(&mut batch, Instant::now() + EXPORT_TIMEOUT)
+                        .await;
                 }
-                () = tokio::time::sleep_until(next_export) => {
-                    if !batch.is_empty() {
-                        self.export(&mut batch, Instant::now() + EXPORT_TIMEOUT).await;
-                    }
-                    next_export = tokio::time::Instant::now() + self.schedule_delay;
+            }
+            if tokio::time::Instant::now() >= next_export {
+                if !batch.is_empty() {
+                    self.export(&mut batch, Instant::now() + EXPORT_TIMEOUT)
+                        .await;
                 }
+                next_export = tokio::time::Instant::now() + self.schedule_delay;
             }
         }
         // spec devops § otel: Stop flushes what is pending (ForceFlush + Shutdown).

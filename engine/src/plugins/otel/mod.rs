@@ -56,7 +56,14 @@ impl Plugin for OtelSection {
         let queue_records = (self.queue_spans_max / 2).max(1);
         let (sender, receiver) = tokio::sync::mpsc::channel(queue_records);
         let counters = Arc::new(SpanCounters::default());
-        let exporter = export::spawn(&self, receiver, Arc::clone(&counters))?;
+        let batch_ready = Arc::new(tokio::sync::Notify::new());
+        let exporter = export::spawn(
+            &self,
+            receiver,
+            Arc::clone(&counters),
+            Arc::clone(&batch_ready),
+        )?;
+        let batch_records = (self.batch_spans_max / 2).max(1);
         tracing::debug!(target: "otel", endpoint = %self.endpoint, client = ?self.client,
             exporter = ?self.exporter, "otel exporter started");
         Ok(Arc::new(OtelPlugin {
@@ -64,6 +71,7 @@ impl Plugin for OtelSection {
                 ctx.shards.count(),
                 sender,
                 Arc::clone(&counters),
+                (batch_ready, batch_records),
             )),
             counters,
             exporter,

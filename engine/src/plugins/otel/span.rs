@@ -13,7 +13,7 @@ use ringrunner_protocol::otlp::{self, SpanContext};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// The least time between two "spans dropped" warnings.
 const DROP_WARNING_INTERVAL_SECONDS: u64 = 10;
@@ -160,6 +160,11 @@ pub struct SpanCounters {
 pub struct Tracer {
     ids: IdSource,
     queue: mpsc::Sender<FinishedRequest>,
+    /// Wakes the exporter when a batch is waiting (the exporter never parks on the queue
+    /// itself, so a send is a few atomics and never a wake-up of another thread).
+    batch_ready: Arc<Notify>,
+    /// Records per batch.
+    batch_records: usize,
     counters: Arc<SpanCounters>,
     last_drop_warning: AtomicU64,
 }
@@ -171,10 +176,13 @@ impl Tracer {
         shards: usize,
         queue: mpsc::Sender<FinishedRequest>,
         counters: Arc<SpanCounters>,
+        (batch_ready, batch_records): (Arc<Notify>, usize),
     ) -> Self {
         Self {
             ids: IdSource::new(shards),
             queue,
+            batch_ready,
+            batch_records,
             counters,
             last_drop_warning: AtomicU64::new(0),
         }
@@ -219,6 +227,8 @@ impl Tracer {
         let record = record(trace, answered);
         if self.queue.try_send(record).is_err() {
             self.count_dropped();
+        } else if self.queue.max_capacity() - self.queue.capacity() >= self.batch_records {
+            self.batch_ready.notify_one();
         }
     }
 
