@@ -7,6 +7,7 @@
 //!   request, stream STOP/PING/PONG.
 //! - [`rpc`]: goridge RPC framing (§6): sequence numbers, method names, codec resolution.
 //! - [`http1`]: HTTP/1.1 request heads, Go's checks, body framing and the chunked decoder.
+//! - [`otlp`]: OpenTelemetry trace export messages and the trace context headers.
 //! - [`http`]: the worker-facing HTTP context (spec http §1, §2): protobuf and JSON request and
 //!   response shapes, cookies, the urlencoded form tree.
 //! - [`temporal`]: the temporal plugin's `Frame`/`Message` envelope and its JSON context.
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod grpc;
 pub mod http;
 pub mod http1;
+pub mod otlp;
 pub mod payload;
 pub mod rpc;
 pub mod temporal;

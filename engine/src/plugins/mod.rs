@@ -16,6 +16,7 @@ pub mod listener;
 pub mod lock;
 pub mod logs;
 pub mod metrics;
+pub mod otel;
 mod plain_http;
 mod registry;
 pub mod reload;

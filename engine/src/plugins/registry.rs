@@ -46,6 +46,7 @@ pub const REGISTRY: &[Entry] = &[
     super::logs::ENTRY,
     super::server::ENTRY,
     super::rpc::ENTRY,
+    super::otel::ENTRY,
     super::http::ENTRY,
     super::tcp::ENTRY,
     super::grpc::ENTRY,

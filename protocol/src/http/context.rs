@@ -49,6 +49,16 @@ impl HeaderTable {
         self.lines.push((group, start..self.own.len(), true));
     }
 
+    /// Replaces every line of `name` by one whose value the table keeps (Go's
+    /// `Header.Set`: the `otel` middleware's `Traceparent` replaces the client's).
+    pub fn set_owned(&mut self, name: &[u8], value: &[u8]) {
+        let group = self.group_of(name);
+        self.lines.retain(|(line_group, _, _)| *line_group != group);
+        let start = self.own.len();
+        self.own.extend_from_slice(value);
+        self.lines.push((group, start..self.own.len(), true));
+    }
+
     /// The group of `name` (canonicalised), made when new.
     fn group_of(&mut self, name: &[u8]) -> usize {
         let start = self.names.len();
@@ -358,6 +368,26 @@ mod tests {
             table.push(name.as_bytes(), start..source.len());
         }
         (table, source)
+    }
+
+    #[test]
+    fn a_header_the_server_sets_replaces_the_client_s() {
+        let (mut table, source) = table(&[("traceparent", b"client"), ("x-a", b"1")]);
+        table.set_owned(b"Traceparent", b"server");
+        table.set_owned(b"Uber-Trace-Id", b"jaeger");
+        let seen: Vec<(Vec<u8>, Vec<Vec<u8>>)> = table
+            .view(&source)
+            .iter()
+            .map(|(name, values)| (name.to_vec(), values.map(<[u8]>::to_vec).collect()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (b"Traceparent".to_vec(), vec![b"server".to_vec()]),
+                (b"X-A".to_vec(), vec![b"1".to_vec()]),
+                (b"Uber-Trace-Id".to_vec(), vec![b"jaeger".to_vec()]),
+            ]
+        );
     }
 
     #[test]

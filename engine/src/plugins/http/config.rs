@@ -126,13 +126,14 @@ fn chain(middleware: &[String], has_static: bool, has_headers: bool) -> Vec<Laye
     chain
 }
 
-pub const SUPPORTED_MIDDLEWARE: [&str; 6] = [
+pub const SUPPORTED_MIDDLEWARE: [&str; 7] = [
     "proxy_ip_parser",
     "static",
     "headers",
     "gzip",
     "http_metrics",
     "sendfile",
+    "otel",
 ];
 
 impl HttpSection {

@@ -61,7 +61,9 @@ impl Plugin for HttpSection {
     fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
         let section = self.pool.clone();
         ServerPlugin::run_with_pool("http", &section, ctx, |pool| {
-            let plugin = HttpPlugin::start(*self, pool, ctx.shards, Arc::clone(ctx.lifecycle))?;
+            let otel = otel_tracer(&self.middleware, ctx);
+            let lifecycle = Arc::clone(ctx.lifecycle);
+            let plugin = HttpPlugin::start(*self, pool, ctx.shards, lifecycle, otel)?;
             Ok(Arc::new(plugin) as Arc<dyn Service>)
         })
     }
@@ -69,6 +71,21 @@ impl Plugin for HttpSection {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// The `otel` middleware's tracer, when `otel` is in the middleware and the plugin runs
+/// (rr: "requested middleware does not exist" otherwise).
+fn otel_tracer(middleware: &[String], ctx: &StartContext<'_>) -> Option<Arc<super::otel::Tracer>> {
+    if !middleware.iter().any(|name| name == "otel") {
+        return None;
+    }
+    let tracer = ctx
+        .get::<super::otel::OtelPlugin>()
+        .map(super::otel::OtelPlugin::tracer);
+    if tracer.is_none() {
+        tracing::warn!(target: "http", requested = "otel", "requested middleware does not exist (no otel section)");
+    }
+    tracer
 }
 
 impl Service for HttpPlugin {
@@ -119,6 +136,8 @@ pub struct HttpShared {
     pub redirect_port: Option<u16>,
     /// The socket pairs HTTP/2 streams are relayed over.
     pub h2_pairs: http2::PairBudget,
+    /// The `otel` middleware's tracer, when it is listed and the `otel` plugin runs.
+    pub otel: Option<Arc<super::otel::Tracer>>,
 }
 
 /// The running plugin.
@@ -138,6 +157,7 @@ impl HttpPlugin {
         pool: Pool,
         shards: &Shards,
         lifecycle: Arc<Lifecycle>,
+        otel: Option<Arc<super::otel::Tracer>>,
     ) -> Result<Self, String> {
         let read_header_timeout = config.read_header_timeout;
         let trusted = if config.middleware.iter().any(|m| m == "proxy_ip_parser") {
@@ -200,6 +220,7 @@ impl HttpPlugin {
             lifecycle,
             redirect_port,
             h2_pairs: http2::PairBudget::from_open_files_limit(),
+            otel,
         });
         let mut first = None;
         if let Some((sockets, address)) = plain {

@@ -431,6 +431,8 @@ async fn relay(
                 .push_owned(name.as_bytes(), value.as_bytes());
         }
     }
+    let trace = (shared.otel.as_ref())
+        .map(|otel| otel.begin(shard.index(), head, buf, &mut scratch.headers));
     let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
     {
         let method_text = String::from_utf8_lossy(method);
@@ -495,6 +497,21 @@ async fn relay(
     .await;
     if let Some(metrics) = &shared.metrics {
         metrics.end(shard.index(), sink.status, started.elapsed(), no_workers);
+    }
+    if let (Some(otel), Some(trace)) = (&shared.otel, trace) {
+        let (status, response_bytes, request_bytes) = (sink.status, sink.written, raw_len);
+        let (https, http2) = (scratch.https, scratch.http2);
+        let answered = crate::plugins::otel::Answered {
+            head,
+            buf,
+            peer,
+            https,
+            http2,
+            status,
+            response_bytes,
+            request_bytes,
+        };
+        otel.end(trace, &answered);
     }
     // The record's fields are only built when it is written (rr's default logs write it;
     // `level: error` and above do not).
