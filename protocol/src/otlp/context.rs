@@ -59,7 +59,7 @@ fn decode_hex_padded(digits: &[u8], out: &mut [u8]) -> Option<()> {
         let nibble = hex_value(digit, true)?;
         let position = total - digits.len() + index;
         let byte = &mut out[position / 2];
-        if position % 2 == 0 {
+        if position.is_multiple_of(2) {
             *byte |= nibble << 4;
         } else {
             *byte |= nibble;
