@@ -46,7 +46,13 @@ fn normalise(key: &str) -> String {
             break;
         }
     }
-    for pool in ["http.pool", "tcp.pool", "jobs.pool", "temporal.activities"] {
+    for pool in [
+        "http.pool",
+        "tcp.pool",
+        "jobs.pool",
+        "grpc.pool",
+        "temporal.activities",
+    ] {
         if let Some(rest) = key.strip_prefix(&format!("{pool}.")) {
             key = format!("<plugin>.pool.{rest}");
         }
