@@ -158,6 +158,10 @@ async fn handshake(
         .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, builder.handshake::<_, Bytes>(io));
     let stopping = shared.lifecycle.stop.notified();
+    // A stop that began before this task first ran notified no one: look once more.
+    if shared.lifecycle.is_stopping() {
+        return None;
+    }
     tokio::select! {
         handshake = handshake => match handshake {
             Ok(Ok(connection)) => Some(connection),
