@@ -113,7 +113,7 @@ fn parse_file(path: &Path) -> Result<FileDescriptorProto, String> {
 /// Parses one file's text.
 ///
 /// # Errors
-/// The parser's complaint, or nesting past [`MAX_NESTING`].
+/// The parser's complaint, or nesting past `MAX_NESTING`.
 pub fn parse_source(name: &str, source: &str) -> Result<FileDescriptorProto, String> {
     check_nesting(source)?;
     // The parser is third-party code on hostile input: a panic in it (its lexer has
@@ -124,7 +124,7 @@ pub fn parse_source(name: &str, source: &str) -> Result<FileDescriptorProto, Str
         .map_err(|error| error.to_string())
 }
 
-/// Refuses brackets nested past [`MAX_NESTING`] (counted over the raw text: brackets inside
+/// Refuses brackets nested past `MAX_NESTING` (counted over the raw text: brackets inside
 /// strings and comments count too, which only makes the bound stricter).
 fn check_nesting(source: &str) -> Result<(), String> {
     let mut depth = 0usize;

@@ -6,7 +6,7 @@
 //! `OTEL_BSP_MAX_QUEUE_SIZE` spans (2048): a full queue (a collector down or slow) drops the
 //! spans and counts them in `rr_otel_spans_dropped_total`, and the request never waits. The
 //! plugin starts before `http` (which looks it up) and so stops after it: the last
-//! requests' spans are flushed on stop, within [`export::FLUSH_DEADLINE`].
+//! requests' spans are flushed on stop, within `export::FLUSH_DEADLINE` (10 s).
 
 mod config;
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! Temporal's Rust core. Two pools run `server.command` with `RR_MODE=temporal` and
 //! `RR_CODEC=protobuf`: the workflow pool (one worker) and the activity pool
 //! (`temporal.activities`). The core runs on a runtime of its own; the bridge turns its
-//! activations into the SDK's commands and back ([`workflow`], [`activity`]). The shards only
+//! activations into the SDK's commands and back (modules `workflow` and `activity`). The shards only
 //! run the pools' execs.
 
 mod activity;
