@@ -300,6 +300,21 @@ fn anchor(heading: &str) -> String {
         .collect()
 }
 
+/// `path` with its `..` and `.` parts folded (the file exists: no symlink games here).
+fn normalised(path: &Path) -> PathBuf {
+    let mut folded = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                folded.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => folded.push(other),
+        }
+    }
+    folded
+}
+
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut in_fence = false;
     text.lines()
@@ -315,6 +330,7 @@ fn anchors(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_relative_link_in_the_readme_and_the_book_resolves() {
+    let docs = workspace_root().join("docs");
     let mut broken = Vec::new();
     for file in markdown_files() {
         let text = read(&file);
@@ -336,6 +352,10 @@ fn every_relative_link_in_the_readme_and_the_book_resolves() {
                 ));
             } else if !resolved.exists() {
                 broken.push(format!("{}: {target} (no such file)", file.display()));
+            } else if file.starts_with(&docs) && !normalised(&resolved).starts_with(&docs) {
+                // The rendered book (docs/book/) and the packaged one hold no file outside
+                // docs/: name such a file as code instead.
+                broken.push(format!("{}: {target} (outside the book)", file.display()));
             } else if !fragment.is_empty()
                 && resolved.extension().is_some_and(|ext| ext == "md")
                 && !anchors(&read(&resolved)).contains(fragment)
