@@ -9,7 +9,8 @@ Plan: {"target": "127.0.0.1:PORT", "tls": {"ca": PEM path, "cert": ..., "key": .
        "calls": [call, ...]}
 call: {"method": "/app.main.Echo/Ping", "text": "hi" | "raw_b64": "...",
        "metadata": [[k, v], ...], "timeout": seconds, "repeat": N (concurrent copies),
-       "cancel_after": seconds (the client cancels the call then: RST_STREAM CANCEL),
+       "cancel_when_started": a file path (sent as metadata x-started; the worker makes the
+       file when the call reaches it, and the client then cancels: RST_STREAM CANCEL),
        "kind": "unary" (default) | "watch" (server stream: reads "count" messages, printing
        {"watched": status} as each arrives) | "stream" (bidirectional: sends one message
        per [field number, text] of "requests" (a string field each), returns
@@ -20,6 +21,7 @@ Result: {"code": "OK", "details": str, "text": str, "raw_b64": str, "initial": [
 
 import base64
 import json
+import os
 import sys
 import time
 
@@ -113,9 +115,14 @@ def unary(channel, call):
     ]
     timeout = call.get("timeout")
     repeat = call.get("repeat")
-    if "cancel_after" in call:
+    if "cancel_when_started" in call:
+        # Cancels once the worker has the call: it makes this file (metadata x-started).
+        started = call["cancel_when_started"]
+        metadata.append(("x-started", started))
         future = stub.future(request_bytes(call), metadata=metadata, timeout=timeout)
-        time.sleep(call["cancel_after"])
+        deadline = time.monotonic() + 20
+        while not os.path.exists(started) and time.monotonic() < deadline and not future.done():
+            time.sleep(0.01)  # a file has no event to wait on: look every 10 ms
         future.cancel()
         return {"code": "CANCELLED" if future.cancelled() else "NOT_CANCELLED"}
     if repeat:

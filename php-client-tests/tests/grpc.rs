@@ -230,9 +230,15 @@ fn five_hundred_concurrent_calls_use_all_four_workers() {
 fn a_cancelled_call_gives_its_worker_back() {
     let server = GrpcServer::start("", 1, "");
     let before = one(&server, json!({"method": format!("{ECHO}/Pid")}));
+    let started = php_client_tests::server::scratch_dir().join("started");
     let cancelled = one(
         &server,
-        json!({"method": format!("{ECHO}/Sleep"), "text": "1500", "cancel_after": 0.3}),
+        json!({"method": format!("{ECHO}/Sleep"), "text": "1500",
+               "cancel_when_started": started.to_str().unwrap()}),
+    );
+    assert!(
+        started.exists(),
+        "the call reached the worker before the cancel"
     );
     assert_eq!(cancelled["code"], "CANCELLED");
     // The one worker finishes the sleep and serves the next call: not killed, not lost.

@@ -56,6 +56,10 @@ GrpcWorker::serve([
         'Boom' => fn (GrpcCall $call, string $in): string => throw new \RuntimeException('plain boom: ' . text($in)),
         'Crash' => fn (GrpcCall $call, string $in): never => exit(3),
         'Sleep' => function (GrpcCall $call, string $in): string {
+            // Metadata x-started names a file made once the call is in PHP (a client's cue).
+            foreach ($call->getValue('x-started') as $started) {
+                touch($started);
+            }
             usleep(1000 * (int) text($in));
             return msg(text($in));
         },
