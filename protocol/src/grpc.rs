@@ -74,8 +74,18 @@ impl Prefix {
     /// The prefix of an uncompressed message of `len` bytes.
     #[must_use]
     pub fn encode(len: u32) -> [u8; PREFIX_LEN] {
-        let [a, b, c, d] = len.to_be_bytes();
-        [0, a, b, c, d]
+        Self {
+            compressed: false,
+            len,
+        }
+        .to_bytes()
+    }
+
+    /// This prefix's five bytes: the compressed flag, then the big-endian length.
+    #[must_use]
+    pub fn to_bytes(self) -> [u8; PREFIX_LEN] {
+        let [a, b, c, d] = self.len.to_be_bytes();
+        [u8::from(self.compressed), a, b, c, d]
     }
 }
 

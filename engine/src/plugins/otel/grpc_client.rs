@@ -6,6 +6,7 @@ use super::config::OtelSection;
 use super::http_client::{remaining, PostError};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
+use ringrunner_protocol::grpc::{Prefix, PREFIX_LEN};
 use std::io::Write;
 use std::time::Instant;
 
@@ -135,18 +136,20 @@ impl GrpcTarget {
     /// The length-prefixed message: compressed flag, big-endian length, bytes.
     fn frame(&self, message: &[u8]) -> Result<Bytes, PostError> {
         let compressed;
-        let (flag, payload) = if self.compress {
+        let payload = if self.compress {
             let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
             encoder.write_all(message)?;
             compressed = encoder.finish()?;
-            (1u8, &compressed[..])
+            &compressed[..]
         } else {
-            (0u8, message)
+            message
         };
-        let length = u32::try_from(payload.len()).map_err(|_| PostError::MalformedAnswer)?;
-        let mut frame = Vec::with_capacity(5 + payload.len());
-        frame.push(flag);
-        frame.extend_from_slice(&length.to_be_bytes());
+        let prefix = Prefix {
+            compressed: self.compress,
+            len: u32::try_from(payload.len()).map_err(|_| PostError::MalformedAnswer)?,
+        };
+        let mut frame = Vec::with_capacity(PREFIX_LEN + payload.len());
+        frame.extend_from_slice(&prefix.to_bytes());
         frame.extend_from_slice(payload);
         Ok(Bytes::from(frame))
     }
