@@ -5,8 +5,8 @@
 
 use super::payloads::{application_failure, failure_of, nanos_of, payloads_of};
 use super::relay::Relay;
+use crate::plugins::rpc::services::base64;
 use crate::pool::Pool;
-use base64::Engine as _;
 use ringrunner_protocol::temporal::{Context, Frame, Message};
 use serde_json::json;
 use std::collections::HashMap;
@@ -193,7 +193,7 @@ const ACTIVITY_LIMIT_MARGIN: std::time::Duration = std::time::Duration::from_sec
 fn invoke_activity(id: u64, task_queue: &str, task_token: &[u8], start: &Start) -> Message {
     let execution = start.workflow_execution.as_ref();
     let info = json!({
-        "TaskToken": base64::engine::general_purpose::STANDARD.encode(task_token),
+        "TaskToken": base64(task_token),
         "WorkflowType": {"Name": start.workflow_type},
         "WorkflowNamespace": start.workflow_namespace,
         "WorkflowExecution": {

@@ -2,10 +2,10 @@
 //! §7, rr's rpc.go): activity heartbeats, and the names registered.
 
 use super::TemporalService;
+use crate::plugins::rpc::services::base64_decode;
 use crate::plugins::rpc::services::{ready, Reply};
 use crate::plugins::rpc::RpcService;
 use crate::plugins::LocalFuture;
-use base64::Engine as _;
 use prost::Message as _;
 use serde_json::{json, Value};
 use temporalio_common::protos::coresdk::ActivityHeartbeat;
@@ -38,9 +38,8 @@ impl TemporalService {
     fn record_heartbeat(&self, arg: &Value) -> Result<Value, String> {
         let base64 = |key: &str| -> Result<Vec<u8>, String> {
             let text = arg.get(key).and_then(Value::as_str).unwrap_or_default();
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|error| format!("temporal.RecordActivityHeartbeat: {key}: {error}"))
+            base64_decode(text)
+                .ok_or_else(|| format!("temporal.RecordActivityHeartbeat: {key}: not base64"))
         };
         let task_token = base64("taskToken")?;
         let details = Payloads::decode(base64("details")?.as_slice())
