@@ -451,6 +451,49 @@ fn server_user_runs_workers_as_that_user() {
     let _ = std::fs::remove_dir_all(scripts);
 }
 
+#[test]
+fn on_init_user_runs_the_command_as_that_user() {
+    let scratch = php_client_tests::server::scratch_dir();
+    let marker = scratch.join("on-init-uid");
+    let on_init = format!(
+        "server:\n  on_init:\n    command: [\"sh\", \"-c\", \"id -u > {}\"]\n    user: nobody\n    exit_on_error: true\n",
+        marker.display()
+    );
+    let yaml = config("", "").replacen("server:\n", &on_init, 1);
+    if !rustix::process::geteuid().is_root() {
+        // Not root: rr refuses at start with a clear error naming the key instead.
+        let (status, output) = RrServer::start_with(&yaml, &[]).unwrap_err();
+        assert_eq!(status.code(), Some(1));
+        assert!(output.contains("server.on_init.user"), "{output}");
+        assert!(output.contains("needs root"), "{output}");
+        return;
+    }
+    // nobody must be able to write the marker: the scratch folder may sit under /root.
+    std::fs::set_permissions(
+        &scratch,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let server = RrServer::start(&yaml);
+    // on_init runs to its end before any pool starts, so the marker is there once rr serves.
+    assert_eq!(get(server.http(), "/hello").status, 200);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "65534");
+    drop(server);
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+#[test]
+fn a_removed_relay_timeout_is_ignored_with_a_warning() {
+    let yaml = config("", "").replacen("server:\n", "server:\n  relay_timeout: 60s\n", 1);
+    let server = RrServer::start(&yaml);
+    assert_eq!(get(server.http(), "/hello").status, 200);
+    assert!(
+        server.output().contains("server.relay_timeout is ignored"),
+        "{}",
+        server.output()
+    );
+}
+
 /// The server whatever `RINGRUNNER_TEST_CODEC` says: these tests set the codec themselves.
 fn server_with(
     http_extra: &str,

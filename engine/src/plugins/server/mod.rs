@@ -26,6 +26,13 @@ fn configure(ctx: &mut SectionContext<'_>) -> Result<Option<Box<dyn Plugin>>, Co
         return Ok(None);
     }
     let mut section = ServerSection::read(ctx.reader, &ctx.env)?;
+    if ctx.reader.has("server.relay_timeout") {
+        ctx.warnings.push(
+            "server.relay_timeout is ignored: RoadRunner removed it in 2024.1; \
+             the pool's allocate_timeout bounds a worker's start"
+                .into(),
+        );
+    }
     prepend_inherited(&mut section.env, ctx.inherited_env);
     if let Some(on_init) = section.on_init.as_mut() {
         prepend_inherited(&mut on_init.command.env, ctx.inherited_env);
@@ -97,7 +104,7 @@ impl ServerSection {
         }
         let on_init = if reader.has("server.on_init") {
             let command = read_command(reader, "server.on_init.command")?;
-            let _ = reader.has("server.on_init.user");
+            let credentials = read_on_init_credentials(reader)?;
             Some(OnInit {
                 command: WorkerCommand {
                     argv: command,
@@ -105,6 +112,7 @@ impl ServerSection {
                         .into_iter()
                         .map(|(k, v)| (k.into(), v.into()))
                         .collect(),
+                    credentials,
                     ..WorkerCommand::default()
                 },
                 exec_timeout: reader
@@ -118,7 +126,7 @@ impl ServerSection {
         } else {
             None
         };
-        let _ = reader.has("server.relay_timeout");
+        // rr accepts `group` and ignores it: the gid is the user's primary group.
         let _ = reader.has("server.group");
         Ok(Self {
             command: read_command(reader, "server.command")?,
@@ -128,6 +136,25 @@ impl ServerSection {
             on_init,
         })
     }
+}
+
+/// uid and gid for `server.on_init.user` (spec pool-server §9.3: as `server.user`), checked at
+/// start as the pools' user is: an unknown user or a missing privilege is a start-up error.
+fn read_on_init_credentials(reader: &Reader<'_>) -> Result<Option<(u32, u32)>, ConfigError> {
+    let Some(user) = reader
+        .string("server.on_init.user")?
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    pool_section::user_credentials(&user, &passwd)
+        .map(Some)
+        .map_err(|message| ConfigError {
+            path: "server.on_init.user".into(),
+            line: reader.node("server.on_init.user").map_or(0, |n| n.line),
+            message: message.replace("server.user: ", ""),
+        })
 }
 
 /// Puts the `vars` (a dotenv file's) that `own` does not set in front of it: later entries
