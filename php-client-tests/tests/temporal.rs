@@ -335,3 +335,89 @@ fn a_killed_rr_loses_nothing_temporal_recorded_and_a_new_rr_finishes_the_workflo
     assert!(before.contains("step 0 "));
     assert_eq!(log.matches("step 0 ").count(), 1, "{log}");
 }
+
+#[test]
+fn updates_change_a_running_workflow_and_a_rejected_update_changes_nothing() {
+    let rig = Rig::start(1, "");
+    let answer = rig.client(&["update"]);
+    let result = &answer["result"];
+    assert_eq!(
+        result["counts"],
+        json!([1, 2]),
+        "{answer}\n{}",
+        rig.rr.output()
+    );
+    assert_eq!(
+        result["rejected"]["error"], "WorkflowUpdateFailedError",
+        "{answer}"
+    );
+    assert_eq!(
+        result["rejected"]["cause"]["message"], "an item needs a name",
+        "{answer}"
+    );
+    assert_eq!(result["returned"], json!(["apple", "pear"]), "{answer}");
+}
+
+#[test]
+fn the_stack_trace_query_asks_the_workflow_worker() {
+    let rig = Rig::start(1, "");
+    assert_eq!(
+        rig.client(&["stack"]),
+        json!({"result": {"stack_trace": "CartWorkflow: awaiting a condition", "returned": []}}),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+#[test]
+fn a_local_activity_runs_in_an_activity_worker_and_is_recorded_as_a_marker() {
+    let rig = Rig::start(1, "");
+    let id = "local-step";
+    rig.client(&["start", "LocalStepWorkflow", "[]", id]);
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": "step 0"}),
+        "{}",
+        rig.rr.output()
+    );
+    let ran_in = rig::activity_pids(&rig.log);
+    let workers = rig::php_workers_of(&rig.queue);
+    assert!(
+        ran_in.len() == 1 && workers.contains(&ran_in[0]),
+        "ran once, in a worker of ours: {ran_in:?} {workers:?}"
+    );
+    let events = rig.client(&["events", id]);
+    let events: Vec<&str> = events["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event.as_str())
+        .collect();
+    assert!(events.contains(&"EVENT_TYPE_MARKER_RECORDED"), "{events:?}");
+    assert!(
+        !events.contains(&"EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
+        "a local activity, not a scheduled one: {events:?}"
+    );
+}
+
+#[test]
+fn a_side_effect_and_a_version_keep_their_recorded_values_through_a_replay() {
+    let rig = Rig::start(1, "");
+    let id = "markers-replay";
+    rig.client(&["start", "MarkersWorkflow", "[]", id]);
+    let before = rig.client(&["query", id, "values"]);
+    let values = before["result"].as_array().unwrap();
+    assert!(values[0].is_i64(), "{before}\n{}", rig.rr.output());
+    assert_eq!(values[1], 2, "a new change runs its newest version");
+    // A new workflow worker replays the run from history: the side effect's closure draws
+    // another random number, GetVersion is asked again.
+    let output = php_client_tests::server::run_rr(&rig.rr.dir, &["reset", "temporal"]);
+    assert!(output.status.success(), "{output:?}");
+    rig.client(&["signal", id, "go"]);
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": values}),
+        "{}",
+        rig.rr.output()
+    );
+}

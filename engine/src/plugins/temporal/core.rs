@@ -298,14 +298,14 @@ fn worker_config(
         .max_cached_workflows(section.cache_size)
         .max_outstanding_workflow_tasks(MAX_OUTSTANDING_WORKFLOW_TASKS)
         .max_outstanding_activities(bridges.max_activities.max(1))
-        .max_outstanding_local_activities(1_usize)
+        .max_outstanding_local_activities(bridges.max_activities.max(1))
         .max_outstanding_nexus_tasks(1_usize)
         .versioning_strategy(WorkerVersioningStrategy::None {
             build_id: String::new(),
         })
         .task_types(WorkerTaskTypes {
             enable_workflows: true,
-            enable_local_activities: false,
+            enable_local_activities: bridges.activities.is_some(),
             enable_remote_activities: bridges.activities.is_some(),
             enable_nexus: false,
         })
