@@ -421,3 +421,60 @@ fn a_side_effect_and_a_version_keep_their_recorded_values_through_a_replay() {
         rig.rr.output()
     );
 }
+
+/// `temporal.<method>` with a protobuf message (hex) through our PHP RPC client: the reply's
+/// bytes as text (the `ReplayResponse`'s status message is readable in them).
+fn proto_call(dsn: &str, method: &str, message_hex: &str) -> String {
+    let output = std::process::Command::new(php_client_tests::php_binary())
+        .arg(php_client_tests::php_dir().join("rpc_call.php"))
+        .args([dsn, &format!("temporal.{method}"), message_hex, "proto"])
+        .output()
+        .expect("php runs");
+    let hex = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    assert_eq!(bytes.len() * 2, hex.len(), "a hex reply: {hex}");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn the_replay_rpc_methods_and_update_api_key_give_defined_answers() {
+    let rig = Rig::start(1, "");
+    let output = rig.rr.output();
+    let dsn = output
+        .lines()
+        .find(|line| line.contains("rpc server listening"))
+        .and_then(|line| line.split("\"address\":\"").nth(1)?.split('"').next())
+        .expect("rpc address")
+        .to_owned();
+    // A request without its fields: rr's text; a full one: not implemented, saying so.
+    assert!(proto_call(&dsn, "ReplayWorkflow", "")
+        .contains("run_id, workflow_id or workflow_name should not be empty"));
+    // workflow_execution {workflow_id "w", run_id "r"}, workflow_type {name "X"}
+    let full = "0a060a01771201721203 0a0158".replace(' ', "");
+    for method in [
+        "ReplayWorkflow",
+        "ReplayFromJSON",
+        "DownloadWorkflowHistory",
+    ] {
+        let answer = proto_call(&dsn, method, &full);
+        let expected = if method == "ReplayWorkflow" {
+            "temporal.ReplayWorkflow is not implemented by ringrunner"
+        } else {
+            "should not be empty" // no save_path
+        };
+        assert!(answer.contains(expected), "{method}: {answer}");
+    }
+    assert!(proto_call(&dsn, "ReplayWorkflowHistory", "")
+        .contains("workflow_name and/or history should not be empty"));
+    let call = |key: &str| {
+        php_client_tests::rpc_call::php_call(&dsn, "temporal.UpdateAPIKey", &json!(key), false)
+    };
+    assert_eq!(call("a-new-key"), Ok("true".to_owned()));
+    assert_eq!(call(""), Ok("false".to_owned()));
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Key"]"#]),
+        json!({"result": "Hello, Key!"})
+    );
+}

@@ -182,6 +182,11 @@ impl TemporalCore {
         }
     }
 
+    /// The API key the connection sends from now on (`temporal.UpdateAPIKey`).
+    pub fn set_api_key(&self, key: String) {
+        self.connection.set_api_key(Some(key));
+    }
+
     /// Hands an activity heartbeat to the core worker of `task_queue`.
     pub fn record_heartbeat(
         &self,

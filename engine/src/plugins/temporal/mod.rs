@@ -15,6 +15,7 @@ mod core;
 mod markers;
 mod payloads;
 mod relay;
+mod replay;
 mod resolutions;
 mod rpc;
 mod worker_info;
