@@ -478,3 +478,27 @@ fn the_replay_rpc_methods_and_update_api_key_give_defined_answers() {
         json!({"result": "Hello, Key!"})
     );
 }
+
+#[test]
+fn a_result_past_temporals_payload_limit_fails_its_workflow_task_only() {
+    let rig = Rig::start(1, "");
+    let id = "big-result";
+    // 3 MiB: past Temporal's 2 MiB blob limit; the server would terminate the workflow.
+    rig.client(&["start", "BigWorkflow", "[3145728]", id]);
+    assert!(
+        rig.rr
+            .wait_for_line("bytes Temporal accepts", Duration::from_secs(60)),
+        "{}",
+        rig.rr.output()
+    );
+    let events = rig.client(&["events", id]).to_string();
+    assert!(
+        events.contains("EVENT_TYPE_WORKFLOW_TASK_FAILED"),
+        "{events}"
+    );
+    assert!(!events.contains("TERMINATED"), "{events}");
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Other"]"#]),
+        json!({"result": "Hello, Other!"})
+    );
+}

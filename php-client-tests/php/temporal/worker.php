@@ -20,6 +20,7 @@
  *                              for garbage, a reply that is not a Frame
  *   CrashWorkflow()            activity Crash: kills its own worker on attempt 1
  *   LocalStepWorkflow()        local activity Step(0), returns its result
+ *   BigWorkflow(bytes)         returns a string of `bytes` bytes (past Temporal's payload limit)
  *   MarkersWorkflow()          a side effect (a random number) and GetVersion(change, 1, 2),
  *                              query values; waits for signal go, returns both
  * Activities: Greet, Flaky, Step (appends "step <i> attempt <n> pid <pid>" to TEMPORAL_LOG
@@ -69,6 +70,10 @@ $workflows = [
             }
         }],
     ),
+    'BigWorkflow' => new WorkflowType(function (object $state, int $bytes): Generator {
+        yield Workflow::timer(1);
+        return str_repeat('x', $bytes);
+    }),
     'LocalStepWorkflow' => new WorkflowType(function (object $state): Generator {
         return yield Workflow::localActivity('Step', [0]);
     }),

@@ -90,6 +90,17 @@ pub enum CommandError {
     /// `validate` or `complete`).
     #[error("update id is empty, can't {0} update")]
     EmptyUpdateId(&'static str),
+    /// A command whose payloads Temporal would refuse: failing the task keeps the workflow
+    /// (the server would terminate it), retried until its code sends less.
+    #[error(
+        "{command}: payloads of {bytes} bytes exceed the {MAX_COMMAND_PAYLOADS_BYTES} bytes Temporal accepts (its limit.blobSize.error); the workflow task fails and is retried until the workflow sends less"
+    )]
+    PayloadsTooLarge {
+        /// The command.
+        command: String,
+        /// Its payloads' size.
+        bytes: usize,
+    },
     /// A version `GetVersion` found in history that the code no longer supports (the Go
     /// SDK's texts).
     #[error("{}", unsupported_version(change_id, *version, *min_supported, *max_supported))]
@@ -127,6 +138,11 @@ fn unsupported_version(
 /// activity retries on any schedule).
 pub const LOCAL_RETRY_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The most payload bytes one command may carry: Temporal's default blob size limit
+/// (`limit.blobSize.error`, 2 MiB). Past it the server terminates the workflow when the
+/// command reaches it; ringrunner fails the workflow task instead.
+pub const MAX_COMMAND_PAYLOADS_BYTES: usize = 2 * 1024 * 1024;
+
 /// What one batch of commands gives.
 #[derive(Debug, Default)]
 pub struct Translated {
@@ -159,6 +175,13 @@ pub fn translate(
 ) -> Result<Translated, CommandError> {
     let mut out = Translated::default();
     for message in messages.iter().filter(|message| message.is_command()) {
+        let bytes = message.payloads.as_ref().map_or(0, Vec::len);
+        if bytes > MAX_COMMAND_PAYLOADS_BYTES {
+            return Err(CommandError::PayloadsTooLarge {
+                command: message.command.clone(),
+                bytes,
+            });
+        }
         translate_one(message, run, context, &mut out)?;
     }
     Ok(out)

@@ -150,3 +150,14 @@ fn broken_options_fail_the_task_not_the_server() {
         CommandError::Message(MessageError::Options { .. })
     ));
 }
+
+#[test]
+fn payloads_past_temporals_limit_fail_the_task() {
+    let mut big = command(9001, "CompleteWorkflow", "{}");
+    big.payloads = Some(vec![0; MAX_COMMAND_PAYLOADS_BYTES + 1]);
+    let error = translate(&[big], &mut RunState::default(), context()).unwrap_err();
+    assert!(matches!(
+        error,
+        CommandError::PayloadsTooLarge { bytes, .. } if bytes == MAX_COMMAND_PAYLOADS_BYTES + 1
+    ));
+}
