@@ -291,8 +291,15 @@ fn heartbeats_over_rpc_keep_a_long_activity_alive_past_its_heartbeat_timeout() {
 }
 
 #[test]
-fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
-    let rig = Rig::start(2, "metrics:\n  address: 127.0.0.1:0\n");
+fn the_metrics_scrape_has_both_pools_and_the_outcomes_and_temporal_metrics_their_own_listener() {
+    let temporal_metrics = free_port();
+    let rig = Rig::start(
+        2,
+        &format!(
+            "  metrics:\n    driver: prometheus\n    prometheus:\n      address: 127.0.0.1:{temporal_metrics}\n      prefix: app\n\
+             metrics:\n  address: 127.0.0.1:0\n"
+        ),
+    );
     assert_eq!(
         rig.client(&["run", "GreetWorkflow", r#"["Mo"]"#]),
         json!({"result": "Hello, Mo!"})
@@ -312,6 +319,18 @@ fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
         "rr_temporal_workflow_tasks_total{outcome=\"failed\"} 0",
     ] {
         assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    // temporal.metrics: the core's own metrics (the Go SDK's names), with the prefix.
+    let text = php_client_tests::http_client::get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], temporal_metrics)),
+        "/metrics",
+    )
+    .text();
+    for name in [
+        "app_temporal_workflow_completed",
+        "app_temporal_activity_execution_latency",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
     }
 }
 
