@@ -1,7 +1,8 @@
 <?php
 /**
  * Calls one RPC method and prints the reply as JSON: `php rpc_call.php DSN METHOD [ARG-JSON]
- * [raw]`. Errors print `ERROR: <text>` and exit 1. Repeat a call with `--repeat N` (last
+ * [raw|proto]`. Errors print `ERROR: <text>` and exit 1. With `proto` ARG is the protobuf
+ * message in hex and the reply prints in hex. Repeat a call with `--repeat N` (last
  * argument) to time round trips: prints `calls=N seconds=S`.
  */
 declare(strict_types=1);
@@ -19,8 +20,13 @@ if (count($args) >= 2 && $args[count($args) - 2] === '--repeat') {
     array_pop($args);
 }
 [$dsn, $method] = $args;
-$arg = isset($args[2]) ? json_decode($args[2], true) : true;
-$codec = ($args[3] ?? '') === 'raw' ? Frame::CODEC_RAW : Frame::CODEC_JSON;
+$mode = $args[3] ?? '';
+$arg = isset($args[2]) ? ($mode === 'proto' ? hex2bin($args[2]) : json_decode($args[2], true)) : true;
+$codec = match ($mode) {
+    'raw' => Frame::CODEC_RAW,
+    'proto' => Frame::CODEC_PROTO,
+    default => Frame::CODEC_JSON,
+};
 $client = RpcClient::connect($dsn);
 try {
     if ($repeat > 0) {
@@ -32,7 +38,11 @@ try {
         exit(0);
     }
     $reply = $client->call($method, $arg, $codec);
-    echo $codec === Frame::CODEC_JSON ? json_encode($reply) : $reply, "\n";
+    echo match ($codec) {
+        Frame::CODEC_JSON => json_encode($reply),
+        Frame::CODEC_PROTO => bin2hex($reply),
+        default => $reply,
+    }, "\n";
 } catch (RpcError $error) {
     echo 'ERROR: ', $error->getMessage(), "\n";
     exit(1);

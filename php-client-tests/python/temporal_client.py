@@ -12,6 +12,17 @@
         starts a workflow and returns at once
     temporal_client.py ADDRESS TASK_QUEUE result ID
         waits for a started workflow's result
+    temporal_client.py ADDRESS TASK_QUEUE query ID NAME
+        a query's answer
+    temporal_client.py ADDRESS TASK_QUEUE signal ID NAME
+        sends a signal without arguments
+    temporal_client.py ADDRESS TASK_QUEUE events ID
+        the workflow's history as event type names (EVENT_TYPE_...)
+    temporal_client.py ADDRESS TASK_QUEUE update
+        CartWorkflow: updates add(apple) and add(pear) (each answers the count of items), an
+        update add("") the validator rejects, signal checkout
+    temporal_client.py ADDRESS TASK_QUEUE stack
+        CartWorkflow: the __stack_trace query while it waits, then signal checkout
 
 Each prints one JSON line: {"result": ...} or {"error": kind, "message": ..., "cause": ...}
 (or, for many, {"results": [...], "errors": [...], "seconds": ...}). Every wait is bounded.
@@ -25,7 +36,8 @@ import time
 import uuid
 from datetime import timedelta
 
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 
 WAIT_SECONDS = 120
 
@@ -88,6 +100,37 @@ async def main(address, queue, scenario, rest):
             await handle.signal("checkout")
             result = await asyncio.wait_for(handle.result(), WAIT_SECONDS)
             print(json.dumps({"result": {"queried": items, "returned": result}}))
+        elif scenario == "query":
+            handle = client.get_workflow_handle(rest[0])
+            print(json.dumps({"result": await asyncio.wait_for(handle.query(rest[1]), WAIT_SECONDS)}))
+        elif scenario == "signal":
+            await client.get_workflow_handle(rest[0]).signal(rest[1])
+            print(json.dumps({"result": None}))
+        elif scenario == "events":
+            history = await asyncio.wait_for(
+                client.get_workflow_handle(rest[0]).fetch_history(), WAIT_SECONDS)
+            print(json.dumps({"result": [EventType.Name(event.event_type) for event in history.events]}))
+        elif scenario == "update":
+            handle = await client.start_workflow(
+                "CartWorkflow", id=f"update-{uuid.uuid4()}", task_queue=queue)
+            counts = [
+                await asyncio.wait_for(handle.execute_update("add", item), WAIT_SECONDS)
+                for item in ("apple", "pear")
+            ]
+            try:
+                rejected = await asyncio.wait_for(handle.execute_update("add", ""), WAIT_SECONDS)
+            except WorkflowUpdateFailedError as error:
+                rejected = describe(error)
+            await handle.signal("checkout")
+            result = await asyncio.wait_for(handle.result(), WAIT_SECONDS)
+            print(json.dumps({"result": {"counts": counts, "rejected": rejected, "returned": result}}))
+        elif scenario == "stack":
+            handle = await client.start_workflow(
+                "CartWorkflow", id=f"stack-{uuid.uuid4()}", task_queue=queue)
+            trace = await asyncio.wait_for(handle.query("__stack_trace"), WAIT_SECONDS)
+            await handle.signal("checkout")
+            result = await asyncio.wait_for(handle.result(), WAIT_SECONDS)
+            print(json.dumps({"result": {"stack_trace": trace, "returned": result}}))
         elif scenario == "cancel":
             handle = await client.start_workflow(
                 "CancellableWorkflow", id=f"cancel-{uuid.uuid4()}", task_queue=queue)

@@ -166,6 +166,7 @@ pub mod h2_frames;
 pub mod harness;
 pub mod http_client;
 pub mod jobs_log;
+pub mod nginx;
 pub mod otlp_receiver;
 pub mod pki;
 pub mod python;

@@ -4,72 +4,27 @@
 //! the FastCGI port are refused without disturbing the others. Skips, visibly, when nginx is
 //! not installed.
 
-use php_client_tests::server::{free_port, scratch_dir, wait_for_port, worker_command, RrServer};
+use php_client_tests::server::{free_port, scratch_dir, worker_command, RrServer};
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::time::Duration;
 
-/// nginx in front of `fastcgi_pass`, stopped by its PID.
-struct Nginx {
-    child: Child,
-    port: u16,
-}
+/// nginx in front of `fastcgi_pass`.
+struct Nginx(php_client_tests::nginx::Nginx);
 
 impl Nginx {
     fn start(pass: &str) -> Option<Self> {
-        if Command::new("nginx").arg("-v").output().is_err() {
-            eprintln!("SKIPPED: nginx is not installed; scripts/install-deps installs it");
-            return None;
-        }
-        let dir = scratch_dir().join("nginx");
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port();
-        let d = dir.display();
-        // As root, nginx's workers would drop to a user who cannot reach our socket.
-        let user = if rustix::process::geteuid().is_root() {
-            "user root;\n"
-        } else {
-            ""
-        };
-        let conf = format!(
-            "{user}worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
-             http {{ access_log off; client_max_body_size 64m; client_body_temp_path {d}/body; fastcgi_temp_path {d}/fastcgi; proxy_temp_path {d}/proxy; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
-             server {{ listen 127.0.0.1:{port}; location / {{ include /etc/nginx/fastcgi_params; fastcgi_param REQUEST_URI $request_uri; fastcgi_keep_conn on; fastcgi_buffering off; fastcgi_pass {pass}; }} }} }}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .args([
-                "-c",
-                dir.join("nginx.conf").to_str().unwrap(),
-                "-g",
-                "daemon off;",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts");
-        assert!(
-            wait_for_port(
-                SocketAddr::from(([127, 0, 0, 1], port)),
-                Duration::from_secs(10)
-            ),
-            "nginx did not listen"
-        );
-        Some(Self { child, port })
+        php_client_tests::nginx::Nginx::start(|port| {
+            format!(
+                "server {{ listen 127.0.0.1:{port}; location / {{ include /etc/nginx/fastcgi_params; fastcgi_param REQUEST_URI $request_uri; fastcgi_keep_conn on; fastcgi_buffering off; fastcgi_pass {pass}; }} }}"
+            )
+        })
+        .map(Self)
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("http://127.0.0.1:{}{path}", self.0.port)
     }
 }
 

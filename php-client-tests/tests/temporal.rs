@@ -291,8 +291,15 @@ fn heartbeats_over_rpc_keep_a_long_activity_alive_past_its_heartbeat_timeout() {
 }
 
 #[test]
-fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
-    let rig = Rig::start(2, "metrics:\n  address: 127.0.0.1:0\n");
+fn the_metrics_scrape_has_both_pools_and_the_outcomes_and_temporal_metrics_their_own_listener() {
+    let temporal_metrics = free_port();
+    let rig = Rig::start(
+        2,
+        &format!(
+            "  metrics:\n    driver: prometheus\n    prometheus:\n      address: 127.0.0.1:{temporal_metrics}\n      prefix: app\n\
+             metrics:\n  address: 127.0.0.1:0\n"
+        ),
+    );
     assert_eq!(
         rig.client(&["run", "GreetWorkflow", r#"["Mo"]"#]),
         json!({"result": "Hello, Mo!"})
@@ -312,6 +319,18 @@ fn the_metrics_scrape_has_both_pools_and_the_outcomes() {
         "rr_temporal_workflow_tasks_total{outcome=\"failed\"} 0",
     ] {
         assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    // temporal.metrics: the core's own metrics (the Go SDK's names), with the prefix.
+    let text = php_client_tests::http_client::get(
+        std::net::SocketAddr::from(([127, 0, 0, 1], temporal_metrics)),
+        "/metrics",
+    )
+    .text();
+    for name in [
+        "app_temporal_workflow_completed",
+        "app_temporal_activity_execution_latency",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
     }
 }
 
@@ -334,4 +353,171 @@ fn a_killed_rr_loses_nothing_temporal_recorded_and_a_new_rr_finishes_the_workflo
     let log = std::fs::read_to_string(&rig.log).unwrap();
     assert!(before.contains("step 0 "));
     assert_eq!(log.matches("step 0 ").count(), 1, "{log}");
+}
+
+#[test]
+fn updates_change_a_running_workflow_and_a_rejected_update_changes_nothing() {
+    let rig = Rig::start(1, "");
+    let answer = rig.client(&["update"]);
+    let result = &answer["result"];
+    assert_eq!(
+        result["counts"],
+        json!([1, 2]),
+        "{answer}\n{}",
+        rig.rr.output()
+    );
+    assert_eq!(
+        result["rejected"]["error"], "WorkflowUpdateFailedError",
+        "{answer}"
+    );
+    assert_eq!(
+        result["rejected"]["cause"]["message"], "an item needs a name",
+        "{answer}"
+    );
+    assert_eq!(result["returned"], json!(["apple", "pear"]), "{answer}");
+}
+
+#[test]
+fn the_stack_trace_query_asks_the_workflow_worker() {
+    let rig = Rig::start(1, "");
+    assert_eq!(
+        rig.client(&["stack"]),
+        json!({"result": {"stack_trace": "CartWorkflow: awaiting a condition", "returned": []}}),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+#[test]
+fn a_local_activity_runs_in_an_activity_worker_and_is_recorded_as_a_marker() {
+    let rig = Rig::start(1, "");
+    let id = "local-step";
+    rig.client(&["start", "LocalStepWorkflow", "[]", id]);
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": "step 0"}),
+        "{}",
+        rig.rr.output()
+    );
+    let ran_in = rig::activity_pids(&rig.log);
+    let workers = rig::php_workers_of(&rig.queue);
+    assert!(
+        ran_in.len() == 1 && workers.contains(&ran_in[0]),
+        "ran once, in a worker of ours: {ran_in:?} {workers:?}"
+    );
+    let events = rig.client(&["events", id]);
+    let events: Vec<&str> = events["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event.as_str())
+        .collect();
+    assert!(events.contains(&"EVENT_TYPE_MARKER_RECORDED"), "{events:?}");
+    assert!(
+        !events.contains(&"EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"),
+        "a local activity, not a scheduled one: {events:?}"
+    );
+}
+
+#[test]
+fn a_side_effect_and_a_version_keep_their_recorded_values_through_a_replay() {
+    let rig = Rig::start(1, "");
+    let id = "markers-replay";
+    rig.client(&["start", "MarkersWorkflow", "[]", id]);
+    let before = rig.client(&["query", id, "values"]);
+    let values = before["result"].as_array().unwrap();
+    assert!(values[0].is_i64(), "{before}\n{}", rig.rr.output());
+    assert_eq!(values[1], 2, "a new change runs its newest version");
+    // A new workflow worker replays the run from history: the side effect's closure draws
+    // another random number, GetVersion is asked again.
+    let output = php_client_tests::server::run_rr(&rig.rr.dir, &["reset", "temporal"]);
+    assert!(output.status.success(), "{output:?}");
+    rig.client(&["signal", id, "go"]);
+    assert_eq!(
+        rig.client(&["result", id]),
+        json!({"result": values}),
+        "{}",
+        rig.rr.output()
+    );
+}
+
+/// `temporal.<method>` with a protobuf message (hex) through our PHP RPC client: the reply's
+/// bytes as text (the `ReplayResponse`'s status message is readable in them).
+fn proto_call(dsn: &str, method: &str, message_hex: &str) -> String {
+    let output = std::process::Command::new(php_client_tests::php_binary())
+        .arg(php_client_tests::php_dir().join("rpc_call.php"))
+        .args([dsn, &format!("temporal.{method}"), message_hex, "proto"])
+        .output()
+        .expect("php runs");
+    let hex = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    assert_eq!(bytes.len() * 2, hex.len(), "a hex reply: {hex}");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn the_replay_rpc_methods_and_update_api_key_give_defined_answers() {
+    let rig = Rig::start(1, "");
+    let output = rig.rr.output();
+    let dsn = output
+        .lines()
+        .find(|line| line.contains("rpc server listening"))
+        .and_then(|line| line.split("\"address\":\"").nth(1)?.split('"').next())
+        .expect("rpc address")
+        .to_owned();
+    // A request without its fields: rr's text; a full one: not implemented, saying so.
+    assert!(proto_call(&dsn, "ReplayWorkflow", "")
+        .contains("run_id, workflow_id or workflow_name should not be empty"));
+    // workflow_execution {workflow_id "w", run_id "r"}, workflow_type {name "X"}
+    let full = "0a060a01771201721203 0a0158".replace(' ', "");
+    for method in [
+        "ReplayWorkflow",
+        "ReplayFromJSON",
+        "DownloadWorkflowHistory",
+    ] {
+        let answer = proto_call(&dsn, method, &full);
+        let expected = if method == "ReplayWorkflow" {
+            "temporal.ReplayWorkflow is not implemented by ringrunner"
+        } else {
+            "should not be empty" // no save_path
+        };
+        assert!(answer.contains(expected), "{method}: {answer}");
+    }
+    assert!(proto_call(&dsn, "ReplayWorkflowHistory", "")
+        .contains("workflow_name and/or history should not be empty"));
+    let call = |key: &str| {
+        php_client_tests::rpc_call::php_call(&dsn, "temporal.UpdateAPIKey", &json!(key), false)
+    };
+    assert_eq!(call("a-new-key"), Ok("true".to_owned()));
+    assert_eq!(call(""), Ok("false".to_owned()));
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Key"]"#]),
+        json!({"result": "Hello, Key!"})
+    );
+}
+
+#[test]
+fn a_result_past_temporals_payload_limit_fails_its_workflow_task_only() {
+    let rig = Rig::start(1, "");
+    let id = "big-result";
+    // 3 MiB: past Temporal's 2 MiB blob limit; the server would terminate the workflow.
+    rig.client(&["start", "BigWorkflow", "[3145728]", id]);
+    assert!(
+        rig.rr
+            .wait_for_line("bytes Temporal accepts", Duration::from_secs(60)),
+        "{}",
+        rig.rr.output()
+    );
+    let events = rig.client(&["events", id]).to_string();
+    assert!(
+        events.contains("EVENT_TYPE_WORKFLOW_TASK_FAILED"),
+        "{events}"
+    );
+    assert!(!events.contains("TERMINATED"), "{events}");
+    assert_eq!(
+        rig.client(&["run", "GreetWorkflow", r#"["Other"]"#]),
+        json!({"result": "Hello, Other!"})
+    );
 }

@@ -61,6 +61,25 @@ final class Workflow
         ], $args);
     }
 
+    public static function localActivity(string $name, array $args = [], array $options = []): Command
+    {
+        return new Command('ExecuteLocalActivity', [
+            'name' => $name,
+            'options' => $options + ['StartToCloseTimeout' => 10_000_000_000, 'RetryPolicy' => null],
+        ], $args);
+    }
+
+    /** The SDK runs the side effect here; rr answers the value history recorded. */
+    public static function sideEffect(\Closure $effect): Command
+    {
+        return new Command('SideEffect', [], [$effect()]);
+    }
+
+    public static function version(string $changeId, int $minSupported, int $maxSupported): Command
+    {
+        return new Command('GetVersion', ['changeID' => $changeId, 'minSupported' => $minSupported, 'maxSupported' => $maxSupported]);
+    }
+
     public static function timer(int $ms): Command
     {
         return new Command('NewTimer', ['ms' => $ms]);
@@ -85,21 +104,29 @@ final class Run
     public bool $done = false;
     public bool $cancelRequested = false;
 
-    /** @param array<string, \Closure> $signals @param array<string, \Closure> $queries */
-    public function __construct(public \Generator $generator, public object $state, public array $signals, public array $queries)
+    public function __construct(public \Generator $generator, public object $state, public WorkflowType $type)
     {
     }
 }
 
 /**
- * A workflow definition: $start(state, ...args) returns the generator; signals and queries
+ * A workflow definition: $start(state, ...args) returns the generator; signals, queries,
+ * updates (their result is the update's) and update validators (a throw rejects the update)
  * are closures over the same state object.
  */
 final class WorkflowType
 {
-    /** @param array<string, \Closure> $signals @param array<string, \Closure> $queries */
-    public function __construct(public \Closure $start, public array $signals = [], public array $queries = [])
-    {
+    /**
+     * @param array<string, \Closure> $signals @param array<string, \Closure> $queries
+     * @param array<string, \Closure> $updates @param array<string, \Closure> $validators
+     */
+    public function __construct(
+        public \Closure $start,
+        public array $signals = [],
+        public array $queries = [],
+        public array $updates = [],
+        public array $validators = [],
+    ) {
     }
 }
 
@@ -140,9 +167,15 @@ final class Worker
             return;
         }
         $options = $message->options ?? [];
+        if ($message->command === 'InvokeUpdate') {
+            // Answered by the UpdateValidated/UpdateCompleted commands, not by a reply.
+            $this->update($options, $message->payloads ?? []);
+            return;
+        }
         $reply = match ($message->command) {
             'GetWorkerInfo' => new Message(0, '', null, [$this->workerInfo()]),
-            'InvokeActivity' => $this->invokeActivity($options, $message->payloads ?? []),
+            'InvokeActivity', 'InvokeLocalActivity' => $this->invokeActivity($options, $message->payloads ?? []),
+            'StackTrace' => $this->stackTrace($options),
             'StartWorkflow' => $this->startWorkflow($options, $message->payloads ?? [], $context),
             'InvokeSignal' => $this->signal($options, $message->payloads ?? []),
             'InvokeQuery' => $this->query($options, $message->payloads ?? []),
@@ -159,7 +192,12 @@ final class Worker
     {
         $workflows = [];
         foreach ($this->workflows as $name => $type) {
-            $workflows[] = ['Name' => $name, 'Queries' => array_keys($type->queries), 'Signals' => array_keys($type->signals)];
+            $workflows[] = [
+                'Name' => $name,
+                'Queries' => array_keys($type->queries),
+                'Signals' => array_keys($type->signals),
+                'Updates' => array_keys($type->updates),
+            ];
         }
         return [
             'TaskQueue' => $this->taskQueue,
@@ -196,7 +234,7 @@ final class Worker
         $state = new \stdClass();
         $state->info = $info;
         $state->replay = !empty($context['replay']);
-        $run = new Run(($type->start)($state, ...$args), $state, $type->signals, $type->queries);
+        $run = new Run(($type->start)($state, ...$args), $state, $type);
         $this->runs[$runId] = $run;
         $this->advance($run, fn () => $run->generator->current());
         return new Message(0, '', null, [null]);
@@ -205,22 +243,72 @@ final class Worker
     private function signal(array $options, array $args): Message
     {
         $run = $this->runs[$options['runId'] ?? ''] ?? null;
-        $handler = $run?->signals[$options['name'] ?? ''] ?? null;
+        $handler = $run?->type->signals[$options['name'] ?? ''] ?? null;
         if ($run === null || $handler === null) {
             return new Message(0, '', null, null, new Failure('no such run or signal'));
         }
         $handler($run->state, ...$args);
+        $this->wake($run);
+        return new Message(0, '', null, [null]);
+    }
+
+    /** Resumes a run whose awaited condition now holds. */
+    private function wake(Run $run): void
+    {
         if ($run->awaiting !== null && ($run->awaiting->condition)()) {
             $run->awaiting = null;
             $this->advance($run, fn () => $run->generator->send(true));
         }
-        return new Message(0, '', null, [null]);
+    }
+
+    /** InvokeUpdate: UpdateValidated (with the validator's failure), then UpdateCompleted. */
+    private function update(array $options, array $args): void
+    {
+        $id = $options['updateId'] ?? '';
+        $run = $this->runs[$options['runId'] ?? ''] ?? null;
+        $name = $options['name'] ?? '';
+        $handler = $run?->type->updates[$name] ?? null;
+        $answer = fn (string $command, ?array $values, ?Failure $failure) =>
+            $this->out[] = new Message($this->nextId++, $command, ['id' => $id], $values, $failure);
+        try {
+            if ($run === null || $handler === null) {
+                throw new \LogicException("unknown update method $name");
+            }
+            $validator = $run->type->validators[$name] ?? null;
+            $validator === null or $validator($run->state, ...$args);
+        } catch (\Throwable $error) {
+            $answer('UpdateValidated', null, Failure::fromThrowable($error));
+            return;
+        }
+        $answer('UpdateValidated', null, null);
+        try {
+            $answer('UpdateCompleted', [$handler($run->state, ...$args)], null);
+        } catch (\Throwable $error) {
+            $answer('UpdateCompleted', null, Failure::fromThrowable($error));
+        }
+        $this->wake($run);
+    }
+
+    /** StackTrace: where the run waits (the real SDK answers its coroutines' PHP stacks). */
+    private function stackTrace(array $options): Message
+    {
+        $run = $this->runs[$options['runId'] ?? ''] ?? null;
+        if ($run === null) {
+            return new Message(0, '', null, null, new Failure('no such run'));
+        }
+        $name = $run->state->info['WorkflowType']['Name'] ?? '';
+        $where = match (true) {
+            $run->awaiting !== null => 'awaiting a condition',
+            $run->waitingFor !== null => "waiting for command {$run->waitingFor}",
+            default => 'running',
+        };
+        return new Message(0, '', null, ["$name: $where"]);
     }
 
     private function query(array $options, array $args): Message
     {
         $run = $this->runs[$options['runId'] ?? ''] ?? null;
-        $handler = $run?->queries[$options['name'] ?? ''] ?? null;
+        $handler = $run?->type->queries[$options['name'] ?? ''] ?? null;
         if ($run === null || $handler === null) {
             return new Message(0, '', null, null, new Failure('no such run or query'));
         }

@@ -4,7 +4,9 @@
  * queue from TEMPORAL_TASK_QUEUE. Workflows:
  *   GreetWorkflow(name)        one activity Greet -> "Hello, <name>!"
  *   TimerWorkflow(ms)          a timer, then "fired"
- *   CartWorkflow()             signals add(item) and checkout, query items; returns the items
+ *   CartWorkflow()             signals add(item) and checkout, query items; returns the items;
+ *                              update add(item) answers the count of items, its validator
+ *                              rejects an empty item
  *   ParentWorkflow(n)          a child ChildWorkflow(n) -> n * 2, returns "child said <n*2>"
  *   RetryWorkflow(key)         activity Flaky fails attempts 1 and 2, returns "ok after attempt 3"
  *   FailWorkflow()             throws DomainException
@@ -17,6 +19,10 @@
  *   BadCommandWorkflow(kind)   sends a command rr must refuse (unknown, broken options) or,
  *                              for garbage, a reply that is not a Frame
  *   CrashWorkflow()            activity Crash: kills its own worker on attempt 1
+ *   LocalStepWorkflow()        local activity Step(0), returns its result
+ *   BigWorkflow(bytes)         returns a string of `bytes` bytes (past Temporal's payload limit)
+ *   MarkersWorkflow()          a side effect (a random number) and GetVersion(change, 1, 2),
+ *                              query values; waits for signal go, returns both
  * Activities: Greet, Flaky, Step (appends "step <i> attempt <n> pid <pid>" to TEMPORAL_LOG
  * when set), Crash (SIGKILLs its worker on its first attempt).
  */
@@ -54,6 +60,33 @@ $workflows = [
             'checkout' => function (object $state): void { $state->checkout = true; },
         ],
         ['items' => fn (object $state) => $state->items ?? []],
+        ['add' => function (object $state, string $item): int {
+            $state->items[] = $item;
+            return count($state->items);
+        }],
+        ['add' => function (object $state, string $item): void {
+            if ($item === '') {
+                throw new InvalidArgumentException('an item needs a name');
+            }
+        }],
+    ),
+    'BigWorkflow' => new WorkflowType(function (object $state, int $bytes): Generator {
+        yield Workflow::timer(1);
+        return str_repeat('x', $bytes);
+    }),
+    'LocalStepWorkflow' => new WorkflowType(function (object $state): Generator {
+        return yield Workflow::localActivity('Step', [0]);
+    }),
+    'MarkersWorkflow' => new WorkflowType(
+        function (object $state): Generator {
+            $state->go = false;
+            $state->random = yield Workflow::sideEffect(fn () => random_int(0, PHP_INT_MAX));
+            $state->version = yield Workflow::version('change', 1, 2);
+            yield Workflow::await(fn () => $state->go);
+            return [$state->random, $state->version];
+        },
+        ['go' => function (object $state): void { $state->go = true; }],
+        ['values' => fn (object $state) => [$state->random ?? null, $state->version ?? null]],
     ),
     'ParentWorkflow' => new WorkflowType(function (object $state, int $n): Generator {
         $id = $state->info['WorkflowExecution']['ID'] . '-child';

@@ -189,7 +189,8 @@ const ACTIVITY_LIMIT_WITHOUT_TIMEOUT_NS: i64 = 3_600_000_000_000;
 /// Past the activity's own timeout, before its worker is killed.
 const ACTIVITY_LIMIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `InvokeActivity` with Go's `activity.Info` as rr sends it (spec "Activity worker").
+/// `InvokeActivity` (or `InvokeLocalActivity`) with Go's `activity.Info` as rr sends it
+/// (spec "Activity worker").
 fn invoke_activity(id: u64, task_queue: &str, task_token: &[u8], start: &Start) -> Message {
     let execution = start.workflow_execution.as_ref();
     let info = json!({
@@ -209,15 +210,27 @@ fn invoke_activity(id: u64, task_queue: &str, task_token: &[u8], start: &Start) 
         "Attempt": start.attempt,
         "IsLocalActivity": start.is_local,
     });
+    // A local activity (`ExecuteLocalActivity`, run by the core within the workflow task) is
+    // `InvokeLocalActivity{name, info}` (spec "Commands"): it has no heartbeats.
+    let (command, options) = if start.is_local {
+        (
+            "InvokeLocalActivity",
+            json!({"name": start.activity_type, "info": info}),
+        )
+    } else {
+        (
+            "InvokeActivity",
+            json!({
+                "name": start.activity_type,
+                "info": info,
+                "heartbeatDetails": start.heartbeat_details.len(),
+            }),
+        )
+    };
     Message {
         id,
-        command: "InvokeActivity".to_owned(),
-        options: serde_json::to_vec(&json!({
-            "name": start.activity_type,
-            "info": info,
-            "heartbeatDetails": start.heartbeat_details.len(),
-        }))
-        .unwrap_or_default(),
+        command: command.to_owned(),
+        options: serde_json::to_vec(&options).unwrap_or_default(),
         payloads: super::payloads::encode_payloads(start.input.clone()),
         header: super::payloads::encode_header(start.header_fields.clone()),
         ..Message::default()

@@ -3,28 +3,29 @@
 //! kind, so the core's resolutions (`ResolveActivity{seq}`, `FireTimer{seq}`, …) come back
 //! as responses to the same id.
 
+use super::command_options::{
+    ActivityOptions, CancelOptions, ChildOptions, ExternalOptions, IdOptions, LocalActivityOptions,
+    MessageOptions, NamedOptions, TimerOptions, UpdateOptions, VersionOptions,
+};
 use super::payloads::{
     application_failure, failure_of, go_duration, header_of, json_payload, options_of, payloads_of,
-    seq_of, GoRetryPolicy, MessageError,
+    seq_of, MessageError,
 };
 use ringrunner_protocol::temporal::Message;
-use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use temporalio_common::protos::coresdk::common::NamespacedWorkflowExecution;
+use temporalio_common::protos::coresdk::workflow_commands::update_response::Response as UpdateAnswer;
 use temporalio_common::protos::coresdk::workflow_commands::{
     signal_external_workflow_execution::Target, workflow_command::Variant,
     CancelChildWorkflowExecution, CancelTimer, CompleteWorkflowExecution,
     ContinueAsNewWorkflowExecution, FailWorkflowExecution, RequestCancelActivity,
-    RequestCancelExternalWorkflowExecution, ScheduleActivity, SetPatchMarker,
-    SignalExternalWorkflowExecution, StartChildWorkflowExecution, StartTimer,
+    RequestCancelExternalWorkflowExecution, RequestCancelLocalActivity, ScheduleActivity,
+    ScheduleLocalActivity, SignalExternalWorkflowExecution, StartChildWorkflowExecution,
+    StartTimer, UpdateResponse,
 };
 use temporalio_common::protos::temporal::api::failure::v1::{
     failure, CanceledFailureInfo, Failure,
 };
-
-/// Go SDK's `workflow.DefaultVersion`: what `GetVersion` answers for code that ran before
-/// the change.
-const DEFAULT_VERSION: i64 = -1;
 
 /// What an open SDK command is waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,8 @@ pub enum Pending {
     Timer,
     /// An activity (`ExecuteActivity`).
     Activity,
+    /// A local activity (`ExecuteLocalActivity`).
+    LocalActivity,
     /// A child workflow (`ExecuteChildWorkflow`) with its workflow id.
     Child(String),
     /// A signal or cancel to another workflow.
@@ -53,6 +56,22 @@ pub struct RunState {
     pub patches: HashSet<String>,
     /// The run replays its history now.
     pub replaying: bool,
+    /// Updates handed to the worker (`InvokeUpdate`) and not answered yet, by update id.
+    pub updates: HashMap<String, OpenUpdate>,
+    /// Versions `GetVersion` decided in this run, by change id.
+    pub versions: HashMap<String, i64>,
+    /// `SideEffect`s met in this run so far (the next one's number).
+    pub side_effects: u64,
+}
+
+/// An update the workflow worker was asked to validate and run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpdate {
+    /// The core's handle of the update (its protocol instance).
+    pub protocol_instance_id: String,
+    /// Whether the validator's verdict counts (false in replay: the update was accepted
+    /// before, whatever the validator says now, as rr does).
+    pub run_validator: bool,
 }
 
 /// Why a command fails the workflow task.
@@ -67,7 +86,62 @@ pub enum CommandError {
     /// The SDK's `Panic`.
     #[error("{0}")]
     Panic(String),
+    /// `UpdateValidated`/`UpdateCompleted` without an update id (rr's text; `action` is
+    /// `validate` or `complete`).
+    #[error("update id is empty, can't {0} update")]
+    EmptyUpdateId(&'static str),
+    /// A command whose payloads Temporal would refuse: failing the task keeps the workflow
+    /// (the server would terminate it), retried until its code sends less.
+    #[error(
+        "{command}: payloads of {bytes} bytes exceed the {MAX_COMMAND_PAYLOADS_BYTES} bytes Temporal accepts (its limit.blobSize.error); the workflow task fails and is retried until the workflow sends less"
+    )]
+    PayloadsTooLarge {
+        /// The command.
+        command: String,
+        /// Its payloads' size.
+        bytes: usize,
+    },
+    /// A version `GetVersion` found in history that the code no longer supports (the Go
+    /// SDK's texts).
+    #[error("{}", unsupported_version(change_id, *version, *min_supported, *max_supported))]
+    UnsupportedVersion {
+        /// The change.
+        change_id: String,
+        /// The version history holds.
+        version: i64,
+        /// The code's range.
+        min_supported: i64,
+        /// The code's range.
+        max_supported: i64,
+    },
 }
+
+fn unsupported_version(
+    change_id: &str,
+    version: i64,
+    min_supported: i64,
+    max_supported: i64,
+) -> String {
+    if version < min_supported {
+        format!(
+            "Workflow code removed support of version {version}. for \"{change_id}\" changeID. The oldest supported version is {min_supported}"
+        )
+    } else {
+        format!(
+            "Workflow code is too old to support version {version} for \"{change_id}\" changeID. The maximum supported version is {max_supported}"
+        )
+    }
+}
+
+/// The longest retry backoff of a local activity the core waits out itself; a longer one
+/// fails the local activity (the PHP SDK's local activities are for short work; a regular
+/// activity retries on any schedule).
+pub const LOCAL_RETRY_THRESHOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The most payload bytes one command may carry: Temporal's default blob size limit
+/// (`limit.blobSize.error`, 2 MiB). Past it the server terminates the workflow when the
+/// command reaches it; ringrunner fails the workflow task instead.
+pub const MAX_COMMAND_PAYLOADS_BYTES: usize = 2 * 1024 * 1024;
 
 /// What one batch of commands gives.
 #[derive(Debug, Default)]
@@ -77,89 +151,6 @@ pub struct Translated {
     /// Responses the worker gets at once, in this workflow task (`GetVersion`,
     /// `SideEffect`, `Cancel`, …).
     pub immediate: Vec<Message>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct NamedOptions<T> {
-    name: String,
-    options: T,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-struct ActivityOptions {
-    task_queue_name: String,
-    schedule_to_close_timeout: i64,
-    schedule_to_start_timeout: i64,
-    start_to_close_timeout: i64,
-    heartbeat_timeout: i64,
-    #[serde(rename = "ActivityID")]
-    activity_id: String,
-    retry_policy: Option<GoRetryPolicy>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-struct ChildOptions {
-    namespace: String,
-    #[serde(rename = "WorkflowID")]
-    workflow_id: String,
-    task_queue_name: String,
-    workflow_execution_timeout: i64,
-    workflow_run_timeout: i64,
-    workflow_task_timeout: i64,
-    #[serde(rename = "WorkflowIDReusePolicy")]
-    workflow_id_reuse_policy: i32,
-    parent_close_policy: i32,
-    retry_policy: Option<GoRetryPolicy>,
-    cron_schedule: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct TimerOptions {
-    ms: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct IdOptions {
-    id: u64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct CancelOptions {
-    ids: Vec<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct VersionOptions {
-    #[serde(rename = "changeID")]
-    change_id: String,
-    #[serde(rename = "maxSupported")]
-    max_supported: i64,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ExternalOptions {
-    namespace: String,
-    #[serde(rename = "workflowID")]
-    workflow_id: String,
-    #[serde(rename = "runID")]
-    run_id: String,
-    signal: String,
-    #[serde(rename = "childWorkflowOnly")]
-    child_workflow_only: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct MessageOptions {
-    message: String,
 }
 
 /// The run's workflow task context that commands need.
@@ -184,6 +175,13 @@ pub fn translate(
 ) -> Result<Translated, CommandError> {
     let mut out = Translated::default();
     for message in messages.iter().filter(|message| message.is_command()) {
+        let bytes = message.payloads.as_ref().map_or(0, Vec::len);
+        if bytes > MAX_COMMAND_PAYLOADS_BYTES {
+            return Err(CommandError::PayloadsTooLarge {
+                command: message.command.clone(),
+                bytes,
+            });
+        }
         translate_one(message, run, context, &mut out)?;
     }
     Ok(out)
@@ -208,6 +206,15 @@ fn translate_one(
         "ExecuteActivity" => {
             run.pending.insert(id, Pending::Activity);
             out.commands.push(schedule_activity(message, context)?);
+        }
+        "ExecuteLocalActivity" => {
+            run.pending.insert(id, Pending::LocalActivity);
+            out.commands.push(schedule_local_activity(message)?);
+        }
+        "UpdateValidated" | "UpdateCompleted" => {
+            if let Some(answer) = answer_update(message, run)? {
+                out.commands.push(Variant::UpdateResponse(answer));
+            }
         }
         "NewTimer" => {
             let options: TimerOptions = options_of(message)?;
@@ -266,26 +273,17 @@ fn answer_at_once(
         }
         "GetVersion" => {
             let options: VersionOptions = options_of(message)?;
-            let version = get_version(id, &options, run, out);
-            out.immediate.push(version);
-        }
-        "SideEffect" => {
-            // The SDK ran the side effect; its value is the result. (rr records it in a
-            // marker through the Go SDK; the core has no side-effect marker, so a replay
-            // runs the closure again.)
+            let version = super::markers::get_version(&options, run, &mut out.commands)?;
             out.immediate.push(answer(
                 id,
-                message
-                    .payloads
-                    .clone()
-                    .or_else(|| super::payloads::encode_payloads(Vec::new())),
+                super::payloads::encode_payloads(vec![json_payload(&version.into())]),
             ));
         }
-        "UpsertWorkflowSearchAttributes"
-        | "UpsertWorkflowTypedSearchAttributes"
-        | "UpsertMemo"
-        | "UpdateCompleted"
-        | "UpdateValidated" => {
+        "SideEffect" => {
+            let value = super::markers::side_effect(message, run, &mut out.commands);
+            out.immediate.push(answer(id, value));
+        }
+        "UpsertWorkflowSearchAttributes" | "UpsertWorkflowTypedSearchAttributes" | "UpsertMemo" => {
             tracing::debug!(
                 command = message.command.as_str(),
                 "temporal command not forwarded to the server yet"
@@ -331,6 +329,80 @@ fn schedule_activity(message: &Message, context: RunContext<'_>) -> Result<Varia
         heartbeat_timeout: go_duration(options.heartbeat_timeout),
         retry_policy: options.retry_policy.map(|policy| policy.to_proto()),
         ..ScheduleActivity::default()
+    }))
+}
+
+/// `ExecuteLocalActivity`: the core runs it on the activity pool (`InvokeLocalActivity`)
+/// and records its result in a marker. Its retries back off inside the core up to
+/// `LOCAL_RETRY_THRESHOLD`; a longer backoff fails it (see `resolution`).
+fn schedule_local_activity(message: &Message) -> Result<Variant, CommandError> {
+    let seq = seq_of(message.id)?;
+    let named: NamedOptions<LocalActivityOptions> = options_of(message)?;
+    let options = named.options;
+    Ok(Variant::ScheduleLocalActivity(ScheduleLocalActivity {
+        seq,
+        activity_id: seq.to_string(),
+        activity_type: named.name,
+        attempt: 1,
+        headers: header_of(message)?,
+        arguments: payloads_of(message)?,
+        schedule_to_close_timeout: go_duration(options.schedule_to_close_timeout),
+        start_to_close_timeout: go_duration(options.start_to_close_timeout),
+        retry_policy: options.retry_policy.map(|policy| policy.to_proto()),
+        local_retry_threshold: Some(super::payloads::proto_duration(LOCAL_RETRY_THRESHOLD)),
+        ..ScheduleLocalActivity::default()
+    }))
+}
+
+/// The answer the core gets for `UpdateValidated` / `UpdateCompleted` (rr's handler): a
+/// failed validation rejects the update (outside replay), a passed one accepts it; a
+/// completion completes it with its value, or rejects it with its failure. An id the run
+/// never got is ignored with a warning, as rr does.
+fn answer_update(
+    message: &Message,
+    run: &mut RunState,
+) -> Result<Option<UpdateResponse>, CommandError> {
+    let validated = message.command == "UpdateValidated";
+    let options: UpdateOptions = options_of(message)?;
+    if options.id.is_empty() {
+        return Err(CommandError::EmptyUpdateId(if validated {
+            "validate"
+        } else {
+            "complete"
+        }));
+    }
+    let Some(update) = run.updates.get(&options.id).cloned() else {
+        tracing::warn!(
+            update_id = options.id.as_str(),
+            command = message.command.as_str(),
+            "no such update ID, can't answer the update"
+        );
+        return Ok(None);
+    };
+    let failure = failure_of(message)?;
+    let response = match (validated, failure) {
+        (true, Some(failure)) if update.run_validator => {
+            run.updates.remove(&options.id);
+            UpdateAnswer::Rejected(failure)
+        }
+        (true, _) => UpdateAnswer::Accepted(()),
+        (false, Some(failure)) => {
+            run.updates.remove(&options.id);
+            UpdateAnswer::Rejected(failure)
+        }
+        (false, None) => {
+            run.updates.remove(&options.id);
+            UpdateAnswer::Completed(
+                payloads_of(message)?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(super::payloads::null_payload),
+            )
+        }
+    };
+    Ok(Some(UpdateResponse {
+        protocol_instance_id: update.protocol_instance_id,
+        response: Some(response),
     }))
 }
 
@@ -483,6 +555,13 @@ fn cancel(target: u64, run: &mut RunState, out: &mut Translated) -> Result<(), C
                     seq: seq_of(target)?,
                 }));
         }
+        Some(Pending::LocalActivity) => {
+            out.commands.push(Variant::RequestCancelLocalActivity(
+                RequestCancelLocalActivity {
+                    seq: seq_of(target)?,
+                },
+            ));
+        }
         Some(Pending::Child(_)) => {
             out.commands.push(Variant::CancelChildWorkflowExecution(
                 CancelChildWorkflowExecution {
@@ -496,23 +575,6 @@ fn cancel(target: u64, run: &mut RunState, out: &mut Translated) -> Result<(), C
     Ok(())
 }
 
-fn get_version(id: u64, options: &VersionOptions, run: &RunState, out: &mut Translated) -> Message {
-    let known = run.patches.contains(&options.change_id);
-    let version = if known || !run.replaying {
-        out.commands.push(Variant::SetPatchMarker(SetPatchMarker {
-            patch_id: options.change_id.clone(),
-            deprecated: false,
-        }));
-        options.max_supported
-    } else {
-        DEFAULT_VERSION
-    };
-    answer(
-        id,
-        super::payloads::encode_payloads(vec![json_payload(&version.into())]),
-    )
-}
-
 /// A failure for the workflow task made from `error`.
 #[must_use]
 pub fn task_failure(error: &dyn std::fmt::Display) -> Failure {
@@ -520,98 +582,5 @@ pub fn task_failure(error: &dyn std::fmt::Display) -> Failure {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn context() -> RunContext<'static> {
-        RunContext {
-            namespace: "default",
-            task_queue: "q",
-            workflow_id: "w",
-        }
-    }
-
-    fn command(id: u64, name: &str, options: &str) -> Message {
-        Message {
-            id,
-            command: name.into(),
-            options: options.as_bytes().to_vec(),
-            ..Message::default()
-        }
-    }
-
-    #[test]
-    fn an_unknown_command_fails_with_rrs_text() {
-        let error = translate(
-            &[command(9001, "Teleport", "{}")],
-            &mut RunState::default(),
-            context(),
-        )
-        .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "undefined command name: Teleport, possible outdated RoadRunner version"
-        );
-    }
-
-    #[test]
-    fn an_activity_and_a_timer_become_core_commands_with_the_sdk_ids() {
-        let mut run = RunState::default();
-        let out = translate(
-            &[
-                command(
-                    9001,
-                    "ExecuteActivity",
-                    r#"{"name":"Greet","options":{"StartToCloseTimeout":10000000000}}"#,
-                ),
-                command(9002, "NewTimer", r#"{"ms":1500}"#),
-            ],
-            &mut run,
-            context(),
-        )
-        .unwrap();
-        match &out.commands[..] {
-            [Variant::ScheduleActivity(activity), Variant::StartTimer(timer)] => {
-                assert_eq!(
-                    (
-                        activity.seq,
-                        activity.activity_type.as_str(),
-                        activity.task_queue.as_str()
-                    ),
-                    (9001, "Greet", "q")
-                );
-                assert_eq!(activity.start_to_close_timeout.unwrap().seconds, 10);
-                assert_eq!(timer.seq, 9002);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        let cancelled = translate(
-            &[command(9003, "Cancel", r#"{"ids":[9002]}"#)],
-            &mut run,
-            context(),
-        )
-        .unwrap();
-        assert!(matches!(
-            cancelled.commands[..],
-            [Variant::CancelTimer(CancelTimer { seq: 9002 })]
-        ));
-        assert_eq!(
-            cancelled.immediate.iter().map(|m| m.id).collect::<Vec<_>>(),
-            [9002, 9003]
-        );
-    }
-
-    #[test]
-    fn broken_options_fail_the_task_not_the_server() {
-        let error = translate(
-            &[command(9001, "NewTimer", "{\"ms\":\"x")],
-            &mut RunState::default(),
-            context(),
-        )
-        .unwrap_err();
-        assert!(matches!(
-            error,
-            CommandError::Message(MessageError::Options { .. })
-        ));
-    }
-}
+#[path = "commands_tests.rs"]
+mod tests;

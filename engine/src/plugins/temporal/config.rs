@@ -25,7 +25,8 @@ pub struct TlsSection {
     pub server_name: String,
 }
 
-/// `temporal.metrics` (prometheus only: its scrape is served by ringrunner's metrics).
+/// `temporal.metrics` (prometheus only): the core's metrics on their own listener at
+/// `prometheus.address` (see `core::telemetry_options`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetricsSection {
     /// `driver`: `prometheus` (rr's default) or `statsd`.

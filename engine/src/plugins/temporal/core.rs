@@ -3,7 +3,7 @@
 //! activations and activity tasks to the bridge.
 
 use super::activity::ActivityBridge;
-use super::config::{TemporalSection, TlsSection};
+use super::config::{MetricsSection, TemporalSection, TlsSection};
 use super::relay::Relay;
 use super::worker_info::WorkerInfoSet;
 use super::workflow::WorkflowBridge;
@@ -13,6 +13,9 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use temporalio_client::{Connection, ConnectionOptions};
+use temporalio_common::telemetry::{
+    start_prometheus_metric_exporter, PrometheusExporterOptions, TelemetryOptions,
+};
 use temporalio_common::worker::WorkerTaskTypes;
 use temporalio_sdk_core::{
     init_worker, CoreRuntime, PollError, RuntimeOptions, TlsOptions, Url, Worker, WorkerConfig,
@@ -27,6 +30,10 @@ const POLL_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Workflow tasks one core worker holds at once (the core asks for at least 2 with a sticky
 /// cache); the one workflow worker runs them in turn.
 const MAX_OUTSTANDING_WORKFLOW_TASKS: usize = 16;
+/// rr's default `temporal.metrics.prometheus.address`.
+const DEFAULT_PROMETHEUS_ADDRESS: &str = "127.0.0.1:9091";
+/// The core's metric names' prefix (the Go SDK's names start the same).
+const METRIC_PREFIX: &str = "temporal_";
 /// The PHP SDK's name and version rr sends in gRPC metadata (spec "Startup order").
 const CLIENT_NAME: &str = "temporal-php-2";
 const DEFAULT_CLIENT_VERSION: &str = "2.5.0";
@@ -35,6 +42,8 @@ const DEFAULT_CLIENT_VERSION: &str = "2.5.0";
 pub struct TemporalCore {
     runtime: Option<tokio::runtime::Runtime>,
     core_runtime: CoreRuntime,
+    /// The `temporal.metrics` listener's task, when it runs.
+    metrics_listener: Option<tokio::task::AbortHandle>,
     connection: Connection,
     /// Running workers by task queue.
     workers: Mutex<Vec<(String, Arc<Worker>)>>,
@@ -74,14 +83,17 @@ impl TemporalCore {
             .enable_all()
             .build()
             .map_err(|error| format!("temporal runtime: {error}"))?;
-        let core_runtime = {
+        let (core_runtime, metrics_listener) = {
             let _entered = runtime.enter();
+            let (telemetry, metrics_listener) = telemetry_options(section.metrics.as_ref())?;
             let options = RuntimeOptions::builder()
+                .telemetry_options(telemetry)
                 .heartbeat_interval(None)
                 .build()
                 .map_err(|error| format!("temporal runtime: {error}"))?;
-            CoreRuntime::new_assume_tokio(options)
-                .map_err(|error| format!("temporal runtime: {error}"))?
+            let core_runtime = CoreRuntime::new_assume_tokio(options)
+                .map_err(|error| format!("temporal runtime: {error}"))?;
+            (core_runtime, metrics_listener)
         };
         let info = runtime.block_on(super::worker_info::fetch(relay, workflow_pool))?;
         let options = connection_options(section, &info.php_sdk_version)?;
@@ -103,6 +115,7 @@ impl TemporalCore {
         let core = Self {
             runtime: Some(runtime),
             core_runtime,
+            metrics_listener,
             connection,
             workers: Mutex::new(Vec::new()),
         };
@@ -182,6 +195,11 @@ impl TemporalCore {
         }
     }
 
+    /// The API key the connection sends from now on (`temporal.UpdateAPIKey`).
+    pub fn set_api_key(&self, key: String) {
+        self.connection.set_api_key(Some(key));
+    }
+
     /// Hands an activity heartbeat to the core worker of `task_queue`.
     pub fn record_heartbeat(
         &self,
@@ -223,10 +241,51 @@ impl TemporalCore {
 
 impl Drop for TemporalCore {
     fn drop(&mut self) {
+        if let Some(listener) = self.metrics_listener.take() {
+            listener.abort();
+        }
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
+}
+
+/// The core's telemetry: with `temporal.metrics` (prometheus), the core's metrics served on
+/// their own listener at `prometheus.address` (rr's: the Go SDK's metrics there), named
+/// `temporal_*`, or `<prefix>_temporal_*` with a prefix (rr's tally scope joins with `_`).
+/// Must run within the runtime.
+fn telemetry_options(
+    metrics: Option<&MetricsSection>,
+) -> Result<(TelemetryOptions, Option<tokio::task::AbortHandle>), String> {
+    let Some(metrics) = metrics.filter(|metrics| metrics.driver == "prometheus") else {
+        return Ok((TelemetryOptions::builder().build(), None));
+    };
+    let address = if metrics.address.is_empty() {
+        DEFAULT_PROMETHEUS_ADDRESS
+    } else {
+        metrics.address.as_str()
+    };
+    let socket_addr = address
+        .parse()
+        .map_err(|error| format!("temporal.metrics.prometheus.address {address}: {error}"))?;
+    let started = start_prometheus_metric_exporter(
+        PrometheusExporterOptions::builder()
+            .socket_addr(socket_addr)
+            .build(),
+    )
+    .map_err(|error| format!("temporal.metrics.prometheus.address {address}: {error}"))?;
+    tracing::info!(address = %started.bound_addr, "temporal metrics listening");
+    let prefix = if metrics.prefix.is_empty() {
+        METRIC_PREFIX.to_owned()
+    } else {
+        format!("{}_{METRIC_PREFIX}", metrics.prefix)
+    };
+    let meter: std::sync::Arc<dyn temporalio_common::telemetry::metrics::CoreMeter> = started.meter;
+    let options = TelemetryOptions::builder()
+        .metrics(meter)
+        .metric_prefix(prefix)
+        .build();
+    Ok((options, Some(started.abort_handle)))
 }
 
 fn connection_options(
@@ -298,14 +357,14 @@ fn worker_config(
         .max_cached_workflows(section.cache_size)
         .max_outstanding_workflow_tasks(MAX_OUTSTANDING_WORKFLOW_TASKS)
         .max_outstanding_activities(bridges.max_activities.max(1))
-        .max_outstanding_local_activities(1_usize)
+        .max_outstanding_local_activities(bridges.max_activities.max(1))
         .max_outstanding_nexus_tasks(1_usize)
         .versioning_strategy(WorkerVersioningStrategy::None {
             build_id: String::new(),
         })
         .task_types(WorkerTaskTypes {
             enable_workflows: true,
-            enable_local_activities: false,
+            enable_local_activities: bridges.activities.is_some(),
             enable_remote_activities: bridges.activities.is_some(),
             enable_nexus: false,
         })

@@ -6,13 +6,17 @@
 //! run the pools' execs.
 
 mod activity;
+mod command_options;
 mod commands;
 pub mod config;
 #[cfg(test)]
 mod config_tests;
 mod core;
+mod markers;
 mod payloads;
 mod relay;
+mod replay;
+mod resolutions;
 mod rpc;
 mod worker_info;
 mod workflow;

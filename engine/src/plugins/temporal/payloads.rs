@@ -114,6 +114,15 @@ pub fn json_payload(value: &serde_json::Value) -> Payload {
     }
 }
 
+/// Go's nil as a payload (`binary/null`): the value of an update that returned nothing.
+#[must_use]
+pub fn null_payload() -> Payload {
+    Payload {
+        metadata: HashMap::from([("encoding".to_owned(), b"binary/null".to_vec())]),
+        ..Payload::default()
+    }
+}
+
 /// A failure made by ringrunner (an application failure of type `kind`).
 #[must_use]
 pub fn application_failure(message: String, kind: &str) -> Failure {

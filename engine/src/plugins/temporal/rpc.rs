@@ -1,5 +1,6 @@
 //! The `temporal` RPC service the PHP SDK calls over `RR_RPC` (spec temporal "Wire protocol"
-//! §7, rr's rpc.go): activity heartbeats, and the names registered.
+//! §7, rr's rpc.go): activity heartbeats, the names registered, the API key, and the replay
+//! methods (answered with rr's validation texts, then "not implemented": see `replay`).
 
 use super::TemporalService;
 use crate::plugins::rpc::services::base64_decode;
@@ -25,9 +26,19 @@ impl RpcService for TemporalService {
             "RecordActivityHeartbeat" => self.record_heartbeat(&arg),
             "GetActivityNames" => Ok(json!(self.names(|queue| &queue.activities))),
             "GetWorkflowNames" => Ok(json!(self.names(|queue| &queue.workflows))),
+            "UpdateAPIKey" => Ok(json!(self.update_api_key(&arg))),
             _ => return None,
         };
         Some(ready(result.map(Reply::Json)))
+    }
+
+    fn call_proto<'a>(
+        &'a self,
+        method: &'a str,
+        message: &'a [u8],
+    ) -> Option<LocalFuture<'a, Result<Vec<u8>, String>>> {
+        let status = super::replay::answer(method, message)?;
+        Some(Box::pin(std::future::ready(Ok(status))))
     }
 }
 
@@ -59,6 +70,18 @@ impl TemporalService {
             },
         );
         Ok(json!({ "canceled": running.canceled }))
+    }
+
+    /// `temporal.UpdateAPIKey "<key>"`: the key the client sends from now on (every core
+    /// worker shares the connection); false for an empty one, which changes nothing (rr).
+    fn update_api_key(&self, arg: &Value) -> bool {
+        match arg.as_str() {
+            Some(key) if !key.is_empty() => {
+                self.core.set_api_key(key.to_owned());
+                true
+            }
+            _ => false,
+        }
     }
 
     fn names(

@@ -4,30 +4,23 @@
 //! become the activation's completion. Anything wrong with the worker's answer fails this
 //! workflow task only (the core retries it), never the server.
 
-use super::commands::{self, child_execution, CommandError, Pending, RunContext, RunState};
-use super::payloads::{
-    encode_header, encode_payloads, failure_of, nanos_of, payloads_of, MessageError,
-};
+use super::commands::{self, CommandError, OpenUpdate, RunContext, RunState};
+use super::payloads::{encode_header, encode_payloads, failure_of, nanos_of, MessageError};
 use super::relay::{Relay, RelayError};
+use super::resolutions::{query_answer, resolution};
 use crate::pool::Pool;
-use prost::Message as _;
 use ringrunner_protocol::temporal::{Context, Frame, Message};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
-use temporalio_common::protos::coresdk::activity_result::activity_resolution::Status as ActivityStatus;
-use temporalio_common::protos::coresdk::child_workflow::child_workflow_result::Status as ChildStatus;
 use temporalio_common::protos::coresdk::workflow_activation::{
-    resolve_child_workflow_execution_start::Status as ChildStartStatus,
-    workflow_activation_job::Variant as Job, InitializeWorkflow, WorkflowActivation,
+    workflow_activation_job::Variant as Job, DoUpdate, InitializeWorkflow, QueryWorkflow,
+    WorkflowActivation,
 };
-use temporalio_common::protos::coresdk::workflow_commands::{
-    query_result, workflow_command::Variant, QueryResult, QuerySuccess,
-};
+use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant;
 use temporalio_common::protos::coresdk::workflow_completion::WorkflowActivationCompletion;
-use temporalio_common::protos::temporal::api::failure::v1::Failure;
 
 /// Exchanges with the worker within one activation: the first frame and the rounds that
 /// answer commands at once (`GetVersion`, `SideEffect`, …). A workflow that asks for more
@@ -37,6 +30,11 @@ const MAX_ROUNDS_PER_ACTIVATION: usize = 1_000;
 /// activation when the run does not say (then it is killed and replaced, and the run
 /// replays).
 const DEFAULT_WORKFLOW_TASK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Temporal's built-in query for a workflow's stack (`temporal workflow stack`).
+const STACK_TRACE_QUERY: &str = "__stack_trace";
+/// rr's `InvokeUpdate.type`: validate the update, then run its handler.
+const UPDATE_TYPE: &str = "validate_execute";
 
 /// Why an activation failed.
 #[derive(Debug, thiserror::Error)]
@@ -357,13 +355,13 @@ impl WorkflowBridge {
                     ask(&mut out, message, Asked::Other("InvokeSignal"));
                 }
                 Job::QueryWorkflow(query) => {
-                    let mut message = request(
-                        self.request_id(),
-                        "InvokeQuery",
-                        &json!({"runId": run_id, "name": query.query_type}),
-                    );
-                    message.payloads = encode_payloads(query.arguments.clone());
+                    let message = self.query(run_id, query);
                     ask(&mut out, message, Asked::Query(query.query_id.clone()));
+                }
+                Job::DoUpdate(update) => {
+                    // No answer comes to this request: the SDK sends `UpdateValidated` and
+                    // `UpdateCompleted` commands instead (rr's handler).
+                    out.push(self.update(run_id, update));
                 }
                 Job::CancelWorkflow(_) => {
                     let message = request(
@@ -391,6 +389,50 @@ impl WorkflowBridge {
     }
 }
 
+impl WorkflowBridge {
+    /// `InvokeQuery`, or for Temporal's built-in `__stack_trace` query `StackTrace` (rr
+    /// asks the worker for its workflow's stack instead).
+    fn query(&self, run_id: &str, query: &QueryWorkflow) -> Message {
+        if query.query_type == STACK_TRACE_QUERY {
+            return request(self.request_id(), "StackTrace", &json!({ "runId": run_id }));
+        }
+        let mut message = request(
+            self.request_id(),
+            "InvokeQuery",
+            &json!({"runId": run_id, "name": query.query_type}),
+        );
+        message.payloads = encode_payloads(query.arguments.clone());
+        message
+    }
+
+    /// `InvokeUpdate` (validate, then execute, as rr asks), remembered until the SDK
+    /// answers it.
+    fn update(&self, run_id: &str, update: &DoUpdate) -> Message {
+        self.with_run(run_id, |run| {
+            run.state.updates.insert(
+                update.id.clone(),
+                OpenUpdate {
+                    protocol_instance_id: update.protocol_instance_id.clone(),
+                    run_validator: update.run_validator,
+                },
+            );
+        });
+        let mut message = request(
+            self.request_id(),
+            "InvokeUpdate",
+            &json!({
+                "updateId": update.id,
+                "runId": run_id,
+                "name": update.name,
+                "type": UPDATE_TYPE,
+            }),
+        );
+        message.payloads = encode_payloads(update.input.clone());
+        message.header = encode_header(update.headers.clone());
+        message
+    }
+}
+
 fn workflow_worker_pid(pool: &Pool) -> u32 {
     pool.workers().first().map_or(0, |worker| worker.pid)
 }
@@ -402,141 +444,6 @@ fn request(id: u64, command: &str, options: &serde_json::Value) -> Message {
         options: serde_json::to_vec(options).unwrap_or_default(),
         ..Message::default()
     }
-}
-
-fn failed(id: u64, failure: Option<Failure>) -> Message {
-    Message {
-        id,
-        failure: Some(failure.unwrap_or_default().encode_to_vec()),
-        ..Message::default()
-    }
-}
-
-fn resolved(
-    id: u64,
-    payloads: Vec<temporalio_common::protos::temporal::api::common::v1::Payload>,
-) -> Message {
-    Message {
-        id,
-        payloads: encode_payloads(payloads),
-        ..Message::default()
-    }
-}
-
-/// The responses a resolution job gives the SDK (none for jobs it does not see).
-fn resolution(job: &Job, run: &mut RunState) -> Option<Vec<Message>> {
-    let message = match job {
-        Job::FireTimer(timer) => {
-            run.pending.remove(&u64::from(timer.seq));
-            Message {
-                id: u64::from(timer.seq),
-                ..Message::default()
-            }
-        }
-        Job::ResolveActivity(activity) => {
-            let id = u64::from(activity.seq);
-            run.pending.remove(&id);
-            match activity
-                .result
-                .as_ref()
-                .and_then(|result| result.status.as_ref())
-            {
-                Some(ActivityStatus::Completed(success)) => {
-                    resolved(id, success.result.clone().into_iter().collect())
-                }
-                Some(ActivityStatus::Failed(failure)) => failed(id, failure.failure.clone()),
-                Some(ActivityStatus::Cancelled(cancelled)) => failed(id, cancelled.failure.clone()),
-                Some(ActivityStatus::Backoff(_)) | None => return None,
-            }
-        }
-        Job::ResolveChildWorkflowExecutionStart(start) => {
-            let id = u64::from(start.seq);
-            match &start.status {
-                Some(ChildStartStatus::Succeeded(success)) => {
-                    let workflow_id = match run.pending.get(&id) {
-                        Some(Pending::Child(workflow_id)) => workflow_id.clone(),
-                        _ => String::new(),
-                    };
-                    let started = (workflow_id, success.run_id.clone());
-                    let waiter = run.child_waiters.remove(&id);
-                    let answer = waiter.map(|waiter| child_execution(waiter, &started));
-                    run.children_started.insert(id, started);
-                    return answer.map(|answer| vec![answer]);
-                }
-                Some(ChildStartStatus::Failed(failure)) => {
-                    run.pending.remove(&id);
-                    let failure = super::payloads::application_failure(
-                        format!(
-                            "child workflow {} could not start: cause {}",
-                            failure.workflow_id, failure.cause
-                        ),
-                        "ChildWorkflowExecutionAlreadyStartedError",
-                    );
-                    let mut out = vec![failed(id, Some(failure.clone()))];
-                    if let Some(waiter) = run.child_waiters.remove(&id) {
-                        out.push(failed(waiter, Some(failure)));
-                    }
-                    return Some(out);
-                }
-                Some(ChildStartStatus::Cancelled(cancelled)) => {
-                    run.pending.remove(&id);
-                    failed(id, cancelled.failure.clone())
-                }
-                None => return None,
-            }
-        }
-        Job::ResolveChildWorkflowExecution(child) => {
-            let id = u64::from(child.seq);
-            run.pending.remove(&id);
-            match child
-                .result
-                .as_ref()
-                .and_then(|result| result.status.as_ref())
-            {
-                Some(ChildStatus::Completed(success)) => {
-                    resolved(id, success.result.clone().into_iter().collect())
-                }
-                Some(ChildStatus::Failed(failure)) => failed(id, failure.failure.clone()),
-                Some(ChildStatus::Cancelled(cancelled)) => failed(id, cancelled.failure.clone()),
-                None => return None,
-            }
-        }
-        Job::ResolveSignalExternalWorkflow(external) => {
-            let id = u64::from(external.seq);
-            run.pending.remove(&id);
-            match &external.failure {
-                Some(failure) => failed(id, Some(failure.clone())),
-                None => resolved(id, Vec::new()),
-            }
-        }
-        Job::ResolveRequestCancelExternalWorkflow(external) => {
-            let id = u64::from(external.seq);
-            run.pending.remove(&id);
-            match &external.failure {
-                Some(failure) => failed(id, Some(failure.clone())),
-                None => resolved(id, Vec::new()),
-            }
-        }
-        _ => return None,
-    };
-    Some(vec![message])
-}
-
-fn query_answer(
-    query_id: String,
-    failure: Option<Failure>,
-    message: &Message,
-) -> Result<Variant, ActivationError> {
-    let variant = match failure {
-        Some(failure) => query_result::Variant::Failed(failure),
-        None => query_result::Variant::Succeeded(QuerySuccess {
-            response: payloads_of(message)?.into_iter().next(),
-        }),
-    };
-    Ok(Variant::RespondToQuery(QueryResult {
-        query_id,
-        variant: Some(variant),
-    }))
 }
 
 /// The context of an activation (spec §4).
