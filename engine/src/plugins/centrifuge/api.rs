@@ -8,6 +8,7 @@
 //! (`rpc error: code = Unavailable desc = …`), the text rr hands PHP.
 
 use super::config::CentrifugeSection;
+use super::tls::ApiTls;
 use bytes::Bytes;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
@@ -75,9 +76,14 @@ impl ApiClient {
     /// No thread or runtime.
     pub fn start(config: &CentrifugeSection) -> Result<Self, String> {
         let (calls, queue) = mpsc::channel(IN_FLIGHT_CALLS_MAX);
+        let tls = match &config.tls {
+            Some(files) => Some(ApiTls::new(files, &config.grpc_api_address)?),
+            None => None,
+        };
         let target = Arc::new(Target {
             address: config.grpc_api_address.clone(),
             gzip: config.use_compressor,
+            tls,
             connection: tokio::sync::Mutex::new(Connection::default()),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -124,6 +130,7 @@ impl ApiClient {
 struct Target {
     address: String,
     gzip: bool,
+    tls: Option<ApiTls>,
     connection: tokio::sync::Mutex<Connection>,
 }
 
@@ -217,17 +224,15 @@ impl Target {
             .await
             .map_err(|error| dial_error(go_dial_error(&error)))?;
         let _ = socket.set_nodelay(true);
-        let (sender, connection) = h2::client::Builder::new()
-            .max_header_list_size(ANSWER_HEADER_LIST_BYTES)
-            .handshake::<_, Bytes>(socket)
+        let Some(tls) = &self.tls else {
+            return handshake(socket).await.map_err(dial_error);
+        };
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls.config));
+        let stream = connector
+            .connect(tls.server_name.clone(), socket)
             .await
-            .map_err(|error| dial_error(error.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(target: "centrifuge", %error, "centrifugo api connection ended");
-            }
-        });
-        Ok(sender)
+            .map_err(|error| dial_error(format!("tls: {error}")))?;
+        handshake(stream).await.map_err(dial_error)
     }
 
     async fn request(
@@ -258,6 +263,25 @@ impl Target {
         let answer = answer.await.map_err(broken)?;
         read_answer(answer).await
     }
+}
+
+/// The HTTP/2 handshake over `io`; the connection is driven by a task of its own until it
+/// ends.
+async fn handshake<T>(io: T) -> Result<h2::client::SendRequest<Bytes>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = h2::client::Builder::new()
+        .max_header_list_size(ANSWER_HEADER_LIST_BYTES)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|error| error.to_string())?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(target: "centrifuge", %error, "centrifugo api connection ended");
+        }
+    });
+    Ok(sender)
 }
 
 /// Go's words for a dial error (`connect: connection refused`).

@@ -6,6 +6,7 @@
 mod api;
 pub mod config;
 mod proxy;
+mod tls;
 
 pub use api::{ApiError, API_CALL_TIMEOUT, IN_FLIGHT_CALLS_MAX};
 pub use config::CentrifugeSection;
