@@ -6,7 +6,7 @@
 
 use php_client_tests::grpc::{finish, spawn_client};
 use php_client_tests::pki::Pki;
-use php_client_tests::server::{free_port, Launch, RrServer};
+use php_client_tests::server::{curl, free_port, run_rr, Launch, RrServer};
 use ringrunner::plugins::rpc::services::{base64, base64_decode};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -172,8 +172,8 @@ struct Harness {
 fn config(proxy_port: u16, api_port: u16, workers: usize, extra: &str) -> String {
     format!(
         "version: '3'\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"{php} {worker}\"\n\
-         centrifuge:\n  proxy_address: tcp://127.0.0.1:{proxy_port}\n  grpc_api_address: tcp://127.0.0.1:{api_port}\n{extra}\
-           pool:\n    num_workers: {workers}\n    allocate_timeout: 20s\n    destroy_timeout: 5s\nlogs:\n  level: info\n",
+         centrifuge:\n  proxy_address: tcp://127.0.0.1:{proxy_port}\n  grpc_api_address: tcp://127.0.0.1:{api_port}\n{extra}  \
+         pool:\n    num_workers: {workers}\n    allocate_timeout: 20s\n    destroy_timeout: 5s\nlogs:\n  level: info\n",
         rpc = free_port(),
         php = php_client_tests::php_binary(),
         worker = php_client_tests::php_dir()
@@ -190,7 +190,12 @@ impl Harness {
     fn start_launched(api_port: u16, workers: usize, extra: &str, launch: &Launch) -> Self {
         let proxy_port = free_port();
         let yaml = config(proxy_port, api_port, workers, extra);
-        let rr = RrServer::start_launched(&yaml, &[], launch)
+        Self::start_yaml(proxy_port, &yaml, launch)
+    }
+
+    /// Starts rr on `yaml`, whose proxy listens on `proxy_port`.
+    fn start_yaml(proxy_port: u16, yaml: &str, launch: &Launch) -> Self {
+        let rr = RrServer::start_launched(yaml, &[], launch)
             .unwrap_or_else(|(status, output)| panic!("rr did not start ({status}):\n{output}"));
         assert!(
             rr.wait_for_line("centrifuge proxy server was started", WAIT),
@@ -450,9 +455,11 @@ fn an_api_that_never_answers_is_bounded_and_events_go_on() {
     assert_eq!(echo_of(&results[0], 5)["type"], "connect");
     let outcome = echo_of(&finish(hanging)[0], 1);
     assert_eq!(outcome["ok"], false, "{outcome}");
-    assert_eq!(
-        outcome["error"],
-        "rpc error: code = DeadlineExceeded desc = context deadline exceeded"
+    // Our 10 s deadline, or the server's own (the call's grpc-timeout), whichever is first.
+    let error = outcome["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("rpc error: code = DeadlineExceeded desc = "),
+        "{outcome}"
     );
     let elapsed_ms = outcome["elapsed_ms"].as_u64().unwrap();
     assert!((9_000..20_000).contains(&elapsed_ms), "{outcome}");
@@ -554,5 +561,60 @@ fn tls_api_calls_show_the_client_certificate() {
     assert!(
         error.starts_with("rpc error: code = Unavailable desc = "),
         "{error}"
+    );
+}
+
+#[test]
+fn the_pool_is_checked_measured_listed_and_reset() {
+    let api = FakeApi::start("ok");
+    let (proxy_port, status, metrics) = (free_port(), free_port(), free_port());
+    let yaml = config(proxy_port, api.port, 2, "")
+        + &format!(
+            "status:\n  address: 127.0.0.1:{status}\nmetrics:\n  address: 127.0.0.1:{metrics}\n"
+        );
+    let harness = Harness::start_yaml(proxy_port, &yaml, &Launch::default());
+    for check in ["health", "ready"] {
+        let url = format!("http://127.0.0.1:{status}/{check}?plugin=centrifuge");
+        let answer = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
+        assert_eq!(String::from_utf8_lossy(&answer.stdout), "200", "{check}");
+    }
+    let scrape = curl(&[&format!("http://127.0.0.1:{metrics}/metrics")]);
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    assert!(text.contains("\nrr_centrifugo_total_workers 2\n"), "{text}");
+    assert!(text.contains("rr_centrifugo_workers_ready"), "{text}");
+    let dir = harness.rr.dir.clone();
+    let workers = run_rr(&dir, &["workers", "-c", ".rr.yaml"]);
+    let listing = String::from_utf8_lossy(&workers.stdout);
+    assert!(listing.contains("Workers of [centrifuge]"), "{listing}");
+    let reset = run_rr(&dir, &["reset", "centrifuge", "-c", ".rr.yaml"]);
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let results = harness.calls(&json!([event("Connect", &connect_request(), "allow")]));
+    assert_eq!(echo_of(&results[0], 5)["type"], "connect");
+}
+
+#[test]
+fn rr_stops_promptly_while_centrifugo_stays_connected() {
+    use std::io::Write;
+    let api = FakeApi::start("ok");
+    let mut harness = Harness::start(api.port, 1, "");
+    // An idle HTTP/2 connection, as Centrifugo keeps one between events: the preface and an
+    // empty SETTINGS frame.
+    let mut idle =
+        std::net::TcpStream::connect(("127.0.0.1", harness.proxy_port)).expect("connects");
+    idle.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .expect("preface");
+    let results = harness.calls(&json!([event("Connect", &connect_request(), "allow")]));
+    assert_eq!(echo_of(&results[0], 5)["type"], "connect");
+    let started = Instant::now();
+    let status = harness.rr.stop();
+    assert_eq!(status.code(), Some(0), "{}", harness.rr.output());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
     );
 }

@@ -81,34 +81,78 @@ pub(super) async fn serve(stream: Stream, shared: Arc<CentrifugeShared>, shard: 
     let stop = shared.lifecycle.stop.notified();
     tokio::pin!(stop);
     stop.as_mut().enable();
-    let mut closing = shared.lifecycle.is_stopping();
-    if closing {
-        connection.graceful_shutdown();
-    }
+    let calls = Rc::new(OpenCalls::default());
+    // Set once GOAWAY is sent: the connection ends when its calls have, a grace later (h2
+    // would otherwise wait for a client that never acknowledges the GOAWAY's PING).
+    let mut closing_since = None;
     loop {
+        if closing_since.is_none() && shared.lifecycle.is_stopping() {
+            connection.graceful_shutdown();
+            closing_since = Some(Instant::now());
+        }
+        let idle = calls.count.get() == 0;
+        let closed_at = closing_since
+            .filter(|_| idle)
+            .map(|since| since + CLOSING_GRACE);
         tokio::select! {
             accepted = connection.accept() => match accepted {
-                Some(Ok((request, respond))) => {
-                    let (shared, shard) = (Arc::clone(&shared), Rc::clone(&shard));
-                    tokio::task::spawn_local(async move {
-                        handle(request, respond, &shared, &shard).await;
-                    });
-                }
+                Some(Ok((request, respond))) => calls.spawn(request, respond, &shared, &shard),
                 Some(Err(error)) => {
                     tracing::debug!(target: "centrifuge", %error, "http/2 connection ended");
                     break;
                 }
                 None => break,
             },
-            // Shutdown: GOAWAY; the calls in flight finish, then accept() ends.
-            () = stop.as_mut(), if !closing => {
+            // Shutdown: GOAWAY; the calls in flight finish (each within its deadline).
+            () = stop.as_mut(), if closing_since.is_none() => {
                 connection.graceful_shutdown();
-                closing = true;
+                closing_since = Some(Instant::now());
             }
+            () = calls.drained.notified(), if !idle => {}
+            () = sleep_until(closed_at) => break,
         }
     }
     drop(connection);
     stream.shut_down();
+}
+
+/// How long a connection that said GOAWAY and has no call left is given to close.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
+/// The calls open on a connection.
+#[derive(Default)]
+struct OpenCalls {
+    count: std::cell::Cell<usize>,
+    /// Notified when the last open call ends.
+    drained: tokio::sync::Notify,
+}
+
+impl OpenCalls {
+    /// Serves a call on a task of its own, counted open until it ends.
+    fn spawn(
+        self: &Rc<Self>,
+        request: http::Request<RecvStream>,
+        respond: SendResponse<Bytes>,
+        shared: &Arc<CentrifugeShared>,
+        shard: &Rc<ShardContext>,
+    ) {
+        self.count.set(self.count.get() + 1);
+        let (calls, shared, shard) = (Rc::clone(self), Arc::clone(shared), Rc::clone(shard));
+        tokio::task::spawn_local(async move {
+            handle(request, respond, &shared, &shard).await;
+            calls.count.set(calls.count.get() - 1);
+            if calls.count.get() == 0 {
+                calls.drained.notify_waiters();
+            }
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Serves one call to its end and logs a failure as rr does.
