@@ -402,6 +402,20 @@ fn gzip_api_calls_reach_centrifugo() {
 }
 
 #[test]
+fn gzip_proxy_events_are_served() {
+    let api = FakeApi::start("ok");
+    let harness = Harness::start(api.port, 1, "");
+    let plan = json!({
+        "target": format!("127.0.0.1:{}", harness.proxy_port),
+        "compression": "gzip",
+        "calls": [event("Connect", &connect_request(), "allow")],
+    });
+    let results = finish(spawn_client(&plan));
+    let echo = echo_of(&results[0], 5);
+    assert_eq!(echo["data"], r#"{"token":"good-alice"}"#, "{echo}");
+}
+
+#[test]
 fn two_hundred_concurrent_connects_over_four_workers() {
     let api = FakeApi::start("ok");
     let harness = Harness::start(api.port, 4, "");

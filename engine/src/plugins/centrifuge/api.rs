@@ -10,11 +10,10 @@
 use super::config::CentrifugeSection;
 use super::tls::ApiTls;
 use bytes::Bytes;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use ringrunner_protocol::centrifuge::API_SERVICE;
 use ringrunner_protocol::grpc::{decode_message, Code, Prefix, PREFIX_LEN};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -394,16 +393,12 @@ fn unframe(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
     if !prefix.compressed {
         return Ok(message.to_vec());
     }
-    let mut plain = Vec::new();
-    let limit = u64::try_from(ANSWER_BYTES_MAX + 1).unwrap_or(u64::MAX);
-    GzDecoder::new(message)
-        .take(limit)
-        .read_to_end(&mut plain)
-        .map_err(|error| malformed(&format!("failed to decompress the message: {error}")))?;
-    if plain.len() > ANSWER_BYTES_MAX {
-        return Err(too_large(plain.len()));
-    }
-    Ok(plain)
+    super::gunzip(message, ANSWER_BYTES_MAX).map_err(|error| match error {
+        super::GunzipError::TooLarge => too_large(ANSWER_BYTES_MAX + 1),
+        super::GunzipError::Malformed(text) => {
+            malformed(&format!("failed to decompress the message: {text}"))
+        }
+    })
 }
 
 #[cfg(test)]

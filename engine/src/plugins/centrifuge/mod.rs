@@ -182,3 +182,47 @@ impl RpcService for CentrifugeRpc {
         }))
     }
 }
+
+/// Why a gzip message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GunzipError {
+    /// It inflates past the limit.
+    TooLarge,
+    /// It is not gzip.
+    Malformed(String),
+}
+
+/// Inflates a gzip message (`grpc-encoding: gzip`) of at most `max_bytes`; a message that
+/// inflates further is refused once it has, without inflating the rest.
+fn gunzip(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, GunzipError> {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    let limit = u64::try_from(max_bytes).map_or(u64::MAX, |max| max.saturating_add(1));
+    flate2::read::GzDecoder::new(compressed)
+        .take(limit)
+        .read_to_end(&mut plain)
+        .map_err(|error| GunzipError::Malformed(error.to_string()))?;
+    if plain.len() > max_bytes {
+        return Err(GunzipError::TooLarge);
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn gunzip_is_bounded() {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&[b'z'; 10_000]).unwrap();
+        let bomb = encoder.finish().unwrap();
+        assert_eq!(gunzip(&bomb, 10_000).map(|plain| plain.len()), Ok(10_000));
+        assert_eq!(gunzip(&bomb, 9_999), Err(GunzipError::TooLarge));
+        assert!(matches!(
+            gunzip(b"plain", 100),
+            Err(GunzipError::Malformed(_))
+        ));
+    }
+}

@@ -278,20 +278,21 @@ async fn read_message(
     deadline: Instant,
 ) -> Result<Vec<u8>, CallStatus> {
     let (parts, mut body) = request.into_parts();
-    if let Some(encoding) = parts
-        .headers
-        .get("grpc-encoding")
-        .filter(|e| e.as_bytes() != b"identity")
-    {
-        return Err(CallStatus::new(
-            Code::Unimplemented,
-            format!(
-                "grpc: Decompressor is not installed for grpc-encoding {:?}",
-                String::from_utf8_lossy(encoding.as_bytes())
-            ),
-        ));
-    }
-    let mut reader = UnaryReader::new(REQUEST_BYTES_MAX, false);
+    // gzip as rr's grpc-go server takes it (Centrifugo's proxy `grpc_compression`).
+    let gzip = match parts.headers.get("grpc-encoding").map(|e| e.as_bytes()) {
+        None | Some(b"identity") => false,
+        Some(b"gzip") => true,
+        Some(other) => {
+            return Err(CallStatus::new(
+                Code::Unimplemented,
+                format!(
+                    "grpc: Decompressor is not installed for grpc-encoding {:?}",
+                    String::from_utf8_lossy(other)
+                ),
+            ))
+        }
+    };
+    let mut reader = UnaryReader::new(REQUEST_BYTES_MAX, gzip);
     loop {
         match tokio::time::timeout_at(deadline, body.data()).await {
             Err(_) => return Err(deadline_exceeded()),
@@ -305,7 +306,21 @@ async fn read_message(
             }
         }
     }
-    Ok(reader.finish()?.0)
+    let (message, compressed) = reader.finish()?;
+    if !compressed {
+        return Ok(message);
+    }
+    let max = usize::try_from(REQUEST_BYTES_MAX).unwrap_or(usize::MAX);
+    super::gunzip(&message, max).map_err(|error| match error {
+        super::GunzipError::TooLarge => CallStatus::new(
+            Code::ResourceExhausted,
+            format!("grpc: received message after decompression larger than max {max}"),
+        ),
+        super::GunzipError::Malformed(text) => CallStatus::new(
+            Code::Internal,
+            format!("grpc: failed to decompress the received message: {text}"),
+        ),
+    })
 }
 
 fn deadline_exceeded() -> CallStatus {
