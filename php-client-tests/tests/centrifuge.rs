@@ -632,3 +632,24 @@ fn rr_stops_promptly_while_centrifugo_stays_connected() {
         started.elapsed()
     );
 }
+
+#[test]
+fn missing_tls_files_and_a_bad_proxy_scheme_stop_the_start() {
+    let yaml = config(
+        free_port(),
+        free_port(),
+        1,
+        "  tls:\n    key: /nonexistent/k.pem\n    cert: /nonexistent/c.pem\n",
+    );
+    let (status, output) = RrServer::start_with(&yaml, &[]).expect_err("refused");
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("key file '/nonexistent/k.pem' does not exists"),
+        "{output}"
+    );
+    let yaml = config(free_port(), free_port(), 1, "")
+        .replace("proxy_address: tcp://", "proxy_address: grpc://");
+    let (status, output) = RrServer::start_with(&yaml, &[]).expect_err("refused");
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("invalid Protocol"), "{output}");
+}

@@ -1,7 +1,7 @@
 //! The `centrifuge` section (spec centrifuge "rr config keys"), with rr's defaults: the
 //! proxy server's address (`tcp://`, `unix://` or `host:port`; any other scheme fails the
 //! start), Centrifugo's API address (`tcp://` stripped), gzip, the API client's TLS files
-//! (which must exist), `name` and `version` (read, unused, as in rr), and the pool.
+//! (which must exist at start), `name` and `version` (read, unused, as in rr), and the pool.
 
 use super::super::grpc::GrpcListen;
 use super::super::server::PoolSection;
@@ -41,19 +41,11 @@ pub struct CentrifugeSection {
     pub pool: PoolSection,
 }
 
-fn error(reader: &Reader<'_>, path: &str, message: String) -> ConfigError {
-    ConfigError {
-        path: path.into(),
-        line: reader.node(path).map_or(0, |node| node.line),
-        message,
-    }
-}
-
 impl CentrifugeSection {
     /// Reads `centrifuge`.
     ///
     /// # Errors
-    /// A value of the wrong type; a `tls` file that does not exist (rr's text).
+    /// A value of the wrong type.
     pub fn read(reader: &Reader<'_>, warnings: &mut Vec<String>) -> Result<Self, ConfigError> {
         let text = |key: &str, default: &str| -> Result<String, ConfigError> {
             Ok(reader
@@ -80,26 +72,33 @@ impl CentrifugeSection {
     }
 }
 
-/// `centrifuge.tls`: both files must exist when the section is there (rr's Init).
+/// `centrifuge.tls`, when the section is there (its files are checked at start:
+/// [`ClientTls::check_files`]).
 fn read_tls(reader: &Reader<'_>) -> Result<Option<ClientTls>, ConfigError> {
     if !reader.has("centrifuge.tls") {
         return Ok(None);
     }
     let key = reader.string("centrifuge.tls.key")?.unwrap_or_default();
     let cert = reader.string("centrifuge.tls.cert")?.unwrap_or_default();
-    for (name, path) in [("key", &key), ("cert", &cert)] {
-        if !std::path::Path::new(path).exists() {
-            return Err(error(
-                reader,
-                &format!("centrifuge.tls.{name}"),
-                format!("{name} file '{path}' does not exists"),
-            ));
-        }
-    }
     Ok(Some(ClientTls {
         key: key.into(),
         cert: cert.into(),
     }))
+}
+
+impl ClientTls {
+    /// Both files must exist (rr's Init).
+    ///
+    /// # Errors
+    /// The first missing one, in rr's words.
+    pub fn check_files(&self) -> Result<(), String> {
+        for (name, path) in [("key", &self.key), ("cert", &self.cert)] {
+            if !path.exists() {
+                return Err(format!("{name} file '{}' does not exists", path.display()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Parses `proxy_address` as rr's tcplisten does: `host:port`, `tcp://host:port` or
@@ -171,23 +170,22 @@ mod tests {
 
     #[test]
     fn tls_files_must_exist() {
-        let error = read(
+        let section = read(
             "centrifuge:\n  tls:\n    key: /nonexistent/k.pem\n    cert: /nonexistent/c.pem\n",
         )
-        .unwrap_err();
+        .expect("read; checked at start");
+        let tls = section.tls.expect("tls");
         assert_eq!(
-            error.message,
+            tls.check_files().unwrap_err(),
             "key file '/nonexistent/k.pem' does not exists"
         );
-        let this_file = file!();
-        let error = read(&format!(
-            "centrifuge:\n  tls:\n    key: Cargo.toml\n    cert: /nonexistent/{this_file}\n"
-        ))
-        .unwrap_err();
-        assert!(
-            error.message.starts_with("cert file '"),
-            "{}",
-            error.message
+        let tls = ClientTls {
+            key: "Cargo.toml".into(),
+            cert: "/nonexistent/c.pem".into(),
+        };
+        assert_eq!(
+            tls.check_files().unwrap_err(),
+            "cert file '/nonexistent/c.pem' does not exists"
         );
     }
 }

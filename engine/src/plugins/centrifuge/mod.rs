@@ -73,6 +73,10 @@ impl Plugin for CentrifugeSection {
     }
 
     fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
+        if let Some(tls) = &self.tls {
+            tls.check_files()
+                .map_err(|error| format!("centrifuge_plugin_init: {error}"))?;
+        }
         let listen = config::parse_proxy_address(&self.proxy_address)
             .map_err(|error| format!("centrifuge_plugin_serve: {error}"))?;
         let bound = grpc::bind(&listen, ctx.shards.count())
