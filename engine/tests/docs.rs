@@ -51,6 +51,7 @@ fn normalise(key: &str) -> String {
         "tcp.pool",
         "jobs.pool",
         "grpc.pool",
+        "centrifuge.pool",
         "temporal.activities",
     ] {
         if let Some(rest) = key.strip_prefix(&format!("{pool}.")) {

@@ -5,6 +5,7 @@ finishes. Messages are hand-encoded protobuf with one `string text = 1` field (i
 serializers), so no generated code is needed.
 
 Plan: {"target": "127.0.0.1:PORT", "tls": {"ca": PEM path, "cert": ..., "key": ...}?,
+       "compression": "gzip" (every request message gzip-compressed)?,
        "authority": ":authority to send instead of the target's"?,
        "calls": [call, ...]}
 call: {"method": "/app.main.Echo/Ping", "text": "hi" | "raw_b64": "...",
@@ -189,7 +190,8 @@ def channel_for(plan):
         options.append(("grpc.default_authority", plan["authority"]))
     tls = plan.get("tls")
     if not tls:
-        return grpc.insecure_channel(plan["target"], options=options)
+        compression = grpc.Compression.Gzip if plan.get("compression") == "gzip" else None
+        return grpc.insecure_channel(plan["target"], options=options, compression=compression)
 
     def read(name):
         return open(tls[name], "rb").read() if tls.get(name) else None

@@ -10,9 +10,12 @@
 //! - [`otlp`]: OpenTelemetry trace export messages and the trace context headers.
 //! - [`http`]: the worker-facing HTTP context (spec http §1, §2): protobuf and JSON request and
 //!   response shapes, cookies, the urlencoded form tree.
+//! - [`centrifuge`]: the centrifuge proxy's methods and event types, the API's methods, and
+//!   a protobuf wire-format check.
 //! - [`temporal`]: the temporal plugin's `Frame`/`Message` envelope and its JSON context.
 #![forbid(unsafe_code)]
 
+pub mod centrifuge;
 pub mod fcgi;
 pub mod frame;
 pub mod grpc;

@@ -4,6 +4,7 @@
 //! a plugin is a folder here and one line in [`registry::REGISTRY`]. No global state: what a
 //! plugin needs from others reaches it through [`StartContext`].
 
+pub mod centrifuge;
 pub mod client_io;
 #[cfg(test)]
 mod config_tests;

@@ -50,6 +50,7 @@ pub const REGISTRY: &[Entry] = &[
     super::http::ENTRY,
     super::tcp::ENTRY,
     super::grpc::ENTRY,
+    super::centrifuge::ENTRY,
     super::jobs::ENTRY,
     super::jobs::AMQP_ENTRY,
     super::status::ENTRY,
@@ -67,7 +68,7 @@ const CONTAINER_SECTIONS: [&str; 1] = ["endure"];
 /// Plugins that run workers from the `server` section. Without that section rr's container
 /// disables them (a plugin whose dependency is off is off): they are left out here too, with
 /// a warning, and their listeners stay silent.
-const SERVER_DEPENDENTS: [&str; 4] = ["http", "tcp", "jobs", "grpc"];
+const SERVER_DEPENDENTS: [&str; 5] = ["http", "tcp", "jobs", "grpc", "centrifuge"];
 
 /// The plugins a config asks for, ready to start.
 #[derive(Debug)]

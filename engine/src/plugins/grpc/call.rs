@@ -274,7 +274,7 @@ fn response_head(headers: HeaderMap) -> http::Response<()> {
 }
 
 /// Sends an OK answer: headers, the message, trailers.
-pub(super) async fn send_ok(
+pub(crate) async fn send_ok(
     respond: &mut SendResponse<Bytes>,
     headers: HeaderMap,
     message: &[u8],
@@ -340,7 +340,7 @@ pub(super) fn status_fields(status: &CallStatus, fields: &mut HeaderMap) {
 }
 
 /// Answers with a status and nothing else (a trailers-only response).
-fn send_status(respond: &mut SendResponse<Bytes>, status: &CallStatus) {
+pub(crate) fn send_status(respond: &mut SendResponse<Bytes>, status: &CallStatus) {
     let mut headers = HeaderMap::new();
     status_fields(status, &mut headers);
     let _ = respond.send_response(response_head(headers), true);

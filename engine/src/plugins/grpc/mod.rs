@@ -15,6 +15,8 @@ mod reply;
 mod serve;
 
 pub use config::{GrpcListen, GrpcSection};
+// The centrifuge plugin's proxy server shares the listeners and the answers.
+pub(crate) use call::{send_ok, send_status, CallStatus};
 pub use proto::{parse_source as parse_proto_source, Services};
 
 use super::metrics::pool::PoolHelp;
@@ -116,12 +118,12 @@ impl Plugin for GrpcSection {
 }
 
 /// The listening sockets: one per shard for TCP, one unix socket.
-enum Bound {
+pub(crate) enum Bound {
     Tcp(Vec<std::net::TcpListener>),
     Unix(Listener),
 }
 
-fn bind(listen: &GrpcListen, shards: usize) -> Result<Bound, String> {
+pub(crate) fn bind(listen: &GrpcListen, shards: usize) -> Result<Bound, String> {
     Ok(match listen {
         GrpcListen::Tcp(host_port) => {
             let address = listener::resolve(host_port)
