@@ -526,3 +526,39 @@ fn ping_settings_and_continuation_floods_are_bounded() {
         "the floods grew the server by {grown} KiB"
     );
 }
+
+/// The server's open descriptors.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn streams_in_flight_take_no_descriptors_of_their_own() {
+    let server = h2c_server("", 1);
+    let mut client = RawH2::connect(server.http());
+    client.request(1, "GET", "/hello", true).unwrap();
+    assert!(answer_of(&mut client, 1).expect("warm").0);
+    let before = open_descriptors(server.pid());
+    // One worker: the streams queue for it, all in flight once the first is answered.
+    let ids: Vec<u32> = (1..=24).map(|n| 2 * n + 1).collect();
+    for id in &ids {
+        client.request(*id, "GET", "/slow?ms=200", true).unwrap();
+    }
+    let ends = |f: &h2::Frame| ids.contains(&f.stream) && f.flags & h2::END_STREAM != 0;
+    let first = client.read_until(ends).expect("a first answer");
+    let in_flight = open_descriptors(server.pid());
+    assert!(
+        in_flight <= before + 4,
+        "{} streams in flight took {} descriptors (from {before})",
+        ids.len() - 1,
+        in_flight - before
+    );
+    let mut answered = 1;
+    while answered < ids.len() {
+        let frame = client.read_until(ends).expect("every stream answered");
+        assert_ne!(frame.stream, first.stream);
+        answered += 1;
+    }
+}

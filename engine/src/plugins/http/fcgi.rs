@@ -346,10 +346,7 @@ async fn respond(
     let backend = shard.backend();
     let client = Stream::new(ours, backend).map_err(|e| e.to_string())?;
     let server = Stream::new(theirs, backend).map_err(|e| e.to_string())?;
-    let origin = super::conn::Origin {
-        https,
-        http2: false,
-    };
+    let origin = super::conn::Origin { https };
     tokio::task::spawn_local(super::conn::serve(
         server,
         peer,
