@@ -5,10 +5,12 @@
 //! the `http_metrics` counters, the `otel` spans and the `http log` record.
 
 use super::answer::AnswerWriter;
+use super::chain::{answer_in_chain, ChainRequest};
 use super::head::Head;
 use super::request::{self, BodyClass, RequestScratch};
-use super::sink::HttpSink;
+use super::sink::{HttpSink, RequestFacts};
 use super::uploads::{self, FormRefusal};
+use super::wire::DateCache;
 use super::HttpShared;
 use crate::pool::{ExecError, LentBody, Request};
 use crate::runtime::ShardContext;
@@ -258,4 +260,163 @@ impl RequestRecord<'_> {
 /// Request-line bytes as log text ("?" when missing).
 fn lossy(bytes: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
     bytes.map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy)
+}
+
+/// Builds an exchange's head in a byte arena from fields that came by another protocol
+/// (an HTTP/2 stream's head, FastCGI's parameters): nothing is parsed, the head's ranges
+/// index the arena.
+pub(super) struct HeadBuilder<'a> {
+    buf: &'a mut Vec<u8>,
+    head: &'a mut Head,
+}
+
+impl<'a> HeadBuilder<'a> {
+    /// A head of `method` and `target` (HTTP/1.1 rules: the version a worker is told is
+    /// the front end's own) in `buf`, both cleared first.
+    pub(super) fn new(
+        buf: &'a mut Vec<u8>,
+        head: &'a mut Head,
+        method: &[u8],
+        target: &[u8],
+    ) -> Self {
+        buf.clear();
+        head.headers.clear();
+        head.minor_version = 1;
+        head.method = push_range(buf, method);
+        head.target = push_range(buf, target);
+        head.len = buf.len();
+        Self { buf, head }
+    }
+
+    /// Adds a field.
+    pub(super) fn field(&mut self, name: &[u8], value: &[u8]) {
+        let name = push_range(self.buf, name);
+        let value = push_range(self.buf, value);
+        self.head.headers.push((name, value));
+        self.head.len = self.buf.len();
+    }
+
+    /// Adds a field whose name and value `write` appends to the arena (a name converted,
+    /// values joined); `write` returns where the value starts.
+    pub(super) fn field_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> usize) {
+        let start = self.buf.len();
+        let value_start = write(self.buf);
+        debug_assert!((start..=self.buf.len()).contains(&value_start));
+        self.head
+            .headers
+            .push((start..value_start, value_start..self.buf.len()));
+        self.head.len = self.buf.len();
+    }
+}
+
+fn push_range(buf: &mut Vec<u8>, bytes: &[u8]) -> Range<usize> {
+    let start = buf.len();
+    buf.extend_from_slice(bytes);
+    start..buf.len()
+}
+
+/// A request's buffers, for the front ends that read a request whole apart from any
+/// connection buffer (an HTTP/2 stream, a FastCGI request): one set per request.
+#[derive(Debug, Default)]
+pub(super) struct Buffers {
+    /// The head's arena ([`HeadBuilder`]).
+    pub buf: Vec<u8>,
+    /// The head.
+    pub head: Head,
+    /// The body, whole.
+    pub body: Vec<u8>,
+    context: Vec<u8>,
+    /// The answer buffer.
+    pub out: Vec<u8>,
+    chain_head: Vec<u8>,
+    scratch: RequestScratch,
+    /// The Date header cache.
+    pub date: DateCache,
+}
+
+/// How a request read whole arrived.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Arrival {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When its head was read.
+    pub started: std::time::Instant,
+    /// It came over TLS (here or at a front server).
+    pub https: bool,
+    /// It came as an HTTP/2 stream (the worker's `protocol` is `HTTP/2.0`).
+    pub http2: bool,
+}
+
+/// A sink for one request with the chain's part of the answer (its header lines, gzip,
+/// sendfile).
+pub(super) fn sink_for<'a, W: AnswerWriter>(
+    writer: W,
+    (out, date): (&'a mut Vec<u8>, &'a mut DateCache),
+    facts: RequestFacts,
+    shared: &'a HttpShared,
+    chain_head: &'a [u8],
+    compress: bool,
+) -> HttpSink<'a, W> {
+    let lifecycle = (&*shared.lifecycle, shared.config.write_timeout);
+    let mut sink = HttpSink::new(writer, out, facts, lifecycle, date);
+    sink.set_middleware_head(chain_head);
+    sink.set_compress(compress);
+    sink.set_sendfile(shared.config.sendfile);
+    sink
+}
+
+/// Serves a request read whole into `buffers` (its body in `body`): the middleware chain,
+/// then the relay, answered through `writer`.
+pub(super) async fn serve_whole<W: AnswerWriter>(
+    buffers: &mut Buffers,
+    arrival: Arrival,
+    (shared, shard): (&HttpShared, &Rc<ShardContext>),
+    writer: &mut W,
+) {
+    let mut compress = false;
+    let Buffers {
+        buf,
+        head,
+        body,
+        context,
+        out,
+        chain_head,
+        scratch,
+        date,
+    } = buffers;
+    let mut chain_request = ChainRequest {
+        buf: buf.as_slice(),
+        head,
+        chain_head,
+        compress: &mut compress,
+        out,
+        date,
+        keep_alive: true,
+    };
+    if answer_in_chain(&mut chain_request, shared, &mut *writer)
+        .await
+        .is_some()
+    {
+        return;
+    }
+    let facts = RequestFacts {
+        minor_version: 1,
+        is_head: &buf[head.method.clone()] == b"HEAD",
+        keep_alive: true,
+    };
+    let mut sink = sink_for(writer, (out, date), facts, shared, chain_head, compress);
+    scratch.https = arrival.https;
+    scratch.http2 = arrival.http2;
+    let exchange = Exchange {
+        peer: arrival.peer,
+        started: arrival.started,
+        buf,
+        head,
+        body,
+        body_at: BodyAt::Apart,
+        context,
+        scratch,
+        shard,
+    };
+    relay(exchange, shared, &mut sink).await;
 }

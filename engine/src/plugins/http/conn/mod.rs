@@ -13,7 +13,7 @@ use super::chain::{answer_in_chain, ChainRequest};
 use super::exchange::{self, BodyAt, Exchange};
 use super::head::{BodyKind, Head};
 use super::request::RequestScratch;
-use super::sink::{HttpSink, RequestFacts};
+use super::sink::RequestFacts;
 use super::wire::DateCache;
 use super::HttpShared;
 use crate::aio::Stream;
@@ -373,16 +373,7 @@ async fn relay(
         compress,
     } = conn;
     let writer = Http1Writer::new(stream, minor_version, shared.config.write_timeout);
-    let mut sink = HttpSink::new(
-        writer,
-        out,
-        facts,
-        (&shared.lifecycle, shared.config.write_timeout),
-        date,
-    );
-    sink.set_middleware_head(chain_head);
-    sink.set_compress(*compress);
-    sink.set_sendfile(shared.config.sendfile);
+    let mut sink = exchange::sink_for(writer, (out, date), facts, shared, chain_head, *compress);
     let body_at = match body_kind {
         BodyKind::Chunked => BodyAt::Apart,
         _ => BodyAt::InBuf(head.len..consumed),

@@ -9,12 +9,9 @@
 //! it finishes and goes back to the pool, as when an HTTP/1.1 client goes away.
 
 use super::writer::StreamWriter;
-use crate::plugins::http::chain::{answer_in_chain, ChainRequest};
-use crate::plugins::http::exchange::{self, BodyAt, Exchange};
+use crate::plugins::http::exchange::{self, Arrival, Buffers, HeadBuilder};
 use crate::plugins::http::head::Head;
-use crate::plugins::http::request::RequestScratch;
 use crate::plugins::http::sink::{HttpSink, RequestFacts};
-use crate::plugins::http::wire::DateCache;
 use crate::plugins::http::HttpShared;
 use crate::runtime::ShardContext;
 use bytes::Bytes;
@@ -85,19 +82,6 @@ enum BodyEnd {
     Reset,
 }
 
-/// A stream's buffers (one set per stream: streams of a connection run at once).
-#[derive(Default)]
-struct Buffers {
-    buf: Vec<u8>,
-    head: Head,
-    body: Vec<u8>,
-    context: Vec<u8>,
-    out: Vec<u8>,
-    chain_head: Vec<u8>,
-    scratch: RequestScratch,
-    date: DateCache,
-}
-
 /// Serves one stream to its end.
 pub(super) async fn serve(
     request: http::Request<RecvStream>,
@@ -150,51 +134,14 @@ pub(super) async fn serve(
             return;
         }
     }
-    let mut compress = false;
-    let Buffers {
-        buf,
-        head,
-        body,
-        context,
-        out,
-        chain_head,
-        scratch,
-        date,
-    } = &mut buffers;
-    let mut chain_request = ChainRequest {
-        buf: buf.as_slice(),
-        head,
-        chain_head,
-        compress: &mut compress,
-        out,
-        date,
-        keep_alive: true,
-    };
-    let answered = answer_in_chain(&mut chain_request, shared, &mut writer).await;
-    if answered.is_some() {
-        site.ended(writer.reset_by_client);
-        return;
-    }
-    let lifecycle = (&*shared.lifecycle, shared.config.write_timeout);
-    let mut sink = HttpSink::new(&mut writer, out, facts, lifecycle, date);
-    sink.set_middleware_head(chain_head);
-    sink.set_compress(compress);
-    sink.set_sendfile(shared.config.sendfile);
-    scratch.https = site.https;
-    scratch.http2 = true;
-    let exchange = Exchange {
+    let arrival = Arrival {
         peer: site.peer,
         started,
-        buf,
-        head,
-        body,
-        body_at: BodyAt::Apart,
-        context,
-        scratch,
-        shard: &site.shard,
+        https: site.https,
+        http2: true,
     };
-    exchange::relay(exchange, shared, &mut sink).await;
-    drop(sink);
+    let serving = (shared, &site.shard);
+    exchange::serve_whole(&mut buffers, arrival, serving, &mut writer).await;
     site.ended(writer.reset_by_client);
 }
 
@@ -237,53 +184,39 @@ async fn take_body(
 /// The stream's head as the exchange's head: method, target (`:path`), `Host` from
 /// `:authority`, the cookie fields joined into one, the other fields as sent, in `buf`.
 fn exchange_head(parts: &http::request::Parts, buf: &mut Vec<u8>, head: &mut Head) {
-    buf.clear();
-    head.headers.clear();
-    head.minor_version = 1;
-    let push = |buf: &mut Vec<u8>, bytes: &[u8]| {
-        let start = buf.len();
-        buf.extend_from_slice(bytes);
-        start..buf.len()
-    };
-    head.method = push(buf, parts.method.as_str().as_bytes());
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    head.target = push(buf, if target.is_empty() { "/" } else { target }.as_bytes());
+    let target = if target.is_empty() { "/" } else { target };
+    let method = parts.method.as_str().as_bytes();
+    let mut builder = HeadBuilder::new(buf, head, method, target.as_bytes());
     let host = parts
         .uri
         .authority()
         .map(|a| a.as_str().as_bytes())
         .or_else(|| parts.headers.get(http::header::HOST).map(|h| h.as_bytes()));
     if let Some(host) = host {
-        let name = push(buf, b"host");
-        let value = push(buf, host);
-        head.headers.push((name, value));
+        builder.field(b"host", host);
     }
-    let mut cookies = parts
-        .headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .peekable();
-    if cookies.peek().is_some() {
-        let name = push(buf, b"cookie");
-        let start = buf.len();
-        for (index, cookie) in cookies.enumerate() {
-            if index > 0 {
-                buf.extend_from_slice(b"; ");
+    let cookies = parts.headers.get_all(http::header::COOKIE);
+    if cookies.iter().next().is_some() {
+        builder.field_with(|buf| {
+            buf.extend_from_slice(b"cookie");
+            let start = buf.len();
+            for (index, cookie) in cookies.iter().enumerate() {
+                if index > 0 {
+                    buf.extend_from_slice(b"; ");
+                }
+                buf.extend_from_slice(cookie.as_bytes());
             }
-            buf.extend_from_slice(cookie.as_bytes());
-        }
-        head.headers.push((name, start..buf.len()));
+            start
+        });
     }
     for (name, value) in &parts.headers {
         // `te` says what the client takes of HTTP/2 itself, not of the worker.
         if matches!(name.as_str(), "host" | "cookie" | "te") {
             continue;
         }
-        let name = push(buf, name.as_str().as_bytes());
-        let value = push(buf, value.as_bytes());
-        head.headers.push((name, value));
+        builder.field(name.as_str().as_bytes(), value.as_bytes());
     }
-    head.len = buf.len();
 }
 
 #[cfg(test)]
