@@ -64,7 +64,6 @@ pub(super) async fn relay<W: AnswerWriter>(
     let (peer, started, shard) = (exchange.peer, exchange.started, exchange.shard);
     let (buf, head, body) = (exchange.buf, exchange.head, exchange.body);
     let (body_at, context, scratch) = (exchange.body_at, exchange.context, exchange.scratch);
-    let minor_version = head.minor_version;
     if let Some(metrics) = &shared.metrics {
         metrics.begin(shard.index());
     }
@@ -127,28 +126,13 @@ pub(super) async fn relay<W: AnswerWriter>(
     }
     let trace = (shared.otel.as_ref())
         .map(|otel| otel.begin(shard.index(), head, buf, &mut scratch.headers));
-    let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
-    {
-        let method_text = String::from_utf8_lossy(method);
-        let request_context = RequestContext {
-            remote_addr,
-            protocol: match (scratch.http2, minor_version) {
-                (true, _) => "HTTP/2.0",
-                (false, 0) => "HTTP/1.0",
-                (false, _) => "HTTP/1.1",
-            },
-            method: &method_text,
-            uri,
-            headers: scratch.headers.view(buf),
-            cookies: &scratch.cookies,
-            raw_query: &scratch.raw_query,
-            parsed,
-            uploads: uploads_json,
-        };
-        context.clear();
-        // One codec per server, so a worker sees one shape for its whole life.
-        request_context.encode(shared.config.context_codec, context);
-    }
+    encode_context(
+        context,
+        scratch,
+        (head, buf),
+        (parsed, uploads_json),
+        shared,
+    );
     let codec = shared.config.context_codec.flags();
     let result = if lend {
         let (apart, lent) = match body_at {
@@ -187,39 +171,107 @@ pub(super) async fn relay<W: AnswerWriter>(
         shared.config.pool.debug,
     )
     .await;
-    if let Some(metrics) = &shared.metrics {
-        metrics.end(shard.index(), sink.status, started.elapsed(), no_workers);
-    }
-    if let (Some(otel), Some(trace)) = (&shared.otel, trace) {
-        let (status, response_bytes, request_bytes) = (sink.status, sink.written, raw_len);
-        let (https, http2) = (scratch.https, scratch.http2);
-        let answered = crate::plugins::otel::Answered {
-            head,
-            buf,
-            peer,
-            https,
-            http2,
-            status,
-            response_bytes,
-            request_bytes,
-        };
-        otel.end(trace, &answered);
-    }
-    // The record's fields are only built when it is written (rr's default logs write it;
-    // `level: error` and above do not).
-    if tracing::enabled!(target: "http", tracing::Level::INFO) {
-        let record = RequestRecord {
-            method: buf.get(head.method.clone()),
-            target: buf.get(head.target.clone()),
-            status: sink.status,
-            written: sink.written,
-            peer,
-            read_bytes: raw_len,
-            started,
-        };
-        record.emit(shared.config.access_logs);
-    }
+    let done = Done {
+        peer,
+        started,
+        shard: shard.index(),
+        read_bytes: raw_len,
+        no_workers,
+        status: sink.status,
+        written: sink.written,
+    };
+    done.account(shared, (head, buf), scratch, trace);
     raw_len
+}
+
+/// The worker's request context into `context` (cleared first): one codec per server, so
+/// a worker sees one shape for its whole life.
+fn encode_context(
+    context: &mut Vec<u8>,
+    scratch: &RequestScratch,
+    (head, buf): (&Head, &[u8]),
+    (parsed, uploads): (bool, Option<&[u8]>),
+    shared: &HttpShared,
+) {
+    let method_text = String::from_utf8_lossy(&buf[head.method.clone()]);
+    let request_context = RequestContext {
+        remote_addr: &scratch.remote_addr,
+        protocol: match (scratch.http2, head.minor_version) {
+            (true, _) => "HTTP/2.0",
+            (false, 0) => "HTTP/1.0",
+            (false, _) => "HTTP/1.1",
+        },
+        method: &method_text,
+        uri: &scratch.uri,
+        headers: scratch.headers.view(buf),
+        cookies: &scratch.cookies,
+        raw_query: &scratch.raw_query,
+        parsed,
+        uploads,
+    };
+    context.clear();
+    request_context.encode(shared.config.context_codec, context);
+}
+
+/// A request answered, as its counters, spans and log record see it.
+struct Done {
+    peer: SocketAddr,
+    started: std::time::Instant,
+    shard: usize,
+    read_bytes: usize,
+    no_workers: bool,
+    status: u16,
+    written: u64,
+}
+
+impl Done {
+    /// The `http_metrics` counters, the `otel` spans and the `http log` record.
+    fn account(
+        &self,
+        shared: &HttpShared,
+        (head, buf): (&Head, &[u8]),
+        scratch: &RequestScratch,
+        trace: Option<crate::plugins::otel::RequestTrace>,
+    ) {
+        let Self {
+            peer,
+            started,
+            status,
+            written,
+            read_bytes,
+            ..
+        } = *self;
+        if let Some(metrics) = &shared.metrics {
+            metrics.end(self.shard, status, started.elapsed(), self.no_workers);
+        }
+        if let (Some(otel), Some(trace)) = (&shared.otel, trace) {
+            let answered = crate::plugins::otel::Answered {
+                head,
+                buf,
+                peer,
+                https: scratch.https,
+                http2: scratch.http2,
+                status,
+                response_bytes: written,
+                request_bytes: read_bytes,
+            };
+            otel.end(trace, &answered);
+        }
+        // The record's fields are only built when it is written (rr's default logs write
+        // it; `level: error` and above do not).
+        if tracing::enabled!(target: "http", tracing::Level::INFO) {
+            let record = RequestRecord {
+                method: buf.get(head.method.clone()),
+                target: buf.get(head.target.clone()),
+                status,
+                written,
+                peer,
+                read_bytes,
+                started,
+            };
+            record.emit(shared.config.access_logs);
+        }
+    }
 }
 
 /// What the `http log` record of a request says.
