@@ -20,6 +20,7 @@ use crate::aio::Stream;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
 use crate::runtime::ShardContext;
+pub(super) use read::BodyClock;
 use read::{read_request, ReadRequest};
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -9,6 +9,7 @@
 //! it finishes and goes back to the pool, as when an HTTP/1.1 client goes away.
 
 use super::writer::StreamWriter;
+use crate::plugins::http::conn::BodyClock;
 use crate::plugins::http::exchange::{self, Arrival, Buffers, HeadBuilder};
 use crate::plugins::http::head::Head;
 use crate::plugins::http::sink::{HttpSink, RequestFacts};
@@ -147,7 +148,8 @@ pub(super) async fn serve(
 
 /// Takes the stream's body into `into`, giving its window back as it goes, within
 /// `max_request_size` (a larger announced length is refused before a byte is taken) and
-/// `read_header_timeout` per DATA frame.
+/// the body's clock (`read_header_timeout` per DATA frame, `body_min_rate` in all), as an
+/// HTTP/1.1 body.
 async fn take_body(
     body: &mut RecvStream,
     announced: Option<u64>,
@@ -165,8 +167,10 @@ async fn take_body(
         // Within the limit (checked above): the whole body at once.
         into.reserve(usize::try_from(length).unwrap_or(0));
     }
+    let clock = BodyClock::new(shared);
     loop {
-        let data = tokio::time::timeout(shared.read_header_timeout, body.data()).await;
+        let deadline = clock.next_deadline(into.len());
+        let data = tokio::time::timeout_at(deadline, body.data()).await;
         let data = match data {
             Err(_) => return Err(BodyEnd::TimedOut),
             Ok(None) => return Ok(()),
