@@ -106,6 +106,15 @@ impl RawH2 {
         self.stream.write_all(&frame(kind, flags, stream, payload))
     }
 
+    /// A second handle on the connection, for a thread that writes while this one reads.
+    ///
+    /// # Panics
+    /// When the socket cannot be duplicated.
+    #[must_use]
+    pub fn writer(&self) -> TcpStream {
+        self.stream.try_clone().expect("the socket duplicates")
+    }
+
     /// Writes frames built into one buffer (a flood goes out in large writes).
     ///
     /// # Errors

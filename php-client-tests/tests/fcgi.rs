@@ -38,6 +38,14 @@ fn server(address: &str) -> RrServer {
     server
 }
 
+/// rr with a FastCGI TCP listener and nginx passing to it; None when nginx is missing.
+fn nginx_over_tcp() -> Option<(RrServer, Nginx)> {
+    let port = free_port();
+    let server = server(&format!("tcp://127.0.0.1:{port}"));
+    let nginx = Nginx::start(&format!("127.0.0.1:{port}"))?;
+    Some((server, nginx))
+}
+
 /// The status code an answer has, as curl prints it.
 fn status_of(url: &str) -> Vec<u8> {
     curl(&["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
@@ -197,5 +205,21 @@ fn bad_records_are_refused_and_others_are_served() {
         &reply[reply.len() - 16..reply.len() - 12],
         &[1, 3, 0, 1],
         "END_REQUEST last"
+    );
+}
+
+#[test]
+fn a_worker_early_hint_is_left_out_of_the_fastcgi_answer() {
+    let Some((_server, nginx)) = nginx_over_tcp() else {
+        return;
+    };
+    // CGI has no interim heads: the 103 is dropped, the final head and body arrive.
+    let url = nginx.url("/stream?hints=1&n=3");
+    let answer = String::from_utf8(curl(&["-s", "-i", &url])).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.contains("103"), "{answer}");
+    assert!(
+        answer.ends_with("<html>chunk 0\nchunk 1\nchunk 2\n"),
+        "{answer}"
     );
 }

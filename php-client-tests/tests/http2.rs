@@ -526,3 +526,89 @@ fn ping_settings_and_continuation_floods_are_bounded() {
         "the floods grew the server by {grown} KiB"
     );
 }
+
+/// The server's open descriptors.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn streams_in_flight_take_no_descriptors_of_their_own() {
+    let server = h2c_server("", 1);
+    let mut client = RawH2::connect(server.http());
+    client.request(1, "GET", "/hello", true).unwrap();
+    assert!(answer_of(&mut client, 1).expect("warm").0);
+    let before = open_descriptors(server.pid());
+    // One worker: the streams queue for it, all in flight once the first is answered.
+    let ids: Vec<u32> = (1..=24).map(|n| 2 * n + 1).collect();
+    for id in &ids {
+        client.request(*id, "GET", "/slow?ms=200", true).unwrap();
+    }
+    let ends = |f: &h2::Frame| ids.contains(&f.stream) && f.flags & h2::END_STREAM != 0;
+    let first = client.read_until(ends).expect("a first answer");
+    let in_flight = open_descriptors(server.pid());
+    assert!(
+        in_flight <= before + 4,
+        "{} streams in flight took {} descriptors (from {before})",
+        ids.len() - 1,
+        in_flight - before
+    );
+    let mut answered = 1;
+    while answered < ids.len() {
+        let frame = client.read_until(ends).expect("every stream answered");
+        assert_ne!(frame.stream, first.stream);
+        answered += 1;
+    }
+}
+
+#[test]
+fn static_files_cors_preflights_and_gzip_are_answered_on_the_stream() {
+    if !tools_present() {
+        return;
+    }
+    let public = scratch_dir().join("public");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(public.join("hello.txt"), "hello world\n").unwrap();
+    let yaml = http_config(
+        &format!(
+            "  http2:\n    h2c: true\n  middleware: [\"static\", \"headers\", \"gzip\"]\n  static:\n    dir: {}\n  headers:\n    response:\n      x-powered: ringrunner\n    cors:\n      allowed_origin: \"https://app.test\"\n      allowed_methods: \"GET, PUT\"\n",
+            public.display()
+        ),
+        "",
+    );
+    let server = RrServer::start(&yaml);
+    let url = |path: &str| format!("http://{}{path}", server.http());
+    let h2 = |args: &[&str]| {
+        let mut all = vec!["--http2-prior-knowledge", "-s", "-i"];
+        all.extend_from_slice(args);
+        text(&curl(&all))
+    };
+    let file = h2(&[&url("/hello.txt")]);
+    assert!(file.starts_with("HTTP/2 200"), "{file}");
+    assert!(file.contains("\r\nx-powered: ringrunner\r\n"), "{file}");
+    assert!(file.ends_with("\r\n\r\nhello world\n"), "{file}");
+    let range = h2(&["-H", "Range: bytes=0-4", &url("/hello.txt")]);
+    assert!(range.starts_with("HTTP/2 206"), "{range}");
+    assert!(range.ends_with("\r\n\r\nhello"), "{range}");
+    let preflight = h2(&[
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: https://app.test",
+        "-H",
+        "Access-Control-Request-Method: PUT",
+        &url("/status/418"),
+    ]);
+    assert!(preflight.starts_with("HTTP/2 200"), "{preflight}");
+    assert!(
+        preflight.contains("\r\naccess-control-allow-origin: https://app.test\r\n"),
+        "{preflight}"
+    );
+    // The worker's answer, gzip-compressed on the stream and decoded by curl.
+    let big = h2(&["--compressed", &url("/big?kb=64")]);
+    assert!(big.starts_with("HTTP/2 200"), "{big}");
+    assert!(big.contains("\r\ncontent-encoding: gzip\r\n"), "{big}");
+    assert!(big.ends_with(&"x".repeat(64 * 1024)), "{}", &big[..200]);
+}

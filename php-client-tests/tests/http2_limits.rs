@@ -140,3 +140,34 @@ fn a_client_that_stops_reading_an_http2_answer_costs_the_server_its_buffers_only
     client.request(5, "GET", "/hello", true).unwrap();
     assert_eq!(answer_body(&mut client, 5).unwrap(), b"Hello from PHP\n");
 }
+
+#[test]
+fn an_http2_body_trickled_byte_by_byte_is_cut_off_at_the_minimum_rate() {
+    use std::io::Write as _;
+    let config = "  read_header_timeout: 2s\n  http2:\n    h2c: true\n";
+    let server = RrServer::start(&http_config(config, ""));
+    let mut client = connect(&server);
+    client.request(1, "POST", "/echo", false).unwrap();
+    let started = std::time::Instant::now();
+    // The client under test: one byte every 300 ms, each DATA frame well within the 2 s
+    // timeout; the whole body (100 bytes) would take 30 s.
+    let mut writer = client.writer();
+    let closer = client.writer();
+    let trickler = std::thread::spawn(move || {
+        for _ in 0..100 {
+            if writer.write_all(&h2::frame(h2::DATA, 0, 1, b"x")).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let body = answer_body(&mut client, 1).expect("an answer");
+    assert_eq!(body, b"408 Request Timeout");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let _ = closer.shutdown(std::net::Shutdown::Both);
+    trickler.join().unwrap();
+}

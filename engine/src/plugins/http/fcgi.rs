@@ -1,24 +1,27 @@
 //! `http.fcgi` (spec http-extras §7.1): a FastCGI responder, so a front server (nginx's
 //! `fastcgi_pass`) can hand requests to the PHP workers. Each request's CGI parameters and
-//! body become an HTTP/1.1 request served by the plugin's own connection code over a
-//! socket pair (the same middleware, limits, context and error answers as a client
-//! connection), and its answer goes back as CGI `Status:` and headers in STDOUT records.
+//! body become an exchange of the request core (the same middleware, context, pool relay,
+//! error answers, log and metrics as an HTTP client's request), and its answer goes back
+//! through an [`FcgiWriter`]: CGI `Status:` and headers, then the body, in STDOUT records.
 //! One request at a time per connection (nginx multiplexes nothing); `FCGI_KEEP_CONN`
 //! is honoured.
 
+use super::answer::{AnswerWriter, ConnectionLine};
+use super::exchange::{self, Arrival, Buffers, HeadBuilder};
+use super::head::Head;
+use super::wire;
 use super::HttpShared;
-use crate::aio::Stream;
+use crate::aio::{Backend, Stream};
+use crate::plugins::client_io::{write_all_within, WriteEnd};
 use crate::runtime::ShardContext;
 use ringrunner_protocol::fcgi;
-use ringrunner_protocol::http1::{ChunkedDecoder, Http1Limits};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
-/// STDOUT bytes gathered before they are written.
-const WRITE_BATCH: usize = 64 * 1024;
 /// Bytes of CGI parameters one request may send.
 const MAX_PARAMS_BYTES: usize = 1 << 20;
 
@@ -55,19 +58,16 @@ pub(super) async fn serve(stream: Stream, shared: Arc<HttpShared>, shard: Rc<Sha
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// Reads more bytes, within `read_header_timeout` when `shared` is given; false at the end.
+/// Reads more bytes within `read_header_timeout`; false at the end.
 async fn read_more(
     stream: &Stream,
     input: &mut Vec<u8>,
-    shared: Option<&HttpShared>,
+    shared: &HttpShared,
 ) -> std::io::Result<bool> {
     let read = stream.read_appending(input, READ_CHUNK);
-    let count = match shared {
-        Some(shared) => tokio::time::timeout(shared.read_header_timeout, read)
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
-        None => read.await?,
-    };
+    let count = tokio::time::timeout(shared.read_header_timeout, read)
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     Ok(count > 0)
 }
 
@@ -186,7 +186,7 @@ async fn read_request(
         if gathering.complete() {
             return Ok(gathering.request);
         }
-        if !read_more(stream, input, Some(shared))
+        if !read_more(stream, input, shared)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -208,38 +208,33 @@ fn one_line(value: &[u8]) -> bool {
     !value.iter().any(|b| matches!(b, b'\r' | b'\n'))
 }
 
-/// The request's CGI parameters as an HTTP/1.1 request, the client address and whether
-/// the front server took it over TLS.
-fn http_request(params: &[fcgi::Param<'_>], body_len: usize) -> (Vec<u8>, SocketAddr, bool) {
+/// The request's CGI parameters as the exchange's head (in `buf`), the client address and
+/// whether the front server took it over TLS. The worker sees the front server's headers
+/// only, and a `Content-Length` where there is a body (as HTTP sends it).
+fn exchange_head(
+    params: &[fcgi::Param<'_>],
+    body_len: usize,
+    buf: &mut Vec<u8>,
+    head: &mut Head,
+) -> (SocketAddr, bool) {
     let method = param(params, "REQUEST_METHOD")
         .filter(|m| !m.is_empty() && m.iter().all(u8::is_ascii_alphabetic))
         .unwrap_or(b"GET");
-    let mut out = Vec::with_capacity(512 + body_len);
-    out.extend_from_slice(method);
-    out.push(b' ');
-    out.extend_from_slice(&request_target(params));
-    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    let mut builder = HeadBuilder::new(buf, head, method, &request_target(params));
     let host = param(params, "HTTP_HOST")
         .or(param(params, "SERVER_NAME"))
         .filter(|h| one_line(h))
         .unwrap_or(b"localhost");
-    out.extend_from_slice(host);
-    out.extend_from_slice(b"\r\n");
+    builder.field(b"Host", host);
     if let Some(content_type) =
         param(params, "CONTENT_TYPE").filter(|v| !v.is_empty() && one_line(v))
     {
-        out.extend_from_slice(b"Content-Type: ");
-        out.extend_from_slice(content_type);
-        out.extend_from_slice(b"\r\n");
+        builder.field(b"Content-Type", content_type);
     }
-    push_headers(params, &mut out);
-    // No `Connection: close`: the pair's write side is shut after the request, so the
-    // connection ends after its answer, and the worker sees the front server's headers
-    // only (and a `Content-Length` where there is a body, as HTTP sends it).
+    push_headers(params, &mut builder);
     if body_len > 0 {
-        out.extend_from_slice(format!("Content-Length: {body_len}\r\n").as_bytes());
+        builder.field(b"Content-Length", body_len.to_string().as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
     let peer = std::str::from_utf8(param(params, "REMOTE_ADDR").unwrap_or_default())
         .ok()
         .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
@@ -254,7 +249,7 @@ fn http_request(params: &[fcgi::Param<'_>], body_len: usize) -> (Vec<u8>, Socket
             },
         );
     let https = param(params, "HTTPS").is_some_and(|v| v.eq_ignore_ascii_case(b"on"));
-    (out, peer, https)
+    (peer, https)
 }
 
 /// `REQUEST_URI`, else `SCRIPT_NAME` + `PATH_INFO` + `?QUERY_STRING`; `/` for anything that
@@ -283,9 +278,9 @@ fn request_target(params: &[fcgi::Param<'_>]) -> Vec<u8> {
     }
 }
 
-/// The `HTTP_*` parameters as header lines (`HTTP_X_FOO` is `X-Foo`), but for those the
+/// The `HTTP_*` parameters as header fields (`HTTP_X_FOO` is `X-Foo`), but for those the
 /// request line and framing own.
-fn push_headers(params: &[fcgi::Param<'_>], out: &mut Vec<u8>) {
+fn push_headers(params: &[fcgi::Param<'_>], builder: &mut HeadBuilder<'_>) {
     for (name, value) in params {
         let Some(header) = name.strip_prefix(b"HTTP_") else {
             continue;
@@ -311,122 +306,159 @@ fn push_headers(params: &[fcgi::Param<'_>], out: &mut Vec<u8>) {
         {
             continue;
         }
-        for (index, byte) in header.iter().enumerate() {
-            out.push(match byte {
-                b'_' => b'-',
-                b if index == 0 || header[index - 1] == b'_' => b.to_ascii_uppercase(),
-                b => b.to_ascii_lowercase(),
-            });
-        }
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        builder.field_with(|out| {
+            for (index, byte) in header.iter().enumerate() {
+                out.push(match byte {
+                    b'_' => b'-',
+                    b if index == 0 || header[index - 1] == b'_' => b.to_ascii_uppercase(),
+                    b => b.to_ascii_lowercase(),
+                });
+            }
+            let value_start = out.len();
+            out.extend_from_slice(value);
+            value_start
+        });
     }
 }
 
-/// Serves `request` through the connection code on a socket pair and sends the answer back
-/// as STDOUT records, then END_REQUEST.
+/// Serves `request` through the request core and sends the answer back as STDOUT records,
+/// then END_REQUEST.
 async fn respond(
     stream: &Stream,
     request: FcgiRequest,
     shared: &Arc<HttpShared>,
     shard: &Rc<ShardContext>,
 ) -> Result<(), String> {
+    let started = Instant::now();
     let params = fcgi::parse_params(&request.params).map_err(|e| e.to_string())?;
-    let (mut http, peer, https) = http_request(&params, request.stdin.len());
-    http.extend_from_slice(&request.stdin);
-    drop(request.stdin);
-    let (ours, theirs) = rustix::net::socketpair(
-        rustix::net::AddressFamily::UNIX,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socketpair: {e}"))?;
-    let backend = shard.backend();
-    let client = Stream::new(ours, backend).map_err(|e| e.to_string())?;
-    let server = Stream::new(theirs, backend).map_err(|e| e.to_string())?;
-    let origin = super::conn::Origin {
+    let mut buffers = Buffers::default();
+    buffers.body = request.stdin;
+    let (peer, https) = exchange_head(
+        &params,
+        buffers.body.len(),
+        &mut buffers.buf,
+        &mut buffers.head,
+    );
+    let mut writer = FcgiWriter::new(
+        stream,
+        request.id,
+        shard.backend(),
+        shared.config.write_timeout,
+    );
+    let arrival = Arrival {
+        peer,
+        started,
         https,
         http2: false,
     };
-    tokio::task::spawn_local(super::conn::serve(
-        server,
-        peer,
-        origin,
-        Arc::clone(shared),
-        Rc::clone(shard),
-    ));
-    // The connection reads while this writes: a body larger than the pair's buffer flows.
-    // (Answered early, a 413 or a 400, the write fails: the answer waits to be read.)
-    let _ = client.write_all(http).await;
-    let _ = client.shutdown(std::net::Shutdown::Write);
-    relay_answer(&client, stream, request.id).await
+    exchange::serve_whole(&mut buffers, arrival, (shared, shard), &mut writer).await;
+    writer.end().await
 }
 
-/// Reads the connection's HTTP answer (unbounded here: the connection bounds its own
-/// waits) and writes it to the front server as CGI.
-async fn relay_answer(client: &Stream, stream: &Stream, id: u16) -> Result<(), String> {
-    let mut input = Vec::with_capacity(READ_CHUNK);
-    let mut out = Vec::with_capacity(WRITE_BATCH + 1024);
-    let mut head_done = false;
-    let mut chunked: Option<ChunkedDecoder> = None;
-    let mut body = Vec::new();
-    loop {
-        let more = read_more(client, &mut input, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !head_done {
-            match fcgi::cgi_head(&input) {
-                Ok(Some(head)) => {
-                    fcgi::write_records(&mut out, fcgi::STDOUT, id, &head.bytes);
-                    input.drain(..head.consumed);
-                    if head.chunked {
-                        chunked = Some(ChunkedDecoder::within(&Http1Limits::default()));
-                    }
-                    head_done = true;
-                }
-                Ok(None) if more => continue,
-                _ => {
-                    fcgi::write_records(
-                        &mut out,
-                        fcgi::STDOUT,
-                        id,
-                        b"Status: 502 Bad Gateway\r\n\r\n",
-                    );
-                    input.clear();
-                    head_done = true;
-                }
-            }
+/// An answer written to a FastCGI front server ([`AnswerWriter`]): a CGI head (`Status:`
+/// and the header lines), the body, all in STDOUT records, then END_REQUEST. Interim (1xx)
+/// heads and trailers have no CGI form and are left out.
+struct FcgiWriter<'a> {
+    stream: &'a Stream,
+    id: u16,
+    backend: Backend,
+    write_timeout: std::time::Duration,
+    /// The records being written (reused).
+    records: Vec<u8>,
+    /// The head being built is an interim one (dropped).
+    interim: bool,
+    /// END_REQUEST went out, or the connection failed.
+    ended: bool,
+    failed: bool,
+}
+
+impl<'a> FcgiWriter<'a> {
+    fn new(
+        stream: &'a Stream,
+        id: u16,
+        backend: Backend,
+        write_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            stream,
+            id,
+            backend,
+            write_timeout,
+            records: Vec::new(),
+            interim: false,
+            ended: false,
+            failed: false,
         }
-        if head_done && !input.is_empty() {
-            match &mut chunked {
-                Some(decoder) => {
-                    let used = decoder
-                        .decode(&input, &mut body)
-                        .map_err(|_| "a malformed chunked answer".to_owned())?;
-                    input.drain(..used);
-                    fcgi::write_stdout(&mut out, id, &body);
-                    body.clear();
-                }
-                None => {
-                    fcgi::write_stdout(&mut out, id, &input);
-                    input.clear();
-                }
-            }
+    }
+
+    /// Ends the request if the answer did not (an answer cut short); Err when the front
+    /// server's connection failed (it is closed).
+    async fn end(mut self) -> Result<(), String> {
+        if !self.ended && !self.failed {
+            let _ = self.send(&mut Vec::new(), true).await;
         }
-        let finished = !more || chunked.as_ref().is_some_and(ChunkedDecoder::is_done);
-        if finished {
-            fcgi::write_records(&mut out, fcgi::STDOUT, id, b"");
-            fcgi::write_end_request(&mut out, id, 0, fcgi::REQUEST_COMPLETE);
+        if self.failed {
+            return Err("the front server did not take the answer".into());
         }
-        if finished || out.len() >= WRITE_BATCH {
-            let batch = std::mem::replace(&mut out, Vec::with_capacity(WRITE_BATCH + 1024));
-            let (written, _) = stream.write_all(batch).await;
-            written.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+impl AnswerWriter for FcgiWriter<'_> {
+    fn minor_version(&self) -> u8 {
+        1
+    }
+
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn open_head(&mut self, out: &mut Vec<u8>, status: u16) {
+        out.clear();
+        self.interim = status < 200;
+        out.extend_from_slice(b"Status: ");
+        wire::push_decimal(out, u64::from(status));
+        out.push(b' ');
+        out.extend_from_slice(wire::reason(status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn close_head(&mut self, out: &mut Vec<u8>, _streamed: bool, _connection: ConnectionLine) {
+        if std::mem::take(&mut self.interim) {
+            out.clear();
+            return;
         }
-        if finished {
-            return Ok(());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn push_chunk(&mut self, out: &mut Vec<u8>, body: &[u8]) {
+        out.extend_from_slice(body);
+    }
+
+    fn end_chunks(&mut self, _out: &mut Vec<u8>, _trailer_lines: &[u8]) {}
+
+    async fn send(&mut self, out: &mut Vec<u8>, last: bool) -> Result<u64, WriteEnd> {
+        if self.ended || self.failed {
+            return Err(WriteEnd::Closed);
         }
+        let total = out.len() as u64;
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        fcgi::write_stdout(&mut records, self.id, out);
+        out.clear();
+        if last {
+            fcgi::write_records(&mut records, fcgi::STDOUT, self.id, b"");
+            fcgi::write_end_request(&mut records, self.id, 0, fcgi::REQUEST_COMPLETE);
+            self.ended = true;
+        }
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let (written, returned) = write_all_within(self.stream, records, self.write_timeout).await;
+        if let Some(returned) = returned {
+            self.records = returned;
+        }
+        self.failed = written.is_err();
+        written.map(|()| total)
     }
 }

@@ -3,6 +3,7 @@
 //! default, and protobuf), the response head and body.
 //! (The socket and pipe I/O underneath belongs to tokio-uring and is not counted here.)
 
+use super::answer::Http1Writer;
 use super::head::Head;
 use super::request::RequestScratch;
 use super::sink::{HttpSink, RequestFacts};
@@ -48,12 +49,13 @@ fn serve(reused: &mut Reused, codec: ContextCodec, response_context: &[u8]) {
         is_head: false,
         keep_alive: true,
     };
-    HttpSink::detached(&mut reused.out, facts, &mut reused.date).write_head(
-        200,
-        &response,
-        b"Hello, world!\n",
-        true,
-    );
+    HttpSink::detached(
+        Http1Writer::detached(1),
+        &mut reused.out,
+        facts,
+        &mut reused.date,
+    )
+    .write_head(200, &response, b"Hello, world!\n", true);
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! The `http` plugin (spec http): HTTP/1.1 on every shard, requests relayed to the `http`
 //! pool as rr sends them, replies written back as rr writes them.
 
+mod answer;
+mod chain;
 mod config;
 mod conn;
+mod exchange;
 /// The sans-IO HTTP/1 pieces the connections use (`ringrunner_protocol::http1`).
 pub use ringrunner_protocol::http1 as head;
 mod fcgi;
@@ -134,8 +137,6 @@ pub struct HttpShared {
     pub metrics: Option<metrics::HttpMetrics>,
     /// `ssl.redirect`: the TLS listener's port, which the plain listener redirects to.
     pub redirect_port: Option<u16>,
-    /// The socket pairs HTTP/2 streams are relayed over.
-    pub h2_pairs: http2::PairBudget,
     /// The `otel` middleware's tracer, when it is listed and the `otel` plugin runs.
     pub otel: Option<Arc<super::otel::Tracer>>,
 }
@@ -219,7 +220,6 @@ impl HttpPlugin {
             read_header_timeout,
             lifecycle,
             redirect_port,
-            h2_pairs: http2::PairBudget::from_open_files_limit(),
             otel,
         });
         let mut first = None;
@@ -339,7 +339,6 @@ async fn accept_loop(
             let peer = peer.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             let origin = conn::Origin {
                 https: stream.is_tls(),
-                http2: false,
             };
             tokio::task::spawn_local(conn::serve(
                 stream,

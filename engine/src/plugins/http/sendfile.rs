@@ -6,13 +6,12 @@
 //! file goes out as `application/octet-stream` with the worker's other headers.
 //! *[beyond]* rr streams it chunked; here it carries its `Content-Length`.
 
+use super::answer::{AnswerWriter, ConnectionLine};
 use super::static_files::read_behind;
 use super::wire;
-use crate::aio::{File, Stream};
+use crate::aio::File;
 use crate::config::go_io_error;
-use crate::plugins::client_io::write_all_within;
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 /// The worker's header that names the file.
 pub const HEADER: &[u8] = b"x-sendfile";
@@ -60,16 +59,12 @@ pub fn replaced_by_the_file(name: &[u8]) -> bool {
 /// What the connection needs to know to write the answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Answer<'a> {
-    /// 0 or 1.
-    pub minor_version: u8,
     /// HEAD: the head only.
     pub is_head: bool,
     /// `Connection: close` goes on the answer.
     pub close: bool,
     /// Lines of the middleware chain (CORS, headers) before the worker's.
     pub middleware_head: &'a [u8],
-    /// Bound on each write.
-    pub write_timeout: Duration,
 }
 
 /// How the answer went: its status and the bytes written; `None` bytes when the client went
@@ -92,32 +87,37 @@ fn allowed_path(path: &str) -> Option<PathBuf> {
     Some(path.to_path_buf())
 }
 
-/// Answers with the file `send` names, on `stream`.
-pub async fn answer(stream: &Stream, send: &SendFile, how: Answer<'_>, out: &mut Vec<u8>) -> Sent {
+/// Answers with the file `send` names, through `writer`.
+pub(crate) async fn answer<W: AnswerWriter>(
+    writer: &mut W,
+    send: &SendFile,
+    how: Answer<'_>,
+    out: &mut Vec<u8>,
+) -> Sent {
     let Some(path) = allowed_path(&send.path) else {
         tracing::warn!(target: "http", path = %send.path, "X-Sendfile path with '..' refused");
-        return plain(stream, send, how, out, 403, b"").await;
+        return plain(writer, send, how, out, 403, b"").await;
     };
-    let opened = File::open(&path, stream.backend()).await;
+    let opened = File::open(&path, writer.backend()).await;
     let file = match opened {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             tracing::warn!(target: "http", path = %path.display(), "X-Sendfile file not found");
-            return plain(stream, send, how, out, 404, b"not found\n").await;
+            return plain(writer, send, how, out, 404, b"not found\n").await;
         }
         Err(error) => {
             let text = format!("open {}: {}\n", path.display(), go_io_error(&error));
             tracing::error!(target: "http", path = %path.display(), %error, "X-Sendfile file cannot be opened");
-            return plain(stream, send, how, out, 500, text.as_bytes()).await;
+            return plain(writer, send, how, out, 500, text.as_bytes()).await;
         }
     };
-    let sent = stream_file(stream, send, how, out, &file, &path).await;
+    let sent = stream_file(writer, send, how, out, &file, &path).await;
     let _ = file.close().await;
     sent
 }
 
-async fn stream_file(
-    stream: &Stream,
+async fn stream_file<W: AnswerWriter>(
+    writer: &mut W,
     send: &SendFile,
     how: Answer<'_>,
     out: &mut Vec<u8>,
@@ -128,14 +128,21 @@ async fn stream_file(
         Ok(facts) if !facts.is_dir => facts.size,
         Ok(_) => {
             let text = format!("read {}: is a directory\n", path.display());
-            return plain(stream, send, how, out, 500, text.as_bytes()).await;
+            return plain(writer, send, how, out, 500, text.as_bytes()).await;
         }
         Err(error) => {
             let text = format!("stat {}: {}\n", path.display(), go_io_error(&error));
-            return plain(stream, send, how, out, 500, text.as_bytes()).await;
+            return plain(writer, send, how, out, 500, text.as_bytes()).await;
         }
     };
-    head(out, send, how, 200, b"application/octet-stream", size);
+    head(
+        writer,
+        out,
+        send,
+        how,
+        (200, b"application/octet-stream"),
+        size,
+    );
     let mut written = 0u64;
     let mut position = 0u64;
     while !how.is_head && position < size {
@@ -153,7 +160,7 @@ async fn stream_file(
             };
         };
         position += read as u64;
-        let Some(bytes) = write(stream, out, how.write_timeout).await else {
+        let Some(bytes) = write(writer, out, position == size).await else {
             return Sent {
                 status: 200,
                 written: None,
@@ -162,7 +169,7 @@ async fn stream_file(
         written += bytes;
     }
     if !out.is_empty() {
-        let Some(bytes) = write(stream, out, how.write_timeout).await else {
+        let Some(bytes) = write(writer, out, true).await else {
             return Sent {
                 status: 200,
                 written: None,
@@ -177,8 +184,8 @@ async fn stream_file(
 }
 
 /// One of rr's plain answers (403, 404, 500) with the worker's other headers.
-async fn plain(
-    stream: &Stream,
+async fn plain<W: AnswerWriter>(
+    writer: &mut W,
     send: &SendFile,
     how: Answer<'_>,
     out: &mut Vec<u8>,
@@ -190,25 +197,31 @@ async fn plain(
     } else {
         b"text/plain; charset=utf-8"
     };
-    head(out, send, how, status, content_type, body.len() as u64);
+    head(
+        writer,
+        out,
+        send,
+        how,
+        (status, content_type),
+        body.len() as u64,
+    );
     if !how.is_head {
         out.extend_from_slice(body);
     }
-    let written = write(stream, out, how.write_timeout).await;
+    let written = write(writer, out, true).await;
     Sent { status, written }
 }
 
 /// The answer's head into `out`.
-fn head(
+fn head<W: AnswerWriter>(
+    writer: &mut W,
     out: &mut Vec<u8>,
     send: &SendFile,
     how: Answer<'_>,
-    status: u16,
-    content_type: &[u8],
+    (status, content_type): (u16, &[u8]),
     length: u64,
 ) {
-    out.clear();
-    wire::status_line(out, how.minor_version, status);
+    writer.open_head(out, status);
     out.extend_from_slice(how.middleware_head);
     out.extend_from_slice(&send.header_lines);
     if !content_type.is_empty() {
@@ -221,23 +234,14 @@ fn head(
     let mut digits = Vec::with_capacity(20);
     wire::push_decimal(&mut digits, length);
     wire::header(out, b"Content-Length", &digits);
-    if how.close {
-        wire::header(out, b"Connection", b"close");
-    } else if how.minor_version == 0 {
-        wire::header(out, b"Connection", b"keep-alive");
-    }
-    out.extend_from_slice(b"\r\n");
+    let connection = ConnectionLine::of(how.close, writer.minor_version());
+    writer.close_head(out, false, connection);
 }
 
-/// Writes and empties `out`; the bytes written, None when the client is gone or stalled.
-async fn write(stream: &Stream, out: &mut Vec<u8>, timeout: Duration) -> Option<u64> {
-    let len = out.len() as u64;
-    let (result, returned) = write_all_within(stream, std::mem::take(out), timeout).await;
-    if let Some(mut buffer) = returned {
-        buffer.clear();
-        *out = buffer;
-    }
-    result.ok().map(|()| len)
+/// Sends and empties `out` (`last`: the answer ends with it); the bytes written, None when
+/// the client is gone or stalled.
+async fn write<W: AnswerWriter>(writer: &mut W, out: &mut Vec<u8>, last: bool) -> Option<u64> {
+    writer.send(out, last).await.ok()
 }
 
 #[cfg(test)]

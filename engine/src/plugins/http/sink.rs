@@ -9,22 +9,18 @@
 //! `write_timeout`; a client that stalls past it is treated as gone (the worker is told to
 //! stop its stream) and the connection is closed.
 
+use super::answer::{AnswerWriter, ConnectionLine, RETAINED_BUFFER_BYTES_MAX};
 use super::gzip;
 use super::sendfile::{self, SendFile};
-use super::wire::{self, DateCache, LAST_CHUNK};
+use super::wire::{self, DateCache};
 use super::worker_headers::{copy_worker_headers, push_worker_header, Strip, WorkerHeaders};
-use crate::aio::Stream;
 use crate::clock::unix_seconds;
-use crate::plugins::client_io::{write_all_within, WriteEnd};
+use crate::plugins::client_io::WriteEnd;
 use crate::plugins::Lifecycle;
 use crate::pool::{ExecError, ReplyFrame, ReplySink};
 use ringrunner_protocol::http::{decode_response, ResponseHead, TrailerNames};
 use std::io::Write as _;
 use std::time::Duration;
-
-/// A response buffer kept for the next request holds at most this much; a larger one (after
-/// a big reply) is given back to the allocator.
-pub const RETAINED_BUFFER_BYTES_MAX: usize = 256 * 1024;
 
 /// Per-request facts the sink needs.
 #[derive(Debug, Clone, Copy)]
@@ -37,10 +33,9 @@ pub struct RequestFacts {
     pub keep_alive: bool,
 }
 
-/// The response side of one request.
-pub struct HttpSink<'a> {
-    /// None only in tests that look at the bytes without a socket.
-    stream: Option<&'a Stream>,
+/// The response side of one request, written through `W` (HTTP/1.x or an HTTP/2 stream).
+pub struct HttpSink<'a, W: AnswerWriter> {
+    writer: W,
     out: &'a mut Vec<u8>,
     facts: RequestFacts,
     /// Shutdown state: once stopping, every answer says `Connection: close`.
@@ -74,7 +69,7 @@ pub struct HttpSink<'a> {
     trailer_lines: Vec<u8>,
 }
 
-impl std::fmt::Debug for HttpSink<'_> {
+impl<W: AnswerWriter> std::fmt::Debug for HttpSink<'_, W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSink")
             .field("status", &self.status)
@@ -83,40 +78,41 @@ impl std::fmt::Debug for HttpSink<'_> {
     }
 }
 
-impl<'a> HttpSink<'a> {
-    /// A sink writing to `stream` through the reused buffer `out`, each write bounded by
-    /// `write_timeout`.
+impl<'a, W: AnswerWriter> HttpSink<'a, W> {
+    /// A sink writing through `writer` from the reused buffer `out`; `write_timeout` is
+    /// what the writer bounds each write by (for the log line).
     pub fn new(
-        stream: &'a Stream,
+        writer: W,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
         (lifecycle, write_timeout): (&'a Lifecycle, Duration),
         date: &'a mut DateCache,
     ) -> Self {
-        let mut sink = Self::with_stream(Some(stream), out, facts, date);
+        let mut sink = Self::unbound(writer, out, facts, date);
         sink.lifecycle = Some(lifecycle);
         sink.write_timeout = write_timeout;
         sink
     }
 
-    /// A sink that only fills `out` (tests of the response bytes).
+    /// A sink without shutdown state (tests of the response bytes).
     #[cfg(test)]
     pub(super) fn detached(
+        writer: W,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
         date: &'a mut DateCache,
     ) -> Self {
-        Self::with_stream(None, out, facts, date)
+        Self::unbound(writer, out, facts, date)
     }
 
-    fn with_stream(
-        stream: Option<&'a Stream>,
+    fn unbound(
+        writer: W,
         out: &'a mut Vec<u8>,
         facts: RequestFacts,
         date: &'a mut DateCache,
     ) -> Self {
         Self {
-            stream,
+            writer,
             out,
             facts,
             date,
@@ -179,20 +175,15 @@ impl<'a> HttpSink<'a> {
 
     /// Answers with the file the worker named (after the worker is back in the pool).
     async fn send_file(&mut self, send: SendFile) {
-        let Some(stream) = self.stream else {
-            return;
-        };
         if !self.close && self.lifecycle.is_some_and(Lifecycle::is_stopping) {
             self.close = true;
         }
         let how = sendfile::Answer {
-            minor_version: self.facts.minor_version,
             is_head: self.facts.is_head,
             close: self.close,
             middleware_head: self.middleware_head,
-            write_timeout: self.write_timeout,
         };
-        let sent = sendfile::answer(stream, &send, how, self.out).await;
+        let sent = sendfile::answer(&mut self.writer, &send, how, self.out).await;
         self.status = sent.status;
         match sent.written {
             Some(bytes) => self.written += bytes,
@@ -217,21 +208,12 @@ impl<'a> HttpSink<'a> {
     /// reading for `write_timeout`.
     async fn flush(&mut self) -> bool {
         self.pending = false;
-        let buffer = std::mem::take(self.out);
-        let len = buffer.len() as u64;
-        let Some(stream) = self.stream else {
-            *self.out = buffer;
-            return true;
-        };
-        let (result, buffer) = write_all_within(stream, buffer, self.write_timeout).await;
-        if let Some(mut buffer) = buffer {
-            if buffer.capacity() <= RETAINED_BUFFER_BYTES_MAX {
-                buffer.clear();
-                *self.out = buffer;
-            }
+        let sent = self.writer.send(self.out, self.ended).await;
+        if self.out.capacity() > RETAINED_BUFFER_BYTES_MAX {
+            *self.out = Vec::new();
         }
-        match result {
-            Ok(()) => {
+        match sent {
+            Ok(len) => {
                 self.written += len;
                 true
             }
@@ -254,23 +236,20 @@ impl<'a> HttpSink<'a> {
         }
     }
 
-    fn connection_header(&mut self) {
+    /// Ends the head in `out`: its framing and what it says of the connection.
+    fn close_head(&mut self, streamed: bool) {
         if !self.close && self.lifecycle.is_some_and(Lifecycle::is_stopping) {
             // Stopping: the client must not send its next request on this connection.
             self.close = true;
         }
-        if self.close {
-            wire::header(self.out, b"Connection", b"close");
-        } else if self.facts.minor_version == 0 {
-            wire::header(self.out, b"Connection", b"keep-alive");
-        }
+        let connection = ConnectionLine::of(self.close, self.facts.minor_version);
+        self.writer.close_head(self.out, streamed, connection);
     }
 
     /// Formats a complete response with a plain-text body (rr's own error answers); it is
     /// written by [`HttpSink::flush_pending`].
     pub fn send_plain(&mut self, status: u16, extra: &[(&[u8], &[u8])], body: &[u8]) {
-        self.out.clear();
-        wire::status_line(self.out, self.facts.minor_version, status);
+        self.writer.open_head(self.out, status);
         self.out.extend_from_slice(self.middleware_head);
         for (name, value) in extra {
             wire::header(self.out, name, value);
@@ -285,8 +264,7 @@ impl<'a> HttpSink<'a> {
             b"Content-Length",
             body.len().to_string().as_bytes(),
         );
-        self.connection_header();
-        self.out.extend_from_slice(b"\r\n");
+        self.close_head(false);
         if !self.facts.is_head {
             self.out.extend_from_slice(body);
         }
@@ -337,7 +315,7 @@ impl<'a> HttpSink<'a> {
                 if self.streaming && !self.ended {
                     self.ended = true;
                     if self.facts.minor_version == 1 && !self.close {
-                        self.end_chunks();
+                        self.writer.end_chunks(self.out, &self.trailer_lines);
                         self.pending = true;
                     } else {
                         self.close = true;
@@ -356,8 +334,7 @@ impl<'a> HttpSink<'a> {
         last: bool,
     ) {
         let facts = self.facts;
-        self.out.clear();
-        wire::status_line(self.out, facts.minor_version, status);
+        self.writer.open_head(self.out, status);
         self.out.extend_from_slice(self.middleware_head);
         let bodiless = !wire::status_has_body(status);
         // A whole reply is compressed at once; a streamed one frame by frame (sync flushes).
@@ -426,15 +403,12 @@ impl<'a> HttpSink<'a> {
                 wire::push_decimal(self.out, length);
                 self.out.extend_from_slice(b"\r\n");
             }
-        } else if facts.minor_version == 1 {
-            wire::header(self.out, b"Transfer-Encoding", b"chunked");
-            self.streaming = true;
         } else {
-            self.close = true;
+            // HTTP/1.0: no chunks, the close ends the body.
+            self.close |= facts.minor_version == 0;
             self.streaming = true;
         }
-        self.connection_header();
-        self.out.extend_from_slice(b"\r\n");
+        self.close_head(self.streaming);
         self.status = status;
         self.head_sent = true;
         if facts.is_head || bodiless {
@@ -467,10 +441,10 @@ impl<'a> HttpSink<'a> {
                 &packed[..]
             }
         };
-        if self.streaming && self.facts.minor_version == 1 {
-            wire::chunk(self.out, body);
+        if self.streaming {
+            self.writer.push_chunk(self.out, body);
             if last {
-                self.end_chunks();
+                self.writer.end_chunks(self.out, &self.trailer_lines);
             }
         } else {
             self.out.extend_from_slice(body);
@@ -479,20 +453,7 @@ impl<'a> HttpSink<'a> {
     }
 }
 
-impl HttpSink<'_> {
-    /// Ends a chunked body: the last chunk, then the trailer section (spec http §3.1d).
-    fn end_chunks(&mut self) {
-        if self.trailer_lines.is_empty() {
-            self.out.extend_from_slice(LAST_CHUNK);
-            return;
-        }
-        self.out.extend_from_slice(b"0\r\n");
-        self.out.extend_from_slice(&self.trailer_lines);
-        self.out.extend_from_slice(b"\r\n");
-    }
-}
-
-impl ReplySink for HttpSink<'_> {
+impl<W: AnswerWriter> ReplySink for HttpSink<'_, W> {
     async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
         if matches!(self.sendfile, sendfile::Mode::Replace(_)) {
             // The rest of a reply replaced by a file is read and dropped.
@@ -534,11 +495,11 @@ impl ReplySink for HttpSink<'_> {
         }
         if status < 200 {
             if self.facts.minor_version == 1 {
-                self.out.clear();
-                wire::status_line(self.out, 1, status);
+                self.writer.open_head(self.out, status);
                 let out = &mut *self.out;
                 head.for_each_header(|name, values| push_worker_header(out, name, values, true));
-                self.out.extend_from_slice(b"\r\n");
+                self.writer
+                    .close_head(self.out, false, ConnectionLine::Kept);
                 return self.flush().await;
             }
             return true;

@@ -2,6 +2,7 @@
 //! chunked on HTTP/1.1 so the trailer section can follow, gzip's compressed body included;
 //! a plain Content-Length answer without them on HTTP/1.0.
 
+use super::answer::Http1Writer;
 use super::sink::{HttpSink, RequestFacts};
 use super::wire::DateCache;
 use ringrunner_protocol::http::decode_response;
@@ -20,7 +21,12 @@ fn answer(minor_version: u8, compress: bool, body: &[u8]) -> Vec<u8> {
         keep_alive: true,
     };
     let (mut out, mut date) = (Vec::new(), DateCache::default());
-    let mut sink = HttpSink::detached(&mut out, facts, &mut date);
+    let mut sink = HttpSink::detached(
+        Http1Writer::detached(minor_version),
+        &mut out,
+        facts,
+        &mut date,
+    );
     sink.set_compress(compress);
     sink.write_head(200, &head, body, true);
     out

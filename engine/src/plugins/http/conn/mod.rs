@@ -6,32 +6,27 @@
 //! read by the same, the whole body by `body_min_rate`, each write by `write_timeout`. An
 //! answer sent before the request was read to its end is followed by a lingering close.
 
-mod chain;
 mod read;
 
+use super::answer::{Http1Writer, RETAINED_BUFFER_BYTES_MAX};
+use super::chain::{answer_in_chain, ChainRequest};
+use super::exchange::{self, BodyAt, Exchange};
 use super::head::{BodyKind, Head};
-use super::request::{self, BodyClass, RequestScratch};
-use super::sink::{HttpSink, RequestFacts, RETAINED_BUFFER_BYTES_MAX};
-use super::uploads::{self, FormRefusal};
+use super::request::RequestScratch;
+use super::sink::RequestFacts;
 use super::wire::DateCache;
 use super::HttpShared;
 use crate::aio::Stream;
 use crate::memory::LARGE_REQUEST_BYTES;
 use crate::plugins::client_io::{linger_close, write_all_within};
-use crate::pool::{ExecError, LentBody, Request};
 use crate::runtime::ShardContext;
-use chain::answer_in_chain;
+pub(super) use read::BodyClock;
 use read::{read_request, ReadRequest};
-use ringrunner_protocol::http::{check_field_count, parse_urlencoded, FormError, RequestContext};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use tokio::time::Instant as Deadline;
 use tokio_uring::buf::BoundedBuf;
-
-/// A raw body from this size on is lent to the worker write instead of copied into the
-/// frame (below it, one write of a small copy is cheaper than two writes).
-const LEND_BODY_MIN_BYTES: usize = 64 * 1024;
 
 /// Smallest free space asked of the kernel per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -92,9 +87,6 @@ impl Connection {
         let filled = buf.len();
         let read = self.stream.read(buf.slice(filled..));
         let stopping = shared.lifecycle.stop.notified();
-        // A relayed HTTP/2 stream's pair is never idle to a stop: its request may be on
-        // the way, and the HTTP/2 connection closes the pair itself.
-        let idle = idle && !self.scratch.http2;
         let outcome = if idle {
             if shared.lifecycle.is_stopping() {
                 return Err(ReadEnd::Stopping);
@@ -191,8 +183,6 @@ impl Connection {
 pub(super) struct Origin {
     /// The client came over TLS (here, or at the FastCGI front server).
     pub https: bool,
-    /// The requests are HTTP/2 streams relayed over this connection.
-    pub http2: bool,
 }
 
 /// The first bytes of a cleartext HTTP/2 connection with prior knowledge (RFC 9113 §3.4).
@@ -245,8 +235,7 @@ pub(super) async fn serve(
         compress: false,
     };
     conn.scratch.https = https;
-    conn.scratch.http2 = origin.http2;
-    if shared.config.http2.h2c && !origin.http2 && !https {
+    if shared.config.http2.h2c && !https {
         match opens_with_preface(&mut conn, &shared).await {
             None => return,
             Some(true) => {
@@ -276,7 +265,7 @@ pub(super) async fn serve(
                 conn.refuse(Refusal::Close(answer), &shared).await;
                 false
             }
-            Ok(request) => match answer_in_chain(&mut conn, &shared, &request).await {
+            Ok(request) => match run_chain(&mut conn, &shared, &request).await {
                 Some(keep_open) => keep_open,
                 None => relay(&mut conn, peer, &shared, request).await,
             },
@@ -324,6 +313,32 @@ async fn opens_with_preface(conn: &mut Connection, shared: &HttpShared) -> Optio
     }
 }
 
+/// The middleware that may answer before a worker does ([`answer_in_chain`]), on an
+/// HTTP/1 request; Some(keep_open) when one answered (the request is then consumed).
+async fn run_chain(
+    conn: &mut Connection,
+    shared: &HttpShared,
+    request: &ReadRequest,
+) -> Option<bool> {
+    let keep_alive = conn.head.keep_alive(&conn.buf) && !request.close_after;
+    let write_timeout = shared.config.write_timeout;
+    let mut writer = Http1Writer::new(&conn.stream, conn.head.minor_version, write_timeout);
+    let mut chain_request = ChainRequest {
+        buf: &conn.buf,
+        head: &conn.head,
+        chain_head: &mut conn.chain_head,
+        compress: &mut conn.compress,
+        out: &mut conn.out,
+        date: &mut conn.date,
+        keep_alive,
+    };
+    let answered = answer_in_chain(&mut chain_request, shared, &mut writer).await;
+    if answered.is_some() && conn.buf.len() >= request.consumed {
+        conn.buf.drain(..request.consumed);
+    }
+    answered
+}
+
 /// Runs a read request on the pool and answers it; false when the connection is done.
 async fn relay(
     conn: &mut Connection,
@@ -337,7 +352,6 @@ async fn relay(
         consumed,
         close_after,
     } = request;
-    let head_len = conn.head.len;
     let minor_version = conn.head.minor_version;
     let keep_alive = conn.head.keep_alive(&conn.buf) && !close_after;
     let facts = RequestFacts {
@@ -359,218 +373,28 @@ async fn relay(
         chain_head,
         compress,
     } = conn;
-    if let Some(metrics) = &shared.metrics {
-        metrics.begin(shard.index());
-    }
-    let raw_body: &[u8] = match body_kind {
-        BodyKind::Chunked => body,
-        _ => &buf[head_len..consumed],
+    let writer = Http1Writer::new(stream, minor_version, shared.config.write_timeout);
+    let mut sink = exchange::sink_for(writer, (out, date), facts, shared, chain_head, *compress);
+    let body_at = match body_kind {
+        BodyKind::Chunked => BodyAt::Apart,
+        _ => BodyAt::InBuf(head.len..consumed),
     };
-    let method = &buf[head.method.clone()];
-    let class = request::body_class(method, head.value(buf, "content-type"));
-    let mut sink = HttpSink::new(
-        stream,
-        out,
-        facts,
-        (&shared.lifecycle, shared.config.write_timeout),
-        date,
-    );
-    sink.set_middleware_head(chain_head);
-    sink.set_compress(*compress);
-    sink.set_sendfile(shared.config.sendfile);
-    // The worker's body: parsed form, raw bytes, or nothing. A multipart form's files live
-    // until this function returns, after the last response byte.
-    let mut parsed_body = Vec::new();
-    let mut stored_form = None;
-    let parses_form =
-        matches!(class, BodyClass::UrlEncoded | BodyClass::Multipart) && !shared.config.raw_body;
-    // rr's ParseForm counts the query's fields too (Go's limit) before the body's.
-    let query = request::raw_query(&buf[head.target.clone()]);
-    let parsed_form = match class {
-        _ if parses_form && check_field_count(query).is_err() => {
-            Err(FormRefusal::from(FormError::TooManyFields))
-        }
-        BodyClass::UrlEncoded if parses_form => parse_urlencoded(raw_body)
-            .map(|tree| tree.write_json(&mut parsed_body))
-            .map_err(FormRefusal::from),
-        BodyClass::Multipart if parses_form => {
-            let content_type = head.value(buf, "content-type").unwrap_or_default();
-            uploads::store_multipart(raw_body, content_type, &shared.uploads, shard.backend())
-                .await
-                .map(|form| stored_form = Some(form))
-        }
-        _ => Ok(()),
+    let exchange = Exchange {
+        peer,
+        started,
+        buf,
+        head,
+        body,
+        body_at,
+        context,
+        scratch,
+        shard,
     };
-    if let Err(FormRefusal { status, text }) = parsed_form {
-        tracing::warn!(target: "http", %peer, status, error = %text, "malformed form body");
-        let text = format!("serve_http: {text}\n");
-        sink.send_plain(status, &[], text.as_bytes());
-        sink.flush_pending().await;
-        if let Some(metrics) = &shared.metrics {
-            metrics.end(shard.index(), status, started.elapsed(), false);
-        }
-        let close = sink.close;
-        buf.drain(..consumed);
-        return !close;
-    }
-    let (worker_body, parsed, uploads_json): (&[u8], bool, Option<&[u8]>) =
-        match (&class, &stored_form) {
-            (BodyClass::None, _) => (&[], false, None),
-            (_, Some(form)) => (&form.body, true, Some(&form.uploads)),
-            (BodyClass::UrlEncoded, None) if !shared.config.raw_body => (&parsed_body, true, None),
-            _ => (raw_body, false, None),
-        };
-    // A large raw body goes to the worker straight from the buffer it was read into.
-    let lend = !parsed && !worker_body.is_empty() && worker_body.len() >= LEND_BODY_MIN_BYTES;
-    let raw_len = raw_body.len();
-    scratch.fill(head, buf, peer.ip(), &shared.trusted);
-    if let Some(headers) = &shared.config.headers {
-        for (name, value) in &headers.request {
-            scratch
-                .headers
-                .push_owned(name.as_bytes(), value.as_bytes());
-        }
-    }
-    let trace = (shared.otel.as_ref())
-        .map(|otel| otel.begin(shard.index(), head, buf, &mut scratch.headers));
-    let (uri, remote_addr) = (&scratch.uri, &scratch.remote_addr);
-    {
-        let method_text = String::from_utf8_lossy(method);
-        let request_context = RequestContext {
-            remote_addr,
-            protocol: match (scratch.http2, minor_version) {
-                (true, _) => "HTTP/2.0",
-                (false, 0) => "HTTP/1.0",
-                (false, _) => "HTTP/1.1",
-            },
-            method: &method_text,
-            uri,
-            headers: scratch.headers.view(buf),
-            cookies: &scratch.cookies,
-            raw_query: &scratch.raw_query,
-            parsed,
-            uploads: uploads_json,
-        };
-        context.clear();
-        // One codec per server, so a worker sees one shape for its whole life.
-        request_context.encode(shared.config.context_codec, context);
-    }
-    let codec = shared.config.context_codec.flags();
-    let result = if lend {
-        let chunked = body_kind == BodyKind::Chunked;
-        let lent = if chunked {
-            LentBody::new(std::mem::take(body), 0..raw_len)
-        } else {
-            LentBody::new(std::mem::take(buf), head_len..consumed)
-        };
-        let request = Request {
-            codec,
-            context,
-            body: &[],
-            lent: Some(&lent),
-        };
-        let result = shared.pool.exec_streamed(shard, request, &mut sink).await;
-        match (lent.into_buffer(), chunked) {
-            (Some(returned), true) => *body = returned,
-            (Some(returned), false) => *buf = returned,
-            (None, _) => {
-                // The write that had it was abandoned (exec_ttl): so is the connection.
-                sink.close = true;
-            }
-        }
-        result
-    } else {
-        let request = Request {
-            codec,
-            context,
-            body: worker_body,
-            lent: None,
-        };
-        shared.pool.exec_streamed(shard, request, &mut sink).await
-    };
-    let no_workers = matches!(result, Err(ExecError::NoFreeWorkers));
-    sink.finish(
-        result,
-        shared.config.internal_error_code,
-        shared.config.pool.debug,
-    )
-    .await;
-    if let Some(metrics) = &shared.metrics {
-        metrics.end(shard.index(), sink.status, started.elapsed(), no_workers);
-    }
-    if let (Some(otel), Some(trace)) = (&shared.otel, trace) {
-        let (status, response_bytes, request_bytes) = (sink.status, sink.written, raw_len);
-        let (https, http2) = (scratch.https, scratch.http2);
-        let answered = crate::plugins::otel::Answered {
-            head,
-            buf,
-            peer,
-            https,
-            http2,
-            status,
-            response_bytes,
-            request_bytes,
-        };
-        otel.end(trace, &answered);
-    }
-    // The record's fields are only built when it is written (rr's default logs write it;
-    // `level: error` and above do not).
-    if tracing::enabled!(target: "http", tracing::Level::INFO) {
-        let record = RequestRecord {
-            method: buf.get(head.method.clone()),
-            target: buf.get(head.target.clone()),
-            status: sink.status,
-            written: sink.written,
-            peer,
-            read_bytes: raw_len,
-            started,
-        };
-        record.emit(shared.config.access_logs);
-    }
+    let read_bytes = exchange::relay(exchange, shared, &mut sink).await;
     let close = sink.close;
-    *moved_bytes = raw_len + usize::try_from(sink.written).unwrap_or(usize::MAX);
+    *moved_bytes = read_bytes + usize::try_from(sink.written).unwrap_or(usize::MAX);
     if buf.len() >= consumed {
         buf.drain(..consumed);
     }
     !close
-}
-
-/// What the `http log` record of a request says.
-struct RequestRecord<'a> {
-    method: Option<&'a [u8]>,
-    target: Option<&'a [u8]>,
-    status: u16,
-    written: u64,
-    peer: SocketAddr,
-    read_bytes: usize,
-    started: std::time::Instant,
-}
-
-impl RequestRecord<'_> {
-    /// Writes it with rr's fields and types (Laravel Octane parses them): `elapsed` in whole
-    /// milliseconds, `start` in Unix nanoseconds, `URI` the request target,
-    /// `remote_address` with its port.
-    fn emit(&self, access_logs: bool) {
-        let (method, target) = (lossy(self.method), lossy(self.target));
-        let took = self.started.elapsed();
-        let elapsed = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-        let start =
-            u64::try_from(crate::clock::unix_now().saturating_sub(took).as_nanos()).unwrap_or(0);
-        let (status, peer, read_bytes, written) =
-            (self.status, self.peer, self.read_bytes, self.written);
-        if access_logs {
-            tracing::info!(target: "http", status, method = %method, URI = %target,
-                URL = %target, remote_address = %peer, read_bytes,
-                write_bytes = written, start, elapsed, "http access log");
-        } else {
-            tracing::info!(target: "http", status, method = %method, URI = %target,
-                URL = %target, remote_address = %peer, read_bytes,
-                write_bytes = written, start, elapsed, "http log");
-        }
-    }
-}
-
-/// Request-line bytes as log text ("?" when missing).
-fn lossy(bytes: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
-    bytes.map_or(std::borrow::Cow::Borrowed("?"), String::from_utf8_lossy)
 }

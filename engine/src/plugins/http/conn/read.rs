@@ -112,14 +112,15 @@ async fn read_head(
 
 /// The bound on a whole body: each read within `read_header_timeout`, and the body in all
 /// within `read_header_timeout` plus one second per `body_min_rate` bytes received.
-struct BodyClock {
+pub(in crate::plugins::http) struct BodyClock {
     started: Deadline,
     per_read: Duration,
     min_rate: u64,
 }
 
 impl BodyClock {
-    fn new(shared: &HttpShared) -> Self {
+    /// Started now, with `shared`'s `read_header_timeout` and `body_min_rate`.
+    pub(in crate::plugins::http) fn new(shared: &HttpShared) -> Self {
         Self {
             started: Deadline::now(),
             per_read: shared.read_header_timeout,
@@ -128,7 +129,7 @@ impl BodyClock {
     }
 
     /// The deadline of the next read, `received` body bytes in.
-    fn next_deadline(&self, received: usize) -> Deadline {
+    pub(in crate::plugins::http) fn next_deadline(&self, received: usize) -> Deadline {
         let next_read = Deadline::now() + self.per_read;
         if self.min_rate == 0 {
             return next_read;

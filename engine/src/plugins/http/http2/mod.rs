@@ -1,23 +1,21 @@
 //! HTTP/2 (`http.http2`): over TLS when ALPN agrees on `h2`, and in clear text with prior
 //! knowledge when `h2c` is on. The h2 crate speaks the protocol on the shard, over the
-//! connection's own socket ([`PollStream`]); each stream is relayed as an HTTP/1.1 request
-//! through the plugin's connection code ([`bridge`]), so HTTP/2 requests meet the same
-//! middleware, limits, timeouts, error answers, logs and metrics as HTTP/1.1 ones, and the
-//! worker sees `HTTP/2.0`.
+//! connection's own socket ([`PollStream`]); each stream is served on the shard by the
+//! request core ([`stream`]): the same middleware, limits, timeouts, error answers, logs
+//! and metrics as HTTP/1.1 requests, no socket or task of its own beyond the stream's, and
+//! the worker sees `HTTP/2.0`.
 //!
 //! Bounds: `max_concurrent_streams` open streams per connection (more are refused with
 //! REFUSED_STREAM), a flow-control window per stream and per connection (what a client
-//! may send before the worker's side takes it), header lists as large as an HTTP/1.1 head,
+//! may send before the stream's body is taken, within `max_request_size`), header lists as large as an HTTP/1.1 head,
 //! and the h2 crate's guards against the known floods (rapid reset: streams reset before
 //! they were accepted end the connection past a small count; CONTINUATION and header-list
 //! floods: bounded by the header-list size; PING and SETTINGS: each answered once, the
 //! answers bounded by the send buffer). An idle connection closes after
 //! `read_header_timeout`, as an idle HTTP/1.1 one does.
 
-mod answer;
-mod bridge;
-
-pub use bridge::PairBudget;
+mod stream;
+mod writer;
 
 use super::HttpShared;
 use crate::aio::{PollStream, Stream};
@@ -99,7 +97,7 @@ pub(super) async fn serve(
             return;
         }
     };
-    let bridges = Rc::new(bridge::Bridges::new(
+    let site = Rc::new(stream::StreamSite::new(
         peer,
         https,
         Arc::clone(&shared),
@@ -132,13 +130,13 @@ pub(super) async fn serve(
         let closed = closing && open.count.get() == 0;
         tokio::select! {
             accepted = connection.accept() => match accepted {
-                Some(Ok((_, mut respond))) if open.count.get() >= bridges.max_streams() => {
+                Some(Ok((_, mut respond))) if open.count.get() >= site.max_streams() => {
                     // Streams reset mid-request count as open until their request is done
                     // (h2 no longer does): no more work for now (CVE-2023-44487).
                     respond.send_reset(h2::Reason::REFUSED_STREAM);
                 }
                 Some(Ok((request, respond))) => {
-                    if bridges.reset_flood() {
+                    if site.reset_flood() {
                         tracing::warn!(target: "http", %peer,
                             "http/2 client resets streams mid-request in a flood: connection closed");
                         connection.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
@@ -146,9 +144,9 @@ pub(super) async fn serve(
                         continue;
                     }
                     open.opened();
-                    let (bridges, open) = (Rc::clone(&bridges), Rc::clone(&open));
+                    let (site, open) = (Rc::clone(&site), Rc::clone(&open));
                     tokio::task::spawn_local(async move {
-                        bridge::relay(request, respond, &bridges).await;
+                        stream::serve(request, respond, &site).await;
                         open.closed();
                     });
                 }

@@ -6,15 +6,14 @@
 
 pub mod rules;
 
+use super::answer::{AnswerWriter, ConnectionLine};
 use super::gzip;
 use super::head::Head;
 use super::wire;
 use crate::aio::File;
-use crate::aio::Stream;
-use crate::plugins::client_io::{write_all_within, WriteEnd};
+use crate::plugins::client_io::WriteEnd;
 use rules::{ByteRange, Conditions, Decision, MimeTypes, Precondition, RangeAsk};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Bytes read from a file per chunk.
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -58,6 +57,7 @@ pub enum Outcome {
 /// What the answer needs to know of the file.
 #[derive(Debug, Clone, Copy)]
 struct FileFacts<'a> {
+    file: &'a File,
     size: u64,
     content_type: &'a str,
     is_head: bool,
@@ -65,16 +65,12 @@ struct FileFacts<'a> {
 
 /// What one request needs of its connection.
 pub struct StaticRequest<'a> {
-    /// The connection.
-    pub stream: &'a Stream,
     /// The read buffer holding the head.
     pub buf: &'a [u8],
     /// The parsed head.
     pub head: &'a Head,
     /// The connection may stay open after this answer.
     pub keep_alive: bool,
-    /// Bound on each write to the client.
-    pub write_timeout: Duration,
     /// Header lines of the middleware outside this one (`headers` listed after `static`).
     pub middleware_head: &'a [u8],
     /// `gzip` wraps this middleware and the client accepts gzip (not HEAD).
@@ -101,7 +97,12 @@ impl StaticFiles {
 
     /// Answers `request` when it names a static file; `scratch` is the connection's reused
     /// buffer for headers and file chunks.
-    pub async fn serve(&self, request: &StaticRequest<'_>, scratch: &mut Vec<u8>) -> Outcome {
+    pub(crate) async fn serve<W: AnswerWriter>(
+        &self,
+        request: &StaticRequest<'_>,
+        writer: &mut W,
+        scratch: &mut Vec<u8>,
+    ) -> Outcome {
         let target = &request.buf[request.head.target.clone()];
         let Some(path) = rules::decoded_path(target) else {
             return Outcome::Pass;
@@ -109,12 +110,12 @@ impl StaticFiles {
         let relative = match rules::decide(&path, &self.config.forbid, &self.config.allow) {
             Decision::Pass => return Outcome::Pass,
             Decision::Forbidden => {
-                return self.answer(request, scratch, 403, &[], b"").await;
+                return self.answer(request, writer, scratch, 403, &[], b"").await;
             }
             Decision::Try(relative) => relative,
         };
         let full = self.config.dir.join(&relative);
-        let Ok(file) = File::open(&full, request.stream.backend()).await else {
+        let Ok(file) = File::open(&full, writer.backend()).await else {
             tracing::debug!(target: "http", path = %full.display(), "no static file, passed on");
             return Outcome::Pass;
         };
@@ -130,6 +131,7 @@ impl StaticFiles {
         let served = self
             .serve_file(
                 request,
+                writer,
                 scratch,
                 &file,
                 &relative,
@@ -142,9 +144,10 @@ impl StaticFiles {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn serve_file(
+    async fn serve_file<W: AnswerWriter>(
         &self,
         request: &StaticRequest<'_>,
+        writer: &mut W,
         scratch: &mut Vec<u8>,
         file: &File,
         relative: &std::path::Path,
@@ -190,9 +193,13 @@ impl StaticFiles {
                 } else if let Some(modified) = &last_modified {
                     headers.push(("Last-Modified", modified));
                 }
-                return self.answer(request, scratch, 304, &headers, b"").await;
+                return self
+                    .answer(request, writer, scratch, 304, &headers, b"")
+                    .await;
             }
-            Precondition::Failed => return self.answer(request, scratch, 412, &[], b"").await,
+            Precondition::Failed => {
+                return self.answer(request, writer, scratch, 412, &[], b"").await
+            }
         }
         let content_type = match self.types.by_name(&name) {
             Some(known) => known.to_owned(),
@@ -219,25 +226,27 @@ impl StaticFiles {
             validators.push(("Etag", etag));
         }
         let facts = FileFacts {
+            file,
             size,
             content_type: &content_type,
             is_head,
         };
-        self.send(request, scratch, file, ranges, validators, &facts)
+        self.send(request, writer, scratch, ranges, validators, &facts)
             .await
     }
 
     /// Answers with the whole file, one range (206), several (206 multipart) or 416.
-    async fn send(
+    async fn send<W: AnswerWriter>(
         &self,
         request: &StaticRequest<'_>,
+        writer: &mut W,
         scratch: &mut Vec<u8>,
-        file: &File,
         ranges: RangeAsk,
         mut headers: Vec<(&str, &str)>,
         facts: &FileFacts<'_>,
     ) -> Outcome {
         let FileFacts {
+            file,
             size,
             content_type,
             is_head,
@@ -253,6 +262,7 @@ impl StaticFiles {
                 ];
                 self.answer(
                     request,
+                    writer,
                     scratch,
                     416,
                     &headers,
@@ -272,7 +282,8 @@ impl StaticFiles {
                 headers.retain(|(name, _)| *name != "Accept-Ranges");
                 headers.push(("Content-Type", content_type));
                 headers.push(("Content-Encoding", "gzip"));
-                self.answer(request, scratch, 200, &headers, &packed).await
+                self.answer(request, writer, scratch, 200, &headers, &packed)
+                    .await
             }
             RangeAsk::Whole => {
                 headers.push(("Content-Type", content_type));
@@ -286,7 +297,7 @@ impl StaticFiles {
                 } else {
                     &whole[..]
                 };
-                self.stream_parts(request, scratch, 200, &headers, file, body, None)
+                self.stream_parts(request, writer, scratch, 200, &headers, file, body, None)
                     .await
             }
             RangeAsk::Partial(parts) if parts.len() == 1 => {
@@ -297,7 +308,7 @@ impl StaticFiles {
                 headers.push(("Content-Range", &content_range));
                 headers.push(("Content-Length", &length));
                 let body = if is_head { &[][..] } else { &parts[..] };
-                self.stream_parts(request, scratch, 206, &headers, file, body, None)
+                self.stream_parts(request, writer, scratch, 206, &headers, file, body, None)
                     .await
             }
             RangeAsk::Partial(parts) => {
@@ -324,39 +335,38 @@ impl StaticFiles {
                 headers.push(("Content-Length", &length));
                 let body = if is_head { &[][..] } else { &parts[..] };
                 let framing = (!is_head).then_some((prefixes.as_slice(), closing.as_str()));
-                self.stream_parts(request, scratch, 206, &headers, file, body, framing)
+                self.stream_parts(request, writer, scratch, 206, &headers, file, body, framing)
                     .await
             }
         }
     }
 
     /// Writes a head (with the configured `response` headers) and a small body.
-    async fn answer(
+    async fn answer<W: AnswerWriter>(
         &self,
         request: &StaticRequest<'_>,
+        writer: &mut W,
         scratch: &mut Vec<u8>,
         status: u16,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Outcome {
         let length = wire::status_has_body(status).then_some(body.len());
-        self.write_head(request, scratch, status, headers, length);
+        self.write_head(request, writer, scratch, (status, headers), length);
         scratch.extend_from_slice(body);
-        let out = std::mem::take(scratch);
-        let written = write_all_within(request.stream, out, request.write_timeout).await;
-        finish(request, scratch, written)
+        let written = writer.send(scratch, true).await;
+        finish(request, written)
     }
 
-    fn write_head(
+    fn write_head<W: AnswerWriter>(
         &self,
         request: &StaticRequest<'_>,
+        writer: &mut W,
         out: &mut Vec<u8>,
-        status: u16,
-        headers: &[(&str, &str)],
+        (status, headers): (u16, &[(&str, &str)]),
         content_length: Option<usize>,
     ) {
-        out.clear();
-        wire::status_line(out, request.head.minor_version, status);
+        writer.open_head(out, status);
         out.extend_from_slice(request.middleware_head);
         for (name, value) in headers {
             wire::header(out, name.as_bytes(), value.as_bytes());
@@ -368,18 +378,21 @@ impl StaticFiles {
             wire::header(out, b"Content-Length", length.to_string().as_bytes());
         }
         wire::date_header(out, crate::clock::unix_seconds());
-        if !request.keep_alive {
-            wire::header(out, b"Connection", b"close");
-        }
-        out.extend_from_slice(b"\r\n");
+        let connection = if request.keep_alive {
+            ConnectionLine::Kept
+        } else {
+            ConnectionLine::Close
+        };
+        writer.close_head(out, false, connection);
     }
 
     /// Writes the head, then each range of `file` (with multipart framing when given), in
     /// chunks of the reused buffer.
     #[allow(clippy::too_many_arguments)]
-    async fn stream_parts(
+    async fn stream_parts<W: AnswerWriter>(
         &self,
         request: &StaticRequest<'_>,
+        writer: &mut W,
         scratch: &mut Vec<u8>,
         status: u16,
         headers: &[(&str, &str)],
@@ -387,7 +400,7 @@ impl StaticFiles {
         parts: &[ByteRange],
         framing: Option<(&[String], &str)>,
     ) -> Outcome {
-        self.write_head(request, scratch, status, headers, None);
+        self.write_head(request, writer, scratch, (status, headers), None);
         for (index, part) in parts.iter().enumerate() {
             if let Some((prefixes, _)) = framing {
                 scratch.extend_from_slice(prefixes[index].as_bytes());
@@ -399,43 +412,30 @@ impl StaticFiles {
                     .min(CHUNK_BYTES);
                 // The chunk is read behind what is already buffered (the head, a prefix).
                 let (read, buf) = read_behind(file, std::mem::take(scratch), want, position).await;
+                *scratch = buf;
                 let Some(read) = read else {
                     tracing::warn!(target: "http", "static file shrank or failed while being sent");
                     return Outcome::Answered { keep_open: false };
                 };
                 position += read as u64;
-                let (written, returned) =
-                    write_all_within(request.stream, buf, request.write_timeout).await;
-                if written.is_err() {
-                    return finish(request, scratch, (written, returned));
+                // The last range's last chunk ends the answer unless a closing follows.
+                let last = framing.is_none() && index + 1 == parts.len() && position > part.end;
+                let written = writer.send(scratch, last).await;
+                if written.is_err() || last {
+                    return finish(request, written);
                 }
-                *scratch = returned.unwrap_or_default();
-                scratch.clear();
             }
         }
         if let Some((_, closing)) = framing {
             scratch.extend_from_slice(closing.as_bytes());
         }
-        let written = write_all_within(
-            request.stream,
-            std::mem::take(scratch),
-            request.write_timeout,
-        )
-        .await;
-        finish(request, scratch, written)
+        let written = writer.send(scratch, true).await;
+        finish(request, written)
     }
 }
 
-/// Keeps the buffer and says whether the connection goes on after a write.
-fn finish(
-    request: &StaticRequest<'_>,
-    scratch: &mut Vec<u8>,
-    (written, returned): (Result<(), WriteEnd>, Option<Vec<u8>>),
-) -> Outcome {
-    if let Some(mut returned) = returned {
-        returned.clear();
-        *scratch = returned;
-    }
+/// Says whether the connection goes on after the answer's last write.
+fn finish(request: &StaticRequest<'_>, written: Result<u64, WriteEnd>) -> Outcome {
     if let Err(WriteEnd::Stalled) = written {
         tracing::warn!(target: "http", "client stopped reading a static file, connection closed");
     }
