@@ -5,10 +5,10 @@
 //! deadline passes gets its answer at once, and the worker finishes its call and goes back
 //! to the pool (spec [deviation] on deadlines; `exec_ttl` still bounds it).
 
-use super::metadata::{self, Peer};
+use super::metadata::{self, CallFacts, CallTrace, Peer};
 use super::proto::Lookup;
 use super::{health, reflection, reply, GrpcShared};
-use crate::pool::{ExecError, Request};
+use crate::pool::{ExecError, ReplyFrame, ReplySink, Request};
 use crate::runtime::ShardContext;
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -146,17 +146,19 @@ async fn dispatch(
         }
         Lookup::Found => {}
     }
-    let context = metadata::worker_context(
+    let trace = CallTrace::begin(request.headers(), &site.shared.ids, site.shard.index());
+    let facts = CallFacts {
         service,
         method,
-        request.uri().authority().map(http::uri::Authority::as_str),
-        request.headers(),
-        site.peer,
-    );
+        authority: request.uri().authority().map(http::uri::Authority::as_str),
+        peer: site.peer,
+        trace: &trace,
+    };
+    let mut context = Vec::new();
+    metadata::worker_context(&facts, request.headers(), &mut context);
     let (_, message) = read_message(request, site, deadline).await?;
-    let (result, response) = exec(site, context, message, deadline, respond).await?;
-    let meta = result.map_err(|error| exec_status(&error))?;
-    let (context, body) = response.split_at(meta.context_len.min(response.len()));
+    let response = exec(site, context, message, deadline, respond).await?;
+    let (context, body) = response.bytes.split_at(response.context_len);
     let reply = reply::read(context);
     if let Some(error) = reply.error {
         return Err(error);
@@ -223,7 +225,30 @@ async fn read_message(
     Ok((parts.headers, message))
 }
 
-type ExecOutcome = (Result<crate::pool::ResponseMeta, ExecError>, Vec<u8>);
+/// A worker's reply to a unary call: one frame, its context then its body in `bytes`. A
+/// frame carrying the STREAM flag (more to come) is refused, as rr refuses it: the pool
+/// then asks the worker to stop its stream and drains it, and the worker goes back clean.
+#[derive(Debug, Default)]
+struct UnaryReply {
+    bytes: Vec<u8>,
+    context_len: usize,
+    streamed: bool,
+}
+
+impl ReplySink for UnaryReply {
+    async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
+        if !frame.last {
+            self.streamed = true;
+            return false;
+        }
+        self.bytes
+            .reserve_exact(frame.context.len() + frame.body.len());
+        self.bytes.extend_from_slice(frame.context);
+        self.bytes.extend_from_slice(frame.body);
+        self.context_len = frame.context.len();
+        true
+    }
+}
 
 /// Runs the exec as a task of its own and waits for it, for the deadline, or for the
 /// client to reset the stream, whichever comes first.
@@ -233,20 +258,20 @@ async fn exec(
     message: Vec<u8>,
     deadline: Option<Instant>,
     respond: &mut SendResponse<Bytes>,
-) -> Result<ExecOutcome, CallStatus> {
+) -> Result<UnaryReply, CallStatus> {
     let (done, outcome) = tokio::sync::oneshot::channel();
     let pool = site.shared.pool.clone();
     let shard = Rc::clone(&site.shard);
     tokio::task::spawn_local(async move {
-        let mut response = Vec::new();
+        let mut reply = UnaryReply::default();
         let request = Request {
             codec: Flags::CODEC_JSON,
             context: &context,
             body: &message,
             lent: None,
         };
-        let result = pool.exec(&shard, request, &mut response).await;
-        let _ = done.send((result, response));
+        let result = pool.exec_streamed(&shard, request, &mut reply).await;
+        let _ = done.send(result.map(|()| reply));
     });
     let expired = async {
         match deadline {
@@ -254,13 +279,22 @@ async fn exec(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        outcome = outcome => outcome.map_err(|_| CallStatus::new(Code::Internal, "the call's task ended".into())),
-        () = expired => Err(CallStatus::new(Code::DeadlineExceeded, "context deadline exceeded".into())),
+    let outcome = tokio::select! {
+        outcome = outcome => outcome.map_err(|_| CallStatus::new(Code::Internal, "the call's task ended".into()))?,
+        () = expired => return Err(CallStatus::new(Code::DeadlineExceeded, "context deadline exceeded".into())),
         _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
-            Err(CallStatus::new(Code::Cancelled, "the client reset the stream".into()))
+            return Err(CallStatus::new(Code::Cancelled, "the client reset the stream".into()));
         }
+    };
+    let reply = outcome.map_err(|error| exec_status(&error))?;
+    if reply.streamed {
+        // rr's text; grpc-go sends a plain error as UNKNOWN.
+        return Err(CallStatus::new(
+            Code::Unknown,
+            "streaming is not supported".into(),
+        ));
     }
+    Ok(reply)
 }
 
 fn response_head(headers: HeaderMap) -> http::Response<()> {
