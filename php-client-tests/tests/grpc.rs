@@ -258,6 +258,12 @@ fn workers_are_listed_and_a_reset_under_load_fails_no_call() {
     let workers = run_rr(&dir, &["workers", "-c", ".rr.yaml"]);
     let listing = String::from_utf8_lossy(&workers.stdout);
     assert!(listing.contains("Workers of [grpc]"), "{listing}");
+    let named = run_rr(&dir, &["workers", "grpc", "-c", ".rr.yaml"]);
+    let named = String::from_utf8_lossy(&named.stdout);
+    assert!(
+        named.contains("Workers of [grpc]") && named.matches("ready").count() >= 4,
+        "{named}"
+    );
     let old = one(
         &server,
         json!({"method": format!("{ECHO}/Pid"), "repeat": 40}),
@@ -271,10 +277,11 @@ fn workers_are_listed_and_a_reset_under_load_fails_no_call() {
     let load =
         server.spawn(&json!([{"method": format!("{ECHO}/Pid"), "repeat": 300, "timeout": 60}]));
     let reset = run_rr(&dir, &["reset", "-c", ".rr.yaml"]);
+    let said = String::from_utf8_lossy(&reset.stderr);
+    assert!(reset.status.success(), "{said}");
     assert!(
-        reset.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reset.stderr)
+        said.contains("resetting plugin: [grpc]") && said.contains("plugin reset: [grpc]"),
+        "rr's lines: {said}"
     );
     let load = finish(load).remove(0);
     assert_eq!(

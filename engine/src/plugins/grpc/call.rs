@@ -18,11 +18,16 @@ use ringrunner_protocol::grpc::{self, Code, FramingError, UnaryReader};
 use ringrunner_protocol::Flags;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::time::Instant;
 
 /// How long a request message may take to arrive when the call has no earlier deadline: a
 /// client that opens a stream and never sends cannot hold it longer.
 const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Answers up to this size (prefix included) go to h2 whole, which holds them until the
+/// client's window takes them (so per connection at most `max_concurrent_streams` times
+/// this waits in memory); larger ones are sent as the window opens.
+const UNRESERVED_SEND_BYTES: usize = 64 * 1024;
 /// How long the answer's bytes may wait for the client's flow-control window.
 const SEND_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -82,8 +87,10 @@ pub(super) async fn handle(
     site: &CallSite,
 ) {
     let started = std::time::Instant::now();
-    let path = request.uri().path().to_owned();
-    let outcome = dispatch(request, &mut respond, site, &path).await;
+    // A clone of the URI shares its bytes: no copy of the path per call.
+    let uri = request.uri().clone();
+    let path = uri.path();
+    let outcome = dispatch(request, &mut respond, site, path).await;
     match outcome {
         Ok(()) => tracing::debug!(target: "grpc", method = %path,
             elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -197,7 +204,7 @@ async fn read_message(
     let read_deadline = Instant::now() + REQUEST_READ_TIMEOUT;
     let read_deadline = deadline.map_or(read_deadline, |d| d.min(read_deadline));
     loop {
-        let chunk = tokio::time::timeout_at(read_deadline, body.data()).await;
+        let chunk = next_chunk(&mut body, read_deadline).await;
         match chunk {
             Err(_) if deadline.is_some_and(|d| d <= read_deadline) => {
                 return Err(CallStatus::new(
@@ -223,6 +230,19 @@ async fn read_message(
     }
     let (message, _) = reader.finish()?;
     Ok((parts.headers, message))
+}
+
+/// The body's next chunk: at once when h2 has it (the usual case, the message came with
+/// the headers: no timer is armed), else as it arrives before `deadline`.
+async fn next_chunk(
+    body: &mut RecvStream,
+    deadline: Instant,
+) -> Result<Option<Result<Bytes, h2::Error>>, tokio::time::error::Elapsed> {
+    let now = std::future::poll_fn(|cx| Poll::Ready(body.poll_data(cx))).await;
+    match now {
+        Poll::Ready(chunk) => Ok(chunk),
+        Poll::Pending => tokio::time::timeout_at(deadline, body.data()).await,
+    }
 }
 
 /// A worker's reply to a unary call: one frame, its context then its body in `bytes`. A
@@ -334,6 +354,12 @@ pub(super) async fn send_message(
     framed.extend_from_slice(&grpc::Prefix::encode(len));
     framed.extend_from_slice(message);
     let mut data = Bytes::from(framed);
+    if data.len() <= UNRESERVED_SEND_BYTES {
+        // h2 holds it until the client's window takes it: no capacity to wait for here.
+        return send
+            .send_data(data, false)
+            .map_err(|error| CallStatus::new(Code::Cancelled, error.to_string()));
+    }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
         let capacity = std::future::poll_fn(|cx| send.poll_capacity(cx));
