@@ -270,8 +270,10 @@ impl ReplySink for UnaryReply {
     }
 }
 
-/// Runs the exec as a task of its own and waits for it, for the deadline, or for the
-/// client to reset the stream, whichever comes first.
+/// Runs the exec and waits for it, for the deadline, or for the client to reset the
+/// stream, whichever comes first. An exec given up on goes on as a task of its own: the
+/// worker finishes its call and goes back to the pool (dropped mid-exchange it would be
+/// killed). The common case runs it right here, without a task and a channel per call.
 async fn exec(
     site: &CallSite,
     context: Vec<u8>,
@@ -279,10 +281,9 @@ async fn exec(
     deadline: Option<Instant>,
     respond: &mut SendResponse<Bytes>,
 ) -> Result<UnaryReply, CallStatus> {
-    let (done, outcome) = tokio::sync::oneshot::channel();
     let pool = site.shared.pool.clone();
     let shard = Rc::clone(&site.shard);
-    tokio::task::spawn_local(async move {
+    let mut running = Box::pin(async move {
         let mut reply = UnaryReply::default();
         let request = Request {
             codec: Flags::CODEC_JSON,
@@ -291,7 +292,7 @@ async fn exec(
             lent: None,
         };
         let result = pool.exec_streamed(&shard, request, &mut reply).await;
-        let _ = done.send(result.map(|()| reply));
+        result.map(|()| reply)
     });
     let expired = async {
         match deadline {
@@ -299,11 +300,20 @@ async fn exec(
             None => std::future::pending().await,
         }
     };
-    let outcome = tokio::select! {
-        outcome = outcome => outcome.map_err(|_| CallStatus::new(Code::Internal, "the call's task ended".into()))?,
-        () = expired => return Err(CallStatus::new(Code::DeadlineExceeded, "context deadline exceeded".into())),
+    let given_up = tokio::select! {
+        outcome = &mut running => Ok(outcome),
+        () = expired => Err(CallStatus::new(Code::DeadlineExceeded, "context deadline exceeded".into())),
         _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
-            return Err(CallStatus::new(Code::Cancelled, "the client reset the stream".into()));
+            Err(CallStatus::new(Code::Cancelled, "the client reset the stream".into()))
+        }
+    };
+    let outcome = match given_up {
+        Ok(outcome) => outcome,
+        Err(status) => {
+            tokio::task::spawn_local(async move {
+                let _ = running.await;
+            });
+            return Err(status);
         }
     };
     let reply = outcome.map_err(|error| exec_status(&error))?;
