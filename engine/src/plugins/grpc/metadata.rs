@@ -178,43 +178,76 @@ fn put_values(out: &mut Vec<u8>, key: &str, source: Source<'_>, headers: &Header
 
 /// Appends `bytes` as a JSON string as Go's `encoding/json` writes one (HTML-safe): `"`,
 /// `\\`, `\b`, `\f`, `\n`, `\r`, `\t` escaped short, other control characters and `<`, `>`,
-/// `&`, U+2028, U+2029 as `\u` escapes, each byte of invalid UTF-8 as `\ufffd`.
+/// `&`, U+2028, U+2029 as `\u` escapes, each byte of invalid UTF-8 as `\ufffd`. Plain ASCII,
+/// nearly all metadata, is copied in runs without decoding.
 fn put_go_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
-    for chunk in bytes.utf8_chunks() {
-        let text = chunk.valid();
-        let mut plain_from = 0;
-        for (at, char) in text.char_indices() {
-            let short: &[u8] = match char {
-                '"' => b"\\\"",
-                '\\' => b"\\\\",
-                '\u{8}' => b"\\b",
-                '\u{c}' => b"\\f",
-                '\n' => b"\\n",
-                '\r' => b"\\r",
-                '\t' => b"\\t",
-                '\u{0}'..='\u{1f}' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => b"",
-                _ => continue,
-            };
-            out.extend_from_slice(&text.as_bytes()[plain_from..at]);
-            plain_from = at + char.len_utf8();
-            if short.is_empty() {
-                let code = u32::from(char);
-                out.extend_from_slice(b"\\u");
-                for shift in [12, 8, 4, 0] {
-                    out.push(HEX[(code >> shift) as usize & 0xf]);
-                }
-            } else {
-                out.extend_from_slice(short);
+    let mut plain_from = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let (escape, len): (Escape, usize) = match byte {
+            b'"' | b'\\' | b'<' | b'>' | b'&' | 0..=0x1f => (Escape::Ascii(byte), 1),
+            0x20..=0x7f => {
+                at += 1;
+                continue;
             }
-        }
-        out.extend_from_slice(&text.as_bytes()[plain_from..]);
-        for _ in chunk.invalid() {
-            out.extend_from_slice(b"\\ufffd");
+            _ => match bytes[at..bytes.len().min(at + 4)].utf8_chunks().next() {
+                Some(chunk) => match chunk.valid().chars().next() {
+                    Some(char @ ('\u{2028}' | '\u{2029}')) => (Escape::Char(char), 3),
+                    Some(char) => {
+                        at += char.len_utf8();
+                        continue;
+                    }
+                    // Go decodes an invalid byte as U+FFFD, one byte at a time.
+                    None => (Escape::Char('\u{fffd}'), 1),
+                },
+                None => break,
+            },
+        };
+        out.extend_from_slice(&bytes[plain_from..at]);
+        escape.put(out);
+        at += len;
+        plain_from = at;
+    }
+    out.extend_from_slice(&bytes[plain_from..]);
+    out.push(b'"');
+}
+
+/// A character Go's JSON encoder escapes.
+enum Escape {
+    Ascii(u8),
+    Char(char),
+}
+
+impl Escape {
+    fn put(self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let code = match self {
+            Self::Ascii(byte) => {
+                let short: &[u8] = match byte {
+                    b'"' => b"\\\"",
+                    b'\\' => b"\\\\",
+                    0x08 => b"\\b",
+                    0x0c => b"\\f",
+                    b'\n' => b"\\n",
+                    b'\r' => b"\\r",
+                    b'\t' => b"\\t",
+                    _ => b"",
+                };
+                if !short.is_empty() {
+                    out.extend_from_slice(short);
+                    return;
+                }
+                u32::from(byte)
+            }
+            Self::Char(char) => u32::from(char),
+        };
+        out.extend_from_slice(b"\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(HEX[(code >> shift) as usize & 0xf]);
         }
     }
-    out.push(b'"');
 }
 
 /// Why a worker's header was not sent.
