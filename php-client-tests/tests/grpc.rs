@@ -258,6 +258,12 @@ fn workers_are_listed_and_a_reset_under_load_fails_no_call() {
     let workers = run_rr(&dir, &["workers", "-c", ".rr.yaml"]);
     let listing = String::from_utf8_lossy(&workers.stdout);
     assert!(listing.contains("Workers of [grpc]"), "{listing}");
+    let named = run_rr(&dir, &["workers", "grpc", "-c", ".rr.yaml"]);
+    let named = String::from_utf8_lossy(&named.stdout);
+    assert!(
+        named.contains("Workers of [grpc]") && named.matches("ready").count() >= 4,
+        "{named}"
+    );
     let old = one(
         &server,
         json!({"method": format!("{ECHO}/Pid"), "repeat": 40}),
@@ -271,10 +277,11 @@ fn workers_are_listed_and_a_reset_under_load_fails_no_call() {
     let load =
         server.spawn(&json!([{"method": format!("{ECHO}/Pid"), "repeat": 300, "timeout": 60}]));
     let reset = run_rr(&dir, &["reset", "-c", ".rr.yaml"]);
+    let said = String::from_utf8_lossy(&reset.stderr);
+    assert!(reset.status.success(), "{said}");
     assert!(
-        reset.status.success(),
-        "{}",
-        String::from_utf8_lossy(&reset.stderr)
+        said.contains("resetting plugin: [grpc]") && said.contains("plugin reset: [grpc]"),
+        "rr's lines: {said}"
     );
     let load = finish(load).remove(0);
     assert_eq!(
@@ -334,4 +341,111 @@ fn server_reflection_lists_services_and_serves_their_files() {
         assert!(responses[2].contains("second.proto") && responses[2].contains("Beta"));
         assert!(responses[3].contains("app.nosuch.Thing not found"));
     }
+}
+
+#[test]
+fn a_streamed_reply_fails_the_call_and_the_worker_serves_on() {
+    let server = GrpcServer::start("", 1, "");
+    let results = server.call(&json!([
+        {"method": format!("{ECHO}/Pid")},
+        {"method": format!("{ECHO}/Stream"), "text": "twice"},
+        {"method": format!("{ECHO}/Pid"), "timeout": 20},
+    ]));
+    assert_eq!(
+        (results[1]["code"].as_str(), results[1]["details"].as_str()),
+        (Some("UNKNOWN"), Some("streaming is not supported")),
+        "rr's answer to a reply with the STREAM flag: {results:?}"
+    );
+    assert!(server
+        .rr
+        .wait_for_line("streaming is not supported", Duration::from_secs(5)));
+    // The one worker's stream was stopped and drained: it serves the next call.
+    assert_eq!(results[2]["code"], "OK", "{results:?}");
+    assert_eq!(results[2]["text"], results[0]["text"], "the same worker");
+}
+
+#[test]
+fn interceptors_name_no_plugin_or_stop_start_up() {
+    let server = GrpcServer::start("  interceptors: []\n", 1, "");
+    let ping = one(
+        &server,
+        json!({"method": format!("{ECHO}/Ping"), "text": "none"}),
+    );
+    assert_eq!(ping["text"], "none", "an empty list is fine: {ping:?}");
+    drop(server);
+
+    let yaml = grpc_config(
+        free_port(),
+        "  interceptors: [\"auth\"]\n",
+        "    num_workers: 1\n",
+        "",
+    );
+    let (status, output) = RrServer::start_with(&yaml, &[]).expect_err("must not start");
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("interceptor auth is not registered"),
+        "rr's text, naming it: {output}"
+    );
+}
+
+/// The `Traceparent` and `Uber-Trace-Id` a `Meta` call's worker saw, as (trace id, span id,
+/// sampled flag) each.
+fn injected_trace(result: &Value) -> [(String, String, String); 2] {
+    assert_eq!(result["code"], "OK", "{result:?}");
+    let payload: Value = serde_json::from_str(result["text"].as_str().unwrap()).unwrap();
+    let context = &payload["context"];
+    let traceparent = context["Traceparent"][0].as_str().expect("Traceparent");
+    let w3c: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!((w3c.len(), w3c[0]), (4, "00"), "{traceparent}");
+    let uber = context["Uber-Trace-Id"][0].as_str().expect("Uber-Trace-Id");
+    let jaeger: Vec<&str> = uber.split(':').collect();
+    assert_eq!((jaeger.len(), jaeger[2]), (4, "0"), "{uber}");
+    [
+        (w3c[1].into(), w3c[2].into(), w3c[3].into()),
+        (jaeger[0].into(), jaeger[1].into(), jaeger[3].into()),
+    ]
+}
+
+#[test]
+fn the_worker_sees_rr_s_injected_trace_context() {
+    let server = GrpcServer::start("", 1, "");
+    let parent = "00-9564af10281adb06d2745e80381b2970-0749dfcab0cd881a-01";
+    let results = server.call(&json!([
+        {"method": format!("{ECHO}/Meta"), "metadata": [["traceparent", parent]]},
+        {"method": format!("{ECHO}/Meta"),
+         "metadata": [["traceparent", "00-9564af10281adb06d2745e80381b2970-0749dfcab0cd881a-00"]]},
+        {"method": format!("{ECHO}/Meta")},
+        {"method": format!("{ECHO}/Meta")},
+    ]));
+    let [w3c, jaeger] = injected_trace(&results[0]);
+    assert_eq!(
+        w3c.0, "9564af10281adb06d2745e80381b2970",
+        "the client's trace goes on"
+    );
+    assert_ne!(w3c.1, "0749dfcab0cd881a", "in a span of rr's");
+    assert_eq!(w3c.2, "01");
+    assert_eq!(
+        jaeger,
+        (w3c.0.clone(), w3c.1.clone(), "1".into()),
+        "the same span"
+    );
+    let payload: Value = serde_json::from_str(results[0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        payload["context"]["traceparent"],
+        json!([parent]),
+        "the client's own metadata as it sent it"
+    );
+
+    let [unsampled, _] = injected_trace(&results[1]);
+    assert_eq!(unsampled.2, "00", "an unsampled parent stays unsampled");
+
+    // Without a parent: a new trace each call, sampled.
+    let [first, _] = injected_trace(&results[2]);
+    let [second, _] = injected_trace(&results[3]);
+    assert_ne!(first.0, second.0);
+    assert_ne!(first.0, w3c.0);
+    assert_eq!(
+        (first.2.as_str(), first.0.len(), first.1.len()),
+        ("01", 32, 16)
+    );
 }

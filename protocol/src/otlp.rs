@@ -10,7 +10,7 @@ mod context_properties;
 
 pub use context::{
     format_traceparent, format_uber_trace_id, parse_traceparent, parse_uber_trace_id, SpanContext,
-    TRACEPARENT_LEN,
+    TRACEPARENT_LEN, UBER_TRACE_ID_LEN,
 };
 
 /// `ExportTraceServiceRequest`: the body of an OTLP/HTTP `POST /v1/traces` and of the gRPC

@@ -53,7 +53,10 @@ final class GrpcCall
 
 final class GrpcWorker
 {
-    /** @param array<string, array<string, callable>> $services service => method => fn(GrpcCall, string): string */
+    /**
+     * @param array<string, array<string, callable>> $services service => method =>
+     *     fn(GrpcCall, string): string|string[] (a list: its messages as one streamed reply)
+     */
     public static function serve(array $services): void
     {
         $worker = Worker::create();
@@ -69,7 +72,16 @@ final class GrpcWorker
                     );
                 }
                 $reply = $handler($call, $payload->body);
-                $worker->respond($reply, json_encode((object) $call->headers));
+                $context = json_encode((object) $call->headers);
+                if (is_array($reply)) {
+                    // Several messages: a streamed reply (goridge STREAM flag), which rr refuses.
+                    $last = count($reply) - 1;
+                    foreach (array_values($reply) as $i => $chunk) {
+                        $worker->respondChunk($chunk, $i < $last, $i === 0 ? $context : '');
+                    }
+                } else {
+                    $worker->respond($reply, $context);
+                }
             } catch (GrpcException $e) {
                 $worker->respond('', json_encode(['error' => base64_encode($e->status())]));
             } catch (\Throwable $e) {

@@ -6,6 +6,7 @@
 //   Boom    → a plain exception "plain boom: <text>"    Crash → exit(3) mid-call
 //   Sleep   → sleeps <text> ms, then the text           Pid   → this worker's pid (after 20 ms)
 //   Big     → <text> bytes of 'z'                       NotInPhp is not served (UNKNOWN)
+//   Stream  → the text twice, as a reply with the goridge STREAM flag (rr: not supported)
 //   RR_MODE and X_GRPC_ENV (grpc.env) reach the reply of Ping as headers x-rr-mode, x-grpc-env.
 declare(strict_types=1);
 require __DIR__ . '/Grpc.php';
@@ -68,6 +69,7 @@ GrpcWorker::serve([
             return msg((string) getmypid());
         },
         'Big' => fn (GrpcCall $call, string $in): string => msg(str_repeat('z', (int) text($in))),
+        'Stream' => fn (GrpcCall $call, string $in): array => [msg(text($in)), msg(text($in))],
     ],
     'app.other.Alpha' => ['Ping' => fn (GrpcCall $call, string $in): string => msg('alpha:' . text($in))],
     'app.other.Beta' => ['Ping' => fn (GrpcCall $call, string $in): string => msg('beta:' . text($in))],

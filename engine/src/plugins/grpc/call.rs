@@ -5,10 +5,10 @@
 //! deadline passes gets its answer at once, and the worker finishes its call and goes back
 //! to the pool (spec [deviation] on deadlines; `exec_ttl` still bounds it).
 
-use super::metadata::{self, Peer};
+use super::metadata::{self, CallFacts, CallTrace, Peer};
 use super::proto::Lookup;
 use super::{health, reflection, reply, GrpcShared};
-use crate::pool::{ExecError, Request};
+use crate::pool::{ExecError, ReplyFrame, ReplySink, Request};
 use crate::runtime::ShardContext;
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -18,11 +18,16 @@ use ringrunner_protocol::grpc::{self, Code, FramingError, UnaryReader};
 use ringrunner_protocol::Flags;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::time::Instant;
 
 /// How long a request message may take to arrive when the call has no earlier deadline: a
 /// client that opens a stream and never sends cannot hold it longer.
 const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Answers up to this size (prefix included) go to h2 whole, which holds them until the
+/// client's window takes them (so per connection at most `max_concurrent_streams` times
+/// this waits in memory); larger ones are sent as the window opens.
+const UNRESERVED_SEND_BYTES: usize = 64 * 1024;
 /// How long the answer's bytes may wait for the client's flow-control window.
 const SEND_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -82,8 +87,10 @@ pub(super) async fn handle(
     site: &CallSite,
 ) {
     let started = std::time::Instant::now();
-    let path = request.uri().path().to_owned();
-    let outcome = dispatch(request, &mut respond, site, &path).await;
+    // A clone of the URI shares its bytes: no copy of the path per call.
+    let uri = request.uri().clone();
+    let path = uri.path();
+    let outcome = dispatch(request, &mut respond, site, path).await;
     match outcome {
         Ok(()) => tracing::debug!(target: "grpc", method = %path,
             elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -146,17 +153,19 @@ async fn dispatch(
         }
         Lookup::Found => {}
     }
-    let context = metadata::worker_context(
+    let trace = CallTrace::begin(request.headers(), &site.shared.ids, site.shard.index());
+    let facts = CallFacts {
         service,
         method,
-        request.uri().authority().map(http::uri::Authority::as_str),
-        request.headers(),
-        site.peer,
-    );
+        authority: request.uri().authority().map(http::uri::Authority::as_str),
+        peer: site.peer,
+        trace: &trace,
+    };
+    let mut context = Vec::new();
+    metadata::worker_context(&facts, request.headers(), &mut context);
     let (_, message) = read_message(request, site, deadline).await?;
-    let (result, response) = exec(site, context, message, deadline, respond).await?;
-    let meta = result.map_err(|error| exec_status(&error))?;
-    let (context, body) = response.split_at(meta.context_len.min(response.len()));
+    let response = exec(site, context, message, deadline, respond).await?;
+    let (context, body) = response.bytes.split_at(response.context_len);
     let reply = reply::read(context);
     if let Some(error) = reply.error {
         return Err(error);
@@ -195,7 +204,7 @@ async fn read_message(
     let read_deadline = Instant::now() + REQUEST_READ_TIMEOUT;
     let read_deadline = deadline.map_or(read_deadline, |d| d.min(read_deadline));
     loop {
-        let chunk = tokio::time::timeout_at(read_deadline, body.data()).await;
+        let chunk = next_chunk(&mut body, read_deadline).await;
         match chunk {
             Err(_) if deadline.is_some_and(|d| d <= read_deadline) => {
                 return Err(CallStatus::new(
@@ -223,30 +232,67 @@ async fn read_message(
     Ok((parts.headers, message))
 }
 
-type ExecOutcome = (Result<crate::pool::ResponseMeta, ExecError>, Vec<u8>);
+/// The body's next chunk: at once when h2 has it (the usual case, the message came with
+/// the headers: no timer is armed), else as it arrives before `deadline`.
+async fn next_chunk(
+    body: &mut RecvStream,
+    deadline: Instant,
+) -> Result<Option<Result<Bytes, h2::Error>>, tokio::time::error::Elapsed> {
+    let now = std::future::poll_fn(|cx| Poll::Ready(body.poll_data(cx))).await;
+    match now {
+        Poll::Ready(chunk) => Ok(chunk),
+        Poll::Pending => tokio::time::timeout_at(deadline, body.data()).await,
+    }
+}
 
-/// Runs the exec as a task of its own and waits for it, for the deadline, or for the
-/// client to reset the stream, whichever comes first.
+/// A worker's reply to a unary call: one frame, its context then its body in `bytes`. A
+/// frame carrying the STREAM flag (more to come) is refused, as rr refuses it: the pool
+/// then asks the worker to stop its stream and drains it, and the worker goes back clean.
+#[derive(Debug, Default)]
+struct UnaryReply {
+    bytes: Vec<u8>,
+    context_len: usize,
+    streamed: bool,
+}
+
+impl ReplySink for UnaryReply {
+    async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
+        if !frame.last {
+            self.streamed = true;
+            return false;
+        }
+        self.bytes
+            .reserve_exact(frame.context.len() + frame.body.len());
+        self.bytes.extend_from_slice(frame.context);
+        self.bytes.extend_from_slice(frame.body);
+        self.context_len = frame.context.len();
+        true
+    }
+}
+
+/// Runs the exec and waits for it, for the deadline, or for the client to reset the
+/// stream, whichever comes first. An exec given up on goes on as a task of its own: the
+/// worker finishes its call and goes back to the pool (dropped mid-exchange it would be
+/// killed). The common case runs it right here, without a task and a channel per call.
 async fn exec(
     site: &CallSite,
     context: Vec<u8>,
     message: Vec<u8>,
     deadline: Option<Instant>,
     respond: &mut SendResponse<Bytes>,
-) -> Result<ExecOutcome, CallStatus> {
-    let (done, outcome) = tokio::sync::oneshot::channel();
+) -> Result<UnaryReply, CallStatus> {
     let pool = site.shared.pool.clone();
     let shard = Rc::clone(&site.shard);
-    tokio::task::spawn_local(async move {
-        let mut response = Vec::new();
+    let mut running = Box::pin(async move {
+        let mut reply = UnaryReply::default();
         let request = Request {
             codec: Flags::CODEC_JSON,
             context: &context,
             body: &message,
             lent: None,
         };
-        let result = pool.exec(&shard, request, &mut response).await;
-        let _ = done.send((result, response));
+        let result = pool.exec_streamed(&shard, request, &mut reply).await;
+        result.map(|()| reply)
     });
     let expired = async {
         match deadline {
@@ -254,13 +300,31 @@ async fn exec(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        outcome = outcome => outcome.map_err(|_| CallStatus::new(Code::Internal, "the call's task ended".into())),
+    let given_up = tokio::select! {
+        outcome = &mut running => Ok(outcome),
         () = expired => Err(CallStatus::new(Code::DeadlineExceeded, "context deadline exceeded".into())),
         _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
             Err(CallStatus::new(Code::Cancelled, "the client reset the stream".into()))
         }
+    };
+    let outcome = match given_up {
+        Ok(outcome) => outcome,
+        Err(status) => {
+            tokio::task::spawn_local(async move {
+                let _ = running.await;
+            });
+            return Err(status);
+        }
+    };
+    let reply = outcome.map_err(|error| exec_status(&error))?;
+    if reply.streamed {
+        // rr's text; grpc-go sends a plain error as UNKNOWN.
+        return Err(CallStatus::new(
+            Code::Unknown,
+            "streaming is not supported".into(),
+        ));
     }
+    Ok(reply)
 }
 
 fn response_head(headers: HeaderMap) -> http::Response<()> {
@@ -300,6 +364,12 @@ pub(super) async fn send_message(
     framed.extend_from_slice(&grpc::Prefix::encode(len));
     framed.extend_from_slice(message);
     let mut data = Bytes::from(framed);
+    if data.len() <= UNRESERVED_SEND_BYTES {
+        // h2 holds it until the client's window takes it: no capacity to wait for here.
+        return send
+            .send_data(data, false)
+            .map_err(|error| CallStatus::new(Code::Cancelled, error.to_string()));
+    }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
         let capacity = std::future::poll_fn(|cx| send.poll_capacity(cx));

@@ -2,9 +2,12 @@
 //! / trailers"): the JSON context the worker gets from a call's headers, and the worker's
 //! header and trailer values turned into HTTP/2 fields (`-bin` keys base64-encoded).
 
+use crate::plugins::otel::IdSource;
 use crate::plugins::rpc::services::{base64, base64_decode};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value};
+use ringrunner_protocol::otlp::{self, SpanContext};
+use serde_json::Value;
+use std::io::Write as _;
 use std::net::SocketAddr;
 
 /// Request headers that are not metadata (grpc-go's reserved headers), except
@@ -28,57 +31,223 @@ pub struct Peer {
     pub tls: bool,
 }
 
-/// The worker's context: `{"service","method","context":{key:[values]}}` with the
-/// incoming metadata (lower-case keys, repeated keys as several values, `-bin` values
-/// decoded), `:authority`, `:peer.address` and, over TLS, `:peer.auth-type`.
-#[must_use]
-pub fn worker_context(
-    service: &str,
-    method: &str,
-    authority: Option<&str>,
-    headers: &HeaderMap,
-    peer: Peer,
-) -> Vec<u8> {
-    let mut context: Map<String, Value> = Map::new();
-    let mut push = |key: &str, value: String| {
-        if let Value::Array(values) = context
-            .entry(key.to_owned())
-            .or_insert_with(|| Value::Array(Vec::new()))
-        {
-            values.push(Value::String(value));
-        }
-    };
-    if let Some(authority) = authority {
-        push(":authority", authority.to_owned());
-    }
-    let address = peer
-        .address
-        .map_or_else(|| "@".to_owned(), |address| address.to_string());
-    push(":peer.address", address);
-    if peer.tls {
-        push(":peer.auth-type", "tls".into());
-    }
-    for (name, value) in headers {
-        let key = name.as_str();
-        if RESERVED.contains(&key) {
-            continue;
-        }
-        let text = if key.ends_with("-bin") {
-            // grpc-go decodes with or without padding; what does not decode is dropped.
-            match base64_decode(value.to_str().unwrap_or_default()) {
-                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                None => continue,
-            }
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
+/// The trace context rr's propagators inject into the worker's context (otelgrpc's server
+/// span of the call): `Traceparent` and `Uber-Trace-Id`, continuing the client's trace when
+/// its metadata carries one.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTrace {
+    traceparent: [u8; otlp::TRACEPARENT_LEN],
+    uber_trace_id: [u8; otlp::UBER_TRACE_ID_LEN],
+}
+
+impl CallTrace {
+    /// A new server span: the client's `traceparent`, overridden by a valid `uber-trace-id`
+    /// (rr's propagators run TraceContext, Baggage, then Jaeger; each valid one replaces the
+    /// last), is its parent; without one it starts a trace. Sampled unless the parent is not
+    /// (Go's default sampler: parent-based, always on for a root).
+    #[must_use]
+    pub fn begin(headers: &HeaderMap, ids: &IdSource, shard: usize) -> Self {
+        let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
+        let w3c = header("traceparent").and_then(otlp::parse_traceparent);
+        let jaeger = header("uber-trace-id").and_then(otlp::parse_uber_trace_id);
+        let parent = jaeger.or(w3c);
+        let span = SpanContext {
+            trace_id: parent.map_or_else(|| ids.trace_id(shard), |parent| parent.trace_id),
+            span_id: ids.span_id(shard),
+            sampled: parent.is_none_or(|parent| parent.sampled),
         };
-        push(key, text);
+        Self {
+            traceparent: otlp::format_traceparent(&span),
+            uber_trace_id: otlp::format_uber_trace_id(&span),
+        }
     }
-    let mut root = Map::new();
-    root.insert("service".into(), Value::String(service.to_owned()));
-    root.insert("method".into(), Value::String(method.to_owned()));
-    root.insert("context".into(), Value::Object(context));
-    serde_json::to_vec(&Value::Object(root)).unwrap_or_default()
+}
+
+/// Where a context entry's values come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// One value of ours.
+    Text(&'a [u8]),
+    /// The client's address.
+    Address(Option<SocketAddr>),
+    /// Every value of a metadata key, in arrival order.
+    Metadata(&'a HeaderName),
+}
+
+/// What a call's context is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct CallFacts<'a> {
+    /// `package.Service`.
+    pub service: &'a str,
+    /// The method's name.
+    pub method: &'a str,
+    /// The `:authority` the client sent.
+    pub authority: Option<&'a str>,
+    /// The connection.
+    pub peer: Peer,
+    /// The injected trace context.
+    pub trace: &'a CallTrace,
+}
+
+/// Writes the worker's context into `out` (cleared first), as rr's `json.Marshal` of
+/// `{"service","method","context":{key:[values]}}` writes it: the context's keys sorted
+/// bytewise, with the incoming metadata (lower-case keys, repeated keys as several values,
+/// `-bin` values decoded), `:authority`, `:peer.address`, over TLS `:peer.auth-type`, and
+/// rr's injected `Traceparent` and `Uber-Trace-Id`. Straight into the buffer: no map, no
+/// per-value string.
+pub fn worker_context(facts: &CallFacts<'_>, headers: &HeaderMap, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&str, Source<'_>)> = Vec::with_capacity(headers.keys_len() + 5);
+    if let Some(authority) = facts.authority {
+        entries.push((":authority", Source::Text(authority.as_bytes())));
+    }
+    entries.push((":peer.address", Source::Address(facts.peer.address)));
+    if facts.peer.tls {
+        entries.push((":peer.auth-type", Source::Text(b"tls")));
+    }
+    entries.push(("Traceparent", Source::Text(&facts.trace.traceparent)));
+    entries.push(("Uber-Trace-Id", Source::Text(&facts.trace.uber_trace_id)));
+    entries.extend(
+        headers
+            .keys()
+            .filter(|name| !RESERVED.contains(&name.as_str()))
+            .map(|name| (name.as_str(), Source::Metadata(name))),
+    );
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.clear();
+    out.extend_from_slice(b"{\"service\":");
+    put_go_json_string(out, facts.service.as_bytes());
+    out.extend_from_slice(b",\"method\":");
+    put_go_json_string(out, facts.method.as_bytes());
+    out.extend_from_slice(b",\"context\":{");
+    let mut first = true;
+    for (key, source) in entries {
+        let entry_start = out.len();
+        if !first {
+            out.push(b',');
+        }
+        put_go_json_string(out, key.as_bytes());
+        out.extend_from_slice(b":[");
+        if put_values(out, key, source, headers) {
+            out.push(b']');
+            first = false;
+        } else {
+            // Only `-bin` values that do not decode: grpc-go drops them, and the key with them.
+            out.truncate(entry_start);
+        }
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// Writes an entry's values; false when it has none.
+fn put_values(out: &mut Vec<u8>, key: &str, source: Source<'_>, headers: &HeaderMap) -> bool {
+    match source {
+        Source::Text(text) => put_go_json_string(out, text),
+        Source::Address(Some(address)) => {
+            // An address is digits, dots, colons and brackets: nothing to escape.
+            let _ = write!(out, "\"{address}\"");
+        }
+        Source::Address(None) => out.extend_from_slice(b"\"@\""),
+        Source::Metadata(name) => {
+            let binary = key.ends_with("-bin");
+            let mut written = 0;
+            for value in headers.get_all(name) {
+                if written > 0 {
+                    out.push(b',');
+                }
+                if binary {
+                    // grpc-go decodes with or without padding; what does not decode is dropped.
+                    match base64_decode(value.to_str().unwrap_or_default()) {
+                        Some(bytes) => put_go_json_string(out, &bytes),
+                        None => {
+                            if written > 0 {
+                                out.pop();
+                            }
+                            continue;
+                        }
+                    }
+                } else {
+                    put_go_json_string(out, value.as_bytes());
+                }
+                written += 1;
+            }
+            return written > 0;
+        }
+    }
+    true
+}
+
+/// Appends `bytes` as a JSON string as Go's `encoding/json` writes one (HTML-safe): `"`,
+/// `\\`, `\b`, `\f`, `\n`, `\r`, `\t` escaped short, other control characters and `<`, `>`,
+/// `&`, U+2028, U+2029 as `\u` escapes, each byte of invalid UTF-8 as `\ufffd`. Plain ASCII,
+/// nearly all metadata, is copied in runs without decoding.
+fn put_go_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    let mut plain_from = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let (escape, len): (Escape, usize) = match byte {
+            b'"' | b'\\' | b'<' | b'>' | b'&' | 0..=0x1f => (Escape::Ascii(byte), 1),
+            0x20..=0x7f => {
+                at += 1;
+                continue;
+            }
+            _ => match bytes[at..bytes.len().min(at + 4)].utf8_chunks().next() {
+                Some(chunk) => match chunk.valid().chars().next() {
+                    Some(char @ ('\u{2028}' | '\u{2029}')) => (Escape::Char(char), 3),
+                    Some(char) => {
+                        at += char.len_utf8();
+                        continue;
+                    }
+                    // Go decodes an invalid byte as U+FFFD, one byte at a time.
+                    None => (Escape::Char('\u{fffd}'), 1),
+                },
+                None => break,
+            },
+        };
+        out.extend_from_slice(&bytes[plain_from..at]);
+        escape.put(out);
+        at += len;
+        plain_from = at;
+    }
+    out.extend_from_slice(&bytes[plain_from..]);
+    out.push(b'"');
+}
+
+/// A character Go's JSON encoder escapes.
+enum Escape {
+    Ascii(u8),
+    Char(char),
+}
+
+impl Escape {
+    fn put(self, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let code = match self {
+            Self::Ascii(byte) => {
+                let short: &[u8] = match byte {
+                    b'"' => b"\\\"",
+                    b'\\' => b"\\\\",
+                    0x08 => b"\\b",
+                    0x0c => b"\\f",
+                    b'\n' => b"\\n",
+                    b'\r' => b"\\r",
+                    b'\t' => b"\\t",
+                    _ => b"",
+                };
+                if !short.is_empty() {
+                    out.extend_from_slice(short);
+                    return;
+                }
+                u32::from(byte)
+            }
+            Self::Char(char) => u32::from(char),
+        };
+        out.extend_from_slice(b"\\u");
+        for shift in [12, 8, 4, 0] {
+            out.push(HEX[(code >> shift) as usize & 0xf]);
+        }
+    }
 }
 
 /// Why a worker's header was not sent.
@@ -132,33 +301,131 @@ pub fn append(map: &mut HeaderMap, key: &str, value: &Value) -> Result<(), Skipp
 mod tests {
     use super::*;
 
+    fn header_map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for &(name, value) in pairs {
+            map.append(name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    fn context_of(headers: &HeaderMap, authority: Option<&str>, peer: Peer) -> Vec<u8> {
+        let incoming = header_map(&[(
+            "traceparent",
+            "00-9564af10281adb06d2745e80381b2970-0749dfcab0cd881a-01",
+        )]);
+        let ids = IdSource::new(1);
+        let trace = CallTrace::begin(&incoming, &ids, 0);
+        let facts = CallFacts {
+            service: "app.main.Echo",
+            method: "Meta",
+            authority,
+            peer,
+            trace: &trace,
+        };
+        let mut out = b"stale".to_vec();
+        worker_context(&facts, headers, &mut out);
+        out
+    }
+
+    /// The span id in a context's `Traceparent` (new per call), as written.
+    fn span_id(json: &[u8]) -> String {
+        let value: Value = serde_json::from_slice(json).unwrap();
+        value["context"]["Traceparent"][0].as_str().unwrap()[36..52].to_owned()
+    }
+
     #[test]
-    fn the_context_has_rr_s_shape() {
-        let mut headers = HeaderMap::new();
-        headers.append("x-multi", HeaderValue::from_static("one"));
-        headers.append("x-multi", HeaderValue::from_static("two"));
-        headers.append("x-bin-bin", HeaderValue::from_static("cnItYmluLW9r"));
-        headers.append("te", HeaderValue::from_static("trailers"));
-        headers.append("grpc-timeout", HeaderValue::from_static("5S"));
+    fn the_context_is_rr_s_bytes() {
+        // spec grpc "The payload the PHP worker receives", its raw header.
+        let headers = header_map(&[
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+            ("grpc-accept-encoding", "identity, deflate, gzip"),
+            (
+                "user-agent",
+                "grpc-python/1.85.4 grpc-c/58.0.0 (linux; chttp2)",
+            ),
+            ("x-req-id", "abc-123"),
+            ("x-multi", "one"),
+            ("x-bin-bin", "cnItYmluLW9r"),
+            ("x-multi", "two"),
+        ]);
         let peer = Peer {
-            address: Some("127.0.0.1:4000".parse().unwrap()),
+            address: Some("127.0.0.1:59976".parse().unwrap()),
+            tls: false,
+        };
+        let json = context_of(&headers, Some("127.0.0.1:59489"), peer);
+        let span = span_id(&json);
+        assert_ne!(span, "0749dfcab0cd881a", "a span of its own");
+        let expected = format!(
+            "{{\"service\":\"app.main.Echo\",\"method\":\"Meta\",\"context\":{{\
+             \":authority\":[\"127.0.0.1:59489\"],\":peer.address\":[\"127.0.0.1:59976\"],\
+             \"Traceparent\":[\"00-9564af10281adb06d2745e80381b2970-{span}-01\"],\
+             \"Uber-Trace-Id\":[\"9564af10281adb06d2745e80381b2970:{span}:0:1\"],\
+             \"content-type\":[\"application/grpc\"],\
+             \"grpc-accept-encoding\":[\"identity, deflate, gzip\"],\
+             \"user-agent\":[\"grpc-python/1.85.4 grpc-c/58.0.0 (linux; chttp2)\"],\
+             \"x-bin-bin\":[\"rr-bin-ok\"],\"x-multi\":[\"one\",\"two\"],\
+             \"x-req-id\":[\"abc-123\"]}}}}"
+        );
+        assert_eq!(String::from_utf8(json).unwrap(), expected);
+    }
+
+    #[test]
+    fn the_context_has_tls_timeout_and_go_escapes() {
+        let headers = header_map(&[
+            ("grpc-timeout", "5S"),
+            ("x-html", "<a&b>\t\"q\"\\"),
+            // \x08 \x0c \x01, U+2028, and one byte that is not UTF-8, once decoded.
+            ("x-raw-bin", "CAwB4oCo/w"),
+            ("x-none-bin", "!!"),
+            ("x-some-bin", "!!"),
+            ("x-some-bin", "b2s="),
+            ("0-first", "sorted before ':'"),
+        ]);
+        let peer = Peer {
+            address: None,
             tls: true,
         };
-        let json = worker_context("app.main.Echo", "Meta", Some("h:1"), &headers, peer);
-        let value: Value = serde_json::from_slice(&json).unwrap();
-        assert_eq!(value["service"], "app.main.Echo");
-        assert_eq!(value["method"], "Meta");
-        let context = &value["context"];
-        assert_eq!(context["x-multi"], serde_json::json!(["one", "two"]));
-        assert_eq!(context["x-bin-bin"], serde_json::json!(["rr-bin-ok"]));
-        assert_eq!(context[":authority"], serde_json::json!(["h:1"]));
-        assert_eq!(
-            context[":peer.address"],
-            serde_json::json!(["127.0.0.1:4000"])
+        let json = context_of(&headers, None, peer);
+        let text = String::from_utf8(json.clone()).unwrap();
+        assert!(text.contains("\"context\":{\"0-first\":[\"sorted before ':'\"],\":peer.address\":[\"@\"],\":peer.auth-type\":[\"tls\"],\"Traceparent\""), "{text}");
+        assert!(text.contains("\"grpc-timeout\":[\"5S\"]"), "{text}");
+        assert!(
+            text.contains(r#""x-html":["\u003ca\u0026b\u003e\t\"q\"\\"]"#),
+            "{text}"
         );
-        assert_eq!(context[":peer.auth-type"], serde_json::json!(["tls"]));
-        assert_eq!(context["grpc-timeout"], serde_json::json!(["5S"]));
-        assert!(context.get("te").is_none());
+        assert!(
+            text.contains(r#""x-raw-bin":["\b\f\u0001\u2028\ufffd"]"#),
+            "{text}"
+        );
+        assert!(!text.contains("x-none-bin"), "{text}");
+        assert!(text.contains(r#""x-some-bin":["ok"]}}"#), "{text}");
+        let value: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["context"]["x-html"][0], "<a&b>\t\"q\"\\");
+        // A root span (no parent here): sampled, its own trace id.
+        let root = CallTrace::begin(&HeaderMap::new(), &IdSource::new(1), 0);
+        assert!(root.traceparent.ends_with(b"-01") && root.uber_trace_id.ends_with(b":0:1"));
+        assert_eq!(root.traceparent[3..35], root.uber_trace_id[..32]);
+    }
+
+    #[test]
+    fn a_jaeger_parent_wins_and_an_unsampled_one_stays_unsampled() {
+        let headers = header_map(&[
+            (
+                "traceparent",
+                "00-9564af10281adb06d2745e80381b2970-0749dfcab0cd881a-01",
+            ),
+            ("uber-trace-id", "00000000000000000000000000000abc:def:0:0"),
+        ]);
+        let trace = CallTrace::begin(&headers, &IdSource::new(1), 0);
+        let traceparent = std::str::from_utf8(&trace.traceparent).unwrap();
+        assert!(
+            traceparent.starts_with("00-00000000000000000000000000000abc-"),
+            "{traceparent}"
+        );
+        assert!(traceparent.ends_with("-00"), "{traceparent}");
+        assert!(trace.uber_trace_id.ends_with(b":0:0"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub(crate) use call::{send_ok, send_status, CallStatus};
 pub use proto::{parse_source as parse_proto_source, Services};
 
 use super::metrics::pool::PoolHelp;
+use super::otel::IdSource;
 use super::server::ServerPlugin;
 use super::stream::{self, Listener};
 use super::{listener, Lifecycle, LocalFuture, Plugin, SectionContext, Service, StartContext};
@@ -68,6 +69,8 @@ pub struct GrpcShared {
     pub lifecycle: Arc<Lifecycle>,
     /// TLS, when `grpc.tls` is set.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The span ids of the trace context injected into each call's context.
+    pub ids: IdSource,
 }
 
 /// The running plugin.
@@ -84,9 +87,11 @@ impl Plugin for GrpcSection {
     fn start(self: Box<Self>, ctx: &StartContext<'_>) -> Result<Arc<dyn Service>, String> {
         let fail = |error: String| format!("grpc_plugin_init:\n\tgrpc_plugin_config: {error}");
         if let Some(name) = self.interceptors.first() {
-            return Err(fail(format!(
-                "interceptor plugin '{name}' is not registered"
-            )));
+            // rr's text (it checks when it creates the server): ringrunner registers no
+            // interceptor plugin, and a named one (say, an auth check) must not be skipped.
+            return Err(format!(
+                "grpc_plugin_serve:\n\tgrpc_plugin_create_server: interceptor {name} is not registered"
+            ));
         }
         let services = proto::load(&self.proto).map_err(fail)?;
         let tls = match &self.tls {
@@ -104,6 +109,7 @@ impl Plugin for GrpcSection {
                 health: health::Health::default(),
                 lifecycle: Arc::clone(ctx.lifecycle),
                 tls,
+                ids: IdSource::new(ctx.shards.count()),
             });
             tracing::info!(target: "grpc", address = %shared.config.listen_text,
                 "grpc server was started");

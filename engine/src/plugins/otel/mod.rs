@@ -21,6 +21,8 @@ mod wire;
 
 pub use config::{Client, Exporter, OtelSection, ResourceSection};
 pub use encode::OTELHTTP_SCOPE;
+/// Span and trace ids, for the grpc plugin's `Traceparent` and `Uber-Trace-Id` too.
+pub(crate) use ids::IdSource;
 pub use span::{Answered, RequestTrace, SpanCounters, Tracer};
 
 use super::metrics::exposition::{Family, Kind};
