@@ -11,7 +11,7 @@ mod tls;
 pub use api::{ApiError, API_CALL_TIMEOUT, IN_FLIGHT_CALLS_MAX};
 pub use config::CentrifugeSection;
 
-use super::grpc::{self, Bound};
+use super::grpc;
 use super::metrics::pool::PoolHelp;
 use super::rpc::RpcService;
 use super::server::ServerPlugin;
@@ -89,7 +89,7 @@ impl Plugin for CentrifugeSection {
             });
             tracing::info!(target: "centrifuge", proxy_address = %self.proxy_address,
                 grpc_api_address = %self.grpc_api_address, "centrifuge proxy server was started");
-            listen_on(bound, &shared, ctx);
+            bound.spawn_accepts(&shared, ctx, accept);
             Ok(Arc::new(CentrifugeService {
                 shared,
                 rpc: CentrifugeRpc { api },
@@ -99,18 +99,6 @@ impl Plugin for CentrifugeSection {
 
     fn as_any(&self) -> &dyn Any {
         self
-    }
-}
-
-fn listen_on(bound: Bound, shared: &Arc<CentrifugeShared>, ctx: &StartContext<'_>) {
-    let listeners: Vec<Listener> = match bound {
-        Bound::Tcp(sockets) => sockets.into_iter().map(Listener::Tcp).collect(),
-        Bound::Unix(listener) => vec![listener],
-    };
-    for (shard, listener) in listeners.into_iter().enumerate() {
-        let shared = Arc::clone(shared);
-        ctx.shards
-            .spawn_on(shard, move |context| accept(listener, shared, context));
     }
 }
 

@@ -12,9 +12,9 @@
 
 use super::CentrifugeShared;
 use crate::aio::{PollStream, Stream};
-use crate::plugins::grpc::{send_ok, send_status, CallStatus};
+use crate::plugins::grpc::{send_ok, send_status, CallStatus, UnaryReply};
 use crate::plugins::rpc::services::base64_decode;
-use crate::pool::{ExecError, ReplyFrame, ReplySink, Request};
+use crate::pool::{ExecError, Request};
 use crate::runtime::ShardContext;
 use bytes::Bytes;
 use h2::server::SendResponse;
@@ -327,25 +327,6 @@ fn deadline_exceeded() -> CallStatus {
     CallStatus::new(Code::DeadlineExceeded, "context deadline exceeded".into())
 }
 
-/// Takes the worker's reply whole; a streamed one is refused (rr: "streaming response not
-/// supported") and the pool stops the stream.
-#[derive(Default)]
-struct UnaryReply {
-    body: Vec<u8>,
-    streamed: bool,
-}
-
-impl ReplySink for UnaryReply {
-    async fn frame(&mut self, frame: ReplyFrame<'_>) -> bool {
-        if !frame.last {
-            self.streamed = true;
-            return false;
-        }
-        self.body.extend_from_slice(frame.body);
-        true
-    }
-}
-
 /// Runs the event on a worker as a task of its own, bounded by `deadline`: past it the exec
 /// is dropped, which kills the worker (the pool replaces it). A client that resets the
 /// stream gets nothing more; the worker still finishes its event and goes back.
@@ -387,11 +368,11 @@ async fn exec(
         }
     };
     match outcome {
-        Ok(reply) if reply.streamed => Err(CallStatus::new(
+        Ok(reply) if reply.is_streamed() => Err(CallStatus::new(
             Code::Unknown,
             "streaming response not supported".into(),
         )),
-        Ok(reply) => Ok(reply.body),
+        Ok(reply) => Ok(reply.into_body()),
         Err(ExecError::ExecTtl) if Instant::now() >= deadline => Err(deadline_exceeded()),
         Err(error) => {
             tracing::warn!(target: "centrifuge", %error, "RoadRunner can't communicate with the worker");

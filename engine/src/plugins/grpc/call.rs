@@ -249,10 +249,23 @@ async fn next_chunk(
 /// frame carrying the STREAM flag (more to come) is refused, as rr refuses it: the pool
 /// then asks the worker to stop its stream and drains it, and the worker goes back clean.
 #[derive(Debug, Default)]
-struct UnaryReply {
+pub(crate) struct UnaryReply {
     bytes: Vec<u8>,
     context_len: usize,
     streamed: bool,
+}
+
+impl UnaryReply {
+    /// Whether the worker answered with the STREAM flag (the reply is then refused).
+    pub(crate) fn is_streamed(&self) -> bool {
+        self.streamed
+    }
+
+    /// The reply's body, without its context.
+    pub(crate) fn into_body(mut self) -> Vec<u8> {
+        self.bytes.drain(..self.context_len);
+        self.bytes
+    }
 }
 
 impl ReplySink for UnaryReply {

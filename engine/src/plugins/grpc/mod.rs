@@ -16,7 +16,7 @@ mod serve;
 
 pub use config::{GrpcListen, GrpcSection};
 // The centrifuge plugin's proxy server shares the listeners and the answers.
-pub(crate) use call::{send_ok, send_status, CallStatus};
+pub(crate) use call::{send_ok, send_status, CallStatus, UnaryReply};
 pub use proto::{parse_source as parse_proto_source, Services};
 
 use super::metrics::pool::PoolHelp;
@@ -113,7 +113,7 @@ impl Plugin for GrpcSection {
             });
             tracing::info!(target: "grpc", address = %shared.config.listen_text,
                 "grpc server was started");
-            listen(bound, &shared, ctx);
+            bound.spawn_accepts(&shared, ctx, accept);
             Ok(Arc::new(GrpcPlugin { shared }) as Arc<dyn Service>)
         })
     }
@@ -147,15 +147,27 @@ pub(crate) fn bind(listen: &GrpcListen, shards: usize) -> Result<Bound, String> 
     })
 }
 
-fn listen(bound: Bound, shared: &Arc<GrpcShared>, ctx: &StartContext<'_>) {
-    let listeners: Vec<Listener> = match bound {
-        Bound::Tcp(sockets) => sockets.into_iter().map(Listener::Tcp).collect(),
-        Bound::Unix(listener) => vec![listener],
-    };
-    for (shard, listener) in listeners.into_iter().enumerate() {
-        let shared = Arc::clone(shared);
-        ctx.shards
-            .spawn_on(shard, move |context| accept(listener, shared, context));
+impl Bound {
+    /// Runs `accept` on each listener, one a shard (the unix socket on the first): the
+    /// front ends on gRPC (grpc, centrifuge's proxy) share this start.
+    pub(crate) fn spawn_accepts<S, Fut>(
+        self,
+        shared: &Arc<S>,
+        ctx: &StartContext<'_>,
+        accept: fn(Listener, Arc<S>, Rc<ShardContext>) -> Fut,
+    ) where
+        S: Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let listeners: Vec<Listener> = match self {
+            Bound::Tcp(sockets) => sockets.into_iter().map(Listener::Tcp).collect(),
+            Bound::Unix(listener) => vec![listener],
+        };
+        for (shard, listener) in listeners.into_iter().enumerate() {
+            let shared = Arc::clone(shared);
+            ctx.shards
+                .spawn_on(shard, move |context| accept(listener, shared, context));
+        }
     }
 }
 
