@@ -12,8 +12,9 @@
 
 use super::CentrifugeShared;
 use crate::aio::{PollStream, Stream};
-use crate::plugins::grpc::{send_ok, send_status, CallStatus, UnaryReply};
-use crate::plugins::rpc::services::base64_decode;
+use crate::plugins::grpc::{
+    put_metadata_map, send_ok, send_status, CallStatus, MetadataSource, UnaryReply,
+};
 use crate::pool::{ExecError, Request};
 use crate::runtime::ShardContext;
 use bytes::Bytes;
@@ -23,7 +24,6 @@ use http::HeaderMap;
 use ringrunner_protocol::centrifuge::{check_wire_format, ProxyEvent, ProxyMethod, PROXY_SERVICE};
 use ringrunner_protocol::grpc::{self, Code, UnaryReader};
 use ringrunner_protocol::Flags;
-use serde_json::{Map, Value};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -241,35 +241,20 @@ fn event_of(path: &str) -> Result<ProxyEvent, CallStatus> {
 /// The worker's context: the incoming metadata (lower-case keys, each a list of values,
 /// `-bin` values decoded) and `:authority`, with `"type": [<event>]`.
 fn worker_context(authority: Option<&str>, headers: &HeaderMap, event: ProxyEvent) -> Vec<u8> {
-    let mut context: Map<String, Value> = Map::new();
-    let mut push = |key: &str, value: String| {
-        if let Value::Array(values) = context
-            .entry(key.to_owned())
-            .or_insert_with(|| Value::Array(Vec::new()))
-        {
-            values.push(Value::String(value));
-        }
-    };
+    let mut entries = Vec::with_capacity(headers.keys_len() + 2);
     if let Some(authority) = authority {
-        push(":authority", authority.to_owned());
+        entries.push((":authority", MetadataSource::Text(authority.as_bytes())));
     }
-    for (name, value) in headers {
-        let key = name.as_str();
-        if RESERVED_HEADERS.contains(&key) || key == "type" {
-            continue;
-        }
-        let text = if key.ends_with("-bin") {
-            match base64_decode(value.to_str().unwrap_or_default()) {
-                Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                None => continue,
-            }
-        } else {
-            String::from_utf8_lossy(value.as_bytes()).into_owned()
-        };
-        push(key, text);
-    }
-    push("type", event.type_name().to_owned());
-    serde_json::to_vec(&Value::Object(context)).unwrap_or_default()
+    entries.extend(
+        headers
+            .keys()
+            .filter(|name| !RESERVED_HEADERS.contains(&name.as_str()) && name.as_str() != "type")
+            .map(|name| (name.as_str(), MetadataSource::Metadata(name))),
+    );
+    entries.push(("type", MetadataSource::Text(event.type_name().as_bytes())));
+    let mut context = Vec::new();
+    put_metadata_map(&mut context, entries, headers);
+    context
 }
 
 /// Reads the call's one message within [`REQUEST_BYTES_MAX`] and the deadline.
@@ -414,7 +399,7 @@ mod tests {
         headers.append("te", http::HeaderValue::from_static("trailers"));
         headers.append("type", http::HeaderValue::from_static("forged"));
         let json = worker_context(Some("127.0.0.1:1"), &headers, ProxyEvent::SubRefresh);
-        let value: Value = serde_json::from_slice(&json).expect("json");
+        let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
         assert_eq!(value["type"], serde_json::json!(["sub_refresh"]));
         assert_eq!(value["x-test-header"], serde_json::json!(["v1", "v2"]));
         assert_eq!(value[":authority"], serde_json::json!(["127.0.0.1:1"]));

@@ -65,7 +65,7 @@ impl CallTrace {
 
 /// Where a context entry's values come from.
 #[derive(Clone, Copy)]
-enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// One value of ours.
     Text(&'a [u8]),
     /// The client's address.
@@ -112,13 +112,26 @@ pub fn worker_context(facts: &CallFacts<'_>, headers: &HeaderMap, out: &mut Vec<
             .filter(|name| !RESERVED.contains(&name.as_str()))
             .map(|name| (name.as_str(), Source::Metadata(name))),
     );
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.clear();
     out.extend_from_slice(b"{\"service\":");
     put_go_json_string(out, facts.service.as_bytes());
     out.extend_from_slice(b",\"method\":");
     put_go_json_string(out, facts.method.as_bytes());
-    out.extend_from_slice(b",\"context\":{");
+    out.extend_from_slice(b",\"context\":");
+    put_metadata_map(out, entries, headers);
+    out.push(b'}');
+}
+
+/// Appends `entries` as rr's `json.Marshal` writes a `map[string][]string` of metadata: keys
+/// sorted bytewise, each with its values; a key whose values all fail to decode (`-bin`) is
+/// left out, as grpc-go drops it. The gRPC front ends (grpc, centrifuge's proxy) share it.
+pub(crate) fn put_metadata_map(
+    out: &mut Vec<u8>,
+    mut entries: Vec<(&str, Source<'_>)>,
+    headers: &HeaderMap,
+) {
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
     let mut first = true;
     for (key, source) in entries {
         let entry_start = out.len();
@@ -135,7 +148,7 @@ pub fn worker_context(facts: &CallFacts<'_>, headers: &HeaderMap, out: &mut Vec<
             out.truncate(entry_start);
         }
     }
-    out.extend_from_slice(b"}}");
+    out.push(b'}');
 }
 
 /// Writes an entry's values; false when it has none.

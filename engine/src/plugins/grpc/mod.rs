@@ -17,6 +17,7 @@ mod serve;
 pub use config::{GrpcListen, GrpcSection};
 // The centrifuge plugin's proxy server shares the listeners and the answers.
 pub(crate) use call::{send_ok, send_status, CallStatus, UnaryReply};
+pub(crate) use metadata::{put_metadata_map, Source as MetadataSource};
 pub use proto::{parse_source as parse_proto_source, Services};
 
 use super::metrics::pool::PoolHelp;
