@@ -9,11 +9,10 @@
 
 use super::config::CentrifugeSection;
 use super::tls::ApiTls;
+use crate::plugins::grpc::{framed_message, FrameError};
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 use ringrunner_protocol::centrifuge::API_SERVICE;
 use ringrunner_protocol::grpc::{decode_message, Code, Prefix, PREFIX_LEN};
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -293,28 +292,13 @@ fn go_dial_error(error: &std::io::Error) -> String {
 
 /// The length-prefixed request message, gzip-compressed when asked.
 fn frame(message: &[u8], gzip: bool) -> Result<Bytes, ApiError> {
-    let internal = |error: std::io::Error| ApiError::new(Code::Internal, error.to_string());
-    let compressed;
-    let payload = if gzip {
-        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(message).map_err(internal)?;
-        compressed = encoder.finish().map_err(internal)?;
-        &compressed[..]
-    } else {
-        message
-    };
-    let len = u32::try_from(payload.len())
-        .map_err(|_| ApiError::new(Code::ResourceExhausted, "message too large"))?;
-    let mut framed = Vec::with_capacity(PREFIX_LEN + payload.len());
-    framed.extend_from_slice(
-        &Prefix {
-            compressed: gzip,
-            len,
+    match framed_message(message, gzip) {
+        Ok(framed) => Ok(Bytes::from(framed)),
+        Err(FrameError::Io(error)) => Err(ApiError::new(Code::Internal, error.to_string())),
+        Err(FrameError::TooLarge) => {
+            Err(ApiError::new(Code::ResourceExhausted, "message too large"))
         }
-        .to_bytes(),
-    );
-    framed.extend_from_slice(payload);
-    Ok(Bytes::from(framed))
+    }
 }
 
 /// The answer's message, or its status.

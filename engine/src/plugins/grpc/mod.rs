@@ -6,6 +6,7 @@
 //! server reflection (v1 and v1alpha) from the loaded protos.
 
 mod call;
+mod client_message;
 mod config;
 mod health;
 mod metadata;
@@ -17,6 +18,7 @@ mod serve;
 pub use config::{GrpcListen, GrpcSection};
 // The centrifuge plugin's proxy server shares the listeners and the answers.
 pub(crate) use call::{send_ok, send_status, CallStatus, UnaryReply};
+pub(crate) use client_message::{framed_message, FrameError};
 pub(crate) use metadata::{put_metadata_map, Source as MetadataSource};
 pub use proto::{parse_source as parse_proto_source, Services};
 

@@ -4,10 +4,8 @@
 
 use super::config::OtelSection;
 use super::http_client::{remaining, PostError};
+use crate::plugins::grpc::{framed_message, FrameError};
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use ringrunner_protocol::grpc::{Prefix, PREFIX_LEN};
-use std::io::Write;
 use std::time::Instant;
 
 /// The method's path (opentelemetry-proto `collector/trace/v1/trace_service.proto`).
@@ -135,23 +133,11 @@ impl GrpcTarget {
 
     /// The length-prefixed message: compressed flag, big-endian length, bytes.
     fn frame(&self, message: &[u8]) -> Result<Bytes, PostError> {
-        let compressed;
-        let payload = if self.compress {
-            let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            encoder.write_all(message)?;
-            compressed = encoder.finish()?;
-            &compressed[..]
-        } else {
-            message
-        };
-        let prefix = Prefix {
-            compressed: self.compress,
-            len: u32::try_from(payload.len()).map_err(|_| PostError::MalformedAnswer)?,
-        };
-        let mut frame = Vec::with_capacity(PREFIX_LEN + payload.len());
-        frame.extend_from_slice(&prefix.to_bytes());
-        frame.extend_from_slice(payload);
-        Ok(Bytes::from(frame))
+        match framed_message(message, self.compress) {
+            Ok(framed) => Ok(Bytes::from(framed)),
+            Err(FrameError::Io(error)) => Err(error.into()),
+            Err(FrameError::TooLarge) => Err(PostError::MalformedAnswer),
+        }
     }
 }
 
