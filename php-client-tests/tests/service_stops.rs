@@ -170,7 +170,14 @@ fn concurrent_creates_and_restarts_for_one_name_leave_one_set_that_rr_stops() {
             _ => assert_eq!(reply, &Ok("{\"ok\":true}".to_owned())),
         }
     }
-    let running = processes_running(&argv);
+    // A restart answers once its new set is started; a process of it may still be between
+    // fork and exec, so wait for the count (an event) rather than read it once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut running = processes_running(&argv);
+    while running.len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+        running = processes_running(&argv);
+    }
     assert_eq!(running.len(), 3, "one set of processes: {running:?}");
     assert_eq!(server.stop().code(), Some(0));
     assert_eq!(
